@@ -1,0 +1,151 @@
+"""Reading ``expires`` values and resolving them against a clock.
+
+An expiry is kept as a *spec* until the engine resolves it: absolute (a datetime),
+relative (a ``timedelta``/``relativedelta`` measured from the moment of authorization
+or update), or none.  Resolution is a pure function of ``(spec, now)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from dateutil.parser import isoparse
+from dateutil.relativedelta import relativedelta
+
+from ._errors import ArgumentTypeError, InvalidArgument
+
+__all__ = [
+    "DEFAULT_LIFETIME",
+    "ExpirySpec",
+    "aware_utc",
+    "from_micros",
+    "parse_expires",
+    "to_micros",
+]
+
+UTC = timezone.utc
+DEFAULT_LIFETIME = timedelta(days=30)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"(?:[0-9]{1,9}[smhdw])+\Z", re.ASCII)
+_PART = re.compile(r"([0-9]+)([smhdw])", re.ASCII)
+
+Relative = timedelta | relativedelta
+
+
+@dataclass(frozen=True, slots=True)
+class ExpirySpec:
+    """What the caller asked for: ``absolute``, ``relative``, or neither (never)."""
+
+    absolute: datetime | None = None
+    relative: Relative | None = None
+    is_default: bool = False
+
+    @property
+    def never(self) -> bool:
+        return self.absolute is None and self.relative is None
+
+    def resolve(self, now: datetime) -> datetime | None:
+        """The absolute expiry this spec means at ``now``; ``InvalidArgument`` if unrepresentable."""
+        if self.absolute is not None:
+            return self.absolute
+        if self.relative is None:
+            return None
+        try:
+            return now + self.relative
+        except (OverflowError, ValueError) as exc:
+            raise InvalidArgument(
+                "expires is too far in the future to represent; use 'never' for a "
+                "token without expiry"
+            ) from exc
+
+
+DEFAULT_SPEC = ExpirySpec(relative=DEFAULT_LIFETIME, is_default=True)
+NEVER_SPEC = ExpirySpec()
+
+
+def aware_utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (naive means UTC)."""
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def to_micros(value: datetime) -> int:
+    """Microseconds since the Unix epoch: how datetimes are stored."""
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def _parse_duration(text: str) -> timedelta:
+    total = timedelta()
+    for amount, unit in _PART.findall(text):
+        total += timedelta(**{_UNITS[unit]: int(amount)})
+    return total
+
+
+def parse_expires(value: object) -> ExpirySpec:
+    """Read an ``expires`` argument.
+
+    Accepts an aware ``datetime`` (naive means UTC), a ``date`` (midnight UTC), a
+    ``timedelta`` or ``relativedelta``, an ISO-8601 string, a duration such as
+    ``"90m"``, ``"12h"``, ``"30d"``, ``"2w"`` (or combined, ``"1d12h"``), ``"never"`` or
+    ``None``.  Raises ``InvalidArgument`` for anything unreadable (a ``TypeError`` too
+    when the type is wrong).  Whether the result lies in the future is decided later,
+    against the engine's clock.
+    """
+    if value is None:
+        return NEVER_SPEC
+    if isinstance(value, ExpirySpec):
+        return value
+    if isinstance(value, datetime):
+        try:
+            return ExpirySpec(absolute=aware_utc(value))
+        except (OverflowError, ValueError) as exc:
+            raise InvalidArgument("expires is out of the representable range") from exc
+    if isinstance(value, date):
+        return ExpirySpec(absolute=datetime(value.year, value.month, value.day, tzinfo=UTC))
+    if isinstance(value, (timedelta, relativedelta)):
+        return ExpirySpec(relative=value)
+    if isinstance(value, str):
+        return _parse_text(value)
+    raise ArgumentTypeError(
+        "expires must be a datetime, a timedelta, a relativedelta, a string such as "
+        f"'30d', '12h' or '2027-01-31T00:00:00Z', 'never' or None -- not "
+        f"{type(value).__name__}"
+    )
+
+
+def _parse_text(value: str) -> ExpirySpec:
+    text = value.strip()
+    shown = ascii(text[:40])
+    if text.lower() == "never":
+        return NEVER_SPEC
+    if _DURATION.match(text):
+        try:
+            return ExpirySpec(relative=_parse_duration(text))
+        except OverflowError as exc:
+            raise InvalidArgument(f"expires {shown} is too long a duration") from exc
+    if not text or len(text) > 64 or not text.isascii():
+        raise InvalidArgument(
+            f"expires {shown} is not readable: give a duration such as '90m', '12h', "
+            "'30d' or '2w', an ISO-8601 time such as '2027-01-31T00:00:00Z', or 'never'"
+        )
+    try:
+        parsed = isoparse(text)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument(
+            f"expires {shown} is not readable: give a duration such as '90m', '12h', "
+            "'30d' or '2w', an ISO-8601 time such as '2027-01-31T00:00:00Z', or 'never'"
+        ) from exc
+    try:
+        return ExpirySpec(absolute=aware_utc(parsed))
+    except (OverflowError, ValueError) as exc:
+        raise InvalidArgument(f"expires {shown} is out of the representable range") from exc

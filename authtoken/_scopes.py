@@ -1,0 +1,256 @@
+"""The scope grammar and script bindings.
+
+A scope is a set of identifiers.  Most are opaque to the engine; two families bind a
+token to the scripts allowed to use it:
+
+- ``vfs:ikey?<integer>`` -- a script by its integer key (canonical decimal);
+- ``ufs:<escaped path>`` -- a script by its path, JavaScript-``escape``d so that it
+  holds no whitespace, stored as ``ufs:`` + ``escape(normpath(unescape(path)))``.
+
+``parse_scope`` turns any accepted input into the canonical tuple, first-seen order,
+duplicates dropped, or raises ``ScopeError`` saying what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ._errors import ArgumentTypeError, ScopeError
+from ._escape import escape, strict_unescape
+
+__all__ = [
+    "MAX_IDENTIFIER_LENGTH",
+    "MAX_IDENTIFIERS",
+    "MAX_SCOPE_LENGTH",
+    "Script",
+    "bindings_of",
+    "canonical_identifier",
+    "parse_scope",
+    "script_matches",
+]
+
+MAX_IDENTIFIER_LENGTH = 512
+MAX_IDENTIFIERS = 256
+MAX_SCOPE_LENGTH = 8192
+
+_VFS_PREFIX = "vfs:"
+_UFS_PREFIX = "ufs:"
+_VFS_KEY = re.compile(r"vfs:ikey\?(-?[0-9]+)\Z", re.ASCII)
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _shown(identifier: str) -> str:
+    text = identifier if len(identifier) <= 40 else identifier[:37] + "..."
+    return ascii(text)
+
+
+def _vfs(key: int) -> str:
+    return f"vfs:ikey?{key}"
+
+
+def _canonical_vfs(identifier: str) -> str:
+    m = _VFS_KEY.match(identifier)
+    if m is None:
+        raise ScopeError(
+            f"scope identifier {_shown(identifier)} is not a script key binding: write "
+            "'vfs:ikey?<integer>', e.g. 'vfs:ikey?42' (ASCII digits, optional minus)",
+            identifier=identifier,
+        )
+    return _vfs(int(m.group(1)))
+
+
+def _canonical_ufs(identifier: str) -> str:
+    escaped = identifier[len(_UFS_PREFIX):]
+    if not escaped:
+        raise ScopeError(
+            "scope identifier 'ufs:' has no path: write 'ufs:' + escape(path), "
+            "e.g. 'ufs:/jobs/nightly.js'",
+            identifier=identifier,
+        )
+    path = strict_unescape(escaped)
+    if path is None:
+        raise ScopeError(
+            f"scope identifier {_shown(identifier)} holds a malformed escape: every '%' "
+            "must start '%XX' or '%uXXXX' (hex digits); escape the path with "
+            "authtoken.escape(path)",
+            identifier=identifier,
+        )
+    if any(unicodedata.category(c) == "Cc" for c in path):
+        raise ScopeError(
+            f"scope identifier {_shown(identifier)} names a path with a control "
+            "character; script paths cannot hold one",
+            identifier=identifier,
+        )
+    return _UFS_PREFIX + escape(posixpath.normpath(path))
+
+
+def _check_characters(identifier: str) -> None:
+    if not identifier:
+        raise ScopeError("a scope identifier is empty: give 1 to 512 characters")
+    if len(identifier) > MAX_IDENTIFIER_LENGTH:
+        raise ScopeError(
+            f"scope identifier {_shown(identifier)} is {len(identifier)} characters "
+            f"long; the limit is {MAX_IDENTIFIER_LENGTH}",
+            identifier=identifier,
+        )
+    if identifier.isascii() and identifier.isprintable() and " " not in identifier:
+        return
+    for ch in identifier:
+        if ch.isspace() or unicodedata.category(ch) in _FORBIDDEN_CATEGORIES:
+            raise ScopeError(
+                f"scope identifier {_shown(identifier)} contains "
+                f"U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')}); identifiers "
+                "cannot hold whitespace, control, format or surrogate characters "
+                "(escape script paths with authtoken.escape)",
+                identifier=identifier,
+            )
+
+
+def canonical_identifier(identifier: str) -> str:
+    """Return the canonical form of one ``str`` identifier, or raise ``ScopeError``."""
+    _check_characters(identifier)
+    head = identifier[:4]
+    if head == _VFS_PREFIX:
+        return _canonical_vfs(identifier)
+    if head == _UFS_PREFIX:
+        canonical = _canonical_ufs(identifier)
+        if len(canonical) > MAX_IDENTIFIER_LENGTH:
+            raise ScopeError(
+                f"scope identifier {_shown(identifier)} is {len(canonical)} characters "
+                f"long once canonical; the limit is {MAX_IDENTIFIER_LENGTH}",
+                identifier=identifier,
+            )
+        return canonical
+    if head.lower() in (_VFS_PREFIX, _UFS_PREFIX):
+        # 'VFS:ikey?1' looks like a binding but would be opaque: the token would then
+        # be usable by every script.  Refuse rather than widen silently.
+        raise ScopeError(
+            f"scope identifier {_shown(identifier)} starts with {head!r}; script "
+            f"bindings are written in lowercase ('vfs:' or 'ufs:')",
+            identifier=identifier,
+        )
+    return identifier
+
+
+def _item(item: object) -> str:
+    if isinstance(item, bool) or not isinstance(item, (str, int)):
+        raise ArgumentTypeError(
+            f"scope items must be str identifiers or int script keys, not "
+            f"{type(item).__name__}"
+        )
+    if isinstance(item, int):
+        identifier = _vfs(item)
+        if len(identifier) > MAX_IDENTIFIER_LENGTH:
+            raise ScopeError("a script key is too large to be an identifier")
+        return identifier
+    if item and any(ch.isspace() for ch in item):
+        raise ScopeError(
+            f"scope item {_shown(item)} holds whitespace; each item of a list is one "
+            "identifier (pass a single str to separate identifiers by whitespace)",
+            identifier=item,
+        )
+    return canonical_identifier(item)
+
+
+def parse_scope(scope: object) -> tuple[str, ...]:
+    """Return the canonical identifiers of ``scope``.
+
+    ``scope`` is a whitespace-separated ``str``, an ``int`` script key, or an iterable of
+    ``str``/``int`` items.  Raises ``ScopeError`` for a grammar error and a
+    ``TypeError`` (``ArgumentTypeError``) for a value of the wrong type.
+    """
+    if isinstance(scope, str):
+        items: Iterable[object] = scope.split()
+    elif isinstance(scope, bool) or isinstance(scope, (bytes, bytearray, memoryview)):
+        raise ArgumentTypeError(
+            f"scope must be a str, an int script key or a list of them, not "
+            f"{type(scope).__name__}"
+        )
+    elif isinstance(scope, int):
+        items = (scope,)
+    elif isinstance(scope, Iterable) and not isinstance(scope, dict):
+        items = scope
+    else:
+        raise ArgumentTypeError(
+            f"scope must be a str, an int script key or a list of them, not "
+            f"{type(scope).__name__}"
+        )
+    seen: dict[str, None] = {}
+    length = -1
+    for item in items:
+        identifier = _item(item)
+        if identifier in seen:
+            continue
+        seen[identifier] = None
+        length += len(identifier) + 1
+        if len(seen) > MAX_IDENTIFIERS:
+            raise ScopeError(
+                f"a scope holds at most {MAX_IDENTIFIERS} distinct identifiers; "
+                "split the work across several tokens"
+            )
+        if length > MAX_SCOPE_LENGTH:
+            raise ScopeError(
+                f"a scope holds at most {MAX_SCOPE_LENGTH} characters once joined by "
+                "spaces; shorten it or split it across several tokens"
+            )
+    if not seen:
+        raise ScopeError(
+            "a scope needs at least one identifier, e.g. 'reports:read' or 'vfs:ikey?42'"
+        )
+    return tuple(seen)
+
+
+def bindings_of(scopes: Iterable[str]) -> tuple[str, ...]:
+    """The script bindings (``vfs:``/``ufs:`` identifiers) among canonical ``scopes``."""
+    return tuple(s for s in scopes if s[:4] in (_VFS_PREFIX, _UFS_PREFIX))
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """The script that is logging in: its integer ``key``, its ``path``, or both.
+
+    Raises ``InvalidArgument`` when neither is given and ``TypeError`` for wrong types.
+    """
+
+    key: int | None = None
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.key is None and self.path is None:
+            raise ArgumentTypeError("Script needs a key, a path, or both")
+        if self.key is not None and (
+            isinstance(self.key, bool) or not isinstance(self.key, int)
+        ):
+            raise ArgumentTypeError(
+                f"Script.key must be an int, not {type(self.key).__name__}"
+            )
+        if self.path is not None and not isinstance(self.path, str):
+            raise ArgumentTypeError(
+                f"Script.path must be a str, not {type(self.path).__name__}"
+            )
+
+    def identifiers(self) -> frozenset[str]:
+        """The canonical binding identifiers this script satisfies."""
+        found = set()
+        if self.key is not None:
+            found.add(_vfs(self.key))
+        if self.path:
+            found.add(_UFS_PREFIX + escape(posixpath.normpath(self.path)))
+        return frozenset(found)
+
+
+def script_matches(bindings: tuple[str, ...], script: Script | None) -> bool:
+    """Whether ``script`` may use a token with these canonical ``bindings``."""
+    if not bindings:
+        return True
+    if script is None:
+        return False
+    if script.key is not None and _vfs(script.key) in bindings:
+        return True
+    if script.path:
+        return _UFS_PREFIX + escape(posixpath.normpath(script.path)) in bindings
+    return False

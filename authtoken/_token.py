@@ -1,0 +1,343 @@
+"""The token model (``AuthToken``), what storage keeps of it, and ``Principal``."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Final, Union
+
+from dateutil.relativedelta import relativedelta
+
+from ._clock import system_clock
+from ._errors import ArgumentTypeError, InvalidArgument, PermissionDenied
+from ._expiry import DEFAULT_SPEC, ExpirySpec, parse_expires
+from ._scopes import Script, bindings_of, canonical_identifier, parse_scope
+
+__all__ = [
+    "AuthToken",
+    "ExpiresLike",
+    "Principal",
+    "ScopeLike",
+    "TokenRecord",
+    "UserKey",
+    "check_user",
+]
+
+UserKey = Union[int, str]
+ExpiresLike = Union[datetime, date, timedelta, relativedelta, str, None]
+ScopeLike = Union[str, int, "list[str | int]", "tuple[str | int, ...]"]
+
+MAX_DATA_BYTES: Final = 65_536
+MAX_DESCRIPTION: Final = 1_024
+MAX_USER_LENGTH: Final = 256
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "<30 days>"
+
+
+_DEFAULT: Final = _Default()
+
+
+def check_user(user: object) -> UserKey:
+    """Return ``user`` if it is a valid user key; raise otherwise."""
+    if isinstance(user, bool) or not isinstance(user, (int, str)):
+        raise ArgumentTypeError(
+            f"a user is an int or a str, not {type(user).__name__}"
+        )
+    if isinstance(user, str):
+        if not user or len(user) > MAX_USER_LENGTH:
+            raise InvalidArgument(
+                f"a str user must hold 1 to {MAX_USER_LENGTH} characters"
+            )
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in user):
+            raise InvalidArgument(
+                "a str user cannot hold control characters or lone surrogates"
+            )
+    return user
+
+
+def _check_data(data: object) -> str | None:
+    if data is None:
+        return None
+    if not isinstance(data, str):
+        raise ArgumentTypeError(f"data must be a str or None, not {type(data).__name__}")
+    try:
+        size = len(data.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(
+            "data holds a lone surrogate and cannot be stored as UTF-8; encode binary "
+            "payloads (base64, JSON) before binding them"
+        ) from exc
+    if size > MAX_DATA_BYTES:
+        raise InvalidArgument(
+            f"data is {size} bytes in UTF-8; the limit is {MAX_DATA_BYTES}: store the "
+            "payload elsewhere and bind a reference to it"
+        )
+    return data
+
+
+def _check_description(description: object) -> str:
+    if not isinstance(description, str):
+        raise ArgumentTypeError(
+            f"description must be a str, not {type(description).__name__}"
+        )
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidArgument(
+            f"description is {len(description)} characters; the limit is "
+            f"{MAX_DESCRIPTION}"
+        )
+    try:
+        description.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument("description holds a lone surrogate") from exc
+    return description
+
+
+@dataclass(slots=True)
+class TokenRecord:
+    """A token as storage keeps it: the secret only as a digest."""
+
+    key: str
+    user: UserKey
+    scope: str
+    data: str | None
+    description: str
+    expires: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    use_count: int
+    parent_key: str | None
+    secret_hash: bytes = field(repr=False)
+    version: int = 1
+
+
+class AuthToken:
+    """A delegation token: who may log in as its user, for what, until when.
+
+    ``AuthToken(scope, data=None, *, description="", expires=<30 days>)``.  The
+    arguments are checked here: a bad scope raises ``ScopeError``, bad data, description
+    or expiry ``InvalidArgument`` (``TypeError`` too for a wrong type).  The token has
+    no key until a ``Security`` or ``Session`` authorizes it.  ``scope``, ``data``,
+    ``description`` and ``expires`` may be assigned (checked the same way) and then
+    persisted with ``update_auth_token``; the other attributes are read-only.
+    """
+
+    __slots__ = (
+        "_created_at",
+        "_data",
+        "_description",
+        "_expires",
+        "_key",
+        "_last_used_at",
+        "_parent_key",
+        "_revoked_at",
+        "_scopes",
+        "_updated_at",
+        "_use_count",
+        "_user",
+        "_version",
+    )
+
+    def __init__(
+        self,
+        scope: ScopeLike,
+        data: str | None = None,
+        *,
+        description: str = "",
+        expires: ExpiresLike | _Default = _DEFAULT,
+    ) -> None:
+        self._scopes = parse_scope(scope)
+        self._data = _check_data(data)
+        self._description = _check_description(description)
+        self._expires = DEFAULT_SPEC if expires is _DEFAULT else parse_expires(expires)
+        self._key: str | None = None
+        self._user: UserKey | None = None
+        self._created_at: datetime | None = None
+        self._updated_at: datetime | None = None
+        self._revoked_at: datetime | None = None
+        self._last_used_at: datetime | None = None
+        self._use_count = 0
+        self._parent_key: str | None = None
+        self._version = 0
+
+    # -- built by the engine ------------------------------------------------------
+    @classmethod
+    def _from_record(cls, record: TokenRecord) -> AuthToken:
+        token = cls.__new__(cls)
+        token._load(record)
+        return token
+
+    def _load(self, record: TokenRecord) -> None:
+        self._key = record.key
+        self._user = record.user
+        self._scopes = tuple(record.scope.split(" "))
+        self._data = record.data
+        self._description = record.description
+        self._expires = ExpirySpec(absolute=record.expires) if record.expires else ExpirySpec()
+        self._created_at = record.created_at
+        self._updated_at = record.updated_at
+        self._revoked_at = record.revoked_at
+        self._last_used_at = record.last_used_at
+        self._use_count = record.use_count
+        self._parent_key = record.parent_key
+        self._version = record.version
+
+    # -- changeable -----------------------------------------------------------------
+    @property
+    def scope(self) -> str:
+        """The canonical scope: identifiers joined by single spaces."""
+        return " ".join(self._scopes)
+
+    @scope.setter
+    def scope(self, value: ScopeLike) -> None:
+        self._scopes = parse_scope(value)
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """The canonical identifiers, first-seen order, duplicates dropped."""
+        return self._scopes
+
+    @scopes.setter
+    def scopes(self, value: ScopeLike) -> None:
+        self._scopes = parse_scope(value)
+
+    @property
+    def bindings(self) -> tuple[str, ...]:
+        """The ``vfs:``/``ufs:`` identifiers: the scripts allowed to use the token."""
+        return bindings_of(self._scopes)
+
+    @property
+    def data(self) -> str | None:
+        return self._data
+
+    @data.setter
+    def data(self, value: str | None) -> None:
+        self._data = _check_data(value)
+
+    @property
+    def description(self) -> str:
+        return self._description
+
+    @description.setter
+    def description(self, value: str) -> None:
+        self._description = _check_description(value)
+
+    @property
+    def expires(self) -> datetime | None:
+        """When the token stops working (``None``: never).
+
+        A relative expiry not yet fixed by the engine shows as measured from now.
+        """
+        return self._expires.resolve(system_clock())
+
+    @expires.setter
+    def expires(self, value: ExpiresLike) -> None:
+        self._expires = parse_expires(value)
+
+    @property
+    def expiry_spec(self) -> ExpirySpec:
+        """The expiry as given: absolute, relative to authorization/update, or never."""
+        return self._expires
+
+    # -- read-only ------------------------------------------------------------------
+    @property
+    def key(self) -> str | None:
+        """The token's key: safe to show and log, useless for logging in."""
+        return self._key
+
+    @property
+    def user(self) -> UserKey | None:
+        return self._user
+
+    @property
+    def created_at(self) -> datetime | None:
+        return self._created_at
+
+    @property
+    def updated_at(self) -> datetime | None:
+        return self._updated_at
+
+    @property
+    def revoked_at(self) -> datetime | None:
+        return self._revoked_at
+
+    @property
+    def last_used_at(self) -> datetime | None:
+        return self._last_used_at
+
+    @property
+    def use_count(self) -> int:
+        return self._use_count
+
+    @property
+    def parent_key(self) -> str | None:
+        return self._parent_key
+
+    @property
+    def revoked(self) -> bool:
+        return self._revoked_at is not None
+
+    def is_expired(self, now: datetime) -> bool:
+        """Whether the token is expired at ``now`` (``now >= expires``)."""
+        expires = self._expires.resolve(now)
+        return expires is not None and now >= expires
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in ("key", "user", "created_at", "updated_at", "revoked_at",
+                    "last_used_at", "use_count", "parent_key", "bindings"):
+            raise ReadOnlyAttribute(
+                f"AuthToken.{name} is set by the engine and cannot be changed"
+            )
+        object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        expires = self._expires
+        shown = (
+            expires.absolute.isoformat() if expires.absolute
+            else "never" if expires.never else f"+{expires.relative}"
+        )
+        return (
+            f"AuthToken(key={self._key!r}, user={self._user!r}, scope={self.scope!r}, "
+            f"expires={shown}, revoked={self._revoked_at is not None})"
+        )
+
+
+class ReadOnlyAttribute(InvalidArgument, AttributeError):
+    """An attribute the engine owns was assigned."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who logged in, with which token, for what: the result of a login."""
+
+    user: UserKey
+    token_key: str
+    scopes: tuple[str, ...]
+    data: str | None
+    expires: datetime | None
+    script: Script | None = None
+
+    def has_scope(self, scope: str) -> bool:
+        """Whether the token holds the identifier ``scope`` (compared canonically)."""
+        if scope in self.scopes:
+            return True
+        if not isinstance(scope, str):
+            return False
+        try:
+            return canonical_identifier(scope) in self.scopes
+        except InvalidArgument:
+            return False
+
+    def require(self, *scopes: str) -> None:
+        """Raise ``PermissionDenied`` naming every one of ``scopes`` the token lacks."""
+        missing = [s for s in scopes if not self.has_scope(s)]
+        if missing:
+            raise PermissionDenied(
+                "the token lacks the scope(s) " + ", ".join(ascii(s) for s in missing),
+                missing_scopes=missing,
+            )
