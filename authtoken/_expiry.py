@@ -49,7 +49,7 @@ class ExpirySpec:
         return self.absolute is None and self.relative is None
 
     def resolve(self, now: datetime) -> datetime | None:
-        """The absolute expiry this spec means at ``now``; ``InvalidArgument`` if unrepresentable."""
+        """The absolute expiry at ``now``; ``InvalidArgument`` if unrepresentable."""
         if self.absolute is not None:
             return self.absolute
         if self.relative is None:

@@ -23,8 +23,8 @@ from ._errors import ArgumentTypeError, ScopeError
 from ._escape import escape, strict_unescape
 
 __all__ = [
-    "MAX_IDENTIFIER_LENGTH",
     "MAX_IDENTIFIERS",
+    "MAX_IDENTIFIER_LENGTH",
     "MAX_SCOPE_LENGTH",
     "Script",
     "bindings_of",
@@ -165,7 +165,7 @@ def parse_scope(scope: object) -> tuple[str, ...]:
     """
     if isinstance(scope, str):
         items: Iterable[object] = scope.split()
-    elif isinstance(scope, bool) or isinstance(scope, (bytes, bytearray, memoryview)):
+    elif isinstance(scope, (bool, bytes, bytearray, memoryview)):
         raise ArgumentTypeError(
             f"scope must be a str, an int script key or a list of them, not "
             f"{type(scope).__name__}"

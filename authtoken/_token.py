@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Final, Union
+from typing import Final
 
 from dateutil.relativedelta import relativedelta
 
@@ -24,9 +24,9 @@ __all__ = [
     "check_user",
 ]
 
-UserKey = Union[int, str]
-ExpiresLike = Union[datetime, date, timedelta, relativedelta, str, None]
-ScopeLike = Union[str, int, "list[str | int]", "tuple[str | int, ...]"]
+UserKey = int | str
+ExpiresLike = datetime | date | timedelta | relativedelta | str | None
+ScopeLike = str | int | list[str | int] | tuple[str | int, ...]
 
 MAX_DATA_BYTES: Final = 65_536
 MAX_DESCRIPTION: Final = 1_024

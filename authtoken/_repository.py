@@ -1,0 +1,221 @@
+"""The storage contract (``Repository``) and its in-memory implementation.
+
+Theory of operation
+-------------------
+A repository stores ``TokenRecord`` values -- a token without its string, the secret
+only as a digest -- and answers the few questions the engine asks.  Everything that
+must be atomic is one method: inserting a child checks that its parent is still live,
+revoking walks the whole tree of descendants, an update succeeds only if nobody changed
+the row since it was read (``version``).  The engine never holds a lock across calls.
+
+``login_row`` is the hot path: one read by key, no write, returning only what a login
+needs with timestamps as integer microseconds, so a backend can answer it straight from
+a prepared statement.  Usage (``last_used_at``, ``use_count``) arrives in batches
+through ``record_usage`` -- increments, never absolute values, so concurrent writers
+add up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import NamedTuple, Protocol, runtime_checkable
+
+from ._errors import InvalidArgument, TokenRevoked
+from ._expiry import from_micros, to_micros
+from ._token import TokenRecord, UserKey
+
+__all__ = ["LoginRow", "MemoryRepository", "Repository", "Usage"]
+
+
+class LoginRow(NamedTuple):
+    """What a login needs of a stored token; timestamps in microseconds since 1970."""
+
+    secret_hash: bytes
+    user: UserKey
+    scope: str
+    data: str | None
+    expires: int | None
+    revoked_at: int | None
+
+
+class Usage(NamedTuple):
+    """Logins not yet written: how many, and the latest (microseconds since 1970)."""
+
+    logins: int
+    last_used: int
+
+
+@runtime_checkable
+class Repository(Protocol):
+    """Where tokens live.  Every method is atomic; failures raise ``RepositoryError``."""
+
+    def insert(self, record: TokenRecord) -> None:
+        """Store a new token.
+
+        If ``record.parent_key`` is set, the parent must exist and not be revoked,
+        checked in the same transaction (else ``TokenRevoked``); nothing is stored on
+        failure.  A duplicate key raises ``InvalidArgument``.
+        """
+
+    def get(self, key: str) -> TokenRecord | None:
+        """The token with ``key``, or ``None``."""
+
+    def login_row(self, key: str) -> LoginRow | None:
+        """The login view of the token with ``key``, read fresh from storage."""
+
+    def update(self, record: TokenRecord) -> TokenRecord | None:
+        """Persist scope, data, description, expires and updated_at of ``record``.
+
+        Succeeds only if the stored version equals ``record.version`` and the token is
+        not revoked; returns the stored record (with the next version), or ``None`` if
+        the version no longer matches.  Raises ``TokenRevoked`` if it was revoked.
+        """
+
+    def revoke(self, key: str, at: int) -> int | None:
+        """Revoke ``key`` and every descendant not yet revoked, at ``at`` (µs).
+
+        Returns how many rows changed, or ``None`` if there is no token ``key``.
+        """
+
+    def revoke_user(self, user: UserKey, at: int) -> int:
+        """Revoke every live token of ``user`` and their descendants; return the count."""
+
+    def list(self, user: UserKey | None, include_revoked: bool) -> list[TokenRecord]:
+        """Tokens of ``user`` (all users if ``None``), newest first."""
+
+    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+        """Add logins to ``use_count`` and advance ``last_used_at``; all or nothing."""
+
+    def close(self) -> None:
+        """Release connections; the repository may not be used afterwards."""
+
+
+class MemoryRepository:
+    """A ``Repository`` in this process's memory: for tests and throwaway runs."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, TokenRecord] = {}
+        self._order: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MemoryRepository(<{len(self._rows)} tokens>)"
+
+    def insert(self, record: TokenRecord) -> None:
+        with self._lock:
+            if record.key in self._rows:
+                raise InvalidArgument(f"a token with key {record.key!r} already exists")
+            if record.parent_key is not None:
+                parent = self._rows.get(record.parent_key)
+                if parent is None or parent.revoked_at is not None:
+                    raise TokenRevoked(
+                        "the parent token was revoked: it can no longer delegate",
+                        token_key=record.parent_key,
+                        revoked_at=parent.revoked_at if parent else None,
+                    )
+            self._rows[record.key] = replace(record)
+            self._order[record.key] = len(self._order)
+
+    def get(self, key: str) -> TokenRecord | None:
+        with self._lock:
+            row = self._rows.get(key)
+            return None if row is None else replace(row)
+
+    def login_row(self, key: str) -> LoginRow | None:
+        row = self._rows.get(key)  # one dict read is atomic; the record is replaced, not mutated
+        if row is None:
+            return None
+        return LoginRow(
+            row.secret_hash,
+            row.user,
+            row.scope,
+            row.data,
+            None if row.expires is None else to_micros(row.expires),
+            None if row.revoked_at is None else to_micros(row.revoked_at),
+        )
+
+    def update(self, record: TokenRecord) -> TokenRecord | None:
+        with self._lock:
+            row = self._rows.get(record.key)
+            if row is None or row.version != record.version:
+                return None
+            if row.revoked_at is not None:
+                raise TokenRevoked(
+                    "the token is revoked and cannot be updated",
+                    token_key=record.key, revoked_at=row.revoked_at,
+                )
+            new = replace(
+                row,
+                scope=record.scope,
+                data=record.data,
+                description=record.description,
+                expires=record.expires,
+                updated_at=record.updated_at,
+                version=row.version + 1,
+            )
+            self._rows[record.key] = new
+            return replace(new)
+
+    def _revoke_tree(self, roots: Sequence[str], at: int) -> int:
+        children: dict[str, list[str]] = {}
+        for row in self._rows.values():
+            if row.parent_key is not None:
+                children.setdefault(row.parent_key, []).append(row.key)
+        when = from_micros(at)
+        seen: set[str] = set()
+        stack = list(roots)
+        changed = 0
+        while stack:
+            key = stack.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            row = self._rows[key]
+            if row.revoked_at is None:
+                self._rows[key] = replace(row, revoked_at=when, version=row.version + 1)
+                changed += 1
+            stack.extend(children.get(key, ()))
+        return changed
+
+    def revoke(self, key: str, at: int) -> int | None:
+        with self._lock:
+            if key not in self._rows:
+                return None
+            return self._revoke_tree([key], at)
+
+    def revoke_user(self, user: UserKey, at: int) -> int:
+        with self._lock:
+            roots = [
+                r.key for r in self._rows.values()
+                if r.user == user and type(r.user) is type(user) and r.revoked_at is None
+            ]
+            return self._revoke_tree(roots, at)
+
+    def list(self, user: UserKey | None, include_revoked: bool) -> list[TokenRecord]:
+        with self._lock:
+            rows = [
+                replace(r) for r in self._rows.values()
+                if (user is None or (r.user == user and type(r.user) is type(user)))
+                and (include_revoked or r.revoked_at is None)
+            ]
+        rows.sort(key=lambda r: (r.created_at, self._order[r.key]), reverse=True)
+        return rows
+
+    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+        with self._lock:
+            for key, (count, last) in usage.items():
+                row = self._rows.get(key)
+                if row is None:
+                    continue
+                when = from_micros(last)
+                self._rows[key] = replace(
+                    row,
+                    use_count=row.use_count + count,
+                    last_used_at=when if row.last_used_at is None or when > row.last_used_at
+                    else row.last_used_at,
+                )
+
+    def close(self) -> None:
+        """Nothing to release; the tokens stay readable."""

@@ -1,0 +1,579 @@
+"""The engine: ``Security`` authorizes, stores, revokes and logs in with tokens.
+
+Theory of operation
+-------------------
+A login checks, in this order and stopping at the first failure: the signature (no
+storage touched, so forged strings cost nothing), existence and secret (one read by key,
+then ``compare_digest`` of SHA-256 digests -- unknown, malformed and wrong-secret are all
+the same ``InvalidToken``), revocation, expiry, script binding.  Only after the secret
+matched does the caller learn that a token is revoked or expired.
+
+Nothing about a token is cached: every login reads storage, so a revocation made by any
+process is refused by the next login everywhere.  What a login *writes* -- usage -- is
+buffered in memory and written in batches (every 1,000 logins, every second of clock
+time, on ``flush()``/``close()`` and at interpreter exit).  A batch that cannot be
+written is merged back and retried later, never dropped; reads through this
+``Security`` add the logins still buffered, so they look exact.
+
+Every decision about time uses the injected ``clock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import os
+import secrets
+import stat
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from ._clock import Clock, system_clock
+from ._codec import TokenCodec, new_key
+from ._errors import (
+    ArgumentTypeError,
+    ConcurrentUpdate,
+    InvalidArgument,
+    InvalidToken,
+    RepositoryError,
+    ScriptNotAuthorized,
+    TokenExpired,
+    TokenNotFound,
+    TokenRevoked,
+)
+from ._expiry import aware_utc, from_micros, to_micros
+from ._repository import MemoryRepository, Repository, Usage
+from ._scopes import Script
+from ._token import AuthToken, Principal, TokenRecord, UserKey, check_user
+
+__all__ = [
+    "Security",
+    "default_database_path",
+    "default_database_url",
+    "default_key_path",
+    "open_security",
+]
+
+FLUSH_EVERY_LOGINS: Final = 1000
+FLUSH_EVERY_MICROS: Final = 1_000_000
+# Vets an update before it is written: (stored, token, new expiry) -> None, or raises.
+_UpdateCheck = Callable[[TokenRecord, AuthToken, "datetime | None"], None]
+_KEY_SHAPE = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+
+
+def _check_key(key: object) -> str:
+    if key is None:
+        raise TokenNotFound("no token key given (the token was never authorized?)")
+    if not isinstance(key, str):
+        raise ArgumentTypeError(f"a token key is a str, not {type(key).__name__}")
+    return key
+
+
+class _UsageBuffer:
+    """Logins counted in memory until written; thread-safe, never loses a count."""
+
+    __slots__ = ("_flush_lock", "_last_flush", "_lock", "_logins", "_pending")
+
+    def __init__(self) -> None:
+        self._pending: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._logins = 0
+        self._last_flush: int | None = None
+
+    def add(self, key: str, at: int) -> bool:
+        """Count one login; ``True`` when a batch is due."""
+        with self._lock:
+            entry = self._pending.get(key)
+            if entry is None:
+                self._pending[key] = [1, at]
+            else:
+                entry[0] += 1
+                if at > entry[1]:
+                    entry[1] = at
+            self._logins += 1
+            if self._last_flush is None:
+                self._last_flush = at
+            return self._logins >= FLUSH_EVERY_LOGINS or at - self._last_flush >= FLUSH_EVERY_MICROS
+
+    def pending(self, key: str) -> tuple[int, int] | None:
+        with self._lock:
+            entry = self._pending.get(key)
+            return None if entry is None else (entry[0], entry[1])
+
+    def flush(self, repository: Repository, *, wait: bool) -> None:
+        """Write the buffered usage; on failure put it back and raise."""
+        if not self._flush_lock.acquire(blocking=wait):
+            return  # another thread is writing; it will take ours next time
+        try:
+            with self._lock:
+                batch = {k: Usage(v[0], v[1]) for k, v in self._pending.items()}
+                self._pending = {}
+                self._logins = 0
+                self._last_flush = None
+            if not batch:
+                return
+            try:
+                repository.record_usage(batch)
+            except BaseException:
+                with self._lock:
+                    for key, (count, last) in batch.items():
+                        entry = self._pending.get(key)
+                        if entry is None:
+                            self._pending[key] = [count, last]
+                        else:
+                            entry[0] += count
+                            entry[1] = max(entry[1], last)
+                            self._logins += count
+                raise
+        finally:
+            self._flush_lock.release()
+
+
+def _flush_at_exit(buffer: _UsageBuffer, repository: Repository) -> None:
+    try:
+        buffer.flush(repository, wait=True)
+    except Exception:  # noqa: S110 - at exit there is nobody left to tell
+        pass
+
+
+class Security:
+    """The token engine over one ``Repository``.
+
+    ``Security(repository, *, secret_keys, clock=None)``: ``secret_keys`` is one key or
+    a list, newest first (the first signs, all verify); ``clock`` returns the current
+    aware UTC ``datetime`` and decides every expiry.  Use as a context manager, or call
+    ``close()``, so buffered usage is written.
+    """
+
+    def __init__(
+        self,
+        repository: Repository,
+        *,
+        secret_keys: str | bytes | Sequence[str | bytes],
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(repository, Repository):
+            raise ArgumentTypeError(
+                f"repository must implement authtoken.Repository, not "
+                f"{type(repository).__name__}"
+            )
+        if clock is not None and not callable(clock):
+            raise ArgumentTypeError("clock must be a callable returning an aware datetime")
+        self._repository = repository
+        self._codec = TokenCodec(secret_keys)
+        self._clock: Clock = clock or system_clock
+        self._usage = _UsageBuffer()
+        self._finalizer = weakref.finalize(self, _flush_at_exit, self._usage, repository)
+
+    def __repr__(self) -> str:
+        return f"Security({self._repository!r})"
+
+    def __enter__(self) -> Security:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def repository(self) -> Repository:
+        return self._repository
+
+    def now(self) -> datetime:
+        """The engine's current time (its clock, as aware UTC)."""
+        now = self._clock()
+        if not isinstance(now, datetime):
+            raise ArgumentTypeError("the clock must return a datetime")
+        return aware_utc(now)
+
+    # -- authorize --------------------------------------------------------------------
+    def authorize_token(self, token: AuthToken, *, user: UserKey) -> str:
+        """Store ``token`` for ``user``, set ``token.key``; return the token string.
+
+        The string is shown this once: storage keeps only a digest of its secret.
+        Raises ``InvalidArgument`` if the token is already authorized or its expiry is
+        not in the future; nothing is stored then.
+        """
+        return self._authorize(token, check_user(user), parent=None)
+
+    def _authorize(self, token: AuthToken, user: UserKey, parent: str | None,
+                   expiry_cap: datetime | None = None) -> str:
+        if not isinstance(token, AuthToken):
+            raise ArgumentTypeError(f"expected an AuthToken, not {type(token).__name__}")
+        if token.key is not None:
+            raise InvalidArgument(
+                f"token {token.key!r} is already authorized; create a new AuthToken"
+            )
+        now = self.now()
+        spec = token.expiry_spec
+        expires = spec.resolve(now)
+        if spec.is_default and expiry_cap is not None and (expires is None or expires > expiry_cap):
+            expires = expiry_cap
+        if expires is not None and expires <= now:
+            raise InvalidArgument(
+                f"expires {expires.isoformat()} is not in the future; give a later time "
+                "or a duration such as '30d'"
+            )
+        key = new_key()
+        string, digest = self._codec.issue(key)
+        record = TokenRecord(
+            key=key, user=user, scope=token.scope, data=token.data,
+            description=token.description, expires=expires, created_at=now,
+            updated_at=now, revoked_at=None, last_used_at=None, use_count=0,
+            parent_key=parent, secret_hash=digest, version=1,
+        )
+        self._repository.insert(record)
+        token._load(record)
+        return string
+
+    # -- read -------------------------------------------------------------------------
+    def _overlay(self, record: TokenRecord) -> TokenRecord:
+        pending = self._usage.pending(record.key)
+        if pending is None:
+            return record
+        count, last = pending
+        when = from_micros(last)
+        return replace(
+            record,
+            use_count=record.use_count + count,
+            last_used_at=when if record.last_used_at is None or when > record.last_used_at
+            else record.last_used_at,
+        )
+
+    def _with_usage(self, record: TokenRecord) -> AuthToken:
+        return AuthToken._from_record(self._overlay(record))
+
+    def _record_for(self, token_string: str | bytes) -> TokenRecord:
+        key, digest = self._codec.read(token_string)
+        record = self._repository.get(key)
+        if record is None or not hmac.compare_digest(record.secret_hash, digest):
+            raise InvalidToken("not a valid authtoken token string")
+        return record
+
+    def restore_auth_token(self, token_string: str | bytes) -> AuthToken:
+        """The stored token for ``token_string``, even if expired or revoked.
+
+        Raises ``InvalidToken`` for a string that is malformed, forged or unknown.
+        """
+        return self._with_usage(self._record_for(token_string))
+
+    def get_auth_token(self, key: str) -> AuthToken:
+        """The token with ``key``; ``TokenNotFound`` if there is none."""
+        key = _check_key(key)
+        record = self._repository.get(key) if set(key) <= _KEY_SHAPE else None
+        if record is None:
+            raise TokenNotFound(f"no token with key {key[:40]!r}", token_key=key[:40])
+        return self._with_usage(record)
+
+    def list_auth_tokens(self, *, user: UserKey | None = None,
+                         include_revoked: bool = False) -> list[AuthToken]:
+        """Tokens of ``user`` (of everyone if ``None``), newest first."""
+        if user is not None:
+            user = check_user(user)
+        return [self._with_usage(r) for r in self._repository.list(user, bool(include_revoked))]
+
+    # -- change -----------------------------------------------------------------------
+    def update_auth_token(self, token: AuthToken) -> None:
+        """Persist the token's ``scope``, ``data``, ``description`` and ``expires``.
+
+        A relative expiry is measured from now.  Raises ``TokenNotFound``,
+        ``TokenRevoked``, ``InvalidArgument`` for an expiry that is not in the future,
+        and ``ConcurrentUpdate`` when the token changed since this object was read
+        (read it again and retry).  Nothing is stored on failure.
+        """
+        self._update(token, check=None)
+
+    def _stored(self, token: AuthToken) -> TokenRecord:
+        if not isinstance(token, AuthToken):
+            raise ArgumentTypeError(f"expected an AuthToken, not {type(token).__name__}")
+        key = _check_key(token.key)
+        stored = self._repository.get(key)
+        if stored is None:
+            raise TokenNotFound(f"no token with key {key!r}", token_key=key)
+        if stored.revoked_at is not None:
+            raise TokenRevoked("the token is revoked and cannot be updated",
+                               token_key=key, revoked_at=stored.revoked_at)
+        return stored
+
+    def _new_expiry(self, token: AuthToken, stored: TokenRecord, now: datetime,
+                    ) -> datetime | None:
+        spec = token.expiry_spec
+        if spec.relative is None and spec.absolute == stored.expires:
+            return stored.expires
+        expires = spec.resolve(now)
+        if expires is not None and expires <= now:
+            raise InvalidArgument(
+                f"expires {expires.isoformat()} is not in the future; give a later time "
+                "or a duration such as '30d'"
+            )
+        return expires
+
+    def _update(self, token: AuthToken, check: _UpdateCheck | None) -> None:
+        stored = self._stored(token)
+        now = self.now()
+        expires = self._new_expiry(token, stored, now)
+        if check is not None:
+            check(stored, token, expires)
+        version = token._version or stored.version
+        record = replace(
+            stored, scope=token.scope, data=token.data, description=token.description,
+            expires=expires, updated_at=now, version=version,
+        )
+        new = self._repository.update(record)
+        if new is None:
+            raise ConcurrentUpdate(
+                f"token {stored.key!r} changed since it was read; read it again with "
+                "get_auth_token and reapply the change",
+                token_key=stored.key,
+            )
+        token._load(self._overlay(new))
+
+    def revoke_auth_token(self, token_string: str | bytes) -> None:
+        """Revoke the token (and every token derived from it); idempotent.
+
+        Raises ``InvalidToken`` for a string that is malformed, forged or unknown.
+        """
+        record = self._record_for(token_string)
+        self._repository.revoke(record.key, to_micros(self.now()))
+
+    def revoke_auth_token_by_key(self, key: str) -> None:
+        """Revoke the token with ``key`` and its descendants; idempotent.
+
+        Raises ``TokenNotFound`` if there is no such token.
+        """
+        key = _check_key(key)
+        changed = (
+            self._repository.revoke(key, to_micros(self.now()))
+            if set(key) <= _KEY_SHAPE else None
+        )
+        if changed is None:
+            raise TokenNotFound(f"no token with key {key[:40]!r}", token_key=key[:40])
+
+    def revoke_user_tokens(self, user: UserKey) -> int:
+        """Revoke every live token of ``user`` and, transitively, those derived from them.
+
+        Returns how many tokens this call revoked.
+        """
+        return self._repository.revoke_user(check_user(user), to_micros(self.now()))
+
+    # -- log in -----------------------------------------------------------------------
+    def login_by_auth_token(self, token_string: str | bytes, *,
+                            script: Script | None = None) -> Principal:
+        """Log in as the token's user.
+
+        Checks the signature, existence, secret, revocation, expiry (expired when
+        ``now >= expires``) and script binding, in that order, and raises the
+        ``LoginError`` for the first that fails: ``InvalidToken``, ``TokenRevoked``,
+        ``TokenExpired`` or ``ScriptNotAuthorized``.  Nothing is written on failure.
+        """
+        if script is not None and not isinstance(script, Script):
+            raise ArgumentTypeError(f"script must be a Script or None, not {type(script).__name__}")
+        key, digest = self._codec.read(token_string)
+        row = self._repository.login_row(key)
+        if row is None or not hmac.compare_digest(row.secret_hash, digest):
+            raise InvalidToken("not a valid authtoken token string")
+        if row.revoked_at is not None:
+            raise TokenRevoked("the token was revoked", token_key=key,
+                               revoked_at=from_micros(row.revoked_at))
+        now = self.now()
+        now_us = to_micros(now)
+        if row.expires is not None and now_us >= row.expires:
+            expired_at = from_micros(row.expires)
+            raise TokenExpired(f"the token expired at {expired_at.isoformat()}",
+                               token_key=key, expired_at=expired_at)
+        scopes = tuple(row.scope.split(" "))
+        if "vfs:" in row.scope or "ufs:" in row.scope:
+            bindings = tuple(s for s in scopes if s[:4] in ("vfs:", "ufs:"))
+            if bindings and (script is None or not (script.identifiers() & set(bindings))):
+                raise ScriptNotAuthorized(
+                    "the token is bound to other scripts" if script is not None
+                    else "the token is bound to scripts: log in with the Script using it",
+                    token_key=key,
+                )
+        if self._usage.add(key, now_us):
+            self._flush_quietly()
+        return Principal(
+            user=row.user, token_key=key, scopes=scopes, data=row.data,
+            expires=None if row.expires is None else from_micros(row.expires),
+            script=script,
+        )
+
+    # -- usage and life cycle ---------------------------------------------------------
+    def _flush_quietly(self) -> None:
+        try:
+            self._usage.flush(self._repository, wait=False)
+        except RepositoryError:
+            pass  # kept in the buffer; written by a later batch or flush()
+
+    def flush(self) -> None:
+        """Write buffered usage now.  On ``RepositoryError`` the usage is kept."""
+        self._usage.flush(self._repository, wait=True)
+
+    def close(self) -> None:
+        """Write buffered usage and release the repository's connections.
+
+        If storage cannot be reached the usage cannot be written: ``RepositoryError``
+        is raised and the repository stays open, so ``close()`` may be retried.
+        """
+        self.flush()
+        self._finalizer.detach()
+        self._repository.close()
+
+
+# -- defaults and open_security ------------------------------------------------------------
+def _data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("authtoken", appauthor=False))
+
+
+def default_database_path() -> Path:
+    """Where the embedded SQLite database lives: ``<user data dir>/authtoken/authtoken.db``.
+
+    On Linux ``~/.local/share/authtoken/authtoken.db`` (``$XDG_DATA_HOME`` is honoured),
+    on macOS ``~/Library/Application Support/authtoken/``, on Windows
+    ``%LOCALAPPDATA%\\authtoken\\``.
+    """
+    return _data_dir() / "authtoken.db"
+
+
+def default_key_path() -> Path:
+    """Where the default secret key file lives: beside the default database."""
+    return _data_dir() / "secret.key"
+
+
+def _private_dir(path: Path) -> None:
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RepositoryError(
+            f"cannot create the folder {str(path)!r}: {exc.strerror}; create it or set "
+            "AUTHTOKEN_DATABASE_URL"
+        ) from exc
+
+
+def default_database_url() -> str:
+    """``AUTHTOKEN_DATABASE_URL`` if set, else the embedded SQLite file (folder created)."""
+    url = os.environ.get("AUTHTOKEN_DATABASE_URL", "").strip()
+    if url:
+        return url
+    path = default_database_path()
+    _private_dir(path.parent)
+    return f"sqlite:///{path}"
+
+
+def _parse_keys(text: str, origin: str) -> list[str]:
+    keys = [k.strip() for k in text.replace("\n", ",").split(",")]
+    keys = [k for k in keys if k and not k.startswith("#")]
+    if not keys:
+        raise InvalidArgument(f"{origin} holds no secret key; put at least one key in it")
+    return keys
+
+
+def load_key_file(path: Path) -> list[str]:
+    """The keys of a key file (one per line or comma-separated, newest first)."""
+    try:
+        info = path.stat()
+        if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise InvalidArgument(
+                f"the key file {str(path)!r} is readable by other users; run "
+                f"'chmod 600 {path}' (and consider rotating the key)"
+            )
+        return _parse_keys(path.read_text("ascii"), f"the key file {str(path)!r}")
+    except OSError as exc:
+        raise RepositoryError(f"cannot read the key file {str(path)!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"the key file {str(path)!r} is not ASCII text") from exc
+
+
+def create_key_file(path: Path) -> list[str]:
+    """Read the key file at ``path``, creating it (mode 0600) with a fresh key if absent.
+
+    Creation is atomic: several processes racing to create it all end up with the key
+    of the one that won.
+    """
+    if path.exists():
+        return load_key_file(path)
+    _private_dir(path.parent)
+    key = secrets.token_urlsafe(32)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(
+                "# authtoken secret keys, newest first: the first signs, all verify.\n"
+                f"{key}\n"
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    except OSError as exc:
+        raise RepositoryError(f"cannot create the key file {str(path)!r}: {exc.strerror}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return load_key_file(path)
+
+
+def default_secret_keys() -> list[str]:
+    """``AUTHTOKEN_SECRET_KEYS`` (comma-separated, newest first), else the key file."""
+    env = os.environ.get("AUTHTOKEN_SECRET_KEYS", "")
+    if env.strip():
+        return _parse_keys(env, "AUTHTOKEN_SECRET_KEYS")
+    return create_key_file(default_key_path())
+
+
+def open_repository(url: str) -> Repository:
+    """The repository for a URL: ``memory://``, ``sqlite:///…`` or ``postgresql://…``."""
+    if not isinstance(url, str):
+        raise ArgumentTypeError(f"a database URL is a str, not {type(url).__name__}")
+    scheme = url.split(":", 1)[0].lower()
+    if url == "memory://" or scheme == "memory":
+        return MemoryRepository()
+    base = scheme.split("+", 1)[0]
+    if base in ("sqlite", "postgresql", "postgres"):
+        from ._sql import SQLRepository
+
+        if base == "postgres":
+            url = "postgresql" + url[len("postgres"):]
+        return SQLRepository(url)
+    raise InvalidArgument(
+        f"unsupported database URL scheme {scheme[:20]!r}: use 'memory://', "
+        "'sqlite:///path.db' or 'postgresql://user@host/db'"
+    )
+
+
+def open_security(
+    url: str | None = None,
+    *,
+    secret_keys: str | bytes | Iterable[str | bytes] | None = None,
+    clock: Clock | None = None,
+) -> Security:
+    """A ``Security`` over the database at ``url``; also a context manager.
+
+    ``url`` defaults to ``AUTHTOKEN_DATABASE_URL``, else the embedded SQLite file at
+    ``default_database_path()``.  ``secret_keys`` default to ``AUTHTOKEN_SECRET_KEYS``
+    (comma-separated, newest first), else the key file at ``default_key_path()``,
+    created with mode 0600 on first use.
+    """
+    keys: str | bytes | list[str | bytes]
+    if secret_keys is None:
+        keys = list(default_secret_keys())
+    elif isinstance(secret_keys, (str, bytes)):
+        keys = secret_keys
+    else:
+        keys = list(secret_keys)
+    repository = open_repository(default_database_url() if url is None else url)
+    try:
+        return Security(repository, secret_keys=keys, clock=clock)
+    except BaseException:
+        repository.close()
+        raise

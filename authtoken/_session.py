@@ -1,0 +1,245 @@
+"""Login contexts: ``Session`` (who acts, with what rights) and ``ScriptRunner``.
+
+Theory of operation
+-------------------
+A ``Session`` is one actor.  It gets its user either from its constructor (a user who
+authenticated some other way, or an admin tool) or from a token it logged in with.  A
+session that logged in *by a token* holds no more rights than that token: every token it
+authorizes is a child of it (``parent_key``) and no wider -- opaque scopes a subset,
+script bindings a non-empty subset when the parent has any, expiry no later -- and every
+update it makes stays inside the same limits.  The limits are checked against the parent
+as storage holds it *now*, not as it was at login, and the repository refuses to insert a
+child under a parent revoked in the meantime, so a revoked parent cannot delegate.
+Revoking a token revokes its descendants (``Security``), so a tree of delegations dies
+with its root.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ._errors import ArgumentTypeError, PermissionDenied, TokenExpired, TokenRevoked
+from ._scopes import Script, bindings_of
+from ._security import Security
+from ._token import AuthToken, Principal, TokenRecord, UserKey, check_user
+
+__all__ = ["ScriptRunner", "Session", "check_delegation"]
+
+
+def _same_user(a: UserKey | None, b: UserKey | None) -> bool:
+    return a is not None and b is not None and type(a) is type(b) and a == b
+
+
+def check_delegation(
+    parent: TokenRecord, scopes: tuple[str, ...] | None, expires: datetime | bool | None,
+) -> None:
+    """Raise ``PermissionDenied`` if ``scopes``/``expires`` are wider than ``parent``'s.
+
+    ``scopes=None`` skips the scope check; ``expires=False`` skips the expiry check.
+    """
+    if scopes is not None:
+        own = parent.scope.split(" ")
+        own_bindings = set(bindings_of(own))
+        own_opaque = set(own) - own_bindings
+        child_bindings = bindings_of(scopes)
+        wider = [s for s in scopes if s not in own_opaque and s not in own_bindings]
+        if wider:
+            raise PermissionDenied(
+                "a token can only delegate scopes it holds itself; not held: "
+                + ", ".join(ascii(s) for s in wider),
+                missing_scopes=wider,
+            )
+        if own_bindings and not child_bindings:
+            raise PermissionDenied(
+                "this session's token is bound to scripts, so a token it delegates must "
+                "be bound to one or more of them: add one of "
+                + ", ".join(sorted(own_bindings))
+            )
+    if expires is not False and parent.expires is not None:
+        if expires is None or expires is True or expires > parent.expires:
+            raise PermissionDenied(
+                "a delegated token cannot outlive the session's token, which expires at "
+                f"{parent.expires.isoformat()}; give an earlier expiry"
+            )
+
+
+class Session:
+    """One login context: a user, optionally a script, optionally admin rights.
+
+    Management calls act as ``session.user`` (``PermissionDenied`` without one); a
+    non-admin session manages only its own user's tokens.  After
+    ``login_by_auth_token`` the session acts as the token's user, with no more rights
+    than the token (see the module notes).  Every refusal leaves storage unchanged.
+    """
+
+    def __init__(self, security: Security, *, user: UserKey | None = None,
+                 script: Script | None = None, admin: bool = False) -> None:
+        if not isinstance(security, Security):
+            raise ArgumentTypeError(f"expected a Security, not {type(security).__name__}")
+        if script is not None and not isinstance(script, Script):
+            raise ArgumentTypeError(f"script must be a Script or None, not {type(script).__name__}")
+        self.security = security
+        self.user: UserKey | None = None if user is None else check_user(user)
+        self.script = script
+        self.admin = bool(admin)
+        self.principal: Principal | None = None
+
+    def __repr__(self) -> str:
+        via = f", token_key={self.principal.token_key!r}" if self.principal else ""
+        return (f"Session(user={self.user!r}, script={self.script!r}, "
+                f"admin={self.admin}{via})")
+
+    # -- who --------------------------------------------------------------------------
+    def login_by_auth_token(self, token_string: str | bytes) -> Principal:
+        """Log in with ``token_string`` for ``session.script``; the session acts as its user.
+
+        Raises the ``LoginError`` of ``Security.login_by_auth_token``; on failure the
+        session is unchanged.
+        """
+        principal = self.security.login_by_auth_token(token_string, script=self.script)
+        self.user = principal.user
+        self.principal = principal
+        return principal
+
+    def _acting_user(self, user: UserKey | None) -> UserKey:
+        if user is not None:
+            user = check_user(user)
+            if not self.admin and not _same_user(user, self.user):
+                raise PermissionDenied("only an admin session can act for another user")
+            return user
+        if self.user is None:
+            raise PermissionDenied(
+                "this session has no user: log in with a token or create it with user=..."
+            )
+        return self.user
+
+    def _check_owner(self, owner: UserKey) -> None:
+        if self.user is None and not self.admin:
+            raise PermissionDenied(
+                "this session has no user: log in with a token or create it with user=..."
+            )
+        if not self.admin and not _same_user(owner, self.user):
+            raise PermissionDenied("the token belongs to another user")
+
+    def _parent(self) -> TokenRecord | None:
+        """The session's own token as stored now, if it logged in by one."""
+        if self.principal is None:
+            return None
+        key = self.principal.token_key
+        parent = self.security.repository.get(key)
+        if parent is None or parent.revoked_at is not None:
+            raise TokenRevoked(
+                "this session's token was revoked: it can no longer delegate or manage",
+                token_key=key, revoked_at=None if parent is None else parent.revoked_at,
+            )
+        now = self.security.now()
+        if parent.expires is not None and now >= parent.expires:
+            raise TokenExpired("this session's token has expired", token_key=key,
+                               expired_at=parent.expires)
+        return parent
+
+    # -- manage -----------------------------------------------------------------------
+    def authorize_token(self, token: AuthToken, *, user: UserKey | None = None) -> str:
+        """Authorize ``token`` for the session's user (an admin may name another ``user``).
+
+        In a session logged in by a token, ``token`` becomes its child and may be no
+        wider; an omitted expiry becomes the earlier of 30 days and the parent's.
+        Raises ``PermissionDenied`` (nothing stored) or what ``Security`` raises.
+        """
+        if not isinstance(token, AuthToken):
+            raise ArgumentTypeError(f"expected an AuthToken, not {type(token).__name__}")
+        owner = self._acting_user(user)
+        parent = self._parent()
+        if parent is None:
+            return self.security._authorize(token, owner, parent=None)
+        spec = token.expiry_spec
+        if not spec.is_default:
+            check_delegation(parent, token.scopes, spec.resolve(self.security.now()))
+        else:
+            check_delegation(parent, token.scopes, False)
+        return self.security._authorize(
+            token, owner, parent=parent.key, expiry_cap=parent.expires,
+        )
+
+    def update_auth_token(self, token: AuthToken) -> None:
+        """Persist a change to one of the session's user's tokens (see ``Security``).
+
+        In a session logged in by a token, a changed scope or expiry may not be wider
+        than the session's own; a change to only ``description`` or ``data`` is always
+        allowed.  Raises ``PermissionDenied`` (nothing changed) or what ``Security``
+        raises.
+        """
+        stored = self.security._stored(token)
+        self._check_owner(stored.user)
+        parent = self._parent()
+        if parent is None:
+            self.security._update(token, check=None)
+            return
+
+        def within_parent(before: TokenRecord, new: AuthToken,
+                          expires: datetime | None) -> None:
+            check_delegation(
+                parent,
+                new.scopes if new.scope != before.scope else None,
+                expires if expires != before.expires else False,
+            )
+
+        self.security._update(token, check=within_parent)
+
+    def revoke_auth_token(self, token_string: str | bytes) -> None:
+        """Revoke a token of the session's user by its string; idempotent.
+
+        Raises ``InvalidToken`` or ``PermissionDenied`` (nothing revoked).
+        """
+        record = self.security._record_for(token_string)
+        self._check_owner(record.user)
+        self.security.revoke_auth_token_by_key(record.key)
+
+    def revoke_auth_token_by_key(self, key: str) -> None:
+        """Revoke a token of the session's user by key; idempotent.
+
+        Raises ``TokenNotFound`` or ``PermissionDenied`` (nothing revoked).
+        """
+        token = self.security.get_auth_token(key)
+        assert token.user is not None
+        self._check_owner(token.user)
+        self.security.revoke_auth_token_by_key(key)
+
+    def list_auth_tokens(self, *, include_revoked: bool = False,
+                         user: UserKey | None = None) -> list[AuthToken]:
+        """The session's user's tokens, newest first.
+
+        An admin session may name another ``user``; an admin session without a user
+        lists everyone's.
+        """
+        if user is None and self.user is None and self.admin:
+            return self.security.list_auth_tokens(include_revoked=include_revoked)
+        return self.security.list_auth_tokens(
+            user=self._acting_user(user), include_revoked=include_revoked,
+        )
+
+
+class ScriptRunner:
+    """Runs one script: logs tokens in *for that script*.
+
+    ``ScriptRunner(security, script).login_by_auth_token(token_string)`` returns a
+    ``Session`` logged in as the token's user, or raises the ``LoginError`` of
+    ``Security.login_by_auth_token`` (``ScriptNotAuthorized`` when the token is bound to
+    other scripts).
+    """
+
+    def __init__(self, security: Security, script: Script) -> None:
+        if not isinstance(security, Security):
+            raise ArgumentTypeError(f"expected a Security, not {type(security).__name__}")
+        if not isinstance(script, Script):
+            raise ArgumentTypeError(f"script must be a Script, not {type(script).__name__}")
+        self.security = security
+        self.script = script
+
+    def __repr__(self) -> str:
+        return f"ScriptRunner(script={self.script!r})"
+
+    def login_by_auth_token(self, token_string: str | bytes) -> Session:
+        session = Session(self.security, script=self.script)
+        session.login_by_auth_token(token_string)
+        return session

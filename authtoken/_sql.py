@@ -1,0 +1,480 @@
+"""The SQL ``Repository``: SQLModel tables, SQLAlchemy Core statements, a lean login path.
+
+Theory of operation
+-------------------
+The schema is declared with SQLModel on a registry of its own (so an application's
+``SQLModel.metadata.create_all`` never sees it) and created on first use.  Table classes
+never leave this module: rows become ``TokenRecord`` values at its edge.
+
+Every value is stored in a dialect-neutral form: datetimes as integer microseconds since
+1970 (no time-zone games, exact comparisons), users as ``"i:42"`` / ``"s:alice"`` so the
+integer 42 and the string ``"42"`` stay distinct, ``data`` and ``description`` as UTF-8
+bytes (PostgreSQL text refuses NUL characters, which a ``str`` may hold).
+
+Admin paths (authorize, update, revoke, list) go through SQLAlchemy Core in short
+transactions.  On SQLite, write transactions start with ``BEGIN IMMEDIATE`` so that two
+processes never both read and then both try to upgrade to a write lock (which SQLite can
+only resolve by failing one); the file is in WAL mode so readers never wait for writers.
+
+Logins take a lean path: on SQLite, a per-thread ``sqlite3`` connection in autocommit
+mode runs one prepared ``SELECT`` by primary key.  Each statement starts a fresh read
+transaction, so a revocation committed by any process is seen by the very next login:
+nothing is cached.  Other dialects use a pooled Core connection with a cached compiled
+statement.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from ._errors import AuthTokenError, InvalidArgument, RepositoryError, TokenRevoked
+from ._expiry import from_micros, to_micros
+from ._repository import LoginRow, Usage
+from ._token import TokenRecord, UserKey
+
+__all__ = ["SQLRepository"]
+
+_T = TypeVar("_T")
+CONNECT_TIMEOUT = 5
+STATEMENT_TIMEOUT_MS = 5000
+
+
+class _Base(SQLModel, registry=registry()):
+    pass
+
+
+class TokenRow(_Base, table=True):
+    """One token.  ``secret_hash`` is the SHA-256 of the secret, never the secret."""
+
+    __tablename__ = "authtoken_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(sa_type=sa.String(32), unique=True, nullable=False)
+    user_ref: str = Field(sa_type=sa.String(300), index=True, nullable=False)
+    scope: str = Field(sa_type=sa.Text, nullable=False)
+    data: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    description: bytes = Field(sa_type=sa.LargeBinary, nullable=False)
+    expires: int | None = Field(default=None, sa_type=sa.BigInteger)
+    created_at: int = Field(sa_type=sa.BigInteger, nullable=False)
+    updated_at: int = Field(sa_type=sa.BigInteger, nullable=False)
+    revoked_at: int | None = Field(default=None, sa_type=sa.BigInteger)
+    last_used_at: int | None = Field(default=None, sa_type=sa.BigInteger)
+    use_count: int = Field(default=0, sa_type=sa.BigInteger, nullable=False)
+    parent_key: str | None = Field(default=None, sa_type=sa.String(32), index=True)
+    secret_hash: bytes = Field(sa_type=sa.LargeBinary(32), nullable=False)
+    version: int = Field(default=1, nullable=False)
+
+
+METADATA = _Base.metadata
+T: sa.Table = TokenRow.__table__  # type: ignore[attr-defined]
+
+
+def user_ref(user: UserKey) -> str:
+    return f"i:{user}" if isinstance(user, int) else f"s:{user}"
+
+
+def _user(ref: str) -> UserKey:
+    return int(ref[2:]) if ref.startswith("i:") else ref[2:]
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else bytes(raw).decode("utf-8")
+
+
+def _micros(value: Any) -> int | None:
+    return None if value is None else to_micros(value)
+
+
+def _time(value: int | None) -> Any:
+    return None if value is None else from_micros(value)
+
+
+def _record(row: Any) -> TokenRecord:
+    return TokenRecord(
+        key=row.key,
+        user=_user(row.user_ref),
+        scope=row.scope,
+        data=_text(row.data),
+        description=_text(row.description) or "",
+        expires=_time(row.expires),
+        created_at=from_micros(row.created_at),
+        updated_at=from_micros(row.updated_at),
+        revoked_at=_time(row.revoked_at),
+        last_used_at=_time(row.last_used_at),
+        use_count=row.use_count,
+        parent_key=row.parent_key,
+        secret_hash=bytes(row.secret_hash),
+        version=row.version,
+    )
+
+
+_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+def _failure(exc: BaseException, password: str | None) -> RepositoryError:
+    inner = getattr(exc, "orig", None) or exc
+    detail = str(inner).strip().splitlines()[0] if str(inner).strip() else ""
+    detail = redact_url(detail)
+    if password:
+        detail = detail.replace(password, "***")
+    name = type(inner).__name__
+    return RepositoryError(
+        f"the token store failed ({name}: {detail[:300]}); check that the database is "
+        "reachable and writable, then retry"
+    )
+
+
+class SQLRepository:
+    """A ``Repository`` in a SQL database reached through SQLAlchemy.
+
+    ``SQLRepository("sqlite:///path/to/tokens.db")`` or a ``postgresql://`` URL.  The
+    schema is created on first use.  Every failure of the database is raised as
+    ``RepositoryError`` (its message never holds the URL's password); the repository
+    recovers by itself once the database is back.
+    """
+
+    def __init__(self, url: str | sa.URL, *, engine_options: Mapping[str, Any] | None = None,
+                 ) -> None:
+        try:
+            self._url = sa.make_url(url)
+        except Exception as exc:
+            raise InvalidArgument(
+                f"not a database URL: {redact_url(str(url))!r}; use e.g. "
+                "'sqlite:///path/to/tokens.db' or 'postgresql://user@host/db'"
+            ) from exc
+        self._password = self._url.password if isinstance(self._url.password, str) else None
+        self._dialect = self._url.get_backend_name()
+        self._local = threading.local()
+        self._fast: list[sqlite3.Connection] = []
+        self._fast_lock = threading.Lock()
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        self._closed = False
+        options: dict[str, Any] = dict(engine_options or {})
+        if self._dialect == "sqlite":
+            self._sqlite_path = self._prepare_sqlite_file()
+            options.setdefault("connect_args", {}).update(
+                {"timeout": CONNECT_TIMEOUT * 2, "check_same_thread": False}
+            )
+        elif self._dialect == "postgresql":
+            if self._url.drivername == "postgresql":
+                self._url = self._url.set(drivername="postgresql+psycopg")
+            connect_args = options.setdefault("connect_args", {})
+            connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT)
+            connect_args.setdefault("options", f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
+            options.setdefault("pool_pre_ping", True)
+            options.setdefault("pool_size", 5)
+            options.setdefault("max_overflow", 10)
+            options.setdefault("pool_timeout", CONNECT_TIMEOUT)
+        try:
+            self._engine: Engine = sa.create_engine(self._url, **options)
+        except ModuleNotFoundError as exc:
+            extra = "postgres" if self._dialect == "postgresql" else self._dialect
+            raise RepositoryError(
+                f"no driver for {self._dialect}: install it with "
+                f'pip install "authtoken[{extra}]"'
+            ) from exc
+        if self._dialect == "sqlite":
+            event.listen(self._engine, "connect", _sqlite_connect)
+            event.listen(self._engine, "begin", _sqlite_begin)
+        self._login_stmt = sa.select(
+            T.c.secret_hash, T.c.user_ref, T.c.scope, T.c.data, T.c.expires, T.c.revoked_at
+        ).where(T.c.key == sa.bindparam("key"))
+
+    def __repr__(self) -> str:
+        return f"SQLRepository({redact_url(self._url.render_as_string(hide_password=True))!r})"
+
+    # -- plumbing -------------------------------------------------------------------
+    def _prepare_sqlite_file(self) -> str:
+        path = self._url.database
+        if not path or path == ":memory:" or self._url.query.get("mode") == "memory":
+            raise InvalidArgument(
+                "an in-memory SQLite database is private to one connection; use "
+                "'memory://' for a throwaway store or 'sqlite:///path.db' for a file"
+            )
+        path = os.path.abspath(os.path.expanduser(path))
+        folder = os.path.dirname(path)
+        if not os.path.isdir(folder):
+            raise RepositoryError(
+                f"the folder of the SQLite database does not exist: {folder!r}; create it "
+                "or choose another path"
+            )
+        try:
+            # Created by us: readable by its owner only (it holds hashes, not secrets,
+            # but who holds which token is nobody else's business).
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+        except OSError as exc:
+            raise RepositoryError(
+                f"cannot open the SQLite database {path!r}: {exc.strerror}; check the "
+                "path and its permissions"
+            ) from exc
+        return path
+
+    @contextmanager
+    def _tx(self, write: bool = True) -> Iterator[Connection]:
+        self._ensure_schema()
+        try:
+            with self._engine.connect() as conn:
+                if write:
+                    conn = conn.execution_options(authtoken_write=True)
+                with conn.begin():
+                    yield conn
+        except AuthTokenError:
+            raise
+        except (sa.exc.SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            raise _failure(exc, self._password) from exc
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        if self._closed:
+            raise RepositoryError("the repository is closed; open a new one")
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            try:
+                with self._engine.connect() as conn:
+                    conn = conn.execution_options(authtoken_write=True)
+                    with conn.begin():
+                        METADATA.create_all(conn, checkfirst=True)
+            except sa.exc.SQLAlchemyError as first:
+                # Another process may have created the tables between our check and
+                # our CREATE; a second look settles it.
+                try:
+                    with self._engine.connect() as conn:
+                        if not sa.inspect(conn).has_table(T.name):
+                            raise _failure(first, self._password) from first
+                except sa.exc.SQLAlchemyError as exc:
+                    raise _failure(exc, self._password) from exc
+            self._schema_ready = True
+
+    def _fast_connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            self._ensure_schema()
+            conn = sqlite3.connect(
+                self._sqlite_path, timeout=CONNECT_TIMEOUT * 2, isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._fast_lock:
+                self._fast.append(conn)
+        return conn
+
+    # -- the contract -----------------------------------------------------------------
+    def login_row(self, key: str) -> LoginRow | None:
+        if self._dialect == "sqlite":
+            try:
+                row = self._fast_connection().execute(
+                    "SELECT secret_hash, user_ref, scope, data, expires, revoked_at "
+                    "FROM authtoken_token WHERE key = ?",
+                    (key,),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                self._drop_fast_connection()
+                raise _failure(exc, self._password) from exc
+        else:
+            with self._tx(write=False) as conn:
+                row = conn.execute(self._login_stmt, {"key": key}).first()
+        if row is None:
+            return None
+        secret_hash, ref, scope, data, expires, revoked_at = row
+        return LoginRow(
+            bytes(secret_hash), _user(ref), scope,
+            None if data is None else bytes(data).decode("utf-8"), expires, revoked_at,
+        )
+
+    def _drop_fast_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            with self._fast_lock:
+                if conn in self._fast:
+                    self._fast.remove(conn)
+            conn.close()
+
+    def insert(self, record: TokenRecord) -> None:
+        values = {
+            "key": record.key,
+            "user_ref": user_ref(record.user),
+            "scope": record.scope,
+            "data": None if record.data is None else record.data.encode("utf-8"),
+            "description": record.description.encode("utf-8"),
+            "expires": _micros(record.expires),
+            "created_at": to_micros(record.created_at),
+            "updated_at": to_micros(record.updated_at),
+            "revoked_at": _micros(record.revoked_at),
+            "last_used_at": _micros(record.last_used_at),
+            "use_count": record.use_count,
+            "parent_key": record.parent_key,
+            "secret_hash": record.secret_hash,
+            "version": record.version,
+        }
+        with self._tx() as conn:
+            if record.parent_key is not None:
+                # FOR UPDATE (ignored by SQLite, whose BEGIN IMMEDIATE already
+                # serialises writers) keeps a concurrent revocation of the parent from
+                # slipping between this check and the insert.
+                parent = conn.execute(
+                    sa.select(T.c.revoked_at).where(T.c.key == record.parent_key)
+                    .with_for_update()
+                ).first()
+                if parent is None or parent.revoked_at is not None:
+                    raise TokenRevoked(
+                        "the parent token was revoked: it can no longer delegate",
+                        token_key=record.parent_key,
+                        revoked_at=_time(parent.revoked_at) if parent else None,
+                    )
+            exists = conn.execute(sa.select(T.c.id).where(T.c.key == record.key)).first()
+            if exists is not None:
+                raise InvalidArgument(f"a token with key {record.key!r} already exists")
+            conn.execute(T.insert().values(**values))
+
+    def get(self, key: str) -> TokenRecord | None:
+        with self._tx(write=False) as conn:
+            row = conn.execute(sa.select(T).where(T.c.key == key)).first()
+        return None if row is None else _record(row)
+
+    def update(self, record: TokenRecord) -> TokenRecord | None:
+        with self._tx() as conn:
+            result = conn.execute(
+                T.update()
+                .where(T.c.key == record.key, T.c.version == record.version,
+                       T.c.revoked_at.is_(None))
+                .values(
+                    scope=record.scope,
+                    data=None if record.data is None else record.data.encode("utf-8"),
+                    description=record.description.encode("utf-8"),
+                    expires=_micros(record.expires),
+                    updated_at=to_micros(record.updated_at),
+                    version=T.c.version + 1,
+                )
+            )
+            row = conn.execute(sa.select(T).where(T.c.key == record.key)).first()
+            if row is None:
+                return None
+            if result.rowcount != 1:
+                if row.revoked_at is not None:
+                    raise TokenRevoked(
+                        "the token is revoked and cannot be updated",
+                        token_key=record.key, revoked_at=_time(row.revoked_at),
+                    )
+                return None
+        return _record(row)
+
+    def _revoke_tree(self, conn: Connection, roots: sa.Select[Any], at: int) -> int:
+        # nesting=True keeps the WITH inside the subquery, so the statement starts with
+        # UPDATE and drivers report its row count (pysqlite reports -1 for "WITH ...").
+        tree = roots.cte("tree", recursive=True, nesting=True)
+        child = T.alias("child")
+        tree = tree.union(sa.select(child.c.key).join(tree, child.c.parent_key == tree.c.key))
+        result = conn.execute(
+            T.update()
+            .where(T.c.key.in_(sa.select(tree.c.key)), T.c.revoked_at.is_(None))
+            .values(revoked_at=at, version=T.c.version + 1)
+        )
+        return int(result.rowcount)
+
+    def revoke(self, key: str, at: int) -> int | None:
+        with self._tx() as conn:
+            if conn.execute(sa.select(T.c.id).where(T.c.key == key)).first() is None:
+                return None
+            return self._revoke_tree(conn, sa.select(T.c.key).where(T.c.key == key), at)
+
+    def revoke_user(self, user: UserKey, at: int) -> int:
+        with self._tx() as conn:
+            roots = sa.select(T.c.key).where(
+                T.c.user_ref == user_ref(user), T.c.revoked_at.is_(None)
+            )
+            return self._revoke_tree(conn, roots, at)
+
+    def list(self, user: UserKey | None, include_revoked: bool) -> list[TokenRecord]:
+        query = sa.select(T).order_by(T.c.created_at.desc(), T.c.id.desc())
+        if user is not None:
+            query = query.where(T.c.user_ref == user_ref(user))
+        if not include_revoked:
+            query = query.where(T.c.revoked_at.is_(None))
+        with self._tx(write=False) as conn:
+            return [_record(row) for row in conn.execute(query)]
+
+    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+        if not usage:
+            return
+        last = sa.bindparam("last", type_=sa.BigInteger)
+        stmt = (
+            T.update()
+            .where(T.c.key == sa.bindparam("k"))
+            .values(
+                use_count=T.c.use_count + sa.bindparam("n", type_=sa.BigInteger),
+                last_used_at=sa.case(
+                    (T.c.last_used_at.is_(None), last),
+                    (T.c.last_used_at < last, last),
+                    else_=T.c.last_used_at,
+                ),
+            )
+        )
+        params = [{"k": k, "n": u.logins, "last": u.last_used} for k, u in sorted(usage.items())]
+        with self._tx() as conn:
+            conn.execute(stmt, params)
+
+    def close(self) -> None:
+        self._closed = True
+        with self._fast_lock:
+            fast, self._fast = self._fast, []
+        for conn in fast:
+            conn.close()
+        self._engine.dispose()
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for migrations and diagnostics)."""
+        return self._engine
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event decide how transactions start (pysqlite's own
+    # implicit BEGIN would defeat BEGIN IMMEDIATE).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute(f"PRAGMA busy_timeout = {CONNECT_TIMEOUT * 2000}")
+    finally:
+        cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get("authtoken_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def wrap(call: Callable[[], _T], password: str | None = None) -> _T:
+    """Run ``call``, turning driver errors into ``RepositoryError``."""
+    try:
+        return call()
+    except AuthTokenError:
+        raise
+    except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
+        raise _failure(exc, password) from exc
