@@ -42,7 +42,10 @@ def check_delegation(
         own_bindings = set(bindings_of(own))
         own_opaque = set(own) - own_bindings
         child_bindings = bindings_of(scopes)
-        wider = [s for s in scopes if s not in own_opaque and s not in own_bindings]
+        wider = [s for s in scopes if s not in child_bindings and s not in own_opaque]
+        if own_bindings:
+            # A bound parent narrows scripts too; an unbound one (any script) may bind.
+            wider += [s for s in child_bindings if s not in own_bindings]
         if wider:
             raise PermissionDenied(
                 "a token can only delegate scopes it holds itself; not held: "

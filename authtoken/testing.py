@@ -1,0 +1,49 @@
+"""Helpers for testing code that uses authtoken (public API, like ``structlog.testing``).
+
+``FakeClock`` is a clock you move by hand; pass it as ``clock=`` to ``Security`` or
+``open_security`` and expiry becomes a matter of ``clock.advance(days=31)`` instead of
+sleeping::
+
+    clock = FakeClock()
+    security = open_security("memory://", secret_keys="test", clock=clock)
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+__all__ = ["FakeClock"]
+
+_START = datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+
+class FakeClock:
+    """A thread-safe clock that stands still until moved; returns aware UTC datetimes."""
+
+    def __init__(self, start: datetime = _START) -> None:
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=timezone.utc)
+        self._now = start.astimezone(timezone.utc)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def __repr__(self) -> str:
+        return f"FakeClock({self._now.isoformat()})"
+
+    def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
+        """Move forward by ``delta`` or ``timedelta(**kwargs)``; return the new time."""
+        step = delta if delta is not None else timedelta(**kwargs)
+        with self._lock:
+            self._now += step
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        """Jump to ``when`` (naive means UTC)."""
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        with self._lock:
+            self._now = when.astimezone(timezone.utc)

@@ -1,0 +1,127 @@
+"""open_security: URLs, the embedded default database and key file, environment."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from authtoken import (
+    AuthToken,
+    InvalidArgument,
+    InvalidToken,
+    MemoryRepository,
+    RepositoryError,
+    Security,
+    default_database_path,
+    default_key_path,
+    open_security,
+)
+
+
+def test_default_paths_and_permissions(tmp_path: Path) -> None:
+    """With nothing configured, a private SQLite file and a 0600 key file are made."""
+    with open_security() as security:
+        string = security.authorize_token(AuthToken("a"), user=1)
+    db, key = default_database_path(), default_key_path()
+    assert db.parent == key.parent and str(db).startswith(os.environ["XDG_DATA_HOME"])
+    assert db.exists() and key.exists()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(db.stat().st_mode) & 0o077 == 0
+    with open_security() as again:  # same key file, same database: the token still works
+        assert again.login_by_auth_token(string).user == 1
+
+
+def test_key_file_race_has_one_winner() -> None:
+    """Processes or threads creating the key file at once all end up with one key."""
+    from authtoken._security import create_key_file
+
+    results: list[list[str]] = []
+    threads = [threading.Thread(target=lambda: results.append(create_key_file(default_key_path())))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({tuple(r) for r in results}) == 1
+    assert [p.name for p in default_key_path().parent.iterdir()] == ["secret.key"]
+
+
+def test_key_file_readable_by_others_is_refused() -> None:
+    """A key file that others can read is refused with the fix in the message."""
+    with open_security("memory://"):
+        pass
+    default_key_path().chmod(0o644)
+    with pytest.raises(InvalidArgument, match="chmod 600"):
+        open_security("memory://")
+
+
+def test_environment_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AUTHTOKEN_DATABASE_URL and AUTHTOKEN_SECRET_KEYS are used when set."""
+    monkeypatch.setenv("AUTHTOKEN_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    monkeypatch.setenv("AUTHTOKEN_SECRET_KEYS", "new-key, old-key")
+    with open_security() as security:
+        string = security.authorize_token(AuthToken("a"), user=1)
+    assert (tmp_path / "env.db").exists() and not default_key_path().exists()
+    with open_security(secret_keys=["old-key"]) as old_only, pytest.raises(InvalidToken):
+        old_only.login_by_auth_token(string)
+    with open_security(secret_keys=["x", "new-key"]) as rotated:
+        assert rotated.login_by_auth_token(string).user == 1
+
+
+def test_memory_url() -> None:
+    """memory:// gives a private in-memory repository."""
+    with open_security("memory://", secret_keys="k") as security:
+        assert isinstance(security.repository, MemoryRepository)
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "nonsense", "sqlite://", "sqlite:///:memory:", ""])
+def test_bad_urls(url: str) -> None:
+    """Unsupported or unusable URLs are InvalidArgument with a hint."""
+    with pytest.raises(InvalidArgument):
+        open_security(url, secret_keys="k")
+
+
+def test_url_type() -> None:
+    """A URL that is not a str is a TypeError."""
+    with pytest.raises(TypeError):
+        open_security(42, secret_keys="k")  # type: ignore[arg-type]
+
+
+def test_missing_folder_is_repository_error(tmp_path: Path) -> None:
+    """A SQLite path in a folder that does not exist says so."""
+    with pytest.raises(RepositoryError, match="does not exist"):
+        open_security(f"sqlite:///{tmp_path / 'no' / 'such.db'}", secret_keys="k")
+
+
+@pytest.mark.parametrize("keys", [[], "", [""], 42, [None]])
+def test_bad_secret_keys(keys: object) -> None:
+    """Empty or mistyped secret keys are refused."""
+    with pytest.raises(InvalidArgument):
+        Security(MemoryRepository(), secret_keys=keys)  # type: ignore[arg-type]
+
+
+def test_bad_repository_and_clock() -> None:
+    """A repository or clock of the wrong type is a TypeError."""
+    with pytest.raises(TypeError):
+        Security(object(), secret_keys="k")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Security(MemoryRepository(), secret_keys="k", clock="now")  # type: ignore[arg-type]
+
+
+def test_unwritable_database_is_repository_error(tmp_path: Path) -> None:
+    """A database that cannot be written gives RepositoryError, and recovers after."""
+    if os.geteuid() == 0:
+        pytest.skip("root ignores file permissions")
+    path = tmp_path / "ro.db"
+    with open_security(f"sqlite:///{path}", secret_keys="k") as security:
+        security.authorize_token(AuthToken("a"), user=1)
+        path.chmod(0o400)
+        with pytest.raises(RepositoryError):
+            security.authorize_token(AuthToken("a"), user=1)
+        path.chmod(0o600)
+        security.authorize_token(AuthToken("a"), user=1)

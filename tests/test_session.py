@@ -1,0 +1,273 @@
+"""Session and ScriptRunner (contract §5): ownership and no escalation through delegation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from authtoken import (
+    AuthToken,
+    InvalidToken,
+    PermissionDenied,
+    Script,
+    ScriptNotAuthorized,
+    ScriptRunner,
+    Security,
+    Session,
+    TokenNotFound,
+    TokenRevoked,
+)
+from authtoken.testing import FakeClock
+
+
+def logged_in(security: Security, scope: object, *, script: Script | None = None,
+              user: object = "alice", **kwargs: object) -> Session:
+    string = security.authorize_token(AuthToken(scope, **kwargs), user=user)  # type: ignore[arg-type]
+    session = Session(security, script=script)
+    session.login_by_auth_token(string)
+    return session
+
+
+def test_login_sets_user_and_principal(security: Security) -> None:
+    """A successful login sets session.user and session.principal."""
+    string = security.authorize_token(AuthToken("a"), user="alice")
+    session = Session(security)
+    principal = session.login_by_auth_token(string)
+    assert session.user == "alice" and session.principal == principal
+
+
+def test_failed_login_leaves_session_unchanged(security: Security) -> None:
+    """A refused login changes neither user nor principal."""
+    string = security.authorize_token(AuthToken("vfs:ikey?1"), user="alice")
+    session = Session(security, user="bob", script=Script(key=2))
+    with pytest.raises(ScriptNotAuthorized):
+        session.login_by_auth_token(string)
+    with pytest.raises(InvalidToken):
+        session.login_by_auth_token("garbage")
+    assert session.user == "bob" and session.principal is None
+
+
+def test_no_user_is_permission_denied(security: Security) -> None:
+    """A session without a user cannot manage tokens."""
+    session = Session(security)
+    with pytest.raises(PermissionDenied):
+        session.authorize_token(AuthToken("a"))
+    with pytest.raises(PermissionDenied):
+        session.list_auth_tokens()
+    assert security.list_auth_tokens(include_revoked=True) == []
+
+
+def test_user_session_manages_own_tokens(security: Security) -> None:
+    """A user session authorizes, lists, updates and revokes its own tokens."""
+    session = Session(security, user="alice")
+    token = AuthToken("a")
+    string = session.authorize_token(token)
+    assert token.user == "alice" and token.parent_key is None
+    assert [t.key for t in session.list_auth_tokens()] == [token.key]
+    token.description = "d"
+    session.update_auth_token(token)
+    session.revoke_auth_token(string)
+    assert session.list_auth_tokens() == []
+    assert len(session.list_auth_tokens(include_revoked=True)) == 1
+
+
+def test_other_users_tokens_are_off_limits(security: Security) -> None:
+    """A non-admin session cannot touch another user's tokens, and nothing changes."""
+    bob_token = AuthToken("a")
+    bob_string = security.authorize_token(bob_token, user="bob")
+    session = Session(security, user="alice")
+    bob_token.description = "hijacked"
+    with pytest.raises(PermissionDenied):
+        session.update_auth_token(bob_token)
+    with pytest.raises(PermissionDenied):
+        session.revoke_auth_token(bob_string)
+    with pytest.raises(PermissionDenied):
+        session.revoke_auth_token_by_key(bob_token.key or "")
+    with pytest.raises(PermissionDenied):
+        session.authorize_token(AuthToken("a"), user="bob")
+    with pytest.raises(PermissionDenied):
+        session.list_auth_tokens(user="bob")
+    stored = security.get_auth_token(bob_token.key or "")
+    assert stored.revoked_at is None and stored.description == ""
+    assert len(security.list_auth_tokens(user="bob")) == 1
+
+
+def test_int_user_is_not_str_user(security: Security) -> None:
+    """Session user 42 does not own the tokens of user '42'."""
+    token = AuthToken("a")
+    security.authorize_token(token, user="42")
+    with pytest.raises(PermissionDenied):
+        Session(security, user=42).revoke_auth_token_by_key(token.key or "")
+
+
+def test_admin_session_manages_anyone(security: Security) -> None:
+    """An admin session may act for any user."""
+    admin = Session(security, user="root", admin=True)
+    token = AuthToken("a")
+    admin.authorize_token(token, user="bob")
+    assert token.user == "bob"
+    assert [t.key for t in admin.list_auth_tokens(user="bob")] == [token.key]
+    admin.revoke_auth_token_by_key(token.key or "")
+    assert Session(security, admin=True).list_auth_tokens(include_revoked=True)[0].key == token.key
+
+
+def test_unknown_key_is_not_found(security: Security) -> None:
+    """Revoking an unknown key through a session is TokenNotFound."""
+    with pytest.raises(TokenNotFound):
+        Session(security, user="alice").revoke_auth_token_by_key("aaaaaaaaaaaaaaaa")
+
+
+# -- delegation ------------------------------------------------------------------------
+def test_child_token_is_narrower_and_linked(security: Security, clock: FakeClock) -> None:
+    """A token session mints a child with its own key as parent_key."""
+    session = logged_in(security, "read write", expires="10d")
+    child = AuthToken("read")
+    child_string = session.authorize_token(child)
+    assert session.principal is not None
+    assert child.parent_key == session.principal.token_key
+    assert child.user == "alice"
+    # omitted expiry: the earlier of 30 days and the parent's 10 days
+    assert child.expires == clock() + timedelta(days=10)
+    assert security.login_by_auth_token(child_string).scopes == ("read",)
+
+
+def test_omitted_child_expiry_is_30_days_when_parent_lives_longer(security: Security,
+                                                                  clock: FakeClock) -> None:
+    """Under a never-expiring parent, an omitted expiry is the usual 30 days."""
+    session = logged_in(security, "read", expires=None)
+    child = AuthToken("read")
+    session.authorize_token(child)
+    assert child.expires == clock() + timedelta(days=30)
+
+
+@pytest.mark.parametrize("scope", ["admin", "read admin", "vfs:ikey?1 admin"])
+def test_wider_scopes_are_denied(security: Security, scope: str) -> None:
+    """A child may not hold scopes its parent lacks; nothing is stored."""
+    session = logged_in(security, "read write")
+    with pytest.raises(PermissionDenied):
+        session.authorize_token(AuthToken(scope))
+    assert len(security.list_auth_tokens(include_revoked=True)) == 1
+
+
+def test_unbound_parent_may_bind_child(security: Security) -> None:
+    """A parent usable by any script may delegate to a token bound to one script."""
+    session = logged_in(security, "read")
+    child = AuthToken("read vfs:ikey?9")
+    session.authorize_token(child)
+    assert child.bindings == ("vfs:ikey?9",)
+
+
+def test_bound_parent_bindings(security: Security) -> None:
+    """A bound parent's child must be bound to a non-empty subset of its scripts."""
+    session = logged_in(security, "read vfs:ikey?1 ufs:/jobs/a.py", script=Script(key=1))
+    for scope in ("read", "read vfs:ikey?2", "read ufs:/jobs/b.py", "read vfs:ikey?1 vfs:ikey?2"):
+        with pytest.raises(PermissionDenied):
+            session.authorize_token(AuthToken(scope))
+    for scope in ("read vfs:ikey?1", "ufs:/jobs/./a.py", "read vfs:ikey?1 ufs:/jobs/a.py"):
+        session.authorize_token(AuthToken(scope))
+    assert len(security.list_auth_tokens()) == 4
+
+
+def test_child_cannot_outlive_parent(security: Security, clock: FakeClock) -> None:
+    """An explicit child expiry later than the parent's, or never, is denied."""
+    session = logged_in(security, "read", expires="1h")
+    for expires in ("2h", None, "never", clock() + timedelta(hours=1, seconds=1)):
+        with pytest.raises(PermissionDenied):
+            session.authorize_token(AuthToken("read", expires=expires))
+    session.authorize_token(AuthToken("read", expires="1h"))
+    session.authorize_token(AuthToken("read", expires="59m"))
+
+
+def test_grandchildren_stay_within_the_chain(security: Security) -> None:
+    """A child session is limited by the child token, not the root."""
+    root = logged_in(security, "a b c")
+    child_string = root.authorize_token(AuthToken("a b"))
+    child = Session(security)
+    child.login_by_auth_token(child_string)
+    with pytest.raises(PermissionDenied):
+        child.authorize_token(AuthToken("c"))
+    grandchild = AuthToken("a")
+    child.authorize_token(grandchild)
+    assert child.principal is not None and grandchild.parent_key == child.principal.token_key
+
+
+def test_revoking_parent_revokes_descendants(security: Security) -> None:
+    """Revoking a token revokes its whole subtree, and only that."""
+    root_string = security.authorize_token(AuthToken("a b"), user="alice")
+    root = Session(security)
+    root.login_by_auth_token(root_string)
+    child_string = root.authorize_token(AuthToken("a"))
+    sibling_string = security.authorize_token(AuthToken("a"), user="alice")
+    child = Session(security)
+    child.login_by_auth_token(child_string)
+    grandchild_string = child.authorize_token(AuthToken("a"))
+    security.revoke_auth_token(root_string)
+    for string in (root_string, child_string, grandchild_string):
+        with pytest.raises(TokenRevoked):
+            security.login_by_auth_token(string)
+    security.login_by_auth_token(sibling_string)
+
+
+def test_revoked_session_token_cannot_delegate(security: Security) -> None:
+    """After its token is revoked, a session can no longer mint children."""
+    session = logged_in(security, "a")
+    assert session.principal is not None
+    security.revoke_auth_token_by_key(session.principal.token_key)
+    with pytest.raises(TokenRevoked):
+        session.authorize_token(AuthToken("a"))
+    assert security.list_auth_tokens() == []
+
+
+def test_parent_narrowed_after_login_limits_children(security: Security) -> None:
+    """Limits follow the parent as stored now, not as it was at login."""
+    session = logged_in(security, "a b")
+    assert session.principal is not None
+    parent = security.get_auth_token(session.principal.token_key)
+    parent.scope = "a"
+    security.update_auth_token(parent)
+    with pytest.raises(PermissionDenied):
+        session.authorize_token(AuthToken("b"))
+
+
+def test_updates_stay_within_the_session(security: Security, clock: FakeClock) -> None:
+    """A token session may not widen scope or expiry by update; description/data are free."""
+    session = logged_in(security, "a b", expires="1d")
+    sibling = AuthToken("a c", expires="3d")
+    security.authorize_token(sibling, user="alice")
+    sibling.description = "only text"
+    sibling.data = "payload"
+    session.update_auth_token(sibling)  # scope and expiry unchanged: allowed
+    sibling.scope = "a c d"
+    with pytest.raises(PermissionDenied):
+        session.update_auth_token(sibling)
+    sibling.scope = "b"
+    session.update_auth_token(sibling)  # now within the session's own
+    sibling.expires = "2d"
+    with pytest.raises(PermissionDenied):
+        session.update_auth_token(sibling)
+    sibling.expires = "12h"
+    session.update_auth_token(sibling)
+    stored = security.get_auth_token(sibling.key or "")
+    assert (stored.scope, stored.description, stored.data) == ("b", "only text", "payload")
+    assert stored.expires == clock() + timedelta(hours=12)
+
+
+# -- ScriptRunner -------------------------------------------------------------------------
+def test_script_runner_logs_in_for_its_script(security: Security) -> None:
+    """ScriptRunner returns a session for its script, or refuses other scripts' tokens."""
+    string = security.authorize_token(AuthToken("read vfs:ikey?42"), user=7)
+    session = ScriptRunner(security, Script(key=42)).login_by_auth_token(string)
+    assert session.user == 7 and session.script == Script(key=42)
+    with pytest.raises(ScriptNotAuthorized):
+        ScriptRunner(security, Script(key=43)).login_by_auth_token(string)
+
+
+def test_script_runner_needs_a_script(security: Security) -> None:
+    """ScriptRunner and Session refuse a script that is not a Script."""
+    with pytest.raises(TypeError):
+        ScriptRunner(security, 42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Session(security, script="x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Session("not a security")  # type: ignore[arg-type]
