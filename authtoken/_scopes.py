@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ._errors import ArgumentTypeError, ScopeError
+from ._errors import ArgumentTypeError, InvalidArgument, ScopeError
 from ._escape import escape, strict_unescape
 
 __all__ = [
@@ -41,6 +41,8 @@ _VFS_PREFIX = "vfs:"
 _UFS_PREFIX = "ufs:"
 _VFS_KEY = re.compile(r"vfs:ikey\?(-?[0-9]+)\Z", re.ASCII)
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# 10**503 needs fewer bits than this: any larger key cannot fit in 512 characters.
+_MAX_KEY_BITS = 1700
 
 
 def _shown(identifier: str) -> str:
@@ -50,6 +52,15 @@ def _shown(identifier: str) -> str:
 
 def _vfs(key: int) -> str:
     return f"vfs:ikey?{key}"
+
+
+def _vfs_binding(key: int) -> str | None:
+    """``vfs:ikey?<key>``, or ``None`` when the key is too large to be an identifier."""
+    if key.bit_length() > _MAX_KEY_BITS:
+        # Too long anyway, and str() of a huge int raises ValueError (int_max_str_digits).
+        return None
+    identifier = _vfs(key)
+    return identifier if len(identifier) <= MAX_IDENTIFIER_LENGTH else None
 
 
 def _canonical_vfs(identifier: str) -> str:
@@ -143,10 +154,10 @@ def _item(item: object) -> str:
             f"{type(item).__name__}"
         )
     if isinstance(item, int):
-        identifier = _vfs(item)
-        if len(identifier) > MAX_IDENTIFIER_LENGTH:
+        binding = _vfs_binding(item)
+        if binding is None:
             raise ScopeError("a script key is too large to be an identifier")
-        return identifier
+        return binding
     if item and any(ch.isspace() for ch in item):
         raise ScopeError(
             f"scope item {_shown(item)} holds whitespace; each item of a list is one "
@@ -232,12 +243,18 @@ class Script:
             raise ArgumentTypeError(
                 f"Script.path must be a str, not {type(self.path).__name__}"
             )
+        if self.path is not None and (not self.path or "\x00" in self.path):
+            raise InvalidArgument(
+                "Script.path must be a non-empty path without NUL characters; "
+                "leave it None for a script known only by its key"
+            )
 
     def identifiers(self) -> frozenset[str]:
         """The canonical binding identifiers this script satisfies."""
         found = set()
-        if self.key is not None:
-            found.add(_vfs(self.key))
+        binding = None if self.key is None else _vfs_binding(self.key)
+        if binding is not None:
+            found.add(binding)
         if self.path:
             found.add(_UFS_PREFIX + escape(posixpath.normpath(self.path)))
         return frozenset(found)
@@ -249,7 +266,7 @@ def script_matches(bindings: tuple[str, ...], script: Script | None) -> bool:
         return True
     if script is None:
         return False
-    if script.key is not None and _vfs(script.key) in bindings:
+    if script.key is not None and _vfs_binding(script.key) in bindings:
         return True
     if script.path:
         return _UFS_PREFIX + escape(posixpath.normpath(script.path)) in bindings

@@ -171,7 +171,7 @@ class SQLRepository:
         if self._dialect == "sqlite":
             self._sqlite_path = self._prepare_sqlite_file()
             options.setdefault("connect_args", {}).update(
-                {"timeout": CONNECT_TIMEOUT * 2, "check_same_thread": False}
+                {"timeout": CONNECT_TIMEOUT, "check_same_thread": False}
             )
         elif self._dialect == "postgresql":
             if self._url.drivername == "postgresql":
@@ -271,7 +271,7 @@ class SQLRepository:
         if conn is None:
             self._ensure_schema()
             conn = sqlite3.connect(
-                self._sqlite_path, timeout=CONNECT_TIMEOUT * 2, isolation_level=None,
+                self._sqlite_path, timeout=CONNECT_TIMEOUT, isolation_level=None,
                 check_same_thread=False,
             )
             conn.execute("PRAGMA query_only = ON")
@@ -458,7 +458,7 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     try:
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
-        cur.execute(f"PRAGMA busy_timeout = {CONNECT_TIMEOUT * 2000}")
+        cur.execute(f"PRAGMA busy_timeout = {CONNECT_TIMEOUT * 1000}")
     finally:
         cur.close()
 

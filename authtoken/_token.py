@@ -96,6 +96,12 @@ def _check_description(description: object) -> str:
     return description
 
 
+def _check_expires(value: object) -> ExpirySpec:
+    spec = parse_expires(value)
+    spec.resolve(system_clock())  # a delta too large to add to a date fails here, not later
+    return spec
+
+
 @dataclass(slots=True)
 class TokenRecord:
     """A token as storage keeps it: the secret only as a digest."""
@@ -154,7 +160,7 @@ class AuthToken:
         self._scopes = parse_scope(scope)
         self._data = _check_data(data)
         self._description = _check_description(description)
-        self._expires = DEFAULT_SPEC if expires is _DEFAULT else parse_expires(expires)
+        self._expires = DEFAULT_SPEC if expires is _DEFAULT else _check_expires(expires)
         self._key: str | None = None
         self._user: UserKey | None = None
         self._created_at: datetime | None = None
@@ -237,7 +243,7 @@ class AuthToken:
 
     @expires.setter
     def expires(self, value: ExpiresLike) -> None:
-        self._expires = parse_expires(value)
+        self._expires = _check_expires(value)
 
     @property
     def expiry_spec(self) -> ExpirySpec:
@@ -311,6 +317,14 @@ class ReadOnlyAttribute(InvalidArgument, AttributeError):
     """An attribute the engine owns was assigned."""
 
 
+def _scope_name(scope: object) -> str:
+    if isinstance(scope, str):
+        return scope
+    if isinstance(scope, int) and scope.bit_length() <= 1700:
+        return f"vfs:ikey?{scope}"
+    return repr(type(scope).__name__)
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who logged in, with which token, for what: the result of a login."""
@@ -322,10 +336,18 @@ class Principal:
     expires: datetime | None
     script: Script | None = None
 
-    def has_scope(self, scope: str) -> bool:
-        """Whether the token holds the identifier ``scope`` (compared canonically)."""
+    def has_scope(self, scope: str | int) -> bool:
+        """Whether the token holds the identifier ``scope`` (compared canonically).
+
+        An ``int`` means the script binding ``vfs:ikey?<int>``, as in ``AuthToken``.
+        """
         if scope in self.scopes:
             return True
+        if isinstance(scope, int) and not isinstance(scope, bool):
+            try:
+                return parse_scope(scope)[0] in self.scopes
+            except InvalidArgument:
+                return False
         if not isinstance(scope, str):
             return False
         try:
@@ -333,11 +355,12 @@ class Principal:
         except InvalidArgument:
             return False
 
-    def require(self, *scopes: str) -> None:
+    def require(self, *scopes: str | int) -> None:
         """Raise ``PermissionDenied`` naming every one of ``scopes`` the token lacks."""
         missing = [s for s in scopes if not self.has_scope(s)]
         if missing:
             raise PermissionDenied(
-                "the token lacks the scope(s) " + ", ".join(ascii(s) for s in missing),
-                missing_scopes=missing,
+                "the token lacks the scope(s) "
+                + ", ".join(ascii(_scope_name(s)) for s in missing),
+                missing_scopes=[_scope_name(s) for s in missing],
             )
