@@ -29,9 +29,9 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -46,9 +46,7 @@ from ._token import TokenRecord, UserKey
 
 __all__ = ["SQLRepository"]
 
-_T = TypeVar("_T")
-CONNECT_TIMEOUT = 5
-STATEMENT_TIMEOUT_MS = 5000
+DEFAULT_TIMEOUT = 5.0
 
 
 class _Base(SQLModel, registry=registry()):
@@ -145,13 +143,19 @@ class SQLRepository:
     """A ``Repository`` in a SQL database reached through SQLAlchemy.
 
     ``SQLRepository("sqlite:///path/to/tokens.db")`` or a ``postgresql://`` URL.  The
-    schema is created on first use.  Every failure of the database is raised as
-    ``RepositoryError`` (its message never holds the URL's password); the repository
-    recovers by itself once the database is back.
+    schema is created on first use.  ``timeout`` (seconds) bounds how long a call waits
+    for a lock, a connection or a statement before it fails.  Every failure of the
+    database is raised as ``RepositoryError`` (its message never holds the URL's
+    password); the repository recovers by itself once the database is back.
     """
 
-    def __init__(self, url: str | sa.URL, *, engine_options: Mapping[str, Any] | None = None,
-                 ) -> None:
+    def __init__(self, url: str | sa.URL, *, timeout: float = DEFAULT_TIMEOUT,
+                 engine_options: Mapping[str, Any] | None = None) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
+            0 < timeout <= 60
+        ):
+            raise InvalidArgument("timeout is a number of seconds in (0, 60]")
+        self._timeout = float(timeout)
         try:
             self._url = sa.make_url(url)
         except Exception as exc:
@@ -171,18 +175,20 @@ class SQLRepository:
         if self._dialect == "sqlite":
             self._sqlite_path = self._prepare_sqlite_file()
             options.setdefault("connect_args", {}).update(
-                {"timeout": CONNECT_TIMEOUT, "check_same_thread": False}
+                {"timeout": self._timeout, "check_same_thread": False}
             )
         elif self._dialect == "postgresql":
             if self._url.drivername == "postgresql":
                 self._url = self._url.set(drivername="postgresql+psycopg")
             connect_args = options.setdefault("connect_args", {})
-            connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT)
-            connect_args.setdefault("options", f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
+            connect_args.setdefault("connect_timeout", max(1, round(self._timeout)))
+            connect_args.setdefault(
+                "options", f"-c statement_timeout={round(self._timeout * 1000)}"
+            )
             options.setdefault("pool_pre_ping", True)
             options.setdefault("pool_size", 5)
             options.setdefault("max_overflow", 10)
-            options.setdefault("pool_timeout", CONNECT_TIMEOUT)
+            options.setdefault("pool_timeout", self._timeout)
         try:
             self._engine: Engine = sa.create_engine(self._url, **options)
         except ModuleNotFoundError as exc:
@@ -192,7 +198,12 @@ class SQLRepository:
                 f'pip install "authtoken[{extra}]"'
             ) from exc
         if self._dialect == "sqlite":
-            event.listen(self._engine, "connect", _sqlite_connect)
+            busy_ms = round(self._timeout * 1000)
+
+            def on_connect(dbapi_conn: Any, _record: Any) -> None:
+                _sqlite_connect(dbapi_conn, busy_ms)
+
+            event.listen(self._engine, "connect", on_connect)
             event.listen(self._engine, "begin", _sqlite_begin)
         self._login_stmt = sa.select(
             T.c.secret_hash, T.c.user_ref, T.c.scope, T.c.data, T.c.expires, T.c.revoked_at
@@ -271,7 +282,7 @@ class SQLRepository:
         if conn is None:
             self._ensure_schema()
             conn = sqlite3.connect(
-                self._sqlite_path, timeout=CONNECT_TIMEOUT, isolation_level=None,
+                self._sqlite_path, timeout=self._timeout, isolation_level=None,
                 check_same_thread=False,
             )
             conn.execute("PRAGMA query_only = ON")
@@ -284,14 +295,15 @@ class SQLRepository:
     def login_row(self, key: str) -> LoginRow | None:
         if self._dialect == "sqlite":
             try:
-                row = self._fast_connection().execute(
+                rows = self._fast_connection().execute(
                     "SELECT secret_hash, user_ref, scope, data, expires, revoked_at "
                     "FROM authtoken_token WHERE key = ?",
                     (key,),
-                ).fetchone()
+                ).fetchall()  # run to completion: no statement left holding a snapshot
             except sqlite3.Error as exc:
                 self._drop_fast_connection()
                 raise _failure(exc, self._password) from exc
+            row = rows[0] if rows else None
         else:
             with self._tx(write=False) as conn:
                 row = conn.execute(self._login_stmt, {"key": key}).first()
@@ -450,7 +462,7 @@ class SQLRepository:
         return self._engine
 
 
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_conn: Any, busy_ms: int) -> None:
     # Let SQLAlchemy's "begin" event decide how transactions start (pysqlite's own
     # implicit BEGIN would defeat BEGIN IMMEDIATE).
     dbapi_conn.isolation_level = None
@@ -458,7 +470,7 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     try:
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
-        cur.execute(f"PRAGMA busy_timeout = {CONNECT_TIMEOUT * 1000}")
+        cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
     finally:
         cur.close()
 
@@ -468,13 +480,3 @@ def _sqlite_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         conn.exec_driver_sql("BEGIN")
-
-
-def wrap(call: Callable[[], _T], password: str | None = None) -> _T:
-    """Run ``call``, turning driver errors into ``RepositoryError``."""
-    try:
-        return call()
-    except AuthTokenError:
-        raise
-    except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
-        raise _failure(exc, password) from exc

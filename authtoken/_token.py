@@ -47,6 +47,8 @@ def check_user(user: object) -> UserKey:
         raise ArgumentTypeError(
             f"a user is an int or a str, not {type(user).__name__}"
         )
+    if isinstance(user, int) and not -(2**63) <= user < 2**63:
+        raise InvalidArgument("an int user must fit in 64 bits (a database BIGINT)")
     if isinstance(user, str):
         if not user or len(user) > MAX_USER_LENGTH:
             raise InvalidArgument(

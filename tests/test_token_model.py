@@ -440,7 +440,9 @@ def test_require_names_missing_scopes() -> None:
 # -- check_user ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("user", [0, 1, -5, 10**30, "alice", "ünï", "x" * 256, "7", " a "])
+@pytest.mark.parametrize(
+    "user", [0, 1, -5, 2**63 - 1, -(2**63), "alice", "ünï", "x" * 256, "7", " a "]
+)
 def test_check_user_accepts(user: object) -> None:
     """check_user() returns valid int and str user keys unchanged."""
     assert check_user(user) == user
@@ -456,5 +458,14 @@ def test_check_user_wrong_type(user: object) -> None:
 @pytest.mark.parametrize("user", ["", "x" * 257, "a\x00b", "a\nb", "a\ud800"])
 def test_check_user_bad_str(user: str) -> None:
     """check_user() refuses an empty, over-long, control-character or surrogate str."""
+    with pytest.raises(InvalidArgument):
+        check_user(user)
+
+
+@pytest.mark.parametrize(
+    "user", [2**63, -(2**63) - 1, 2**20000], ids=["2^63", "-2^63-1", "2^20000"]
+)
+def test_check_user_int_fits_64_bits(user: int) -> None:
+    """An int user outside 64 bits is refused, since databases store it as BIGINT."""
     with pytest.raises(InvalidArgument):
         check_user(user)

@@ -1,0 +1,70 @@
+"""JSON-ready views of tokens and principals, shared by the command line and the admin API.
+
+A *view* holds what is safe to show about a token -- never its string or secret, which
+the engine does not keep -- with datetimes as ISO 8601 UTC strings and ``None`` as
+``null``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from ._token import AuthToken, Principal
+
+__all__ = ["VIEW_FIELDS", "isoformat", "principal_view", "token_view"]
+
+#: The keys of a token view, in the order they are shown.
+VIEW_FIELDS = (
+    "key",
+    "user",
+    "scope",
+    "scopes",
+    "description",
+    "data",
+    "expires",
+    "created_at",
+    "updated_at",
+    "revoked_at",
+    "last_used_at",
+    "use_count",
+    "parent_key",
+)
+
+
+def isoformat(value: datetime | None) -> str | None:
+    """``value`` as ISO 8601 in UTC (``2026-12-23T16:09:32.500953+00:00``), or ``None``."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def token_view(token: AuthToken) -> dict[str, object]:
+    """The view of ``token``: its fields, JSON-ready (``scopes`` a list)."""
+    return {
+        "key": token.key,
+        "user": token.user,
+        "scope": token.scope,
+        "scopes": list(token.scopes),
+        "description": token.description,
+        "data": token.data,
+        "expires": isoformat(token.expires),
+        "created_at": isoformat(token.created_at),
+        "updated_at": isoformat(token.updated_at),
+        "revoked_at": isoformat(token.revoked_at),
+        "last_used_at": isoformat(token.last_used_at),
+        "use_count": token.use_count,
+        "parent_key": token.parent_key,
+    }
+
+
+def principal_view(principal: Principal) -> dict[str, object]:
+    """``{"user", "token_key", "scopes", "data", "expires"}`` of a login, JSON-ready."""
+    return {
+        "user": principal.user,
+        "token_key": principal.token_key,
+        "scopes": list(principal.scopes),
+        "data": principal.data,
+        "expires": isoformat(principal.expires),
+    }
