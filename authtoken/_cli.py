@@ -565,8 +565,8 @@ def _run_demo(security: Security, say: _Narrator) -> None:
     child = AuthToken("vfs:ikey?42", description="one-off rerun of the report", expires="1h")
     child_string = session.authorize_token(child)
     say.step(
-        "Logged in as script 42, the job delegates a narrower child token: no "
-        "reports:read, one hour.",
+        "Logged in as script 42, the job delegates a narrower child token: still bound "
+        "to script 42, without reports:read, for one hour.",
         "ok",
         f"child token {child.key} authorized ({_mask(child_string)}), parent "
         f"{child.parent_key}",

@@ -125,7 +125,11 @@ class Session:
             raise PermissionDenied("the token belongs to another user")
 
     def _parent(self) -> TokenRecord | None:
-        """The session's own token as stored now, if it logged in by one."""
+        """The session's own token as stored now, if it logged in by one.
+
+        Raises ``TokenRevoked`` / ``TokenExpired`` once that token is dead: a session
+        is worth no more than the token it logged in with.
+        """
         if self.principal is None:
             return None
         key = self.principal.token_key
@@ -196,6 +200,7 @@ class Session:
         """
         record = self.security._record_for(token_string)
         self._check_owner(record.user)
+        self._parent()
         self.security.revoke_auth_token_by_key(record.key)
 
     def revoke_auth_token_by_key(self, key: str) -> None:
@@ -206,6 +211,7 @@ class Session:
         token = self.security.get_auth_token(key)
         assert token.user is not None
         self._check_owner(token.user)
+        self._parent()
         self.security.revoke_auth_token_by_key(key)
 
     def list_auth_tokens(self, *, include_revoked: bool = False,
@@ -217,9 +223,9 @@ class Session:
         """
         if user is None and self.user is None and self.admin:
             return self.security.list_auth_tokens(include_revoked=include_revoked)
-        return self.security.list_auth_tokens(
-            user=self._acting_user(user), include_revoked=include_revoked,
-        )
+        owner = self._acting_user(user)
+        self._parent()
+        return self.security.list_auth_tokens(user=owner, include_revoked=include_revoked)
 
 
 class ScriptRunner:

@@ -15,6 +15,7 @@ from authtoken import (
     ScriptRunner,
     Security,
     Session,
+    TokenExpired,
     TokenNotFound,
     TokenRevoked,
 )
@@ -271,3 +272,23 @@ def test_script_runner_needs_a_script(security: Security) -> None:
         Session(security, script="x")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         Session("not a security")  # type: ignore[arg-type]
+
+
+def test_dead_session_token_cannot_manage(security: Security, clock: FakeClock) -> None:
+    """Once its token is revoked or expired, a session can neither list nor revoke."""
+    other = AuthToken("a")
+    other_string = security.authorize_token(other, user="alice")
+    session = logged_in(security, "a", expires="1h")
+    clock.advance(hours=2)
+    with pytest.raises(TokenExpired):
+        session.list_auth_tokens()
+    fresh = logged_in(security, "a")
+    assert fresh.principal is not None
+    security.revoke_auth_token_by_key(fresh.principal.token_key)
+    with pytest.raises(TokenRevoked):
+        fresh.list_auth_tokens()
+    with pytest.raises(TokenRevoked):
+        fresh.revoke_auth_token(other_string)
+    with pytest.raises(TokenRevoked):
+        fresh.revoke_auth_token_by_key(other.key or "")
+    assert security.get_auth_token(other.key or "").revoked_at is None
