@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-__all__ = ["Clock", "system_clock"]
+__all__ = ["Clock", "system_clock", "system_micros"]
 
 Clock = Callable[[], datetime]
 
@@ -13,3 +14,8 @@ Clock = Callable[[], datetime]
 def system_clock() -> datetime:
     """The current time, aware UTC."""
     return datetime.now(timezone.utc)
+
+
+def system_micros() -> int:
+    """The current time in microseconds since 1970: ``system_clock`` without the object."""
+    return time.time_ns() // 1000

@@ -81,7 +81,8 @@ def to_micros(value: datetime) -> int:
 
 
 def from_micros(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=value)
+    """The aware UTC datetime ``value`` microseconds after 1970 (on the login path)."""
+    return EPOCH + timedelta(0, 0, value)
 
 
 def _parse_duration(text: str) -> timedelta:

@@ -17,7 +17,7 @@ import posixpath
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._errors import ArgumentTypeError, InvalidArgument, ScopeError
 from ._escape import escape, strict_unescape
@@ -229,6 +229,9 @@ class Script:
 
     key: int | None = None
     path: str | None = None
+    _identifiers: frozenset[str] = field(
+        init=False, repr=False, compare=False, hash=False, default=frozenset()
+    )
 
     def __post_init__(self) -> None:
         if self.key is None and self.path is None:
@@ -248,16 +251,18 @@ class Script:
                 "Script.path must be a non-empty path without NUL characters; "
                 "leave it None for a script known only by its key"
             )
-
-    def identifiers(self) -> frozenset[str]:
-        """The canonical binding identifiers this script satisfies."""
         found = set()
         binding = None if self.key is None else _vfs_binding(self.key)
         if binding is not None:
             found.add(binding)
         if self.path:
             found.add(_UFS_PREFIX + escape(posixpath.normpath(self.path)))
-        return frozenset(found)
+        # Computed once: every login of this script compares against it.
+        object.__setattr__(self, "_identifiers", frozenset(found))
+
+    def identifiers(self) -> frozenset[str]:
+        """The canonical binding identifiers this script satisfies."""
+        return self._identifiers
 
 
 def script_matches(bindings: tuple[str, ...], script: Script | None) -> bool:

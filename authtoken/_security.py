@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from ._clock import Clock, system_clock
+from ._clock import Clock, system_clock, system_micros
 from ._codec import TokenCodec, new_key
 from ._errors import (
     ArgumentTypeError,
@@ -64,6 +64,7 @@ FLUSH_EVERY_LOGINS: Final = 1000
 FLUSH_EVERY_MICROS: Final = 1_000_000
 # Vets an update before it is written: (stored, token, new expiry) -> None, or raises.
 _UpdateCheck = Callable[[TokenRecord, AuthToken, "datetime | None"], None]
+_BINDING_PREFIXES = ("vfs:", "ufs:")
 _KEY_SHAPE = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 
 
@@ -169,6 +170,11 @@ class Security:
         self._repository = repository
         self._codec = TokenCodec(secret_keys)
         self._clock: Clock = clock or system_clock
+        # The login path needs only microseconds; with the system clock it skips the
+        # datetime round trip.
+        self._now_us: Callable[[], int] = (
+            system_micros if clock is None else (lambda: to_micros(self.now()))
+        )
         self._usage = _UsageBuffer()
         self._finalizer = weakref.finalize(self, _flush_at_exit, self._usage, repository)
 
@@ -382,16 +388,16 @@ class Security:
         if row.revoked_at is not None:
             raise TokenRevoked("the token was revoked", token_key=key,
                                revoked_at=from_micros(row.revoked_at))
-        now = self.now()
-        now_us = to_micros(now)
+        now_us = self._now_us()
         if row.expires is not None and now_us >= row.expires:
             expired_at = from_micros(row.expires)
             raise TokenExpired(f"the token expired at {expired_at.isoformat()}",
                                token_key=key, expired_at=expired_at)
-        scopes = tuple(row.scope.split(" "))
-        if "vfs:" in row.scope or "ufs:" in row.scope:
-            bindings = tuple(s for s in scopes if s[:4] in ("vfs:", "ufs:"))
-            if bindings and (script is None or not (script.identifiers() & set(bindings))):
+        scope = row.scope
+        scopes = tuple(scope.split(" "))
+        if "vfs:" in scope or "ufs:" in scope:
+            bindings = [s for s in scopes if s[:4] in _BINDING_PREFIXES]
+            if bindings and (script is None or script._identifiers.isdisjoint(bindings)):
                 raise ScriptNotAuthorized(
                     "the token is bound to other scripts" if script is not None
                     else "the token is bound to scripts: log in with the Script using it",

@@ -31,7 +31,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -77,6 +77,13 @@ class TokenRow(_Base, table=True):
 
 METADATA = _Base.metadata
 T: sa.Table = TokenRow.__table__  # type: ignore[attr-defined]
+_COLUMNS = tuple(c.name for c in T.columns)
+_Row = NamedTuple("_Row", [(name, Any) for name in _COLUMNS])  # type: ignore[misc]
+_LOGIN_SQL = (
+    "SELECT secret_hash, user_ref, scope, data, expires, revoked_at "
+    "FROM authtoken_token WHERE key = ?"
+)
+_GET_SQL = f"SELECT {', '.join(_COLUMNS)} FROM authtoken_token WHERE key = ?"  # noqa: S608
 
 
 def user_ref(user: UserKey) -> str:
@@ -277,32 +284,36 @@ class SQLRepository:
                     raise _failure(exc, self._password) from exc
             self._schema_ready = True
 
-    def _fast_connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+    def _fast_cursor(self) -> sqlite3.Cursor:
+        cur: sqlite3.Cursor | None = getattr(self._local, "cursor", None)
+        if cur is None:
             self._ensure_schema()
             conn = sqlite3.connect(
                 self._sqlite_path, timeout=self._timeout, isolation_level=None,
                 check_same_thread=False,
             )
+            conn.execute(f"PRAGMA busy_timeout = {round(self._timeout * 1000)}")
             conn.execute("PRAGMA query_only = ON")
-            self._local.conn = conn
+            cur = conn.cursor()
+            self._local.cursor = cur
             with self._fast_lock:
                 self._fast.append(conn)
-        return conn
+        return cur
+
+    def _fast_rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        """Run a read on this thread's autocommit connection: a fresh snapshot each time."""
+        try:
+            # fetchall runs the statement to completion, so no open statement can pin
+            # an old read snapshot between logins.
+            return self._fast_cursor().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            self._drop_fast_connection()
+            raise _failure(exc, self._password) from exc
 
     # -- the contract -----------------------------------------------------------------
     def login_row(self, key: str) -> LoginRow | None:
         if self._dialect == "sqlite":
-            try:
-                rows = self._fast_connection().execute(
-                    "SELECT secret_hash, user_ref, scope, data, expires, revoked_at "
-                    "FROM authtoken_token WHERE key = ?",
-                    (key,),
-                ).fetchall()  # run to completion: no statement left holding a snapshot
-            except sqlite3.Error as exc:
-                self._drop_fast_connection()
-                raise _failure(exc, self._password) from exc
+            rows = self._fast_rows(_LOGIN_SQL, (key,))
             row = rows[0] if rows else None
         else:
             with self._tx(write=False) as conn:
@@ -316,9 +327,10 @@ class SQLRepository:
         )
 
     def _drop_fast_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            self._local.conn = None
+        cur = getattr(self._local, "cursor", None)
+        if cur is not None:
+            self._local.cursor = None
+            conn = cur.connection
             with self._fast_lock:
                 if conn in self._fast:
                     self._fast.remove(conn)
@@ -362,6 +374,9 @@ class SQLRepository:
             conn.execute(T.insert().values(**values))
 
     def get(self, key: str) -> TokenRecord | None:
+        if self._dialect == "sqlite":
+            rows = self._fast_rows(_GET_SQL, (key,))
+            return _record(_Row(*rows[0])) if rows else None
         with self._tx(write=False) as conn:
             row = conn.execute(sa.select(T).where(T.c.key == key)).first()
         return None if row is None else _record(row)
