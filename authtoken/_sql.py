@@ -173,7 +173,7 @@ class SQLRepository:
         self._password = self._url.password if isinstance(self._url.password, str) else None
         self._dialect = self._url.get_backend_name()
         self._local = threading.local()
-        self._fast: list[sqlite3.Connection] = []
+        self._fast: list[Any] = []  # per-thread read connections, closed by close()
         self._fast_lock = threading.Lock()
         self._schema_ready = False
         self._schema_lock = threading.Lock()
@@ -196,6 +196,11 @@ class SQLRepository:
             options.setdefault("pool_size", 5)
             options.setdefault("max_overflow", 10)
             options.setdefault("pool_timeout", self._timeout)
+        self._fast_path = self._dialect in ("sqlite", "postgresql")
+        if self._dialect == "postgresql":
+            self._conninfo = self._url.set(drivername="postgresql").render_as_string(
+                hide_password=False
+            )
         try:
             self._engine: Engine = sa.create_engine(self._url, **options)
         except ModuleNotFoundError as exc:
@@ -246,8 +251,13 @@ class SQLRepository:
             ) from exc
         return path
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RepositoryError("the repository is closed; open a new one")
+
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[Connection]:
+        self._check_open()
         self._ensure_schema()
         try:
             with self._engine.connect() as conn:
@@ -287,6 +297,7 @@ class SQLRepository:
     def _fast_cursor(self) -> sqlite3.Cursor:
         cur: sqlite3.Cursor | None = getattr(self._local, "cursor", None)
         if cur is None:
+            self._check_open()
             self._ensure_schema()
             conn = sqlite3.connect(
                 self._sqlite_path, timeout=self._timeout, isolation_level=None,
@@ -300,19 +311,58 @@ class SQLRepository:
                 self._fast.append(conn)
         return cur
 
+    def _pg_connection(self) -> Any:
+        conn = getattr(self._local, "pg", None)
+        if conn is None:
+            import psycopg
+
+            self._check_open()
+            self._ensure_schema()
+            conn = psycopg.connect(
+                self._conninfo, autocommit=True,
+                connect_timeout=max(2, round(self._timeout)),
+                options=f"-c statement_timeout={round(self._timeout * 1000)}",
+            )
+            self._local.pg = conn
+            with self._fast_lock:
+                self._fast.append(conn)
+        return conn
+
     def _fast_rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
-        """Run a read on this thread's autocommit connection: a fresh snapshot each time."""
-        try:
-            # fetchall runs the statement to completion, so no open statement can pin
-            # an old read snapshot between logins.
-            return self._fast_cursor().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            self._drop_fast_connection()
-            raise _failure(exc, self._password) from exc
+        """Run a read on this thread's autocommit connection: a fresh snapshot each time.
+
+        Each statement is its own transaction, so it sees every commit made before it
+        began, by any process: this is what makes a revocation visible at once.
+        """
+        if self._dialect == "sqlite":
+            try:
+                # fetchall runs the statement to completion, so no open statement can
+                # pin an old read snapshot between logins.
+                return self._fast_cursor().execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                self._drop_fast_connection()
+                raise _failure(exc, self._password) from exc
+        import psycopg
+
+        for attempt in range(2):
+            fresh = getattr(self._local, "pg", None) is None
+            try:
+                rows: list[Any] = (
+                    self._pg_connection().execute(sql.replace("?", "%s"), params, prepare=True)
+                    .fetchall()
+                )
+                return rows
+            except psycopg.Error as exc:
+                self._drop_fast_connection()
+                # A connection that died while idle (server restart, failover) gets one
+                # retry on a new connection; a fresh connection that fails is the answer.
+                if fresh or attempt or not isinstance(exc, psycopg.OperationalError):
+                    raise _failure(exc, self._password) from exc
+        raise AssertionError("unreachable")
 
     # -- the contract -----------------------------------------------------------------
     def login_row(self, key: str) -> LoginRow | None:
-        if self._dialect == "sqlite":
+        if self._fast_path:
             rows = self._fast_rows(_LOGIN_SQL, (key,))
             row = rows[0] if rows else None
         else:
@@ -328,13 +378,16 @@ class SQLRepository:
 
     def _drop_fast_connection(self) -> None:
         cur = getattr(self._local, "cursor", None)
-        if cur is not None:
-            self._local.cursor = None
-            conn = cur.connection
+        conn = getattr(self._local, "pg", None) if cur is None else cur.connection
+        self._local.cursor = self._local.pg = None
+        if conn is not None:
             with self._fast_lock:
                 if conn in self._fast:
                     self._fast.remove(conn)
-            conn.close()
+            try:
+                conn.close()
+            except Exception:  # noqa: S110 - a broken connection may fail to close
+                pass
 
     def insert(self, record: TokenRecord) -> None:
         values = {
@@ -374,7 +427,7 @@ class SQLRepository:
             conn.execute(T.insert().values(**values))
 
     def get(self, key: str) -> TokenRecord | None:
-        if self._dialect == "sqlite":
+        if self._fast_path:
             rows = self._fast_rows(_GET_SQL, (key,))
             return _record(_Row(*rows[0])) if rows else None
         with self._tx(write=False) as conn:
