@@ -304,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("demo", _cmd_demo,
             "walk through a token's life cycle on a temporary database, narrated")
+
+    sub = command("db", _cmd_db,
+                  "the database schema: 'current' shows its revision, 'upgrade' migrates "
+                  "it to the one this authtoken needs")
+    sub.add_argument("action", choices=("current", "upgrade"))
     return parser
 
 
@@ -481,6 +486,37 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
 # -- demo ------------------------------------------------------------------------------------------
 class _DemoFailed(Exception):
     """The engine did not behave as the demo expected."""
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from ._migrate import HEAD
+    from ._security import default_database_url, open_repository
+    from ._sql import SQLRepository, redact_url
+
+    database: str | None = getattr(args, "database", None)
+    url = default_database_url() if database is None else database
+    repository = open_repository(url)
+    try:
+        if not isinstance(repository, SQLRepository):
+            raise InvalidArgument(f"{redact_url(url)!r} has no schema to migrate")
+        if args.action == "current":
+            revision = repository.schema_revision()
+            if _json_mode(args):
+                _json({"revision": revision, "head": HEAD})
+            else:
+                _out(f"schema revision: {revision or 'none (empty database)'}; "
+                     f"this authtoken needs {HEAD}")
+        else:
+            before, after = repository.upgrade_schema()
+            if _json_mode(args):
+                _json({"before": before, "after": after})
+            elif before == after:
+                _out(f"schema already at {after}")
+            else:
+                _out(f"schema upgraded from {before or 'empty'} to {after}")
+    finally:
+        repository.close()
+    return 0
 
 
 def _mask(string: str) -> str:

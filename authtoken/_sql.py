@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from . import _migrate
 from ._errors import AuthTokenError, InvalidArgument, RepositoryError, TokenRevoked
 from ._expiry import from_micros, to_micros
 from ._repository import LoginRow, Usage
@@ -57,9 +58,13 @@ class TokenRow(_Base, table=True):
     """One token.  ``secret_hash`` is the SHA-256 of the secret, never the secret."""
 
     __tablename__ = "authtoken_token"
+    __table_args__ = (
+        sa.PrimaryKeyConstraint("id", name="pk_authtoken_token"),
+        sa.UniqueConstraint("key", name="uq_authtoken_token_key"),
+    )
 
-    id: int | None = Field(default=None, primary_key=True)
-    key: str = Field(sa_type=sa.String(32), unique=True, nullable=False)
+    id: int | None = Field(default=None, nullable=False)
+    key: str = Field(sa_type=sa.String(32), nullable=False)
     user_ref: str = Field(sa_type=sa.String(300), index=True, nullable=False)
     scope: str = Field(sa_type=sa.Text, nullable=False)
     data: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
@@ -273,8 +278,7 @@ class SQLRepository:
     def _ensure_schema(self) -> None:
         if self._schema_ready:
             return
-        if self._closed:
-            raise RepositoryError("the repository is closed; open a new one")
+        self._check_open()
         with self._schema_lock:
             if self._schema_ready:
                 return
@@ -282,17 +286,53 @@ class SQLRepository:
                 with self._engine.connect() as conn:
                     conn = conn.execution_options(authtoken_write=True)
                     with conn.begin():
-                        METADATA.create_all(conn, checkfirst=True)
-            except sa.exc.SQLAlchemyError as first:
-                # Another process may have created the tables between our check and
-                # our CREATE; a second look settles it.
-                try:
-                    with self._engine.connect() as conn:
-                        if not sa.inspect(conn).has_table(T.name):
-                            raise _failure(first, self._password) from first
-                except sa.exc.SQLAlchemyError as exc:
-                    raise _failure(exc, self._password) from exc
+                        state = _migrate.schema_state(conn)
+                        if state == "empty":
+                            # Lock, then look again: another process may have won.
+                            _migrate.lock(conn)
+                            state = _migrate.schema_state(conn)
+                            if state == "empty":
+                                _migrate.upgrade(conn)
+                                state = "current"
+                        if state != "current":
+                            raise _migrate.refusal(state, _migrate.current_revision(conn))
+            except AuthTokenError:
+                raise
+            except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
+                raise _failure(exc, self._password) from exc
             self._schema_ready = True
+
+    def schema_revision(self) -> str | None:
+        """The schema revision the database holds (``None``: empty)."""
+        self._check_open()
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                return _migrate.current_revision(conn)
+        except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
+            raise _failure(exc, self._password) from exc
+
+    def upgrade_schema(self) -> tuple[str | None, str]:
+        """Migrate the database to the newest schema; return (before, after) revisions.
+
+        Refuses a schema newer than this code.  Safe to run while other processes use
+        the database: it runs in one transaction under the schema lock.
+        """
+        self._check_open()
+        try:
+            with self._engine.connect() as conn:
+                conn = conn.execution_options(authtoken_write=True)
+                with conn.begin():
+                    _migrate.lock(conn)
+                    before = _migrate.current_revision(conn)
+                    if _migrate.schema_state(conn) == "newer":
+                        raise _migrate.refusal("newer", before)
+                    _migrate.upgrade(conn)
+        except AuthTokenError:
+            raise
+        except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
+            raise _failure(exc, self._password) from exc
+        self._schema_ready = True
+        return before, _migrate.HEAD
 
     def _fast_cursor(self) -> sqlite3.Cursor:
         cur: sqlite3.Cursor | None = getattr(self._local, "cursor", None)

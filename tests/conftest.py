@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from pgcluster import Cluster, find_bindir
 
 from authtoken import MemoryRepository, Repository, Security
