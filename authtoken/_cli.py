@@ -54,7 +54,7 @@ MAX_STDIN: Final = 64 * 1024
 TOKEN_ENV: Final = "AUTHTOKEN_TOKEN"  # noqa: S105 - a variable name, not a secret
 
 # What a token string looks like, loosely: anything matching is refused as an argument.
-_TOKEN_ARGUMENT: Final = re.compile(r"atk_[A-Za-z0-9_-]{8,}\.|atk_[A-Za-z0-9._-]{20,}")
+_TOKEN_ARGUMENT: Final = re.compile(r"atk_[a-z2-7]{16}\.")
 # What is blanked out of any text we print to stderr, just in case.
 _TOKEN_TEXT: Final = re.compile(r"atk_[A-Za-z0-9._-]{8,}")
 _DECIMAL: Final = re.compile(r"[0-9]+", re.ASCII)
@@ -164,7 +164,7 @@ def _stdin_text(stream: Any) -> str:
         return ""
     if raw is None:
         return ""
-    if len(raw) > MAX_STDIN:
+    if len(raw) > MAX_STDIN and raw.strip():
         raise InvalidToken(
             "standard input holds more than 64 KiB; a token string is at most 256 characters"
         )

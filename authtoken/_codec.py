@@ -29,7 +29,7 @@ from typing import Final
 
 from itsdangerous import Signer
 
-from ._errors import InvalidArgument, InvalidToken
+from ._errors import ArgumentTypeError, InvalidArgument, InvalidToken
 
 __all__ = ["PREFIX", "TOKEN_LENGTH", "TokenCodec", "new_key", "secret_digest"]
 
@@ -66,7 +66,7 @@ def _key_bytes(key: object) -> bytes:
     elif isinstance(key, bytes):
         raw = key
     else:
-        raise InvalidArgument(
+        raise ArgumentTypeError(
             f"a secret key is a str or bytes, not {type(key).__name__}"
         )
     if not raw:
@@ -81,7 +81,7 @@ def normalise_keys(secret_keys: object) -> list[bytes]:
     elif isinstance(secret_keys, Iterable):
         keys = [_key_bytes(k) for k in secret_keys]
     else:
-        raise InvalidArgument(
+        raise ArgumentTypeError(
             "secret_keys must be a key (str or bytes) or a list of keys, newest first"
         )
     if not keys:
@@ -126,10 +126,10 @@ class TokenCodec:
             if len(token) != TOKEN_LENGTH or not token.isascii():
                 raise InvalidToken(_INVALID)
             raw = token.encode("ascii")
-        elif isinstance(token, (bytes, bytearray)):
+        elif isinstance(token, bytes):
             if len(token) != TOKEN_LENGTH:
                 raise InvalidToken(_INVALID)
-            raw = bytes(token)
+            raw = token
         else:
             raise TypeError(
                 f"a token string is a str or bytes, not {type(token).__name__}"

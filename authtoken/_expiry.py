@@ -129,9 +129,9 @@ def _parse_text(value: str) -> ExpirySpec:
     shown = ascii(text[:40])
     if text.lower() == "never":
         return NEVER_SPEC
-    if _DURATION.match(text):
+    if _DURATION.match(text.lower()):
         try:
-            return ExpirySpec(relative=_parse_duration(text))
+            return ExpirySpec(relative=_parse_duration(text.lower()))
         except OverflowError as exc:
             raise InvalidArgument(f"expires {shown} is too long a duration") from exc
     if not text or len(text) > 64 or not text.isascii():

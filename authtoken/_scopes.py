@@ -90,12 +90,6 @@ def _canonical_ufs(identifier: str) -> str:
             "authtoken.escape(path)",
             identifier=identifier,
         )
-    if any(unicodedata.category(c) == "Cc" for c in path):
-        raise ScopeError(
-            f"scope identifier {_shown(identifier)} names a path with a control "
-            "character; script paths cannot hold one",
-            identifier=identifier,
-        )
     return _UFS_PREFIX + escape(posixpath.normpath(path))
 
 
@@ -136,14 +130,8 @@ def canonical_identifier(identifier: str) -> str:
                 identifier=identifier,
             )
         return canonical
-    if head.lower() in (_VFS_PREFIX, _UFS_PREFIX):
-        # 'VFS:ikey?1' looks like a binding but would be opaque: the token would then
-        # be usable by every script.  Refuse rather than widen silently.
-        raise ScopeError(
-            f"scope identifier {_shown(identifier)} starts with {head!r}; script "
-            f"bindings are written in lowercase ('vfs:' or 'ufs:')",
-            identifier=identifier,
-        )
+    # Anything else -- 'VFS:ikey?1' included, since matching is case-sensitive -- is
+    # opaque, as the contract says: it binds no script.
     return identifier
 
 

@@ -62,10 +62,29 @@ __all__ = [
 
 FLUSH_EVERY_LOGINS: Final = 1000
 FLUSH_EVERY_MICROS: Final = 1_000_000
-# Vets an update before it is written: (stored, token, new expiry) -> None, or raises.
-_UpdateCheck = Callable[[TokenRecord, AuthToken, "datetime | None"], None]
+# Vets an update before it is written: (stored, resulting record, names of the changed
+# fields) -> None, or raises.
+_UpdateCheck = Callable[[TokenRecord, TokenRecord, "set[str]"], None]
 _BINDING_PREFIXES = ("vfs:", "ufs:")
 _KEY_SHAPE = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+
+
+def is_token_key(key: str) -> bool:
+    """Whether ``key`` has the shape of a token key (16 characters of a-z, 2-7)."""
+    return len(key) == 16 and set(key) <= _KEY_SHAPE
+
+
+def shown_key(key: str) -> str | None:
+    """``key`` if it is safe to show; something else -- a pasted token string, its
+    secret -- is never echoed."""
+    return key if is_token_key(key) else None
+
+
+def not_found_message(key: str) -> str:
+    if is_token_key(key):
+        return f"no token with key {key!r}"
+    return ("no token with that key: a token key is 16 characters of a-z and 2-7, as "
+            "'authtoken list' shows (not shown here, in case it was a token string)")
 
 
 def _check_key(key: object) -> str:
@@ -209,8 +228,10 @@ class Security:
         """
         return self._authorize(token, check_user(user), parent=None)
 
-    def _authorize(self, token: AuthToken, user: UserKey, parent: str | None,
+    def _authorize(self, token: AuthToken, user: UserKey, parent: str | None = None,
+                   vet: Callable[[datetime | None], None] | None = None,
                    expiry_cap: datetime | None = None) -> str:
+        """Authorize ``token``; ``vet`` sees the resolved expiry before anything is stored."""
         if not isinstance(token, AuthToken):
             raise ArgumentTypeError(f"expected an AuthToken, not {type(token).__name__}")
         if token.key is not None:
@@ -222,6 +243,8 @@ class Security:
         expires = spec.resolve(now)
         if spec.is_default and expiry_cap is not None and (expires is None or expires > expiry_cap):
             expires = expiry_cap
+        if vet is not None:
+            vet(expires)  # the very value that is stored: no second reading of the clock
         if expires is not None and expires <= now:
             raise InvalidArgument(
                 f"expires {expires.isoformat()} is not in the future; give a later time "
@@ -273,9 +296,9 @@ class Security:
     def get_auth_token(self, key: str) -> AuthToken:
         """The token with ``key``; ``TokenNotFound`` if there is none."""
         key = _check_key(key)
-        record = self._repository.get(key) if set(key) <= _KEY_SHAPE else None
+        record = self._repository.get(key) if is_token_key(key) else None
         if record is None:
-            raise TokenNotFound(f"no token with key {key[:40]!r}", token_key=key[:40])
+            raise TokenNotFound(not_found_message(key), token_key=shown_key(key))
         return self._with_usage(record)
 
     def list_auth_tokens(self, *, user: UserKey | None = None,
@@ -296,50 +319,56 @@ class Security:
         """
         self._update(token, check=None)
 
-    def _stored(self, token: AuthToken) -> TokenRecord:
+    def _update(self, token: AuthToken, check: _UpdateCheck | None) -> None:
+        """Write the fields assigned on ``token`` on top of what storage holds now.
+
+        Only assigned fields are written, so two writers changing different fields
+        both win.  If another writer changed a field this one also assigned, since this
+        object was read, that is ``ConcurrentUpdate``: nobody's change is silently lost.
+        """
         if not isinstance(token, AuthToken):
             raise ArgumentTypeError(f"expected an AuthToken, not {type(token).__name__}")
         key = _check_key(token.key)
-        stored = self._repository.get(key)
-        if stored is None:
-            raise TokenNotFound(f"no token with key {key!r}", token_key=key)
-        if stored.revoked_at is not None:
-            raise TokenRevoked("the token is revoked and cannot be updated",
-                               token_key=key, revoked_at=stored.revoked_at)
-        return stored
-
-    def _new_expiry(self, token: AuthToken, stored: TokenRecord, now: datetime,
-                    ) -> datetime | None:
-        spec = token.expiry_spec
-        if spec.relative is None and spec.absolute == stored.expires:
-            return stored.expires
-        expires = spec.resolve(now)
-        if expires is not None and expires <= now:
-            raise InvalidArgument(
-                f"expires {expires.isoformat()} is not in the future; give a later time "
-                "or a duration such as '30d'"
+        base = token._base
+        for _attempt in range(5):
+            stored = self._repository.get(key)
+            if stored is None or base is None:
+                raise TokenNotFound(not_found_message(key), token_key=shown_key(key))
+            if stored.revoked_at is not None:
+                raise TokenRevoked("the token is revoked and cannot be updated",
+                                   token_key=key, revoked_at=stored.revoked_at)
+            now = self.now()
+            changes = token._changes(now)
+            clashes = sorted(
+                name for name, value in changes.items()
+                if getattr(stored, name) != getattr(base, name)
+                and getattr(stored, name) != value
             )
-        return expires
-
-    def _update(self, token: AuthToken, check: _UpdateCheck | None) -> None:
-        stored = self._stored(token)
-        now = self.now()
-        expires = self._new_expiry(token, stored, now)
-        if check is not None:
-            check(stored, token, expires)
-        version = token._version or stored.version
-        record = replace(
-            stored, scope=token.scope, data=token.data, description=token.description,
-            expires=expires, updated_at=now, version=version,
+            if clashes:
+                raise ConcurrentUpdate(
+                    f"token {key!r} had its {', '.join(clashes)} changed by someone else "
+                    "since it was read; read it again with get_auth_token and reapply "
+                    "the change",
+                    token_key=key,
+                )
+            expires = changes.get("expires")
+            if isinstance(expires, datetime) and expires <= now:
+                raise InvalidArgument(
+                    f"expires {expires.isoformat()} is not in the future; give a later "
+                    "time or a duration such as '30d'"
+                )
+            record = replace(stored, updated_at=now, **changes)  # type: ignore[arg-type]
+            if check is not None:
+                check(stored, record, set(changes))
+            new = self._repository.update(record)
+            if new is not None:
+                token._load(self._overlay(new))
+                return
+            # Someone wrote between our read and our write: look again.
+        raise ConcurrentUpdate(
+            f"token {key!r} keeps changing under this update; retry later",
+            token_key=key,
         )
-        new = self._repository.update(record)
-        if new is None:
-            raise ConcurrentUpdate(
-                f"token {stored.key!r} changed since it was read; read it again with "
-                "get_auth_token and reapply the change",
-                token_key=stored.key,
-            )
-        token._load(self._overlay(new))
 
     def revoke_auth_token(self, token_string: str | bytes) -> None:
         """Revoke the token (and every token derived from it); idempotent.
@@ -357,10 +386,10 @@ class Security:
         key = _check_key(key)
         changed = (
             self._repository.revoke(key, to_micros(self.now()))
-            if set(key) <= _KEY_SHAPE else None
+            if is_token_key(key) else None
         )
         if changed is None:
-            raise TokenNotFound(f"no token with key {key[:40]!r}", token_key=key[:40])
+            raise TokenNotFound(not_found_message(key), token_key=shown_key(key))
 
     def revoke_user_tokens(self, user: UserKey) -> int:
         """Revoke every live token of ``user`` and, transitively, those derived from them.
@@ -475,9 +504,11 @@ def default_database_url() -> str:
     return f"sqlite:///{path}"
 
 
-def _parse_keys(text: str, origin: str) -> list[str]:
+def _parse_keys(text: str, origin: str, *, comments: bool = False) -> list[str]:
+    if comments:  # a key file may carry '#' comment lines; an environment variable not
+        text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     keys = [k.strip() for k in text.replace("\n", ",").split(",")]
-    keys = [k for k in keys if k and not k.startswith("#")]
+    keys = [k for k in keys if k]
     if not keys:
         raise InvalidArgument(f"{origin} holds no secret key; put at least one key in it")
     return keys
@@ -492,7 +523,8 @@ def load_key_file(path: Path) -> list[str]:
                 f"the key file {str(path)!r} is readable by other users; run "
                 f"'chmod 600 {path}' (and consider rotating the key)"
             )
-        return _parse_keys(path.read_text("ascii"), f"the key file {str(path)!r}")
+        return _parse_keys(path.read_text("ascii"), f"the key file {str(path)!r}",
+                           comments=True)
     except OSError as exc:
         raise RepositoryError(f"cannot read the key file {str(path)!r}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:

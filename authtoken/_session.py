@@ -18,9 +18,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ._errors import ArgumentTypeError, PermissionDenied, TokenExpired, TokenRevoked
+from ._errors import (
+    ArgumentTypeError,
+    PermissionDenied,
+    TokenExpired,
+    TokenNotFound,
+    TokenRevoked,
+)
 from ._scopes import Script, bindings_of
-from ._security import Security
+from ._security import Security, is_token_key, not_found_message, shown_key
 from ._token import AuthToken, Principal, TokenRecord, UserKey, check_user
 
 __all__ = ["ScriptRunner", "Session", "check_delegation"]
@@ -116,6 +122,22 @@ class Session:
             )
         return self.user
 
+    def _require_user(self) -> None:
+        if self.user is None and not self.admin:
+            raise PermissionDenied(
+                "this session has no user: log in with a token or create it with user=..."
+            )
+
+    def _stored(self, key: str | None) -> TokenRecord:
+        if key is None:
+            raise TokenNotFound("the token was never authorized")
+        if not isinstance(key, str):
+            raise ArgumentTypeError(f"a token key is a str, not {type(key).__name__}")
+        stored = self.security.repository.get(key) if is_token_key(key) else None
+        if stored is None:
+            raise TokenNotFound(not_found_message(key), token_key=shown_key(key))
+        return stored
+
     def _check_owner(self, owner: UserKey) -> None:
         if self.user is None and not self.admin:
             raise PermissionDenied(
@@ -158,38 +180,41 @@ class Session:
         owner = self._acting_user(user)
         parent = self._parent()
         if parent is None:
-            return self.security._authorize(token, owner, parent=None)
-        spec = token.expiry_spec
-        if not spec.is_default:
-            check_delegation(parent, token.scopes, spec.resolve(self.security.now()))
-        else:
-            check_delegation(parent, token.scopes, False)
+            return self.security._authorize(token, owner)
+        explicit = not token.expiry_spec.is_default
+
+        def within_parent(expires: datetime | None) -> None:
+            check_delegation(parent, token.scopes, expires if explicit else False)
+            if parent.expires is not None and (expires is None or expires > parent.expires):
+                raise PermissionDenied(  # the default, capped: never later than the parent
+                    "a delegated token cannot outlive the session's token"
+                )
+
         return self.security._authorize(
-            token, owner, parent=parent.key, expiry_cap=parent.expires,
+            token, owner, parent=parent.key, vet=within_parent, expiry_cap=parent.expires,
         )
 
     def update_auth_token(self, token: AuthToken) -> None:
         """Persist a change to one of the session's user's tokens (see ``Security``).
 
-        In a session logged in by a token, a changed scope or expiry may not be wider
-        than the session's own; a change to only ``description`` or ``data`` is always
-        allowed.  Raises ``PermissionDenied`` (nothing changed) or what ``Security``
-        raises.
+        In a session logged in by a token, a change to ``scope`` or ``expires`` must
+        leave the whole token no wider than the session's own (scopes a subset, expiry
+        no later); a change to only ``description`` or ``data`` is always allowed.
+        Raises ``PermissionDenied`` (nothing changed) or what ``Security`` raises.
         """
-        stored = self.security._stored(token)
+        if not isinstance(token, AuthToken):
+            raise ArgumentTypeError(f"expected an AuthToken, not {type(token).__name__}")
+        self._require_user()
+        stored = self._stored(token.key)
         self._check_owner(stored.user)
         parent = self._parent()
         if parent is None:
             self.security._update(token, check=None)
             return
 
-        def within_parent(before: TokenRecord, new: AuthToken,
-                          expires: datetime | None) -> None:
-            check_delegation(
-                parent,
-                new.scopes if new.scope != before.scope else None,
-                expires if expires != before.expires else False,
-            )
+        def within_parent(before: TokenRecord, after: TokenRecord, changed: set[str]) -> None:
+            if changed & {"scope", "expires"}:
+                check_delegation(parent, tuple(after.scope.split(" ")), after.expires)
 
         self.security._update(token, check=within_parent)
 
@@ -198,6 +223,7 @@ class Session:
 
         Raises ``InvalidToken`` or ``PermissionDenied`` (nothing revoked).
         """
+        self._require_user()
         record = self.security._record_for(token_string)
         self._check_owner(record.user)
         self._parent()
@@ -208,9 +234,9 @@ class Session:
 
         Raises ``TokenNotFound`` or ``PermissionDenied`` (nothing revoked).
         """
-        token = self.security.get_auth_token(key)
-        assert token.user is not None
-        self._check_owner(token.user)
+        self._require_user()
+        stored = self._stored(key)
+        self._check_owner(stored.user)
         self._parent()
         self.security.revoke_auth_token_by_key(key)
 

@@ -185,7 +185,12 @@ class SQLRepository:
         self._closed = False
         options: dict[str, Any] = dict(engine_options or {})
         if self._dialect == "sqlite":
-            self._sqlite_path = self._prepare_sqlite_file()
+            try:
+                self._sqlite_path = self._prepare_sqlite_file()
+            except ValueError as exc:  # e.g. a NUL in the path
+                raise InvalidArgument(
+                    f"not a usable SQLite path in {redact_url(str(url))!r}: {exc}"
+                ) from exc
             options.setdefault("connect_args", {}).update(
                 {"timeout": self._timeout, "check_same_thread": False}
             )
@@ -208,6 +213,11 @@ class SQLRepository:
             )
         try:
             self._engine: Engine = sa.create_engine(self._url, **options)
+        except (ValueError, TypeError, sa.exc.ArgumentError) as exc:
+            raise InvalidArgument(
+                f"the database URL {redact_url(str(url))!r} has an option that cannot be "
+                f"used ({type(exc).__name__}); check its query string"
+            ) from exc
         except ModuleNotFoundError as exc:
             extra = "postgres" if self._dialect == "postgresql" else self._dialect
             raise RepositoryError(

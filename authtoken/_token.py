@@ -136,6 +136,7 @@ class AuthToken:
     """
 
     __slots__ = (
+        "_base",
         "_created_at",
         "_data",
         "_description",
@@ -172,6 +173,7 @@ class AuthToken:
         self._use_count = 0
         self._parent_key: str | None = None
         self._version = 0
+        self._base: TokenRecord | None = None
 
     # -- built by the engine ------------------------------------------------------
     @classmethod
@@ -194,6 +196,7 @@ class AuthToken:
         self._use_count = record.use_count
         self._parent_key = record.parent_key
         self._version = record.version
+        self._base = record  # what storage held when this object last saw it
 
     # -- changeable -----------------------------------------------------------------
     @property
@@ -289,6 +292,27 @@ class AuthToken:
     @property
     def revoked(self) -> bool:
         return self._revoked_at is not None
+
+    def _changes(self, now: datetime) -> dict[str, object]:
+        """The editable fields assigned since the token was last read or written.
+
+        ``expires`` is resolved at ``now`` when relative.  Empty for a token never
+        authorized.
+        """
+        base = self._base
+        if base is None:
+            return {}
+        changes: dict[str, object] = {}
+        if self.scope != base.scope:
+            changes["scope"] = self.scope
+        if self._data != base.data:
+            changes["data"] = self._data
+        if self._description != base.description:
+            changes["description"] = self._description
+        spec = self._expires
+        if spec.relative is not None or spec.absolute != base.expires:
+            changes["expires"] = spec.resolve(now)
+        return changes
 
     def is_expired(self, now: datetime) -> bool:
         """Whether the token is expired at ``now`` (``now >= expires``)."""

@@ -278,7 +278,9 @@ def test_standard_input_wins_over_environment(cli: Cli, monkeypatch: pytest.Monk
     assert view["user"] == 8
 
 
-@pytest.mark.parametrize("blank", ["", "   ", "\n\t \n"])
+@pytest.mark.parametrize(
+    "blank", ["", "   ", "\n\t \n", " " * 70_000], ids=["empty", "spaces", "mixed", "huge"],
+)
 def test_blank_standard_input_falls_back_to_environment(
     cli: Cli, monkeypatch: pytest.MonkeyPatch, blank: str,
 ) -> None:
@@ -651,11 +653,24 @@ def test_token_string_as_an_argument_exits_2_unechoed(cli: Cli, place: list[str]
 @pytest.mark.parametrize(
     "lookalike", ["atk_abcdefgh.rest", "atk_" + "A" * 20, "xatk_0123456789abcdefghij"],
 )
-def test_token_lookalikes_are_refused(cli: Cli, lookalike: str) -> None:
-    """Strings shaped like a token string are refused too, without being echoed."""
+def test_token_lookalikes_are_not_echoed(cli: Cli, lookalike: str) -> None:
+    """A key argument that is no token key is not found, and never echoed back."""
     result = cli.raw("show", lookalike)
-    assert result.code == 2
+    assert result.code == 1 and "TokenNotFound" in result.err
     assert lookalike not in result.text
+
+
+def test_token_prefix_is_refused(cli: Cli) -> None:
+    """Even a truncated real token string (its key and a dot) is refused as an argument."""
+    result = cli.raw("show", "atk_" + "a" * 16 + ".Kx")
+    assert result.code == 2
+    assert "Kx" not in result.text
+
+
+def test_scope_named_like_atk_is_fine(cli: Cli) -> None:
+    """An identifier that merely starts with atk_ is an ordinary scope."""
+    result = cli.raw("authorize", "--user", "7", "--scope", "atk_reports_generator_v2")
+    assert result.code == 0
 
 
 def test_usage_errors_redact_token_strings(capsys: pytest.CaptureFixture[str]) -> None:

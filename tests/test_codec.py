@@ -56,10 +56,12 @@ def test_round_trip() -> None:
     assert CODEC.read(TOKEN) == (KEY, DIGEST)
 
 
-def test_read_accepts_bytes_and_bytearray() -> None:
-    """read() accepts the token as ASCII bytes or bytearray as well as str."""
+def test_read_accepts_bytes_not_other_buffers() -> None:
+    """read() accepts the token as ASCII bytes; bytearray and memoryview are TypeError."""
     assert CODEC.read(TOKEN.encode("ascii")) == (KEY, DIGEST)
-    assert CODEC.read(bytearray(TOKEN.encode("ascii"))) == (KEY, DIGEST)
+    for buffer in (bytearray(TOKEN.encode("ascii")), memoryview(TOKEN.encode("ascii"))):
+        with pytest.raises(TypeError):
+            CODEC.read(buffer)
 
 
 def test_token_shape() -> None:
@@ -235,7 +237,7 @@ GARBAGE: list[object] = [
     bytes(TOKEN_LENGTH),
     TOKEN.encode("ascii")[:-1] + b"\xff",
     TOKEN.encode("utf-16-le"),
-    bytearray(b"atk_" + b"a" * (TOKEN_LENGTH - 4)),
+    b"atk_" + b"a" * (TOKEN_LENGTH - 4),
 ]
 
 

@@ -224,7 +224,6 @@ def test_duration_strings(text: str, expected: timedelta) -> None:
         "-1d",
         "+1d",
         "1e5",
-        "30D",
         "\u0663\u0660d",
         "\uff13\uff10d",
         "never!",
@@ -369,3 +368,9 @@ def test_text_reads_or_invalid_argument(text: str, now: datetime) -> None:
         return
     if resolved is not None:
         assert resolved.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(("text", "hours"), [("30D", 720), ("12H", 12), ("1D12h", 36)])
+def test_duration_units_in_any_case(text: str, hours: int) -> None:
+    """Duration units may be written in upper case too."""
+    assert parse_expires(text).relative == timedelta(hours=hours)

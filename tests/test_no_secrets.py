@@ -134,3 +134,19 @@ def test_import_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_token_string_given_as_key_is_not_echoed(security: Security) -> None:
+    """Passing a token string (or its secret) where a key belongs leaks none of it."""
+    from authtoken import TokenNotFound
+
+    string = security.authorize_token(AuthToken("a"), user=1)
+    secret = string.split(".")[1]
+    for wrong in (string, string[:40], secret):
+        for call in (security.get_auth_token, security.revoke_auth_token_by_key,
+                     Session(security, user=1).revoke_auth_token_by_key):
+            with pytest.raises(TokenNotFound) as info:
+                call(wrong)
+            text = str(info.value) + repr(info.value) + repr(vars(info.value))
+            assert secret[:8] not in text
+            assert info.value.token_key is None

@@ -125,3 +125,24 @@ def test_unwritable_database_is_repository_error(tmp_path: Path) -> None:
             security.authorize_token(AuthToken("a"), user=1)
         path.chmod(0o600)
         security.authorize_token(AuthToken("a"), user=1)
+
+
+def test_environment_keys_have_no_comments(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key in AUTHTOKEN_SECRET_KEYS that starts with '#' is a key, not a comment."""
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    monkeypatch.setenv("AUTHTOKEN_SECRET_KEYS", "#first,second")
+    with open_security(url) as security:
+        string = security.authorize_token(AuthToken("a"), user=1)
+    with open_security(url, secret_keys="#first") as signer:
+        assert signer.login_by_auth_token(string).user == 1
+    with open_security(url, secret_keys="second") as other:
+        with pytest.raises(InvalidToken):
+            other.login_by_auth_token(string)
+
+
+@pytest.mark.parametrize("url", ["sqlite:///\x00", "sqlite:////tmp/x.db?timeout=abc"])
+def test_unusable_urls_are_invalid_argument(url: str) -> None:
+    """A URL that cannot be used gives InvalidArgument, not a raw ValueError."""
+    with pytest.raises(InvalidArgument):
+        open_security(url, secret_keys="k")

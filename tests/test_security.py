@@ -459,3 +459,18 @@ def test_usage_batches_many_logins(security: Security) -> None:
     security.flush()
     stored = security.repository.get(token.key or "")
     assert stored is not None and stored.use_count == 2500
+
+
+def test_updates_of_different_fields_merge(security: Security) -> None:
+    """Two stale copies changing different fields both land; neither overwrites the other."""
+    token = AuthToken("a", data="old")
+    security.authorize_token(token, user=1)
+    first = security.get_auth_token(token.key or "")
+    second = security.get_auth_token(token.key or "")
+    first.description = "from first"
+    security.update_auth_token(first)
+    second.data = "from second"
+    security.update_auth_token(second)
+    stored = security.get_auth_token(token.key or "")
+    assert (stored.description, stored.data) == ("from first", "from second")
+    assert (second.description, second.data) == ("from first", "from second")

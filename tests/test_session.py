@@ -243,7 +243,10 @@ def test_updates_stay_within_the_session(security: Security, clock: FakeClock) -
     with pytest.raises(PermissionDenied):
         session.update_auth_token(sibling)
     sibling.scope = "b"
-    session.update_auth_token(sibling)  # now within the session's own
+    with pytest.raises(PermissionDenied):  # scope fine, but the token still outlives ours
+        session.update_auth_token(sibling)
+    sibling.expires = "12h"
+    session.update_auth_token(sibling)  # now wholly within the session's own
     sibling.expires = "2d"
     with pytest.raises(PermissionDenied):
         session.update_auth_token(sibling)
@@ -292,3 +295,42 @@ def test_dead_session_token_cannot_manage(security: Security, clock: FakeClock) 
     with pytest.raises(TokenRevoked):
         fresh.revoke_auth_token_by_key(other.key or "")
     assert security.get_auth_token(other.key or "").revoked_at is None
+
+
+def test_update_cannot_widen_by_changing_one_field(security: Security, clock: FakeClock) -> None:
+    """Changing only the scope of a never-expiring token does not escape the expiry limit."""
+    short = logged_in(security, "admin:write", expires="1h")
+    weak = AuthToken("read", expires=None)
+    weak_string = security.authorize_token(weak, user="alice")
+    weak.scope = "admin:write"
+    with pytest.raises(PermissionDenied):
+        short.update_auth_token(weak)
+    assert security.login_by_auth_token(weak_string).scopes == ("read",)
+
+
+def test_child_expiry_is_vetted_as_stored(security: Security) -> None:
+    """A child's relative expiry is resolved once, so the check sees the stored value."""
+    ticking = FakeClock()
+    security._clock = lambda: ticking.advance(seconds=1)  # every reading moves time on
+    security._now_us = lambda: int(ticking().timestamp() * 1_000_000)
+    session = logged_in(security, "a", expires="1h")
+    assert session.principal is not None and session.principal.expires is not None
+    child = AuthToken("a", expires=timedelta(hours=1))
+    with pytest.raises(PermissionDenied):
+        session.authorize_token(child)
+
+
+def test_no_user_is_checked_first(security: Security) -> None:
+    """A session without a user is PermissionDenied before anything is looked up."""
+    token = AuthToken("a")
+    string = security.authorize_token(token, user=5)
+    security.revoke_auth_token(string)
+    session = Session(security)
+    with pytest.raises(PermissionDenied):
+        session.update_auth_token(token)
+    with pytest.raises(PermissionDenied):
+        session.revoke_auth_token("garbage")
+    with pytest.raises(PermissionDenied):
+        session.revoke_auth_token_by_key("aaaaaaaaaaaaaaaa")
+    with pytest.raises(PermissionDenied):  # not TokenRevoked: another user's state stays hidden
+        Session(security, user=2).update_auth_token(token)
