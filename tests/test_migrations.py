@@ -99,3 +99,21 @@ def test_password_not_in_failure(pg_url: str, capsys: pytest.CaptureFixture[str]
     assert main(["--database", wrong, "list"]) == 1
     captured = capsys.readouterr()
     assert "Wrong-Pa55word-xyz" not in captured.err + captured.out
+
+
+def test_older_schema_waits_for_upgrade(url: str, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A schema older than the code is refused until 'authtoken db upgrade' runs."""
+    from authtoken import _migrate
+
+    _set_revision(url, "0000")
+    monkeypatch.setattr(_migrate, "REVISIONS", ("0000", HEAD))
+    with Security(SQLRepository(url), secret_keys="k") as security:
+        with pytest.raises(RepositoryError, match="authtoken db upgrade"):
+            security.list_auth_tokens()
+    monkeypatch.setattr(_migrate, "upgrade", lambda conn, revision="head": conn.execute(
+        sa.text(f"UPDATE {VERSION_TABLE} SET version_num = :v"), {"v": HEAD}))
+    assert main(["--database", url, "db", "upgrade"]) == 0
+    assert f"from 0000 to {HEAD}" in capsys.readouterr().out
+    with Security(SQLRepository(url), secret_keys="k") as security:
+        assert security.list_auth_tokens() == []
