@@ -1,0 +1,274 @@
+"""The refresh engine, written once: when to refresh, what to send, what it means.
+
+Theory of operation
+-------------------
+An issuer session holds one *grant*: an access token (Spatium's permission token, an
+OAuth2 access token), when it expires, and maybe a refresh token.  Nothing here does
+I/O.  A session asks its ``Refresher`` for the token; the fast path is two attribute
+reads and a comparison -- no lock, no network.  When the grant is missing or due, the
+refresher hands out a *flow*: a generator that yields ``Request`` values and is sent
+``Response`` values (the shape of ``httpx.Auth.auth_flow``) and finally returns a new
+``Grant``.  The sync and async shells (``_shell.py``) only carry the requests and hold
+the lock; they run one flow at a time per session and look again after taking the lock,
+so many concurrent callers cause exactly one request at the token endpoint.
+
+Adapters (Spatium, OIDC) implement ``Protocol``: how to obtain a first grant, how to
+refresh one, and what to do when the refresh token is refused.  They build requests and
+parse responses and decide nothing about timing.
+
+Failures:
+
+- *Transient* (connection refused, timeout, HTTP 5xx or 429): the grant is kept; while
+  its access token is still valid callers keep getting it and nothing is raised; the next
+  attempt waits a bounded, growing backoff.  Once the token has expired the failure is
+  raised (``IssuerError``).
+- *Refused* refresh token (HTTP 4xx on the refresh request): the adapter decides --
+  ``SessionExpired`` (Spatium user sessions), a new grant by key or by password.
+- A refresh token is consumed by the request that carries it.  The engine never sends
+  the same refresh token in two requests at once (one flow at a time), never again once
+  the issuer answered it, and after a transient failure only when the issuer cannot have
+  used it (the connection failed, or it answered with a server error).
+
+Times are seconds since 1970 as ``float``, from an injected clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Protocol
+
+from .._errors import IssuerError, SessionExpired, SessionNotEstablished
+
+__all__ = [
+    "Adapter",
+    "Flow",
+    "Grant",
+    "Refresher",
+    "Request",
+    "Response",
+    "TransportFailure",
+    "issuer_error",
+]
+
+BACKOFF_FIRST: Final = 0.5
+BACKOFF_MAX: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request, as data.  ``json`` or ``form`` is the body."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    json: Any = None
+    form: tuple[tuple[str, str], ...] | None = None
+
+    def __repr__(self) -> str:  # bodies carry passwords and tokens: never shown
+        return f"Request({self.method} {self.url})"
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """One HTTP response, as data."""
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def __repr__(self) -> str:
+        return f"Response({self.status})"
+
+    def json(self) -> Any:
+        """The body as JSON; ``IssuerError`` if it is not."""
+        try:
+            return json.loads(self.body)
+        except ValueError as exc:
+            raise IssuerError(
+                f"the issuer answered HTTP {self.status} with a body that is not JSON",
+                status=self.status, request_id=self.headers.get("request-id"),
+            ) from exc
+
+
+class TransportFailure(Exception):
+    """Raised *into* a flow by a shell when a request could not be completed.
+
+    ``sent`` says whether the request may have reached the issuer (a timeout after
+    sending) -- then a refresh token it carried counts as used.
+    """
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+# A flow yields requests, is sent responses, and returns a grant.
+Flow = Generator[Request, Response, "Grant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A credential as issued: times in seconds since 1970."""
+
+    access_token: str = field(repr=False)
+    expires_at: float
+    refresh_at: float
+    refresh_token: str | None = field(default=None, repr=False)
+    refresh_expires_at: float | None = None
+    token_type: str = "Bearer"  # noqa: S105 - a scheme name, not a secret
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def usable(self, now: float) -> bool:
+        return now < self.expires_at
+
+    def refreshable(self, now: float) -> bool:
+        return self.refresh_token is not None and (
+            self.refresh_expires_at is None or now < self.refresh_expires_at
+        )
+
+
+class Adapter(Protocol):
+    """What an issuer adapter supplies to the engine."""
+
+    def first_grant(self) -> Flow | None:
+        """A flow for the first grant, or ``None`` if the session must be established."""
+
+    def refresh_grant(self, grant: Grant) -> Flow:
+        """A flow that refreshes ``grant`` with its refresh token."""
+
+    def refused(self, grant: Grant, error: IssuerError) -> Flow:
+        """What to do when ``grant``'s refresh token was refused: raise, or a new flow."""
+
+
+def issuer_error(response: Response, what: str) -> IssuerError:
+    """An ``IssuerError`` for a refusal, with the status, request id and error code."""
+    code: str | None = None
+    try:
+        body = json.loads(response.body) if response.body else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        raw = body.get("error") or body.get("code")
+        if isinstance(raw, dict):
+            raw = raw.get("code") or raw.get("type")
+        if isinstance(raw, (str, int)):
+            code = str(raw)[:100]
+    request_id = response.headers.get("request-id") or response.headers.get("x-request-id")
+    if isinstance(body, dict) and isinstance(body.get("requestId"), str):
+        request_id = request_id or body["requestId"]
+    detail = f" ({code})" if code else ""
+    return IssuerError(
+        f"{what} failed: HTTP {response.status}{detail}",
+        status=response.status, request_id=request_id, code=code,
+    )
+
+
+def is_transient(status: int) -> bool:
+    return status >= 500 or status == 429
+
+
+class Refresher:
+    """The state of one credential and the decisions about it.  Not thread-safe by
+    itself: the shells call ``token`` from anywhere and the rest under their lock."""
+
+    def __init__(self, protocol: Adapter, clock: Callable[[], float]) -> None:
+        self._protocol = protocol
+        self._clock = clock
+        self.grant: Grant | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._last_error: IssuerError | None = None
+
+    # -- the fast path: no lock, no I/O --------------------------------------------------
+    def token(self) -> str | None:
+        """The access token if it is present and not yet due for refresh."""
+        grant = self.grant
+        if grant is not None and self._clock() < grant.refresh_at:
+            return grant.access_token
+        return None
+
+    # -- under the shell's lock ----------------------------------------------------------
+    def ensure(self, *, force: bool = False) -> Generator[Request, Response, str]:
+        """The flow a shell drives (under its lock) to get a valid access token.
+
+        Returns at once, without a request, if another caller refreshed meanwhile.
+        Raises ``SessionNotEstablished``, ``SessionExpired`` or ``IssuerError``; after a
+        transient failure it returns the current token while that is still valid.
+        """
+        now = self._clock()
+        grant = self.grant
+        if grant is not None and not force:
+            if now < grant.refresh_at:
+                return grant.access_token
+            if now < self._retry_at:  # backing off after a transient failure
+                if grant.usable(now):
+                    return grant.access_token
+                if self._last_error is not None:
+                    raise self._last_error
+        try:
+            if grant is None:
+                first = self._protocol.first_grant()
+                if first is None:
+                    raise SessionNotEstablished(
+                        "the session is not established: call establish() first"
+                    )
+                new = yield from first
+            elif grant.refreshable(now):
+                try:
+                    new = yield from self._protocol.refresh_grant(grant)
+                except IssuerError as exc:
+                    if exc.status is None or is_transient(exc.status):
+                        raise
+                    # The issuer refused the refresh token: it is dead, whatever the
+                    # adapter does next (raise SessionExpired, or a new grant).
+                    self.grant = None
+                    new = yield from self._protocol.refused(grant, exc)
+            else:
+                self.grant = None
+                new = yield from self._protocol.refused(
+                    grant, SessionExpired("the refresh token has expired")
+                )
+        except TransportFailure as exc:
+            if exc.sent and grant is not None and self.grant is grant and grant.refresh_token:
+                # The refresh request may have reached the issuer, which then rotated
+                # the token: never send it again.  The access token stays usable.
+                self.grant = replace(grant, refresh_token=None)
+            return self._transient(IssuerError(f"the issuer could not be reached: {exc}"))
+        except IssuerError as exc:
+            if exc.status is not None and is_transient(exc.status):
+                return self._transient(exc)
+            raise
+        self.succeeded(new)
+        return new.access_token
+
+    def _transient(self, error: IssuerError) -> str:
+        token = self.failed(error)
+        if token is None:
+            raise error
+        return token
+
+    def succeeded(self, grant: Grant) -> None:
+        self.grant = grant
+        self._failures = 0
+        self._retry_at = 0.0
+        self._last_error = None
+
+    def failed(self, error: IssuerError) -> str | None:
+        """Record a transient failure; the still-valid token to use, else ``None``."""
+        now = self._clock()
+        self._failures += 1
+        self._retry_at = now + min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self._failures - 1))
+        self._last_error = error
+        grant = self.grant
+        if grant is not None and grant.usable(now):
+            return grant.access_token
+        return None
+
+    def expire_access_token(self) -> None:
+        """Make the access token due now (the API refused it), keeping the refresh token."""
+        grant = self.grant
+        if grant is not None:
+            self.grant = replace(grant, refresh_at=float("-inf"))
+        self._retry_at = 0.0
