@@ -181,6 +181,11 @@ class Refresher:
         self._retry_at = 0.0
         self._last_error: IssuerError | None = None
 
+    @property
+    def last_error(self) -> IssuerError | None:
+        """The transient failure the current backoff follows; ``None`` after a success."""
+        return self._last_error
+
     # -- the fast path: no lock, no I/O --------------------------------------------------
     def token(self) -> str | None:
         """The access token if it is present and not yet due for refresh."""

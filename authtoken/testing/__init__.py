@@ -6,14 +6,26 @@ sleeping::
 
     clock = FakeClock()
     security = open_security("memory://", secret_keys="test", clock=clock)
+
+``SpatiumAuthority`` is a Spatium-compatible authorization service on 127.0.0.1 to run
+``authtoken.issuers.spatium`` against (it needs the ``testing`` extra and is imported
+only when first used, so ``import authtoken.testing`` stays light)::
+
+    with SpatiumAuthority(clock=clock, permission_lifetime=60) as authority:
+        session = KeyAuthorizationSession(authority.url, "jobs", ["register"],
+                                          authority.merchant_key, clock=clock)
 """
 
 from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["FakeClock"]
+if TYPE_CHECKING:
+    from ._spatium import SpatiumAuthority as SpatiumAuthority
+
+__all__ = ["FakeClock", "SpatiumAuthority"]
 
 _START = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
@@ -47,3 +59,11 @@ class FakeClock:
             when = when.replace(tzinfo=timezone.utc)
         with self._lock:
             self._now = when.astimezone(timezone.utc)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SpatiumAuthority":  # lazily: it needs the "testing" extra
+        from ._spatium import SpatiumAuthority
+
+        return SpatiumAuthority
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
