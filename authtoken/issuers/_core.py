@@ -240,13 +240,21 @@ class Refresher:
                 # The refresh request may have reached the issuer, which then rotated
                 # the token: never send it again.  The access token stays usable.
                 self.grant = replace(grant, refresh_token=None)
+            self._keep(grant)
             return self._transient(IssuerError(f"the issuer could not be reached: {exc}"))
         except IssuerError as exc:
             if exc.status is not None and is_transient(exc.status):
+                self._keep(grant)
                 return self._transient(exc)
             raise
         self.succeeded(new)
         return new.access_token
+
+    def _keep(self, previous: Grant | None) -> None:
+        """After a dead refresh token's replacement failed transiently, keep serving the
+        old access token while it is valid (without the dead refresh token)."""
+        if self.grant is None and previous is not None and previous.usable(self._clock()):
+            self.grant = replace(previous, refresh_token=None, refresh_expires_at=None)
 
     def _transient(self, error: IssuerError) -> str:
         token = self.failed(error)
