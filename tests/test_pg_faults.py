@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from pgcluster import PASSWORD, Cluster, find_bindir
 
 from authtoken import (
     AuthToken,
@@ -15,7 +16,6 @@ from authtoken import (
     SQLRepository,
     TokenRevoked,
 )
-from pgcluster import PASSWORD, Cluster, find_bindir
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ def test_unreachable_from_the_start(cluster: Cluster) -> None:
     cluster.stop()
     try:
         security = Security(SQLRepository(cluster.url, timeout=2), secret_keys="k")
-        with pytest.raises(RepositoryError, match="Connection refused|connect"):
+        with pytest.raises(RepositoryError, match=r"Connection refused|connect"):
             security.list_auth_tokens()
     finally:
         cluster.start()
