@@ -26,12 +26,14 @@ statement.
 from __future__ import annotations
 
 import os
+import random
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -46,6 +48,8 @@ from ._repository import LoginRow, Usage
 from ._token import TokenRecord, UserKey
 
 __all__ = ["SQLRepository"]
+
+_R = TypeVar("_R")
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -270,6 +274,23 @@ class SQLRepository:
         if self._closed:
             raise RepositoryError("the repository is closed; open a new one")
 
+    def _write(self, body: Callable[[Connection], _R]) -> _R:
+        """Run ``body`` in a write transaction, again if the server broke a deadlock.
+
+        Deadlocks and serialization failures are the server's way of asking for a
+        retry; the transaction was rolled back, so running it again is safe.
+        """
+        for attempt in range(4):
+            try:
+                with self._tx() as conn:
+                    return body(conn)
+            except RepositoryError as exc:
+                sqlstate = getattr(getattr(exc.__cause__, "orig", None), "sqlstate", None)
+                if sqlstate not in ("40P01", "40001") or attempt == 3:
+                    raise
+                time.sleep(0.01 * (attempt + 1) * (1 + random.random()))
+        raise AssertionError("unreachable")
+
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[Connection]:
         self._check_open()
@@ -456,7 +477,7 @@ class SQLRepository:
             "secret_hash": record.secret_hash,
             "version": record.version,
         }
-        with self._tx() as conn:
+        def insert(conn: Connection) -> None:
             if record.parent_key is not None:
                 # FOR UPDATE (ignored by SQLite, whose BEGIN IMMEDIATE already
                 # serialises writers) keeps a concurrent revocation of the parent from
@@ -476,6 +497,8 @@ class SQLRepository:
                 raise InvalidArgument(f"a token with key {record.key!r} already exists")
             conn.execute(T.insert().values(**values))
 
+        self._write(insert)
+
     def get(self, key: str) -> TokenRecord | None:
         if self._fast_path:
             rows = self._fast_rows(_GET_SQL, (key,))
@@ -485,7 +508,7 @@ class SQLRepository:
         return None if row is None else _record(row)
 
     def update(self, record: TokenRecord) -> TokenRecord | None:
-        with self._tx() as conn:
+        def update(conn: Connection) -> TokenRecord | None:
             result = conn.execute(
                 T.update()
                 .where(T.c.key == record.key, T.c.version == record.version,
@@ -509,7 +532,9 @@ class SQLRepository:
                         token_key=record.key, revoked_at=_time(row.revoked_at),
                     )
                 return None
-        return _record(row)
+            return _record(row)
+
+        return self._write(update)
 
     def _revoke_tree(self, conn: Connection, roots: sa.Select[Any], at: int) -> int:
         # nesting=True keeps the WITH inside the subquery, so the statement starts with
@@ -517,25 +542,48 @@ class SQLRepository:
         tree = roots.cte("tree", recursive=True, nesting=True)
         child = T.alias("child")
         tree = tree.union(sa.select(child.c.key).join(tree, child.c.parent_key == tree.c.key))
-        result = conn.execute(
-            T.update()
+        # Rows are locked in key order -- the order usage batches update them in -- so
+        # a revocation and a usage write never wait for each other in a cycle.
+        find = (
+            sa.select(T.c.key)
             .where(T.c.key.in_(sa.select(tree.c.key)), T.c.revoked_at.is_(None))
-            .values(revoked_at=at, version=T.c.version + 1)
+            .order_by(T.c.key)
+            .with_for_update()
         )
-        return int(result.rowcount)
+        # Under READ COMMITTED (PostgreSQL) the tree is read from the statement's
+        # snapshot, but a child being inserted holds its parent's row lock, so our
+        # UPDATE of that parent waits for the insert to commit -- and the new child was
+        # not in our snapshot.  Looking again until nothing changes catches every such
+        # child: later inserts under a parent we revoked wait for our commit and then
+        # see the parent revoked, and are refused.  (SQLite serialises writers; there
+        # the second pass finds nothing.)
+        total = 0
+        while True:
+            keys = [row[0] for row in conn.execute(find)]
+            if not keys:
+                return total
+            for start in range(0, len(keys), 500):
+                total += int(conn.execute(
+                    T.update()
+                    .where(T.c.key.in_(keys[start:start + 500]), T.c.revoked_at.is_(None))
+                    .values(revoked_at=at, version=T.c.version + 1)
+                ).rowcount)
 
     def revoke(self, key: str, at: int) -> int | None:
-        with self._tx() as conn:
+        def revoke(conn: Connection) -> int | None:
             if conn.execute(sa.select(T.c.id).where(T.c.key == key)).first() is None:
                 return None
             return self._revoke_tree(conn, sa.select(T.c.key).where(T.c.key == key), at)
 
+        return self._write(revoke)
+
     def revoke_user(self, user: UserKey, at: int) -> int:
-        with self._tx() as conn:
-            roots = sa.select(T.c.key).where(
-                T.c.user_ref == user_ref(user), T.c.revoked_at.is_(None)
-            )
-            return self._revoke_tree(conn, roots, at)
+        # The tokens revoked by this call stay roots on the second pass.
+        roots = sa.select(T.c.key).where(
+            T.c.user_ref == user_ref(user),
+            sa.or_(T.c.revoked_at.is_(None), T.c.revoked_at == at),
+        )
+        return self._write(lambda conn: self._revoke_tree(conn, roots, at))
 
     def list(self, user: UserKey | None, include_revoked: bool) -> list[TokenRecord]:
         query = sa.select(T).order_by(T.c.created_at.desc(), T.c.id.desc())
@@ -563,8 +611,7 @@ class SQLRepository:
             )
         )
         params = [{"k": k, "n": u.logins, "last": u.last_used} for k, u in sorted(usage.items())]
-        with self._tx() as conn:
-            conn.execute(stmt, params)
+        self._write(lambda conn: conn.execute(stmt, params))
 
     def close(self) -> None:
         self._closed = True
