@@ -82,3 +82,49 @@ def test_example_runs(name: str, tmp_path: Path) -> None:
     assert TOKEN_STRING.search(output) is None, f"{name} printed a token string"
     assert not (tmp_path / "data" / "authtoken").exists(), "wrote to the default data dir"
     assert not (tmp_path / ".local").exists(), "wrote under the home directory"
+
+
+# -- the issuer examples: they talk to test servers on 127.0.0.1 --------------------------
+PHRASES["spatium_job.py"] = (
+    "credentials suffice: True",
+    "session established for account",
+    "call 1: HTTP 200",
+    "the session refreshed the token",
+    "2 refresh requests, API answers [200]",
+    "refresh failed with HTTP 503: kept the valid token",
+    "call during the outage: HTTP 200",
+    "the next attempt succeeded",
+    "refresh refused: SessionExpired (status=401, code=INVALID_REFRESH_TOKEN",
+    "keeps raising SessionExpired until establish()",
+    "session re-established after a new login",
+    "call after re-login: HTTP 200",
+    "backend refresh token refused: re-issued by key",
+    "backend call after re-issue: HTTP 200",
+    "done",
+)
+PHRASES["oidc_lessons.py"] = (
+    "client 'space'",
+    "read 4: HTTP 200",
+    "password grant 1, refresh grant",
+    "API answers [200]",
+    "the auth refreshed and retried: HTTP 200",
+    "JWTVerifier: sub='alice'",
+    "wrong password: IssuerError (status=400, code=invalid_grant)",
+    "async: lessons [1, 2, 3], statuses [200, 200, 200]",
+    "service header: ['bsauth']",
+    "bsauth whoami: ok",
+    "done",
+)
+JWT_STRING = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["spatium_job.py", "oidc_lessons.py"])
+def test_issuer_example_prints_no_jwt(name: str, tmp_path: Path) -> None:
+    """The issuer example exits 0, says what happened and prints no JWT, whole or in part."""
+    done = run_example(name, tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    for phrase in PHRASES[name]:
+        assert phrase in done.stdout, f"{name} did not print {phrase!r}:\n{output}"
+    assert JWT_STRING.search(output) is None, f"{name} printed a JWT"

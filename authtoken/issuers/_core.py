@@ -54,6 +54,7 @@ __all__ = [
 
 BACKOFF_FIRST: Final = 0.5
 BACKOFF_MAX: Final = 30.0
+BACKOFF_EXPIRED_MAX: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,10 +273,17 @@ class Refresher:
         """Record a transient failure; the still-valid token to use, else ``None``."""
         now = self._clock()
         self._failures += 1
-        self._retry_at = now + min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self._failures - 1))
-        self._last_error = error
         grant = self.grant
-        if grant is not None and grant.usable(now):
+        usable = grant is not None and grant.usable(now)
+        # While a valid token is at hand the backoff may grow long, but never past its
+        # expiry; once callers are getting errors, retry soon after the issuer is back.
+        limit = BACKOFF_MAX if usable else BACKOFF_EXPIRED_MAX
+        retry_at = now + min(limit, BACKOFF_FIRST * 2 ** (self._failures - 1))
+        if grant is not None and usable:
+            retry_at = min(retry_at, grant.expires_at)
+        self._retry_at = retry_at
+        self._last_error = error
+        if grant is not None and usable:
             return grant.access_token
         return None
 

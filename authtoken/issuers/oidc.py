@@ -61,7 +61,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         'authtoken.issuers.oidc needs httpx and PyJWT: pip install "authtoken[issuers]"'
     ) from exc
 
-from .._clock import system_clock
+from .._clock import system_seconds
 from .._errors import (
     ArgumentTypeError,
     InvalidArgument,
@@ -154,7 +154,7 @@ def _header_name(value: object) -> str:
 
 def _seconds_clock(clock: Clock | None) -> Callable[[], float]:
     if clock is None:
-        return lambda: system_clock().timestamp()
+        return system_seconds
     if not callable(clock):
         raise ArgumentTypeError("clock must be a callable returning an aware datetime")
     return lambda: clock().timestamp()

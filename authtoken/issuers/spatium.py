@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         'authtoken.issuers.spatium needs httpx: pip install "authtoken[issuers]"'
     ) from exc
 
+from .._clock import system_seconds
 from .._errors import (
     ArgumentTypeError,
     InvalidArgument,
@@ -268,7 +268,7 @@ Clock = Callable[[], "datetime | float"]
 def _seconds(clock: Clock | None) -> Callable[[], float]:
     """The engine's clock (seconds since 1970) from a clock of datetimes or seconds."""
     if clock is None:
-        return time.time
+        return system_seconds
     if not callable(clock):
         raise ArgumentTypeError("clock must be a callable returning a datetime")
 

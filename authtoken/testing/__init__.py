@@ -14,6 +14,14 @@ only when first used, so ``import authtoken.testing`` stays light)::
     with SpatiumAuthority(clock=clock, permission_lifetime=60) as authority:
         session = KeyAuthorizationSession(authority.url, "jobs", ["register"],
                                           authority.merchant_key, clock=clock)
+
+``OIDCProvider`` is an OAuth2 / OpenID Connect provider (Authlib and Flask) on 127.0.0.1,
+with a space and a protected lesson API, to run ``authtoken.issuers.oidc`` against (the
+``testing`` extra too, imported only when first used)::
+
+    with OIDCProvider(lifetime=60) as provider:
+        session = OIDCPasswordSession.from_space(provider.space_url, "alice",
+                                                 provider.password)
 """
 
 from __future__ import annotations
@@ -23,9 +31,10 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._oidc import OIDCProvider as OIDCProvider
     from ._spatium import SpatiumAuthority as SpatiumAuthority
 
-__all__ = ["FakeClock", "SpatiumAuthority"]
+__all__ = ["FakeClock", "OIDCProvider", "SpatiumAuthority"]
 
 _START = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
@@ -66,4 +75,8 @@ def __getattr__(name: str) -> Any:
         from ._spatium import SpatiumAuthority
 
         return SpatiumAuthority
+    if name == "OIDCProvider":  # lazily: it needs the "testing" extra (Authlib, Flask)
+        from ._oidc import OIDCProvider
+
+        return OIDCProvider
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,513 @@
+"""A real OAuth2 / OpenID Connect provider on 127.0.0.1, for tests.
+
+Built on Authlib's server side (``AuthorizationServer`` with the password, refresh
+token -- rotating: a used refresh token is revoked -- and client credentials grants) and
+Flask, served by werkzeug in a daemon thread.  It plays every party of seeds 003/004:
+
+- a Keycloak-like realm at ``{url}/realms/test`` (``issuer``):
+  ``/.well-known/openid-configuration``, ``/protocol/openid-connect/token``
+  (``token_url``), ``/protocol/openid-connect/certs`` (``jwks_uri``); access tokens are
+  RS256 JWTs signed with the current key (``rotate_key`` adds one);
+- a space at ``{url}/space`` (``space_url``): ``/api/.well-known/oidc`` and the
+  protected ``/api/lessons/<id>`` (Bearer JWT, checked with the provider's own keys);
+- a Brainysoft-like core: ``POST {url}/oauth/token`` (``bs_token_url``, ``token_type:
+  bsauth``) and ``GET {url}/bs-core/utils/session/whoami`` (``whoami_url``, header
+  ``bsauth: <token>``).
+
+One user (``username``/``password``, "alice" by default) and two clients: the public
+``PUBLIC_CLIENT`` (password and refresh grants, no secret) and the confidential
+``SERVICE_CLIENT`` (client credentials, secret ``client_secret``).
+
+Knobs for tests: ``lifetime`` (``expires_in`` seconds), ``refresh_lifetime``,
+``send_refresh_expires_in``, ``token_delay``, ``fail_token_requests(n)`` (the next n
+token requests answer 503), ``refuse_refresh``, ``reject_api(n)`` (the next n API calls
+answer 401 whatever the token), ``stop()``.  ``counts`` tallies requests per grant type
+and per endpoint; ``token_requests()`` sums the grants; ``reused_refresh_tokens`` counts
+refresh tokens presented again after use; ``api_statuses`` lists the lesson API's
+answers.  The provider runs on real time (``time.time``): pass a ``FakeClock`` to the
+session under test, not to the provider.
+
+Needs the ``testing`` extra: ``pip install "authtoken[testing]"``.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ClassVar, Final
+
+try:
+    import jwt
+    from authlib.integrations.flask_oauth2 import (  # type: ignore[import-untyped]
+        AuthorizationServer,
+    )
+    from authlib.oauth2.rfc6749 import (  # type: ignore[import-untyped]
+        ClientMixin,
+        TokenMixin,
+        grants,
+    )
+    from authlib.oauth2.rfc6749.errors import InvalidGrantError  # type: ignore[import-untyped]
+    from authlib.oauth2.rfc6750 import BearerTokenGenerator  # type: ignore[import-untyped]
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from flask import Flask, jsonify, request
+    from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "authtoken.testing.OIDCProvider needs Authlib, Flask and PyJWT[crypto]: "
+        'pip install "authtoken[testing]"'
+    ) from exc
+
+__all__ = ["AUDIENCE", "PUBLIC_CLIENT", "REALM", "SERVICE_CLIENT", "OIDCProvider", "rsa_key"]
+
+#: The realm's path under the provider's URL.
+REALM: Final = "/realms/test"
+#: The ``aud`` of the access tokens.
+AUDIENCE: Final = "lessons"
+#: The space's public client: password and refresh grants, no secret.
+PUBLIC_CLIENT: Final = "space"
+#: The service's confidential client: client credentials, ``token_type: bsauth``.
+SERVICE_CLIENT: Final = "brainy-service"
+
+_KEYS: list[rsa.RSAPrivateKey] = []
+_KEYS_LOCK = threading.Lock()
+
+
+def rsa_key(index: int) -> rsa.RSAPrivateKey:
+    """The ``index``-th RSA key of a pool shared by the whole process (making one is slow)."""
+    with _KEYS_LOCK:
+        while len(_KEYS) <= index:
+            _KEYS.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        return _KEYS[index]
+
+
+@dataclass(repr=False)
+class _Client(ClientMixin):  # type: ignore[misc]
+    client_id: str
+    client_secret: str | None
+    grant_types: tuple[str, ...]
+    scope: str = "openid"
+    token_type: str = "Bearer"  # noqa: S105 - a scheme name
+
+    def __repr__(self) -> str:
+        return f"_Client({self.client_id!r})"
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        return None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        return scope or self.scope
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return False
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return self.client_secret is not None and secrets.compare_digest(
+            self.client_secret, client_secret)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.client_secret is None:
+            return method == "none"
+        return method in ("client_secret_post", "client_secret_basic")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return False
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.grant_types
+
+
+@dataclass(repr=False)
+class _RefreshRecord(TokenMixin):  # type: ignore[misc]
+    refresh_token: str
+    client_id: str
+    user: str
+    scope: str
+    expires_at: float
+    revoked: bool = False
+
+    def __repr__(self) -> str:
+        return f"_RefreshRecord(client_id={self.client_id!r}, revoked={self.revoked})"
+
+    def check_client(self, client: _Client) -> bool:
+        return client.client_id == self.client_id
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return int(self.expires_at - time.time())
+
+    def is_expired(self) -> bool:
+        return time.time() >= self.expires_at
+
+    def is_revoked(self) -> bool:
+        return self.revoked
+
+    def get_user(self) -> str:
+        return self.user
+
+    def get_client(self) -> Any:
+        return None
+
+
+class _PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [
+        "client_secret_basic", "client_secret_post", "none"]
+
+    def authenticate_user(self, username: str, password: str) -> str:
+        provider: OIDCProvider = self.server.provider
+        expected = provider.users.get(username)
+        if expected is None or not secrets.compare_digest(expected, password):
+            raise InvalidGrantError("Invalid user credentials")
+        return username
+
+
+class _RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [
+        "client_secret_basic", "client_secret_post", "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> _RefreshRecord | None:
+        provider: OIDCProvider = self.server.provider
+        record = provider.refresh_tokens.get(refresh_token)
+        if record is not None and record.revoked:
+            provider.reused_refresh_tokens += 1
+        if provider.refuse_refresh or record is None or record.revoked or record.is_expired():
+            return None
+        return record
+
+    def authenticate_user(self, refresh_token: _RefreshRecord) -> str:
+        return refresh_token.user
+
+    def revoke_old_credential(self, refresh_token: _RefreshRecord) -> None:
+        refresh_token.revoked = True  # rotation: a refresh token is good for one use
+
+
+class _ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post"]
+
+
+class _Generator(BearerTokenGenerator):  # type: ignore[misc]
+    """Authlib's bearer generator plus the seed's extras (``bsauth``, ``sessid``,
+    Keycloak's ``refresh_expires_in``)."""
+
+    def __init__(self, provider: OIDCProvider) -> None:
+        super().__init__(provider._access_token, provider._refresh_token,
+                         lambda client, grant_type: provider.lifetime)
+        self.provider = provider
+
+    def generate(self, grant_type: str, client: _Client, user: Any = None,
+                 scope: str | None = None, expires_in: int | None = None,
+                 include_refresh_token: bool = True) -> dict[str, Any]:
+        token: dict[str, Any] = super().generate(
+            grant_type, client, user, scope, expires_in, include_refresh_token)
+        if client.token_type != "Bearer":  # noqa: S105 - a scheme name
+            token["token_type"] = client.token_type
+            token["sessid"] = str(secrets.randbelow(10**7))
+        if "refresh_token" in token and self.provider.send_refresh_expires_in:
+            token["refresh_expires_in"] = self.provider.refresh_lifetime
+        return token
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass  # quiet: tests read ``counts`` and ``api_statuses`` instead
+
+
+@dataclass(repr=False, eq=False)
+class OIDCProvider:
+    """An OAuth2 / OIDC provider, a space and a Brainysoft-like core on 127.0.0.1.
+
+    ``start()`` (or ``with``) serves it in a daemon thread on a free port; ``stop()``
+    makes connections to ``url`` fail at once (every answer says ``Connection: close``,
+    so pooled clients notice too)::
+
+        with OIDCProvider(lifetime=2) as provider:
+            session = OIDCPasswordSession.from_space(provider.space_url, "alice",
+                                                     provider.password)
+
+    ``private_key`` is the first signing key (by default one of a pool shared by the
+    process, as generating RSA keys is slow).
+    """
+
+    PUBLIC_CLIENT: ClassVar[str] = PUBLIC_CLIENT
+    SERVICE_CLIENT: ClassVar[str] = SERVICE_CLIENT
+    AUDIENCE: ClassVar[str] = AUDIENCE
+
+    password: str = field(default="alice-password")
+    client_secret: str = field(default="service-secret")
+    lifetime: float = 60.0
+    refresh_lifetime: float = 3600.0
+    send_refresh_expires_in: bool = False
+    token_delay: float = 0.0
+    refuse_refresh: bool = False
+    username: str = "alice"
+    private_key: rsa.RSAPrivateKey | None = None
+    users: dict[str, str] = field(default_factory=dict)
+    clients: dict[str, _Client] = field(default_factory=dict)
+    refresh_tokens: dict[str, _RefreshRecord] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+    api_statuses: list[int] = field(default_factory=list)
+    reused_refresh_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        self.users[self.username] = self.password
+        self.clients[PUBLIC_CLIENT] = _Client(PUBLIC_CLIENT, None, ("password", "refresh_token"))
+        self.clients[SERVICE_CLIENT] = _Client(
+            SERVICE_CLIENT, self.client_secret, ("client_credentials",),
+            scope="core_basic admin:read", token_type="bsauth")  # noqa: S106 - a scheme
+        first = self.private_key if self.private_key is not None else rsa_key(0)
+        self.keys: list[tuple[str, rsa.RSAPrivateKey]] = [("key-0", first)]
+        self._lock = threading.Lock()
+        self._fail_token = 0
+        self._fail_status = 503
+        self._fail_grant: str | None = None
+        self._reject_api = 0
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+        self.app = self._make_app()
+
+    def __repr__(self) -> str:
+        state = self.url if self._server is not None else "stopped"
+        return f"OIDCProvider({state})"
+
+    # -- addresses ----------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``; ``RuntimeError`` before the first ``start()``."""
+        if not self.port:
+            raise RuntimeError("the provider has not been started")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        """The realm: the ``authority`` for ``OIDCPasswordSession`` and the ``iss``."""
+        return self.url + REALM
+
+    @property
+    def token_url(self) -> str:
+        return self.issuer + "/protocol/openid-connect/token"
+
+    @property
+    def jwks_uri(self) -> str:
+        return self.issuer + "/protocol/openid-connect/certs"
+
+    @property
+    def space_url(self) -> str:
+        """The space: ``OIDCPasswordSession.from_space(space_url, ...)``."""
+        return self.url + "/space"
+
+    @property
+    def bs_token_url(self) -> str:
+        """The core's token endpoint, for ``ClientCredentialsSession(header="bsauth")``."""
+        return self.url + "/oauth/token"
+
+    @property
+    def whoami_url(self) -> str:
+        return self.url + "/bs-core/utils/session/whoami"
+
+    # -- knobs --------------------------------------------------------------------------
+    def fail_token_requests(self, n: int, status: int = 503,
+                            grant_type: str | None = None) -> None:
+        """The next ``n`` token requests (of ``grant_type``, if given) answer ``status``."""
+        with self._lock:
+            self._fail_token = n
+            self._fail_status = status
+            self._fail_grant = grant_type
+
+    def reject_api(self, n: int) -> None:
+        """The next ``n`` protected API calls answer 401 whatever token they carry."""
+        with self._lock:
+            self._reject_api = n
+
+    def rotate_key(self, *, keep_old: bool = True) -> str:
+        """Sign from now on with a new key (new ``kid``); the JWKS lists it (and the old)."""
+        with self._lock:
+            kid = f"key-{len(self.keys)}"
+            new = (kid, rsa_key(len(self.keys)))
+            self.keys = [*self.keys, new] if keep_old else [new]
+            return kid
+
+    def token_requests(self) -> int:
+        """How many grant requests (password, refresh, client credentials) arrived."""
+        return sum(self.counts[g] for g in ("password", "refresh_token", "client_credentials"))
+
+    # -- tokens -------------------------------------------------------------------------
+    def mint(self, claims: dict[str, Any] | None = None, *, key: Any = None,
+             kid: str | None = "", algorithm: str = "RS256",
+             lifetime: float | None = None) -> str:
+        """A JWT like the ones the provider issues, with ``claims`` overriding.
+
+        ``key``/``kid`` default to the current signing key; ``kid=None`` leaves it out.
+        """
+        current_kid, current_key = self.keys[-1]
+        now = time.time()
+        payload: dict[str, Any] = {
+            "iss": self.issuer, "sub": self.username, "aud": AUDIENCE, "azp": PUBLIC_CLIENT,
+            # NumericDates are integers (PyJWT truncates them): round exp up, never down.
+            "iat": int(now),
+            "exp": math.ceil(now + (self.lifetime if lifetime is None else lifetime)),
+            "jti": secrets.token_hex(8), "typ": "Bearer",
+        }
+        payload.update(claims or {})
+        headers = {} if kid is None else {"kid": current_kid if kid == "" else kid}
+        return jwt.encode(payload, current_key if key is None else key,
+                          algorithm=algorithm, headers=headers)
+
+    def _access_token(self, client: _Client, grant_type: str, user: Any, scope: str,
+                      ) -> str:
+        return self.mint({"sub": user or client.client_id, "azp": client.client_id,
+                          "scope": scope, "client_id": client.client_id})
+
+    def _refresh_token(self, client: _Client, grant_type: str, user: Any, scope: str,
+                       ) -> str:
+        return secrets.token_urlsafe(32)
+
+    def _save_token(self, token: dict[str, Any], req: Any) -> None:
+        refresh = token.get("refresh_token")
+        if refresh:
+            self.refresh_tokens[refresh] = _RefreshRecord(
+                refresh, req.client.client_id, req.user, token.get("scope", ""),
+                time.time() + self.refresh_lifetime)
+
+    def check(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token this provider issued and that is still valid, else ``None``."""
+        keys = dict(self.keys)
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            claims: dict[str, Any] = jwt.decode(
+                token, keys[str(kid)].public_key(), algorithms=["RS256"], issuer=self.issuer,
+                options={"verify_aud": False, "require": ["exp"]})
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+            return None
+        return claims
+
+    def jwks(self) -> dict[str, Any]:
+        """The public keys as a JWKS document."""
+        keys = []
+        for kid, key in self.keys:
+            jwk = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+            keys.append({**jwk, "kid": kid, "alg": "RS256", "use": "sig"})
+        return {"keys": keys}
+
+    # -- the application ----------------------------------------------------------------
+    def _make_app(self) -> Flask:
+        app = Flask(__name__)
+        server = AuthorizationServer(app, query_client=self.clients.get,
+                                     save_token=self._save_token)
+        server.provider = self
+        server.register_token_generator("default", _Generator(self))
+        server.register_grant(_PasswordGrant)
+        server.register_grant(_RefreshGrant)
+        server.register_grant(_ClientCredentialsGrant)
+
+        @app.after_request
+        def close_connection(response: Any) -> Any:
+            # No keep-alive: a stopped provider must refuse at once, even to pooled clients.
+            response.headers["Connection"] = "close"
+            return response
+
+        @app.post(REALM + "/protocol/openid-connect/token")
+        @app.post("/oauth/token")
+        def token() -> Any:
+            grant_type = request.form.get("grant_type", "")
+            with self._lock:
+                self.counts[grant_type] += 1
+            if self.token_delay:
+                time.sleep(self.token_delay)
+            with self._lock:
+                if self._fail_token > 0 and self._fail_grant in (None, grant_type):
+                    self._fail_token -= 1
+                    return jsonify(error="temporarily_unavailable"), self._fail_status
+                return server.create_token_response()
+
+        @app.get(REALM + "/.well-known/openid-configuration")
+        def openid_configuration() -> Any:
+            with self._lock:
+                self.counts["discovery"] += 1
+            return jsonify(issuer=self.issuer, token_endpoint=self.token_url,
+                           jwks_uri=self.jwks_uri,
+                           grant_types_supported=["password", "refresh_token",
+                                                  "client_credentials"])
+
+        @app.get(REALM + "/protocol/openid-connect/certs")
+        def certs() -> Any:
+            with self._lock:
+                self.counts["jwks"] += 1
+                return jsonify(self.jwks())
+
+        @app.get("/space/api/.well-known/oidc")
+        def space_oidc() -> Any:
+            with self._lock:
+                self.counts["space"] += 1
+            return jsonify(data={"authority": self.issuer, "client_id": PUBLIC_CLIENT})
+
+        @app.get("/space/api/lessons/<int:lesson>")
+        def lesson(lesson: int) -> Any:
+            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+            with self._lock:
+                rejected = self._reject_api > 0
+                self._reject_api -= rejected
+            claims = None if rejected or scheme != "Bearer" else self.check(value)
+            status = 401 if claims is None else 200
+            with self._lock:
+                self.api_statuses.append(status)
+            if claims is None:
+                return (jsonify(message="Unauthenticated."), 401,
+                        {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            return jsonify(data={"id": lesson, "space_id": 1, "name": "Урок",
+                                 "user": claims["sub"]})
+
+        @app.get("/bs-core/utils/session/whoami")
+        def whoami() -> Any:
+            with self._lock:
+                self.counts["whoami"] += 1
+            claims = self.check(request.headers.get("bsauth", ""))
+            if claims is None:
+                return jsonify(status="error", code="INVALID_SESSION"), 401
+            return jsonify(timestamp=int(time.time() * 1000), status="ok", data={
+                "userId": 123, "branchId": 101301, "subdivisionId": 101791,
+                "legalEntityId": 102071, "accessRightId": 102036,
+                "customerKey": claims["sub"]})
+
+        return app
+
+    # -- serving ------------------------------------------------------------------------
+    def start(self) -> OIDCProvider:
+        """Serve on 127.0.0.1 (the same port as before after a ``stop``); returns self."""
+        if self._server is not None:
+            return self
+        server = make_server("127.0.0.1", self.port, self.app, threaded=True,
+                             request_handler=_QuietHandler)
+        self._server = server
+        self.port = server.server_port
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,),
+                                        daemon=True, name=f"oidc-provider-{self.port}")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: from now on connections to ``url`` are refused; idempotent."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> OIDCProvider:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
