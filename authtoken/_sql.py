@@ -317,9 +317,13 @@ class SQLRepository:
                 with self._engine.connect() as conn:
                     conn = conn.execution_options(authtoken_write=True)
                     with conn.begin():
-                        state = _migrate.schema_state(conn)
-                        if state == "empty":
-                            # Lock, then look again: another process may have won.
+                        try:
+                            state = _migrate.schema_state(conn)
+                        except RepositoryError:
+                            state = "unsure"  # maybe read half-way through a creation
+                        if state != "current":
+                            # Lock, then look again: another process may have been
+                            # creating the schema while we looked.
                             _migrate.lock(conn)
                             state = _migrate.schema_state(conn)
                             if state == "empty":
