@@ -93,6 +93,8 @@ _LOGIN_SQL = (
     "FROM authtoken_token WHERE key = ?"
 )
 _GET_SQL = f"SELECT {', '.join(_COLUMNS)} FROM authtoken_token WHERE key = ?"  # noqa: S608
+# psycopg's placeholders, converted once.
+_PG_SQL = {sql: sql.replace("?", "%s") for sql in (_LOGIN_SQL, _GET_SQL)}
 
 
 def user_ref(user: UserKey) -> str:
@@ -399,9 +401,14 @@ class SQLRepository:
                 options=f"-c statement_timeout={round(self._timeout * 1000)}",
             )
             self._local.pg = conn
+            self._local.pg_cursor = conn.cursor()  # reused: a new cursor per call costs
             with self._fast_lock:
                 self._fast.append(conn)
         return conn
+
+    def _pg_cursor(self) -> Any:
+        self._pg_connection()
+        return self._local.pg_cursor
 
     def _fast_rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         """Run a read on this thread's autocommit connection: a fresh snapshot each time.
@@ -423,8 +430,7 @@ class SQLRepository:
             fresh = getattr(self._local, "pg", None) is None
             try:
                 rows: list[Any] = (
-                    self._pg_connection().execute(sql.replace("?", "%s"), params, prepare=True)
-                    .fetchall()
+                    self._pg_cursor().execute(_PG_SQL[sql], params, prepare=True).fetchall()
                 )
                 return rows
             except psycopg.Error as exc:
@@ -454,7 +460,7 @@ class SQLRepository:
     def _drop_fast_connection(self) -> None:
         cur = getattr(self._local, "cursor", None)
         conn = getattr(self._local, "pg", None) if cur is None else cur.connection
-        self._local.cursor = self._local.pg = None
+        self._local.cursor = self._local.pg = self._local.pg_cursor = None
         if conn is not None:
             with self._fast_lock:
                 if conn in self._fast:
