@@ -643,9 +643,24 @@ def _sqlite_connect(dbapi_conn: Any, busy_ms: int) -> None:
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     try:
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        # Switching to WAL needs a lock that a busy database refuses at once (the busy
+        # handler is not used), e.g. while other processes open a new file together.
+        # The mode is persistent: switch only while the file is not in WAL mode yet,
+        # and look again after a refusal (another process may have switched it).
+        deadline = time.monotonic() + busy_ms / 1000
+        while True:
+            mode = cur.execute("PRAGMA journal_mode").fetchone()
+            if mode is not None and str(mode[0]).lower() == "wal":
+                break
+            try:
+                cur.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        cur.execute("PRAGMA synchronous = NORMAL")
     finally:
         cur.close()
 
