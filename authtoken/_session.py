@@ -17,6 +17,7 @@ with its root.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from ._errors import (
     ArgumentTypeError,
@@ -37,7 +38,7 @@ def _same_user(a: UserKey | None, b: UserKey | None) -> bool:
 
 
 def check_delegation(
-    parent: TokenRecord, scopes: tuple[str, ...] | None, expires: datetime | bool | None,
+    parent: TokenRecord, scopes: tuple[str, ...] | None, expires: datetime | Literal[False] | None,
 ) -> None:
     """Raise ``PermissionDenied`` if ``scopes``/``expires`` are wider than ``parent``'s.
 
@@ -65,7 +66,7 @@ def check_delegation(
                 + ", ".join(sorted(own_bindings))
             )
     if expires is not False and parent.expires is not None:
-        if expires is None or expires is True or expires > parent.expires:
+        if expires is None or expires > parent.expires:
             raise PermissionDenied(
                 "a delegated token cannot outlive the session's token, which expires at "
                 f"{parent.expires.isoformat()}; give an earlier expiry"

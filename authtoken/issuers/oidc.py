@@ -739,7 +739,39 @@ def _password_adapter(*, space_url: str | None, authority: object, client_id: ob
     )
 
 
-class OIDCPasswordSession(_SyncSession):
+class _PasswordInfo:
+    """What the sync and async password sessions tell about their issuer."""
+
+    _adapter: _PasswordAdapter | _ClientCredentialsAdapter
+
+    @property
+    def _password_adapter(self) -> _PasswordAdapter:
+        assert isinstance(self._adapter, _PasswordAdapter)
+        return self._adapter
+
+    @property
+    def authority(self) -> str | None:
+        """The issuer's URL (``None`` until a space's pointer has been read)."""
+        return self._password_adapter.authority
+
+    @property
+    def client_id(self) -> str | None:
+        return self._password_adapter.client_id
+
+    @property
+    def token_endpoint(self) -> str | None:
+        """The token endpoint, once discovered."""
+        discovery = self._password_adapter.discovery
+        return discovery.token_endpoint if discovery is not None else None
+
+    @property
+    def jwks_uri(self) -> str | None:
+        """The issuer's JWKS (for ``JWTVerifier``), once discovered."""
+        discovery = self._password_adapter.discovery
+        return discovery.jwks_uri if discovery is not None else None
+
+
+class OIDCPasswordSession(_PasswordInfo, _SyncSession):
     """An OpenID Connect session by the password grant (seed 004).
 
     ``authority`` is the issuer's URL (a Keycloak realm: ``https://id.example/realms/x``);
@@ -789,34 +821,8 @@ class OIDCPasswordSession(_SyncSession):
         self._check_open()
         self._credential.run(self._password_adapter.discover())
 
-    @property
-    def _password_adapter(self) -> _PasswordAdapter:
-        assert isinstance(self._adapter, _PasswordAdapter)
-        return self._adapter
 
-    @property
-    def authority(self) -> str | None:
-        """The issuer's URL (``None`` until a space's pointer has been read)."""
-        return self._password_adapter.authority
-
-    @property
-    def client_id(self) -> str | None:
-        return self._password_adapter.client_id
-
-    @property
-    def token_endpoint(self) -> str | None:
-        """The token endpoint, once discovered."""
-        discovery = self._password_adapter.discovery
-        return discovery.token_endpoint if discovery is not None else None
-
-    @property
-    def jwks_uri(self) -> str | None:
-        """The issuer's JWKS (for ``JWTVerifier``), once discovered."""
-        discovery = self._password_adapter.discovery
-        return discovery.jwks_uri if discovery is not None else None
-
-
-class AsyncOIDCPasswordSession(_AsyncSession):
+class AsyncOIDCPasswordSession(_PasswordInfo, _AsyncSession):
     """``OIDCPasswordSession`` for asyncio: the same methods, as coroutines.
 
     ``from_space`` returns the session at once and reads the discovery documents on
@@ -860,32 +866,6 @@ class AsyncOIDCPasswordSession(_AsyncSession):
 
     def __await__(self) -> Generator[Any, None, AsyncOIDCPasswordSession]:
         return self.discover().__await__()
-
-    @property
-    def _password_adapter(self) -> _PasswordAdapter:
-        assert isinstance(self._adapter, _PasswordAdapter)
-        return self._adapter
-
-    @property
-    def authority(self) -> str | None:
-        """The issuer's URL (``None`` until a space's pointer has been read)."""
-        return self._password_adapter.authority
-
-    @property
-    def client_id(self) -> str | None:
-        return self._password_adapter.client_id
-
-    @property
-    def token_endpoint(self) -> str | None:
-        """The token endpoint, once discovered."""
-        discovery = self._password_adapter.discovery
-        return discovery.token_endpoint if discovery is not None else None
-
-    @property
-    def jwks_uri(self) -> str | None:
-        """The issuer's JWKS (for ``JWTVerifier``), once discovered."""
-        discovery = self._password_adapter.discovery
-        return discovery.jwks_uri if discovery is not None else None
 
 
 def _client_credentials_adapter(token_url: object, client_id: object, client_secret: object,
