@@ -17,16 +17,19 @@ add up.
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from ._errors import InvalidArgument, TokenRevoked
 from ._expiry import from_micros, to_micros
+from ._scopes import Script
 from ._token import TokenRecord, UserKey
 
-__all__ = ["LoginRow", "MemoryRepository", "Repository", "Usage"]
+__all__ = ["AuditEvent", "LoginRow", "MemoryRepository", "Repository", "Usage"]
 
 
 class LoginRow(NamedTuple):
@@ -45,6 +48,27 @@ class Usage(NamedTuple):
 
     logins: int
     last_used: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One entry of the audit trail.  Never holds a token string or secret.
+
+    ``action``: authorize, update, revoke, revoke_all, login or authenticate;
+    ``outcome``: ok or refused; ``reason``: the error's class name; ``user``: whose
+    token the event is about (for filtering); ``count``: how many like events this one
+    stands for (refusals of unknown or forged strings are counted and sampled).
+    """
+
+    at: datetime
+    action: str
+    outcome: str
+    actor: str | None = None
+    token_key: str | None = None
+    user: UserKey | None = None
+    script: Script | None = None
+    reason: str | None = None
+    count: int = 1
 
 
 @runtime_checkable
@@ -88,6 +112,13 @@ class Repository(Protocol):
     def record_usage(self, usage: Mapping[str, Usage]) -> None:
         """Add logins to ``use_count`` and advance ``last_used_at``; all or nothing."""
 
+    def record_events(self, events: Sequence[AuditEvent]) -> None:
+        """Append audit events; all or nothing."""
+
+    def events(self, *, user: UserKey | None, token_key: str | None,
+               since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
+        """Audit events, newest first, filtered by user, token and time (``at >= since``)."""
+
     def close(self) -> None:
         """Release connections; the repository may not be used afterwards."""
 
@@ -99,9 +130,26 @@ class MemoryRepository:
         self._rows: dict[str, TokenRecord] = {}
         self._order: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._events: list[AuditEvent] = []
 
     def __repr__(self) -> str:
         return f"MemoryRepository(<{len(self._rows)} tokens>)"
+
+    def record_events(self, events: Sequence[AuditEvent]) -> None:
+        with self._lock:
+            self._events.extend(events)
+
+    def events(self, *, user: UserKey | None, token_key: str | None,
+               since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
+        with self._lock:
+            found = [
+                e for e in reversed(self._events)
+                if (user is None or (e.user == user and type(e.user) is type(user)))
+                and (token_key is None or e.token_key == token_key)
+                and (since is None or e.at >= since)
+            ]
+        found.sort(key=lambda e: e.at, reverse=True)  # stable: insertion order breaks ties
+        return found[:limit]
 
     def insert(self, record: TokenRecord) -> None:
         with self._lock:

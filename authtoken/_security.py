@@ -38,6 +38,7 @@ from ._clock import Clock, system_clock, system_micros
 from ._codec import TokenCodec, new_key
 from ._errors import (
     ArgumentTypeError,
+    AuthTokenError,
     ConcurrentUpdate,
     InvalidArgument,
     InvalidToken,
@@ -48,7 +49,7 @@ from ._errors import (
     TokenRevoked,
 )
 from ._expiry import aware_utc, from_micros, to_micros
-from ._repository import MemoryRepository, Repository, Usage
+from ._repository import AuditEvent, MemoryRepository, Repository, Usage
 from ._scopes import Script
 from ._token import AuthToken, Principal, TokenRecord, UserKey, check_user
 
@@ -156,11 +157,87 @@ class _UsageBuffer:
             self._flush_lock.release()
 
 
-def _flush_at_exit(buffer: _UsageBuffer, repository: Repository) -> None:
-    try:
-        buffer.flush(repository, wait=True)
-    except Exception:  # noqa: S110 - at exit there is nobody left to tell
-        pass
+# (at µs, action, outcome, actor, token key, user, script, reason, count)
+_Event = tuple[int, str, str, "str | None", "str | None", "UserKey | None", "Script | None",
+               "str | None", int]
+SAMPLED_INVALID: Final = 10
+AUDIT_BATCH: Final = 1000
+
+
+class _AuditBuffer:
+    """Audit events waiting to be written, as plain tuples (cheap on the login path).
+
+    Refusals of unknown or forged strings are sampled: the first ``SAMPLED_INVALID`` of
+    each batch are kept one by one, the rest only counted, in one summary event --
+    garbage cannot flood the store.  Events that cannot be written are kept.
+    """
+
+    __slots__ = ("_extra", "_extra_at", "_first", "_flush_lock", "_lock", "_pending",
+                 "_sampled")
+
+    def __init__(self) -> None:
+        self._pending: list[_Event] = []
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._sampled = 0
+        self._extra = 0
+        self._extra_at = 0
+        self._first: int | None = None
+
+    def add(self, event: _Event) -> bool:
+        """Keep ``event``; ``True`` when a batch is due."""
+        with self._lock:
+            self._pending.append(event)
+            if self._first is None:
+                self._first = event[0]
+            return (len(self._pending) >= AUDIT_BATCH
+                    or event[0] - self._first >= FLUSH_EVERY_MICROS)
+
+    def add_invalid(self, at: int, script: Script | None, action: str = "login") -> bool:
+        with self._lock:
+            if self._sampled < SAMPLED_INVALID:
+                self._sampled += 1
+                self._pending.append(
+                    (at, action, "refused", None, None, None, script, "InvalidToken", 1))
+            else:
+                self._extra += 1
+                self._extra_at = at
+            return len(self._pending) >= AUDIT_BATCH
+
+    def flush(self, repository: Repository, *, wait: bool) -> None:
+        if not self._flush_lock.acquire(blocking=wait):
+            return
+        try:
+            with self._lock:
+                batch = self._pending
+                if self._extra:
+                    batch.append((self._extra_at, "login", "refused", None, None, None, None,
+                                  "InvalidToken", self._extra))
+                self._pending, self._sampled, self._extra = [], 0, 0
+                self._first = None
+            if not batch:
+                return
+            events = [
+                AuditEvent(at=from_micros(e[0]), action=e[1], outcome=e[2], actor=e[3],
+                           token_key=e[4], user=e[5], script=e[6], reason=e[7], count=e[8])
+                for e in batch
+            ]
+            try:
+                repository.record_events(events)
+            except BaseException:
+                with self._lock:
+                    self._pending[:0] = batch
+                raise
+        finally:
+            self._flush_lock.release()
+
+
+def _flush_at_exit(buffer: _UsageBuffer, audit: _AuditBuffer, repository: Repository) -> None:
+    for flush in (buffer.flush, audit.flush):
+        try:
+            flush(repository, wait=True)
+        except Exception:  # noqa: S110 - at exit there is nobody left to tell
+            pass
 
 
 class Security:
@@ -195,7 +272,10 @@ class Security:
             system_micros if clock is None else (lambda: to_micros(self.now()))
         )
         self._usage = _UsageBuffer()
-        self._finalizer = weakref.finalize(self, _flush_at_exit, self._usage, repository)
+        self._audit = _AuditBuffer()
+        self._finalizer = weakref.finalize(
+            self, _flush_at_exit, self._usage, self._audit, repository
+        )
 
     def __repr__(self) -> str:
         return f"Security({self._repository!r})"
@@ -230,8 +310,19 @@ class Security:
 
     def _authorize(self, token: AuthToken, user: UserKey, parent: str | None = None,
                    vet: Callable[[datetime | None], None] | None = None,
-                   expiry_cap: datetime | None = None) -> str:
+                   expiry_cap: datetime | None = None, actor: str | None = None) -> str:
         """Authorize ``token``; ``vet`` sees the resolved expiry before anything is stored."""
+        try:
+            string = self._authorize_now(token, user, parent, vet, expiry_cap)
+        except AuthTokenError as exc:
+            self.record_event("authorize", exc, actor=actor, user=user)
+            raise
+        self.record_event("authorize", None, actor=actor, token_key=token.key, user=user)
+        return string
+
+    def _authorize_now(self, token: AuthToken, user: UserKey, parent: str | None,
+                       vet: Callable[[datetime | None], None] | None,
+                       expiry_cap: datetime | None) -> str:
         if not isinstance(token, AuthToken):
             raise ArgumentTypeError(f"expected an AuthToken, not {type(token).__name__}")
         if token.key is not None:
@@ -319,7 +410,18 @@ class Security:
         """
         self._update(token, check=None)
 
-    def _update(self, token: AuthToken, check: _UpdateCheck | None) -> None:
+    def _update(self, token: AuthToken, check: _UpdateCheck | None,
+                actor: str | None = None) -> None:
+        key = token.key if isinstance(token, AuthToken) else None
+        owner = token._base.user if isinstance(token, AuthToken) and token._base else None
+        try:
+            self._update_now(token, check)
+        except AuthTokenError as exc:
+            self.record_event("update", exc, actor=actor, token_key=key, user=owner)
+            raise
+        self.record_event("update", None, actor=actor, token_key=key, user=owner)
+
+    def _update_now(self, token: AuthToken, check: _UpdateCheck | None) -> None:
         """Write the fields assigned on ``token`` on top of what storage holds now.
 
         Only assigned fields are written, so two writers changing different fields
@@ -375,28 +477,52 @@ class Security:
 
         Raises ``InvalidToken`` for a string that is malformed, forged or unknown.
         """
-        record = self._record_for(token_string)
-        self._repository.revoke(record.key, to_micros(self.now()))
+        try:
+            record = self._record_for(token_string)
+        except InvalidToken:
+            self._audit.add_invalid(self._now_us(), None, "revoke")  # sampled, like logins
+            raise
+        self._revoke_key(record.key, owner=record.user)
 
     def revoke_auth_token_by_key(self, key: str) -> None:
         """Revoke the token with ``key`` and its descendants; idempotent.
 
         Raises ``TokenNotFound`` if there is no such token.
         """
-        key = _check_key(key)
-        changed = (
-            self._repository.revoke(key, to_micros(self.now()))
-            if is_token_key(key) else None
-        )
-        if changed is None:
-            raise TokenNotFound(not_found_message(key), token_key=shown_key(key))
+        self._revoke_key(key)
+
+    def _revoke_key(self, key: str, *, owner: UserKey | None = None,
+                    actor: str | None = None) -> None:
+        shown = shown_key(key) if isinstance(key, str) else None
+        try:
+            key = _check_key(key)
+            changed = (
+                self._repository.revoke(key, to_micros(self.now()))
+                if is_token_key(key) else None
+            )
+            if changed is None:
+                raise TokenNotFound(not_found_message(key), token_key=shown)
+        except AuthTokenError as exc:
+            self.record_event("revoke", exc, actor=actor, token_key=shown, user=owner)
+            raise
+        self.record_event("revoke", None, actor=actor, token_key=shown, user=owner)
 
     def revoke_user_tokens(self, user: UserKey) -> int:
         """Revoke every live token of ``user`` and, transitively, those derived from them.
 
         Returns how many tokens this call revoked.
         """
-        return self._repository.revoke_user(check_user(user), to_micros(self.now()))
+        return self._revoke_user(user)
+
+    def _revoke_user(self, user: UserKey, actor: str | None = None) -> int:
+        try:
+            count = self._repository.revoke_user(check_user(user), to_micros(self.now()))
+        except AuthTokenError as exc:
+            self.record_event("revoke_all", exc, actor=actor,
+                              user=user if isinstance(user, (int, str)) else None)
+            raise
+        self.record_event("revoke_all", None, actor=actor, user=user)
+        return count
 
     # -- log in -----------------------------------------------------------------------
     def login_by_auth_token(self, token_string: str | bytes, *,
@@ -410,15 +536,22 @@ class Security:
         """
         if script is not None and not isinstance(script, Script):
             raise ArgumentTypeError(f"script must be a Script or None, not {type(script).__name__}")
-        key, digest = self._codec.read(token_string)
+        try:
+            key, digest = self._codec.read(token_string)
+        except InvalidToken:
+            self._note_invalid(script)
+            raise
         row = self._repository.login_row(key)
         if row is None or not hmac.compare_digest(row.secret_hash, digest):
+            self._note_invalid(script)
             raise InvalidToken("not a valid authtoken token string")
+        now_us = self._now_us()
         if row.revoked_at is not None:
+            self._note_login(now_us, key, row.user, script, "TokenRevoked")
             raise TokenRevoked("the token was revoked", token_key=key,
                                revoked_at=from_micros(row.revoked_at))
-        now_us = self._now_us()
         if row.expires is not None and now_us >= row.expires:
+            self._note_login(now_us, key, row.user, script, "TokenExpired")
             expired_at = from_micros(row.expires)
             raise TokenExpired(f"the token expired at {expired_at.isoformat()}",
                                token_key=key, expired_at=expired_at)
@@ -427,12 +560,15 @@ class Security:
         if "vfs:" in scope or "ufs:" in scope:
             bindings = [s for s in scopes if s[:4] in _BINDING_PREFIXES]
             if bindings and (script is None or script._identifiers.isdisjoint(bindings)):
+                self._note_login(now_us, key, row.user, script, "ScriptNotAuthorized")
                 raise ScriptNotAuthorized(
                     "the token is bound to other scripts" if script is not None
                     else "the token is bound to scripts: log in with the Script using it",
                     token_key=key,
                 )
         if self._usage.add(key, now_us):
+            self._flush_usage_quietly()
+        if self._audit.add((now_us, "login", "ok", None, key, row.user, script, None, 1)):
             self._flush_quietly()
         return Principal(
             user=row.user, token_key=key, scopes=scopes, data=row.data,
@@ -441,15 +577,77 @@ class Security:
         )
 
     # -- usage and life cycle ---------------------------------------------------------
-    def _flush_quietly(self) -> None:
+    def _note_invalid(self, script: Script | None) -> None:
+        if self._audit.add_invalid(self._now_us(), script):
+            self._flush_quietly()
+
+    def _note_login(self, at: int, key: str, user: UserKey, script: Script | None,
+                    reason: str) -> None:
+        if self._audit.add((at, "login", "refused", None, key, user, script, reason, 1)):
+            self._flush_quietly()
+
+    def record_event(self, action: str, error: BaseException | None, *,
+                     actor: str | None = None, token_key: str | None = None,
+                     user: UserKey | None = None, script: Script | None = None) -> None:
+        """Add an event to the audit trail (written in the background, kept on failure).
+
+        ``error`` is the exception that refused the action, or ``None`` for success.
+        """
+        if user is not None and (isinstance(user, bool) or not isinstance(user, (int, str))):
+            user = None
+        self._audit.add((
+            self._now_us(), action, "ok" if error is None else "refused",
+            None if actor is None else str(actor)[:300], token_key, user, script,
+            None if error is None else type(error).__name__, 1,
+        ))
+        if action != "login":
+            self._flush_quietly()
+
+    def record_authentication_failure(self, *, actor: str | None, reason: str) -> None:
+        """Record a failed authentication of an API caller (``action`` authenticate)."""
+        self._audit.add((self._now_us(), "authenticate", "refused",
+                         None if actor is None else str(actor)[:300], None, None, None,
+                         str(reason)[:64], 1))
+        self._flush_quietly()
+
+    def audit_events(self, *, user: UserKey | None = None, token_key: str | None = None,
+                     since: datetime | None = None, limit: int = 1000) -> list[AuditEvent]:
+        """The audit trail, newest first; sees every event this ``Security`` recorded.
+
+        ``user`` keeps events about that user's tokens, ``token_key`` one token's,
+        ``since`` those at or after it.  Raises ``RepositoryError`` if storage fails.
+        """
+        if user is not None:
+            user = check_user(user)
+        if token_key is not None and not isinstance(token_key, str):
+            raise ArgumentTypeError("token_key is a str")
+        if since is not None:
+            if not isinstance(since, datetime):
+                raise ArgumentTypeError("since is a datetime")
+            since = aware_utc(since)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidArgument("limit is a positive int")
+        self._audit.flush(self._repository, wait=True)
+        return self._repository.events(user=user, token_key=token_key, since=since,
+                                       limit=min(limit, 10_000))
+
+    def _flush_usage_quietly(self) -> None:
         try:
             self._usage.flush(self._repository, wait=False)
         except RepositoryError:
             pass  # kept in the buffer; written by a later batch or flush()
 
+    def _flush_quietly(self) -> None:
+        for buffer in (self._usage, self._audit):
+            try:
+                buffer.flush(self._repository, wait=False)
+            except RepositoryError:
+                pass  # kept in the buffer; written by a later batch or flush()
+
     def flush(self) -> None:
-        """Write buffered usage now.  On ``RepositoryError`` the usage is kept."""
+        """Write buffered usage and audit events now.  On ``RepositoryError`` they are kept."""
         self._usage.flush(self._repository, wait=True)
+        self._audit.flush(self._repository, wait=True)
 
     def close(self) -> None:
         """Write buffered usage and release the repository's connections.

@@ -21,6 +21,7 @@ from typing import Literal
 
 from ._errors import (
     ArgumentTypeError,
+    AuthTokenError,
     PermissionDenied,
     TokenExpired,
     TokenNotFound,
@@ -98,6 +99,19 @@ class Session:
         via = f", token_key={self.principal.token_key!r}" if self.principal else ""
         return (f"Session(user={self.user!r}, script={self.script!r}, "
                 f"admin={self.admin}{via})")
+
+    def _actor(self) -> str | None:
+        """Who acts, for the audit trail: the session's token, else its user."""
+        if self.principal is not None:
+            return f"token:{self.principal.token_key}"
+        if self.user is not None:
+            return f"user:{self.user}" + (" (admin)" if self.admin else "")
+        return "admin" if self.admin else None
+
+    def _refused(self, action: str, error: BaseException, *, token_key: str | None = None,
+                 user: UserKey | None = None) -> None:
+        self.security.record_event(action, error, actor=self._actor(), token_key=token_key,
+                                   user=user)
 
     # -- who --------------------------------------------------------------------------
     def login_by_auth_token(self, token_string: str | bytes) -> Principal:
@@ -178,10 +192,14 @@ class Session:
         """
         if not isinstance(token, AuthToken):
             raise ArgumentTypeError(f"expected an AuthToken, not {type(token).__name__}")
-        owner = self._acting_user(user)
-        parent = self._parent()
+        try:
+            owner = self._acting_user(user)
+            parent = self._parent()
+        except AuthTokenError as exc:
+            self._refused("authorize", exc, user=user if user is not None else self.user)
+            raise
         if parent is None:
-            return self.security._authorize(token, owner)
+            return self.security._authorize(token, owner, actor=self._actor())
         explicit = not token.expiry_spec.is_default
 
         def within_parent(expires: datetime | None) -> None:
@@ -193,6 +211,7 @@ class Session:
 
         return self.security._authorize(
             token, owner, parent=parent.key, vet=within_parent, expiry_cap=parent.expires,
+            actor=self._actor(),
         )
 
     def update_auth_token(self, token: AuthToken) -> None:
@@ -205,41 +224,59 @@ class Session:
         """
         if not isinstance(token, AuthToken):
             raise ArgumentTypeError(f"expected an AuthToken, not {type(token).__name__}")
-        self._require_user()
-        stored = self._stored(token.key)
-        self._check_owner(stored.user)
-        parent = self._parent()
+        stored: TokenRecord | None = None
+        try:
+            self._require_user()
+            stored = self._stored(token.key)
+            self._check_owner(stored.user)
+            parent = self._parent()
+        except AuthTokenError as exc:
+            self._refused("update", exc, token_key=stored.key if stored else None,
+                          user=stored.user if stored else None)
+            raise
         if parent is None:
-            self.security._update(token, check=None)
+            self.security._update(token, check=None, actor=self._actor())
             return
 
         def within_parent(before: TokenRecord, after: TokenRecord, changed: set[str]) -> None:
             if changed & {"scope", "expires"}:
                 check_delegation(parent, tuple(after.scope.split(" ")), after.expires)
 
-        self.security._update(token, check=within_parent)
+        self.security._update(token, check=within_parent, actor=self._actor())
 
     def revoke_auth_token(self, token_string: str | bytes) -> None:
         """Revoke a token of the session's user by its string; idempotent.
 
         Raises ``InvalidToken`` or ``PermissionDenied`` (nothing revoked).
         """
-        self._require_user()
-        record = self.security._record_for(token_string)
-        self._check_owner(record.user)
-        self._parent()
-        self.security.revoke_auth_token_by_key(record.key)
+        record: TokenRecord | None = None
+        try:
+            self._require_user()
+            record = self.security._record_for(token_string)
+            self._check_owner(record.user)
+            self._parent()
+        except AuthTokenError as exc:
+            self._refused("revoke", exc, token_key=record.key if record else None,
+                          user=record.user if record else None)
+            raise
+        self.security._revoke_key(record.key, owner=record.user, actor=self._actor())
 
     def revoke_auth_token_by_key(self, key: str) -> None:
         """Revoke a token of the session's user by key; idempotent.
 
         Raises ``TokenNotFound`` or ``PermissionDenied`` (nothing revoked).
         """
-        self._require_user()
-        stored = self._stored(key)
-        self._check_owner(stored.user)
-        self._parent()
-        self.security.revoke_auth_token_by_key(key)
+        stored: TokenRecord | None = None
+        try:
+            self._require_user()
+            stored = self._stored(key)
+            self._check_owner(stored.user)
+            self._parent()
+        except AuthTokenError as exc:
+            self._refused("revoke", exc, token_key=stored.key if stored else None,
+                          user=stored.user if stored else None)
+            raise
+        self.security._revoke_key(key, owner=stored.user, actor=self._actor())
 
     def list_auth_tokens(self, *, include_revoked: bool = False,
                          user: UserKey | None = None) -> list[AuthToken]:

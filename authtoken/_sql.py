@@ -25,14 +25,16 @@ statement.
 
 from __future__ import annotations
 
+import builtins
 import os
 import random
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
@@ -44,7 +46,8 @@ from sqlmodel import Field, SQLModel
 from . import _migrate
 from ._errors import AuthTokenError, InvalidArgument, RepositoryError, TokenRevoked
 from ._expiry import from_micros, to_micros
-from ._repository import LoginRow, Usage
+from ._repository import AuditEvent, LoginRow, Usage
+from ._scopes import Script
 from ._token import TokenRecord, UserKey
 
 __all__ = ["SQLRepository"]
@@ -84,8 +87,30 @@ class TokenRow(_Base, table=True):
     version: int = Field(default=1, nullable=False)
 
 
+class AuditRow(_Base, table=True):
+    """One audit event; never a token string or secret."""
+
+    __tablename__ = "authtoken_audit"
+    __table_args__ = (sa.PrimaryKeyConstraint("id", name="pk_authtoken_audit"),)
+
+    id: int | None = Field(
+        default=None, nullable=False, sa_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    )
+    at: int = Field(sa_type=sa.BigInteger, nullable=False, index=True)
+    action: str = Field(sa_type=sa.String(16), nullable=False)
+    outcome: str = Field(sa_type=sa.String(8), nullable=False)
+    actor: str | None = Field(default=None, sa_type=sa.String(300))
+    token_key: str | None = Field(default=None, sa_type=sa.String(32), index=True)
+    user_ref: str | None = Field(default=None, sa_type=sa.String(300), index=True)
+    script_key: int | None = Field(default=None, sa_type=sa.BigInteger)
+    script_path: str | None = Field(default=None, sa_type=sa.Text)
+    reason: str | None = Field(default=None, sa_type=sa.String(64))
+    count: int = Field(default=1, sa_type=sa.BigInteger, nullable=False)
+
+
 METADATA = _Base.metadata
 T: sa.Table = TokenRow.__table__  # type: ignore[attr-defined]
+A: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
 _COLUMNS = tuple(c.name for c in T.columns)
 _Row = NamedTuple("_Row", [(name, Any) for name in _COLUMNS])  # type: ignore[misc]
 _LOGIN_SQL = (
@@ -622,6 +647,45 @@ class SQLRepository:
         )
         params = [{"k": k, "n": u.logins, "last": u.last_used} for k, u in sorted(usage.items())]
         self._write(lambda conn: conn.execute(stmt, params))
+
+    def record_events(self, events: Sequence[AuditEvent]) -> None:
+        if not events:
+            return
+        rows = [
+            {
+                "at": to_micros(e.at), "action": e.action, "outcome": e.outcome,
+                "actor": None if e.actor is None else e.actor[:300],
+                "token_key": e.token_key,
+                "user_ref": None if e.user is None else user_ref(e.user),
+                "script_key": None if e.script is None else e.script.key,
+                "script_path": None if e.script is None else e.script.path,
+                "reason": e.reason, "count": e.count,
+            }
+            for e in events
+        ]
+        self._write(lambda conn: conn.execute(A.insert(), rows))
+
+    def events(self, *, user: UserKey | None, token_key: str | None,
+               since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
+        query = sa.select(A).order_by(A.c.at.desc(), A.c.id.desc()).limit(limit)
+        if user is not None:
+            query = query.where(A.c.user_ref == user_ref(user))
+        if token_key is not None:
+            query = query.where(A.c.token_key == token_key)
+        if since is not None:
+            query = query.where(A.c.at >= to_micros(since))
+        with self._tx(write=False) as conn:
+            return [
+                AuditEvent(
+                    at=from_micros(r.at), action=r.action, outcome=r.outcome, actor=r.actor,
+                    token_key=r.token_key,
+                    user=None if r.user_ref is None else _user(r.user_ref),
+                    script=None if r.script_key is None and r.script_path is None
+                    else Script(key=r.script_key, path=r.script_path),
+                    reason=r.reason, count=r._mapping["count"],
+                )
+                for r in conn.execute(query)
+            ]
 
     def close(self) -> None:
         self._closed = True
