@@ -44,7 +44,7 @@ from ._scopes import Script
 from ._security import Security, open_security
 from ._session import ScriptRunner
 from ._token import AuthToken, Principal, UserKey, check_user
-from ._views import principal_view, token_view
+from ._views import event_view, principal_view, token_view
 
 __all__ = ["main", "parse_user", "read_token"]
 
@@ -305,6 +305,27 @@ def build_parser() -> argparse.ArgumentParser:
     command("demo", _cmd_demo,
             "walk through a token's life cycle on a temporary database, narrated")
 
+    sub = command("audit", _cmd_audit,
+                  "the audit trail, newest first: who authorized, updated, revoked and "
+                  "logged in with which token, and what was refused")
+    sub.add_argument("--user", metavar="U", help="only events about this user's tokens")
+    sub.add_argument("--token", metavar="KEY", dest="token_key",
+                     help="only events about the token with this key")
+    sub.add_argument("--since", metavar="WHEN", type=_since,
+                     help="only events at or after WHEN: an ISO 8601 time, or a duration "
+                          "such as '1h' or '7d' meaning that long ago")
+    sub.add_argument("--limit", metavar="N", type=_limit, default=100,
+                     help="at most N events (default 100, at most 10000)")
+
+    sub = command("serve-admin", _cmd_serve_admin,
+                  "serve the admin API and the token management page (/ui/)")
+    sub.add_argument("--host", default="127.0.0.1",
+                     help="the address to listen on (default 127.0.0.1: this machine only)")
+    sub.add_argument("--port", type=_port, default=8181, help="the port (default 8181)")
+    sub.add_argument("--admin-scope", metavar="S", default="authtoken:admin",
+                     help="callers whose token holds this scope are admins "
+                          "(default authtoken:admin)")
+
     sub = command("db", _cmd_db,
                   "the database schema: 'current' shows its revision, 'upgrade' migrates "
                   "it to the one this authtoken needs")
@@ -486,6 +507,90 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
 # -- demo ------------------------------------------------------------------------------------------
 class _DemoFailed(Exception):
     """The engine did not behave as the demo expected."""
+
+
+def _since(text: str) -> datetime:
+    from dateutil.parser import isoparse
+
+    from ._expiry import _DURATION, _parse_duration
+
+    text = text.strip()
+    try:
+        if _DURATION.fullmatch(text):
+            return datetime.now(timezone.utc) - _parse_duration(text)
+        when = isoparse(text)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            "not an ISO 8601 time (2027-01-31T08:00Z) or a duration (90m, 12h, 7d)"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
+
+def _limit(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,5}", text, re.ASCII) or not 1 <= int(text) <= 10_000:
+        raise argparse.ArgumentTypeError("a whole number from 1 to 10000")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,5}", text, re.ASCII) or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError("a port number from 1 to 65535")
+    return int(text)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    user = None if args.user is None else parse_user(args.user)
+    with _open(args) as security:
+        events = security.audit_events(user=user, token_key=args.token_key,
+                                       since=args.since, limit=args.limit)
+    if _json_mode(args):
+        _json({"events": [{**event_view(e), "count": e.count} for e in events]})
+        return 0
+    if not events:
+        _out("no events")
+        return 0
+    header = ("AT", "ACTION", "OUTCOME", "TOKEN", "ACTOR", "SCRIPT", "REASON")
+    rows = [header]
+    for e in events:
+        script = "-" if e.script is None else _cut(_safe(" ".join(
+            ([f"key={e.script.key}"] if e.script.key is not None else [])
+            + ([e.script.path] if e.script.path is not None else []))), 30)
+        outcome = e.outcome if e.count == 1 else f"{e.outcome} x{e.count}"
+        rows.append((_short_time(e.at), e.action, outcome, e.token_key or "-",
+                     _cut(_safe(e.actor or "-"), 30), script, e.reason or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        _out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+_LOOPBACK: Final = ("127.0.0.1", "::1", "localhost")
+
+
+def _cmd_serve_admin(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .admin import DelegationTokenAuth, create_app
+    except ImportError:
+        _err(f"{PROG} serve-admin needs the web server: pip install 'authtoken[serve]'")
+        return 1
+    host = args.host.strip()
+    security = _open(args)
+    with security:
+        security.list_auth_tokens(user="-")  # storage reachable and schema current
+        app = create_app(security, authenticate=DelegationTokenAuth(
+            security, admin_scope=args.admin_scope or None))
+        shown = f"[{host}]" if ":" in host else host
+        _err(f"{PROG}: the admin API and the token page on http://{shown}:{args.port}/ui/ "
+             f"-- sign in with a token ('{PROG} authorize --user U --scope "
+             f"\"{args.admin_scope} ...\"' makes an admin one). Ctrl+C stops.")
+        if host not in _LOOPBACK:
+            _err(f"{PROG}: warning: listening on {host}, beyond this machine, without "
+                 "TLS: put it behind an HTTPS reverse proxy.")
+        uvicorn.run(app, host=host, port=args.port, lifespan="off", log_level="warning",
+                    access_log=False, server_header=False, proxy_headers=False)
+    return 0
 
 
 def _cmd_db(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ Alembic is not imported -- and then:
 
 from __future__ import annotations
 
+import threading
 from typing import Final
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ REVISIONS: Final = ("0001", "0002")
 HEAD: Final = REVISIONS[-1]
 # Serialises schema creation across processes on PostgreSQL (an arbitrary constant).
 _PG_LOCK_ID: Final = 0x61746B5F7363686D  # "atk_schm"
+_ALEMBIC_LOCK: Final = threading.RLock()
 
 
 def current_revision(conn: Connection) -> str | None:
@@ -79,7 +81,10 @@ def upgrade(conn: Connection, revision: str = "head") -> None:
     config = Config()
     config.set_main_option("script_location", "authtoken:_migrations")
     config.attributes["connection"] = conn
-    command.upgrade(config, revision)
+    # Alembic's ``op`` and ``context`` are process-wide proxies: two threads migrating
+    # two databases at once would swap them under each other's feet.
+    with _ALEMBIC_LOCK:
+        command.upgrade(config, revision)
 
 
 def refusal(state: str, revision: str | None) -> RepositoryError:

@@ -109,11 +109,10 @@ class Repository(Protocol):
     def list(self, user: UserKey | None, include_revoked: bool) -> list[TokenRecord]:
         """Tokens of ``user`` (all users if ``None``), newest first."""
 
-    def record_usage(self, usage: Mapping[str, Usage]) -> None:
-        """Add logins to ``use_count`` and advance ``last_used_at``; all or nothing."""
-
-    def record_events(self, events: Sequence[AuditEvent]) -> None:
-        """Append audit events; all or nothing."""
+    def record_usage(self, usage: Mapping[str, Usage],
+                     events: Sequence[AuditEvent] = ()) -> None:
+        """Add logins to ``use_count``, advance ``last_used_at`` and append audit events,
+        in one transaction; all or nothing."""
 
     def events(self, *, user: UserKey | None, token_key: str | None,
                since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
@@ -134,10 +133,6 @@ class MemoryRepository:
 
     def __repr__(self) -> str:
         return f"MemoryRepository(<{len(self._rows)} tokens>)"
-
-    def record_events(self, events: Sequence[AuditEvent]) -> None:
-        with self._lock:
-            self._events.extend(events)
 
     def events(self, *, user: UserKey | None, token_key: str | None,
                since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
@@ -251,8 +246,10 @@ class MemoryRepository:
         rows.sort(key=lambda r: (r.created_at, self._order[r.key]), reverse=True)
         return rows
 
-    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+    def record_usage(self, usage: Mapping[str, Usage],
+                     events: Sequence[AuditEvent] = ()) -> None:
         with self._lock:
+            self._events.extend(events)
             for key, (count, last) in usage.items():
                 row = self._rows.get(key)
                 if row is None:

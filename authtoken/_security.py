@@ -96,148 +96,157 @@ def _check_key(key: object) -> str:
     return key
 
 
-class _UsageBuffer:
-    """Logins counted in memory until written; thread-safe, never loses a count."""
+# One audit event as the buffer keeps it -- plain tuples are cheap on the login path:
+# (at µs, action, outcome, actor, token key, user, script, reason, count).
+_Event = tuple[int, str, str, "str | None", "str | None", "UserKey | None", "Script | None",
+               "str | None", int]
+# Refusals of unknown or forged strings kept one by one per batch; the rest are counted.
+SAMPLED_INVALID: Final = 10
+AUDIT_LIMIT: Final = 10_000
 
-    __slots__ = ("_flush_lock", "_last_flush", "_lock", "_logins", "_pending")
+
+class _Activity:
+    """Usage counts and audit events waiting to be written, in one batch.
+
+    Thread-safe; a batch is written in one repository transaction (``record_usage``), so
+    the login path adds one write per batch, not two.  A batch that cannot be written is
+    put back: no count and no event is lost.  Refusals of unknown or forged strings are
+    sampled -- the first ``SAMPLED_INVALID`` of a batch are kept as events, the others only
+    counted in one summary event -- so garbage cannot flood the store.
+    """
+
+    __slots__ = ("_events", "_extra", "_first", "_flush_lock", "_lock", "_logins",
+                 "_sampled", "_usage")
 
     def __init__(self) -> None:
-        self._pending: dict[str, list[int]] = {}
+        self._usage: dict[str, list[int]] = {}
+        self._events: list[_Event] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._logins = 0
-        self._last_flush: int | None = None
+        self._first: int | None = None  # when the oldest waiting entry was added
+        self._sampled = 0
+        self._extra: dict[tuple[str, Script | None], list[int]] = {}  # -> [count, last at]
 
-    def add(self, key: str, at: int) -> bool:
-        """Count one login; ``True`` when a batch is due."""
+    def _due(self, at: int) -> bool:
+        # caller holds _lock
+        if self._first is None:
+            self._first = at
+        return (self._logins + len(self._events) >= FLUSH_EVERY_LOGINS
+                or at - self._first >= FLUSH_EVERY_MICROS)
+
+    def login(self, key: str, at: int, user: UserKey, script: Script | None) -> bool:
+        """Count one successful login and its event; ``True`` when a batch is due."""
         with self._lock:
-            entry = self._pending.get(key)
+            entry = self._usage.get(key)
             if entry is None:
-                self._pending[key] = [1, at]
+                self._usage[key] = [1, at]
             else:
                 entry[0] += 1
                 if at > entry[1]:
                     entry[1] = at
             self._logins += 1
-            if self._last_flush is None:
-                self._last_flush = at
-            return self._logins >= FLUSH_EVERY_LOGINS or at - self._last_flush >= FLUSH_EVERY_MICROS
+            self._events.append((at, "login", "ok", None, key, user, script, None, 1))
+            return self._due(at)
+
+    def event(self, event: _Event) -> bool:
+        """Keep one audit event; ``True`` when a batch is due."""
+        with self._lock:
+            self._events.append(event)
+            return self._due(event[0])
+
+    def invalid(self, at: int, script: Script | None, action: str) -> bool:
+        """Count a refusal of an unknown or forged token string (sampled)."""
+        with self._lock:
+            if self._sampled < SAMPLED_INVALID:
+                self._sampled += 1
+                self._events.append(
+                    (at, action, "refused", None, None, None, script, "InvalidToken", 1))
+            else:
+                entry = self._extra.get((action, script))
+                if entry is None:
+                    if len(self._extra) >= SAMPLED_INVALID:  # many scripts: count them all
+                        script = None
+                        entry = self._extra.setdefault((action, None), [0, at])
+                    else:
+                        entry = self._extra[action, script] = [0, at]
+                entry[0] += 1
+                entry[1] = max(entry[1], at)
+            return self._due(at)
 
     def pending(self, key: str) -> tuple[int, int] | None:
         with self._lock:
-            entry = self._pending.get(key)
+            entry = self._usage.get(key)
             return None if entry is None else (entry[0], entry[1])
 
     def flush(self, repository: Repository, *, wait: bool) -> None:
-        """Write the buffered usage; on failure put it back and raise."""
+        """Write what is buffered; on failure put it back and raise."""
         if not self._flush_lock.acquire(blocking=wait):
             return  # another thread is writing; it will take ours next time
         try:
             with self._lock:
-                batch = {k: Usage(v[0], v[1]) for k, v in self._pending.items()}
-                self._pending = {}
-                self._logins = 0
-                self._last_flush = None
-            if not batch:
-                return
-            try:
-                repository.record_usage(batch)
-            except BaseException:
-                with self._lock:
-                    for key, (count, last) in batch.items():
-                        entry = self._pending.get(key)
-                        if entry is None:
-                            self._pending[key] = [count, last]
-                        else:
-                            entry[0] += count
-                            entry[1] = max(entry[1], last)
-                            self._logins += count
-                raise
-        finally:
-            self._flush_lock.release()
-
-
-# (at µs, action, outcome, actor, token key, user, script, reason, count)
-_Event = tuple[int, str, str, "str | None", "str | None", "UserKey | None", "Script | None",
-               "str | None", int]
-SAMPLED_INVALID: Final = 10
-AUDIT_BATCH: Final = 1000
-
-
-class _AuditBuffer:
-    """Audit events waiting to be written, as plain tuples (cheap on the login path).
-
-    Refusals of unknown or forged strings are sampled: the first ``SAMPLED_INVALID`` of
-    each batch are kept one by one, the rest only counted, in one summary event --
-    garbage cannot flood the store.  Events that cannot be written are kept.
-    """
-
-    __slots__ = ("_extra", "_extra_at", "_first", "_flush_lock", "_lock", "_pending",
-                 "_sampled")
-
-    def __init__(self) -> None:
-        self._pending: list[_Event] = []
-        self._lock = threading.Lock()
-        self._flush_lock = threading.Lock()
-        self._sampled = 0
-        self._extra = 0
-        self._extra_at = 0
-        self._first: int | None = None
-
-    def add(self, event: _Event) -> bool:
-        """Keep ``event``; ``True`` when a batch is due."""
-        with self._lock:
-            self._pending.append(event)
-            if self._first is None:
-                self._first = event[0]
-            return (len(self._pending) >= AUDIT_BATCH
-                    or event[0] - self._first >= FLUSH_EVERY_MICROS)
-
-    def add_invalid(self, at: int, script: Script | None, action: str = "login") -> bool:
-        with self._lock:
-            if self._sampled < SAMPLED_INVALID:
-                self._sampled += 1
-                self._pending.append(
-                    (at, action, "refused", None, None, None, script, "InvalidToken", 1))
-            else:
-                self._extra += 1
-                self._extra_at = at
-            return len(self._pending) >= AUDIT_BATCH
-
-    def flush(self, repository: Repository, *, wait: bool) -> None:
-        if not self._flush_lock.acquire(blocking=wait):
-            return
-        try:
-            with self._lock:
-                batch = self._pending
-                if self._extra:
-                    batch.append((self._extra_at, "login", "refused", None, None, None, None,
-                                  "InvalidToken", self._extra))
-                self._pending, self._sampled, self._extra = [], 0, 0
+                usage, events = self._usage, self._events
+                events.extend(
+                    (at, action, "refused", None, None, None, script, "InvalidToken", count)
+                    for (action, script), (count, at) in self._extra.items()
+                )
+                self._usage, self._events, self._extra = {}, [], {}
+                self._logins = self._sampled = 0
                 self._first = None
-            if not batch:
+            if not usage and not events:
                 return
-            events = [
-                AuditEvent(at=from_micros(e[0]), action=e[1], outcome=e[2], actor=e[3],
-                           token_key=e[4], user=e[5], script=e[6], reason=e[7], count=e[8])
-                for e in batch
-            ]
             try:
-                repository.record_events(events)
+                repository.record_usage(
+                    {k: Usage(v[0], v[1]) for k, v in usage.items()},
+                    [_audit_event(e) for e in events],
+                )
             except BaseException:
-                with self._lock:
-                    self._pending[:0] = batch
+                self._put_back(usage, events)
                 raise
         finally:
             self._flush_lock.release()
 
+    def _put_back(self, usage: dict[str, list[int]], events: list[_Event]) -> None:
+        with self._lock:
+            for key, (count, last) in usage.items():
+                entry = self._usage.get(key)
+                if entry is None:
+                    self._usage[key] = [count, last]
+                else:
+                    entry[0] += count
+                    entry[1] = max(entry[1], last)
+                self._logins += count
+            self._events[:0] = events
+            if self._first is None and (usage or events):
+                self._first = min([e[0] for e in events] + [v[1] for v in usage.values()])
 
-def _flush_at_exit(buffer: _UsageBuffer, audit: _AuditBuffer, repository: Repository) -> None:
-    for flush in (buffer.flush, audit.flush):
-        try:
-            flush(repository, wait=True)
-        except Exception:  # noqa: S110 - at exit there is nobody left to tell
-            pass
+
+def _audit_event(e: _Event) -> AuditEvent:
+    return AuditEvent(at=from_micros(e[0]), action=e[1], outcome=e[2], actor=e[3],
+                      token_key=e[4], user=e[5], script=e[6], reason=e[7], count=e[8])
+
+
+def _flush_quietly_now(activity: _Activity, repository: Repository) -> None:
+    try:
+        activity.flush(repository, wait=True)
+    except Exception:  # noqa: S110 - a forgotten Security: nobody is left to tell
+        pass
+
+
+def _flush_forgotten(activity: _Activity, repository: Repository) -> None:
+    """Write what a ``Security`` that was never closed still holds.
+
+    Runs when the ``Security`` is garbage-collected or at interpreter exit.  The garbage
+    collector may run this in the middle of any code of the collecting thread -- even in
+    the middle of a schema migration -- so the write happens in a thread of its own (not
+    a daemon: the interpreter waits for it at exit).  Where no thread can be started any
+    more, it happens here.
+    """
+    try:
+        threading.Thread(target=_flush_quietly_now, args=(activity, repository),
+                         name="authtoken-flush", daemon=False).start()
+    except RuntimeError:  # interpreter shutting down
+        _flush_quietly_now(activity, repository)
 
 
 class Security:
@@ -271,11 +280,8 @@ class Security:
         self._now_us: Callable[[], int] = (
             system_micros if clock is None else (lambda: to_micros(self.now()))
         )
-        self._usage = _UsageBuffer()
-        self._audit = _AuditBuffer()
-        self._finalizer = weakref.finalize(
-            self, _flush_at_exit, self._usage, self._audit, repository
-        )
+        self._activity = _Activity()
+        self._finalizer = weakref.finalize(self, _flush_forgotten, self._activity, repository)
 
     def __repr__(self) -> str:
         return f"Security({self._repository!r})"
@@ -315,9 +321,9 @@ class Security:
         try:
             string = self._authorize_now(token, user, parent, vet, expiry_cap)
         except AuthTokenError as exc:
-            self.record_event("authorize", exc, actor=actor, user=user)
+            self._record_event("authorize", exc, actor=actor, user=user)
             raise
-        self.record_event("authorize", None, actor=actor, token_key=token.key, user=user)
+        self._record_event("authorize", None, actor=actor, token_key=token.key, user=user)
         return string
 
     def _authorize_now(self, token: AuthToken, user: UserKey, parent: str | None,
@@ -355,7 +361,7 @@ class Security:
 
     # -- read -------------------------------------------------------------------------
     def _overlay(self, record: TokenRecord) -> TokenRecord:
-        pending = self._usage.pending(record.key)
+        pending = self._activity.pending(record.key)
         if pending is None:
             return record
         count, last = pending
@@ -417,9 +423,9 @@ class Security:
         try:
             self._update_now(token, check)
         except AuthTokenError as exc:
-            self.record_event("update", exc, actor=actor, token_key=key, user=owner)
+            self._record_event("update", exc, actor=actor, token_key=key, user=owner)
             raise
-        self.record_event("update", None, actor=actor, token_key=key, user=owner)
+        self._record_event("update", None, actor=actor, token_key=key, user=owner)
 
     def _update_now(self, token: AuthToken, check: _UpdateCheck | None) -> None:
         """Write the fields assigned on ``token`` on top of what storage holds now.
@@ -480,7 +486,7 @@ class Security:
         try:
             record = self._record_for(token_string)
         except InvalidToken:
-            self._audit.add_invalid(self._now_us(), None, "revoke")  # sampled, like logins
+            self._note_invalid(None, "revoke")  # sampled, like logins
             raise
         self._revoke_key(record.key, owner=record.user)
 
@@ -496,6 +502,9 @@ class Security:
         shown = shown_key(key) if isinstance(key, str) else None
         try:
             key = _check_key(key)
+            if owner is None and is_token_key(key):  # the trail files it under its user
+                record = self._repository.get(key)
+                owner = None if record is None else record.user
             changed = (
                 self._repository.revoke(key, to_micros(self.now()))
                 if is_token_key(key) else None
@@ -503,9 +512,9 @@ class Security:
             if changed is None:
                 raise TokenNotFound(not_found_message(key), token_key=shown)
         except AuthTokenError as exc:
-            self.record_event("revoke", exc, actor=actor, token_key=shown, user=owner)
+            self._record_event("revoke", exc, actor=actor, token_key=shown, user=owner)
             raise
-        self.record_event("revoke", None, actor=actor, token_key=shown, user=owner)
+        self._record_event("revoke", None, actor=actor, token_key=shown, user=owner)
 
     def revoke_user_tokens(self, user: UserKey) -> int:
         """Revoke every live token of ``user`` and, transitively, those derived from them.
@@ -518,10 +527,10 @@ class Security:
         try:
             count = self._repository.revoke_user(check_user(user), to_micros(self.now()))
         except AuthTokenError as exc:
-            self.record_event("revoke_all", exc, actor=actor,
+            self._record_event("revoke_all", exc, actor=actor,
                               user=user if isinstance(user, (int, str)) else None)
             raise
-        self.record_event("revoke_all", None, actor=actor, user=user)
+        self._record_event("revoke_all", None, actor=actor, user=user)
         return count
 
     # -- log in -----------------------------------------------------------------------
@@ -566,9 +575,7 @@ class Security:
                     else "the token is bound to scripts: log in with the Script using it",
                     token_key=key,
                 )
-        if self._usage.add(key, now_us):
-            self._flush_usage_quietly()
-        if self._audit.add((now_us, "login", "ok", None, key, row.user, script, None, 1)):
+        if self._activity.login(key, now_us, row.user, script):
             self._flush_quietly()
         return Principal(
             user=row.user, token_key=key, scopes=scopes, data=row.data,
@@ -576,78 +583,77 @@ class Security:
             script=script,
         )
 
-    # -- usage and life cycle ---------------------------------------------------------
-    def _note_invalid(self, script: Script | None) -> None:
-        if self._audit.add_invalid(self._now_us(), script):
+    # -- audit trail, usage and life cycle -------------------------------------------
+    def _note_invalid(self, script: Script | None, action: str = "login") -> None:
+        if self._activity.invalid(self._now_us(), script, action):
             self._flush_quietly()
 
     def _note_login(self, at: int, key: str, user: UserKey, script: Script | None,
                     reason: str) -> None:
-        if self._audit.add((at, "login", "refused", None, key, user, script, reason, 1)):
+        if self._activity.event((at, "login", "refused", None, key, user, script, reason, 1)):
             self._flush_quietly()
 
-    def record_event(self, action: str, error: BaseException | None, *,
-                     actor: str | None = None, token_key: str | None = None,
-                     user: UserKey | None = None, script: Script | None = None) -> None:
-        """Add an event to the audit trail (written in the background, kept on failure).
+    def _record_event(self, action: str, error: BaseException | None, *,
+                      actor: str | None = None, token_key: str | None = None,
+                      user: object = None, script: Script | None = None) -> None:
+        """Put an event of a change (or a refused one) on the trail and write it now.
 
-        ``error`` is the exception that refused the action, or ``None`` for success.
+        ``error`` is what refused the action, ``None`` for success.  A trail that cannot
+        be written keeps the event for a later batch; the change itself stands.
         """
-        if user is not None and (isinstance(user, bool) or not isinstance(user, (int, str))):
+        if isinstance(user, bool) or not isinstance(user, (int, str)):
             user = None
-        self._audit.add((
+        self._activity.event((
             self._now_us(), action, "ok" if error is None else "refused",
             None if actor is None else str(actor)[:300], token_key, user, script,
             None if error is None else type(error).__name__, 1,
         ))
-        if action != "login":
-            self._flush_quietly()
+        try:
+            self._activity.flush(self._repository, wait=True)
+        except RepositoryError:
+            pass  # kept in the buffer; written by a later batch or flush()
 
-    def record_authentication_failure(self, *, actor: str | None, reason: str) -> None:
-        """Record a failed authentication of an API caller (``action`` authenticate)."""
-        self._audit.add((self._now_us(), "authenticate", "refused",
-                         None if actor is None else str(actor)[:300], None, None, None,
-                         str(reason)[:64], 1))
-        self._flush_quietly()
+    def _record_authentication_failure(self, *, actor: str | None, reason: str) -> None:
+        """A failed authentication of an admin-API caller (action ``authenticate``)."""
+        if self._activity.event((self._now_us(), "authenticate", "refused",
+                                 None if actor is None else str(actor)[:300], None, None,
+                                 None, str(reason)[:64], 1)):
+            self._flush_quietly()
 
     def audit_events(self, *, user: UserKey | None = None, token_key: str | None = None,
                      since: datetime | None = None, limit: int = 1000) -> list[AuditEvent]:
-        """The audit trail, newest first; sees every event this ``Security`` recorded.
+        """The audit trail, newest first, at most ``limit`` (≤ 10,000) events.
 
-        ``user`` keeps events about that user's tokens, ``token_key`` one token's,
-        ``since`` those at or after it.  Raises ``RepositoryError`` if storage fails.
+        ``user`` keeps the events about that user's tokens, ``token_key`` one token's,
+        ``since`` those at or after it.  Every event this ``Security`` recorded before
+        the call is written first, so it is seen.  Raises ``RepositoryError`` if storage
+        fails.
         """
         if user is not None:
             user = check_user(user)
         if token_key is not None and not isinstance(token_key, str):
-            raise ArgumentTypeError("token_key is a str")
+            raise ArgumentTypeError(f"token_key is a str, not {type(token_key).__name__}")
         if since is not None:
             if not isinstance(since, datetime):
-                raise ArgumentTypeError("since is a datetime")
+                raise ArgumentTypeError(f"since is a datetime, not {type(since).__name__}")
             since = aware_utc(since)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidArgument("limit is a positive int")
-        self._audit.flush(self._repository, wait=True)
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise ArgumentTypeError(f"limit is an int, not {type(limit).__name__}")
+        if not 1 <= limit <= AUDIT_LIMIT:
+            raise InvalidArgument(f"limit is from 1 to {AUDIT_LIMIT}, not {limit}")
+        self._activity.flush(self._repository, wait=True)
         return self._repository.events(user=user, token_key=token_key, since=since,
-                                       limit=min(limit, 10_000))
+                                       limit=limit)
 
-    def _flush_usage_quietly(self) -> None:
+    def _flush_quietly(self) -> None:
         try:
-            self._usage.flush(self._repository, wait=False)
+            self._activity.flush(self._repository, wait=False)
         except RepositoryError:
             pass  # kept in the buffer; written by a later batch or flush()
 
-    def _flush_quietly(self) -> None:
-        for buffer in (self._usage, self._audit):
-            try:
-                buffer.flush(self._repository, wait=False)
-            except RepositoryError:
-                pass  # kept in the buffer; written by a later batch or flush()
-
     def flush(self) -> None:
         """Write buffered usage and audit events now.  On ``RepositoryError`` they are kept."""
-        self._usage.flush(self._repository, wait=True)
-        self._audit.flush(self._repository, wait=True)
+        self._activity.flush(self._repository, wait=True)
 
     def close(self) -> None:
         """Write buffered usage and release the repository's connections.

@@ -110,7 +110,7 @@ class Session:
 
     def _refused(self, action: str, error: BaseException, *, token_key: str | None = None,
                  user: UserKey | None = None) -> None:
-        self.security.record_event(action, error, actor=self._actor(), token_key=token_key,
+        self.security._record_event(action, error, actor=self._actor(), token_key=token_key,
                                    user=user)
 
     # -- who --------------------------------------------------------------------------

@@ -214,6 +214,9 @@ class SQLRepository:
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._closed = False
+        # Pooled transactions in flight; close() waits for them (see close()).
+        self._in_flight = 0
+        self._idle = threading.Condition()
         options: dict[str, Any] = dict(engine_options or {})
         if self._dialect == "sqlite":
             try:
@@ -320,9 +323,11 @@ class SQLRepository:
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[Connection]:
-        self._check_open()
-        self._ensure_schema()
+        with self._idle:
+            self._check_open()
+            self._in_flight += 1
         try:
+            self._ensure_schema()
             with self._engine.connect() as conn:
                 if write:
                     conn = conn.execution_options(authtoken_write=True)
@@ -332,6 +337,10 @@ class SQLRepository:
             raise
         except (sa.exc.SQLAlchemyError, sqlite3.Error, OSError) as exc:
             raise _failure(exc, self._password) from exc
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
 
     def _ensure_schema(self) -> None:
         if self._schema_ready:
@@ -629,8 +638,9 @@ class SQLRepository:
         with self._tx(write=False) as conn:
             return [_record(row) for row in conn.execute(query)]
 
-    def record_usage(self, usage: Mapping[str, Usage]) -> None:
-        if not usage:
+    def record_usage(self, usage: Mapping[str, Usage],
+                     events: Sequence[AuditEvent] = ()) -> None:
+        if not usage and not events:
             return
         last = sa.bindparam("last", type_=sa.BigInteger)
         stmt = (
@@ -645,25 +655,17 @@ class SQLRepository:
                 ),
             )
         )
+        # Rows are updated in key order, the order revocations lock them in.
         params = [{"k": k, "n": u.logins, "last": u.last_used} for k, u in sorted(usage.items())]
-        self._write(lambda conn: conn.execute(stmt, params))
+        rows = [_audit_row(e) for e in events]
 
-    def record_events(self, events: Sequence[AuditEvent]) -> None:
-        if not events:
-            return
-        rows = [
-            {
-                "at": to_micros(e.at), "action": e.action, "outcome": e.outcome,
-                "actor": None if e.actor is None else e.actor[:300],
-                "token_key": e.token_key,
-                "user_ref": None if e.user is None else user_ref(e.user),
-                "script_key": None if e.script is None else e.script.key,
-                "script_path": None if e.script is None else e.script.path,
-                "reason": e.reason, "count": e.count,
-            }
-            for e in events
-        ]
-        self._write(lambda conn: conn.execute(A.insert(), rows))
+        def write(conn: Connection) -> None:
+            if params:
+                conn.execute(stmt, params)
+            if rows:
+                conn.execute(A.insert(), rows)
+
+        self._write(write)
 
     def events(self, *, user: UserKey | None, token_key: str | None,
                since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
@@ -688,7 +690,13 @@ class SQLRepository:
             ]
 
     def close(self) -> None:
-        self._closed = True
+        """Refuse new calls, let calls in flight finish (up to ``timeout``), and close
+        every connection."""
+        # A connection still checked out (say, a batch another thread is writing) would
+        # escape ``dispose``: wait for it, as long as one call may take.
+        with self._idle:
+            self._closed = True
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=self._timeout)
         with self._fast_lock:
             fast, self._fast = self._fast, []
         for conn in fast:
@@ -699,6 +707,18 @@ class SQLRepository:
     def engine(self) -> Engine:
         """The SQLAlchemy engine (for migrations and diagnostics)."""
         return self._engine
+
+
+def _audit_row(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "at": to_micros(e.at), "action": e.action, "outcome": e.outcome,
+        "actor": None if e.actor is None else e.actor[:300],
+        "token_key": e.token_key,
+        "user_ref": None if e.user is None else user_ref(e.user),
+        "script_key": None if e.script is None else e.script.key,
+        "script_path": None if e.script is None else e.script.path,
+        "reason": e.reason, "count": e.count,
+    }
 
 
 def _sqlite_connect(dbapi_conn: Any, busy_ms: int) -> None:

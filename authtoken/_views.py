@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from ._repository import AuditEvent
 from ._token import AuthToken, Principal
 
 __all__ = ["VIEW_FIELDS", "isoformat", "principal_view", "token_view"]
@@ -67,4 +68,22 @@ def principal_view(principal: Principal) -> dict[str, object]:
         "scopes": list(principal.scopes),
         "data": principal.data,
         "expires": isoformat(principal.expires),
+    }
+
+
+def event_view(event: AuditEvent) -> dict[str, object]:
+    """An audit event as the admin API shows it (contract §8's fields).
+
+    ``authtoken audit --json`` adds ``count``: how many like events the entry stands
+    for -- more than 1 only for the summary of sampled refusals of unknown strings.
+    """
+    script = event.script
+    return {
+        "at": isoformat(event.at),
+        "actor": event.actor,
+        "action": event.action,
+        "token_key": event.token_key,
+        "script": None if script is None else {"key": script.key, "path": script.path},
+        "outcome": event.outcome,
+        "reason": event.reason,
     }

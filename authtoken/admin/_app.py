@@ -73,8 +73,9 @@ from .._errors import (
 from .._repository import AuditEvent
 from .._security import Security
 from .._token import AuthToken, UserKey, check_user
-from .._views import isoformat, token_view
+from .._views import event_view, token_view
 from ._auth import AuthenticationFailed, Authenticator, Identity
+from ._page import page_routes
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -421,7 +422,7 @@ class _AdminAPI:
 
     def _record_failure(self, address: str, exc: Exception) -> None:
         try:
-            self.security.record_authentication_failure(actor=f"address:{address}",
+            self.security._record_authentication_failure(actor=f"address:{address}",
                                                         reason=type(exc).__name__)
         except RepositoryError as error:  # the 401 stands; the store is down
             log.warning("admin API: could not record a failed authentication: %s", error)
@@ -548,7 +549,7 @@ class _AdminAPI:
         try:
             users = self._users(text, call.identity, "revoke")
         except PermissionDenied as exc:  # refused before the engine saw it: record it here
-            self.security.record_event("revoke_all", exc, actor=_actor(call.identity),
+            self.security._record_event("revoke_all", exc, actor=_actor(call.identity),
                                        user=user_candidates(text)[0])
             raise
         revoked = sum(self.security.revoke_user_tokens(user) for user in users)
@@ -584,7 +585,7 @@ class _AdminAPI:
             events += self.security.audit_events(user=user, token_key=token_key, since=since,
                                                  limit=limit)
         events.sort(key=lambda e: e.at, reverse=True)
-        return JSONResponse({"events": [_event_view(e) for e in events[:limit]]})
+        return JSONResponse({"events": [event_view(e) for e in events[:limit]]})
 
 
 def _actor(identity: Identity) -> str:
@@ -592,19 +593,6 @@ def _actor(identity: Identity) -> str:
     if identity.principal is not None:
         return f"token:{identity.principal.token_key}"
     return f"user:{identity.user}" + (" (admin)" if identity.admin else "")
-
-
-def _event_view(event: AuditEvent) -> dict[str, object]:
-    script = event.script
-    return {
-        "at": isoformat(event.at),
-        "actor": event.actor,
-        "action": event.action,
-        "token_key": event.token_key,
-        "script": None if script is None else {"key": script.key, "path": script.path},
-        "outcome": event.outcome,
-        "reason": event.reason,
-    }
 
 
 async def _not_routed(request: Request, exc: Exception) -> Response:
@@ -653,6 +641,7 @@ def create_app(security: Security, *, authenticate: Authenticator,
     routes = [Route(path, api.endpoint(operations), methods=list(operations), name=name)
               for path, (name, operations) in api_routes.items()]
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+    routes += page_routes(api, _mask)
     return Starlette(
         routes=routes,
         middleware=[Middleware(_SecurityHeaders)],

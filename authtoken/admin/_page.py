@@ -1,0 +1,347 @@
+"""The token management page: server-rendered HTML over the admin API's engine.
+
+Theory of operation
+-------------------
+The page lives under ``/ui`` of the admin application.  A browser cannot send an
+``Authorization`` header with a link or a form, so the sign-in form takes the credential
+once (a delegation token, or whatever the application's ``Authenticator`` accepts as a
+bearer credential) and keeps it in a cookie -- ``HttpOnly`` (no script reads it),
+``SameSite=Strict``, ``Secure`` over HTTPS, scoped to ``/ui``.  Every page request hands
+it to the same ``Authenticator`` as ``Authorization: Bearer …``, so a revoked or expired
+credential stops working at once, and the same rate limit and audit trail apply.
+
+Forms that change something carry a CSRF token: an HMAC of the credential under a key
+derived from the engine's secret key (so every process of a deployment agrees, and a
+token is worthless with any other credential).  POSTs are refused as well when the
+browser says they come from another origin (``Origin``/``Sec-Fetch-Site``).  Form bodies
+must be ``application/x-www-form-urlencoded`` and are size-limited like API bodies.
+
+A new token's string is shown once, on the answer to the form that created it, with a
+copy button; it is never put in a URL, a cookie or a redirect.  Pages carry a strict
+Content-Security-Policy with a per-response nonce for the one small script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from .._errors import (
+    AuthTokenError,
+    InvalidArgument,
+    IssuerError,
+    LoginError,
+    PermissionDenied,
+    RepositoryError,
+    TokenNotFound,
+    TokenRevoked,
+)
+from .._token import AuthToken
+from ._auth import MAX_CREDENTIAL_LENGTH, AuthenticationFailed, Identity
+
+__all__ = ["page_routes"]
+
+COOKIE: Final = "authtoken_ui"
+_FORM: Final = "application/x-www-form-urlencoded"
+_CSRF_PURPOSE: Final = b"admin page csrf"
+_MAX_FIELDS: Final = 16
+
+_templates = Environment(
+    loader=PackageLoader("authtoken.admin", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+class _PageError(Exception):
+    """Ends a page request with an error page (or the sign-in page for a 401)."""
+
+    def __init__(self, status: int, message: str, *,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def _when(value: datetime | None, never: str = "never") -> str:
+    return never if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _form_type(content_type: str | None) -> bool:
+    return content_type is not None and \
+        content_type.split(";")[0].strip().lower() == _FORM
+
+
+class _Page:
+    """The page's routes.  ``api`` is the admin API's state (security, authenticator,
+    limiter, body limit); ``mask`` hides secret-shaped text in messages."""
+
+    def __init__(self, api: Any, mask: Callable[[str], str]) -> None:
+        self.api = api
+        self.mask = mask
+        self.csrf_key = api.security._codec.derive(_CSRF_PURPOSE)
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _base(self, request: Request) -> str:
+        return f"{request.scope.get('root_path', '')}/ui"
+
+    def _render(self, request: Request, template: str, status: int = 200,
+                headers: dict[str, str] | None = None, **values: Any) -> HTMLResponse:
+        nonce = secrets.token_urlsafe(16)
+        html = _templates.get_template(template).render(
+            base=self._base(request), nonce=nonce, **values)
+        response = HTMLResponse(html, status_code=status, headers=headers)
+        response.headers["content-security-policy"] = (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+        response.headers["referrer-policy"] = "same-origin"
+        response.headers["x-frame-options"] = "DENY"
+        return response
+
+    def _csrf(self, credential: str) -> str:
+        return hmac.new(self.csrf_key, credential.encode(), hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def _address(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def _check_rate(self, request: Request) -> None:
+        wait = self.api.limiter.retry_after(self._address(request))
+        if wait is not None:
+            raise _PageError(429, "Too many failed sign-ins from this address; try again "
+                                  "later.", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+    @staticmethod
+    def _same_origin(request: Request) -> bool:
+        """False when the browser says the request comes from another site."""
+        origin = request.headers.get("origin")
+        if origin is not None and origin != "null":
+            return origin == f"{request.url.scheme}://{request.url.netloc}"
+        site = request.headers.get("sec-fetch-site")  # also when privacy hid the origin
+        return site is None or site in ("same-origin", "none")
+
+    async def _identify(self, request: Request, credential: str) -> Identity:
+        """Who ``credential`` is, through the application's authenticator."""
+        headers = [(k, v) for k, v in request.scope["headers"]
+                   if k not in (b"authorization", b"cookie")]
+        headers.append((b"authorization", b"Bearer " + credential.encode()))
+        proxy = Request({**request.scope, "headers": headers})
+        try:
+            identity = await run_in_threadpool(self.api.authenticate, proxy)
+        except (AuthenticationFailed, LoginError) as exc:
+            self.api.limiter.failed(self._address(request))
+            await run_in_threadpool(self.api._record_failure, self._address(request), exc)
+            raise _PageError(401, self.mask(str(exc))) from None
+        if not isinstance(identity, Identity):
+            raise TypeError(f"the authenticator returned {type(identity).__name__}")
+        return identity
+
+    async def _signed_in(self, request: Request) -> tuple[Identity, str]:
+        self._check_rate(request)
+        credential = request.cookies.get(COOKIE)
+        if not credential:
+            raise _PageError(401, "")
+        return await self._identify(request, credential), credential
+
+    async def _form(self, request: Request, fields: Iterable[str]) -> dict[str, str]:
+        if not self._same_origin(request):
+            raise _PageError(403, "This form was sent from another site; it was refused.")
+        if not _form_type(request.headers.get("content-type")):
+            raise _PageError(415, "Send the form as application/x-www-form-urlencoded.")
+        size, chunks = 0, []
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.api.max_body:
+                raise _PageError(413, f"The form is larger than {self.api.max_body} bytes.")
+            chunks.append(chunk)
+        try:
+            pairs = parse_qsl(b"".join(chunks).decode("utf-8"), keep_blank_values=True,
+                              strict_parsing=False, max_num_fields=_MAX_FIELDS,
+                              errors="strict")
+        except (UnicodeDecodeError, ValueError):
+            raise _PageError(422, "The form could not be read.") from None
+        allowed = set(fields)
+        form: dict[str, str] = {}
+        for name, value in pairs:
+            if name not in allowed or name in form:
+                raise _PageError(422, f"Unexpected form field {name[:40]!r}.")
+            form[name] = value
+        return form
+
+    def _check_csrf(self, form: dict[str, str], credential: str) -> None:
+        if not hmac.compare_digest(form.get("csrf", ""), self._csrf(credential)):
+            raise _PageError(403, "The form expired or did not come from this page; reload "
+                                  "the page and try again.")
+
+    def _error(self, request: Request, error: _PageError) -> Response:
+        if error.status == 401:
+            response = self._render(request, "signin.html", status=401,
+                                    message=error.message or None,
+                                    headers={"WWW-Authenticate": 'Bearer realm="authtoken"'})
+            if request.cookies.get(COOKIE):
+                response.delete_cookie(COOKIE, path=self._base(request))
+            return response
+        return self._render(request, "error.html", status=error.status,
+                            headers=error.headers, message=error.message)
+
+    def handle(self, action: Callable[[Request], Awaitable[Response]]
+               ) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            try:
+                return await action(request)
+            except _PageError as error:
+                return self._error(request, error)
+            except AuthTokenError as exc:
+                return self._error(request, _page_error(exc, self.mask))
+
+        return run
+
+    # -- the routes -------------------------------------------------------------------
+    async def index(self, request: Request) -> Response:
+        try:
+            identity, credential = await self._signed_in(request)
+        except _PageError as error:
+            if error.status == 401 and not error.message:
+                return self._render(request, "signin.html", message=None)
+            raise
+        include_revoked = request.query_params.get("revoked") == "1"
+
+        def tokens() -> list[AuthToken]:
+            return identity.session(self.api.security).list_auth_tokens(
+                include_revoked=include_revoked)
+
+        listed = await run_in_threadpool(tokens)
+        return self._render(
+            request, "tokens.html", identity=identity, csrf=self._csrf(credential),
+            tokens=[_row(t) for t in listed], include_revoked=include_revoked,
+        )
+
+    async def sign_in(self, request: Request) -> Response:
+        self._check_rate(request)
+        form = await self._form(request, ("credential",))
+        credential = form.get("credential", "").strip()
+        if not credential:
+            raise _PageError(401, "Paste a token to sign in.")
+        if len(credential) > MAX_CREDENTIAL_LENGTH or not credential.isascii() \
+                or not credential.isprintable():
+            self.api.limiter.failed(self._address(request))
+            raise _PageError(401, "That is not a token.")
+        await self._identify(request, credential)
+        response = RedirectResponse(f"{self._base(request)}/", status_code=303)
+        response.set_cookie(COOKIE, credential, path=self._base(request), httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    async def sign_out(self, request: Request) -> Response:
+        if not self._same_origin(request):
+            raise _PageError(403, "This form was sent from another site; it was refused.")
+        response = RedirectResponse(f"{self._base(request)}/", status_code=303)
+        response.delete_cookie(COOKIE, path=self._base(request))
+        return response
+
+    async def create(self, request: Request) -> Response:
+        identity, credential = await self._signed_in(request)
+        form = await self._form(request, ("csrf", "scope", "description", "expires", "data"))
+        self._check_csrf(form, credential)
+        scope = form.get("scope", "").strip()
+        if not scope:
+            raise _PageError(422, "A token needs at least one scope.")
+        expires = form.get("expires", "").strip()
+        options: dict[str, Any] = {"description": form.get("description", "")}
+        if expires:
+            options["expires"] = expires
+
+        def authorize() -> tuple[AuthToken, str]:
+            token = AuthToken(scope, form.get("data") or None, **options)
+            return token, identity.session(self.api.security).authorize_token(token)
+
+        token, string = await run_in_threadpool(authorize)
+        return self._render(request, "created.html", token=_row(token), string=string)
+
+    async def confirm_revoke(self, request: Request) -> Response:
+        identity, credential = await self._signed_in(request)
+        key = request.path_params["key"]
+
+        def load() -> AuthToken:
+            token: AuthToken = self.api.security.get_auth_token(key)
+            self.api._check_owner(identity, token.user)
+            return token
+
+        token = await run_in_threadpool(load)
+        return self._render(request, "confirm.html", token=_row(token),
+                            csrf=self._csrf(credential))
+
+    async def revoke(self, request: Request) -> Response:
+        identity, credential = await self._signed_in(request)
+        form = await self._form(request, ("csrf",))
+        self._check_csrf(form, credential)
+        key = request.path_params["key"]
+        await run_in_threadpool(
+            lambda: identity.session(self.api.security).revoke_auth_token_by_key(key))
+        return RedirectResponse(f"{self._base(request)}/", status_code=303)
+
+
+def _row(token: AuthToken) -> dict[str, Any]:
+    scripts = [s for s in token.scopes if s[:4] in ("vfs:", "ufs:")]
+    return {
+        "key": token.key,
+        "description": token.description,
+        "scopes": [s for s in token.scopes if s not in scripts],
+        "scripts": scripts,
+        "expires": _when(token.expires),
+        "last_used": _when(token.last_used_at, "never used"),
+        "uses": token.use_count,
+        "revoked": token.revoked_at is not None,
+        "parent": token.parent_key,
+    }
+
+
+def _page_error(exc: AuthTokenError, mask: Callable[[str], str]) -> _PageError:
+    message = mask(str(exc))
+    if isinstance(exc, PermissionDenied):
+        return _PageError(403, message)
+    if isinstance(exc, TokenNotFound):
+        return _PageError(404, message)
+    if isinstance(exc, TokenRevoked):
+        return _PageError(409, message)
+    if isinstance(exc, LoginError):
+        return _PageError(401, message)
+    if isinstance(exc, InvalidArgument):
+        return _PageError(422, message)
+    if isinstance(exc, (RepositoryError, IssuerError)):
+        return _PageError(503, "The token store cannot be reached; try again shortly.",
+                          headers={"Retry-After": "5"})
+    return _PageError(400, message)
+
+
+def page_routes(api: Any, mask: Callable[[str], str]) -> list[Route]:
+    """The page's routes, to add to the admin application."""
+    page = _Page(api, mask)
+
+    async def to_page(request: Request) -> Response:
+        return RedirectResponse(f"{page._base(request)}/", status_code=307)
+
+    return [
+        Route("/ui", to_page, methods=["GET"]),
+        Route("/ui/", page.handle(page.index), methods=["GET"]),
+        Route("/ui/sign-in", page.handle(page.sign_in), methods=["POST"]),
+        Route("/ui/sign-out", page.handle(page.sign_out), methods=["POST"]),
+        Route("/ui/tokens", page.handle(page.create), methods=["POST"]),
+        Route("/ui/tokens/{key}/revoke", page.handle(page.confirm_revoke), methods=["GET"]),
+        Route("/ui/tokens/{key}/revoke", page.handle(page.revoke), methods=["POST"]),
+    ]

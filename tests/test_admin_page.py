@@ -1,0 +1,413 @@
+"""The token management page: in-process checks of its hardening, then a real headless
+Chromium driving the real page served by uvicorn.
+
+The browser tests need Debian's ``chromium`` and ``chromium-driver``; locally they skip
+with the reason when those are missing, in CI (``CI=true``) that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from authtoken import AuthToken, MemoryRepository, Security, SQLRepository
+from authtoken.admin import DelegationTokenAuth, FailureLimiter, create_app
+from authtoken.testing import FakeClock
+from served import served
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
+    from starlette.testclient import TestClient
+
+KEYS = ["page-test-key"]
+FORM = "application/x-www-form-urlencoded"
+TOKEN_SHAPE = re.compile(r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}")
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def security(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+             ) -> Iterator[Security]:
+    repository: Any = (MemoryRepository() if request.param == "memory"
+                       else SQLRepository(f"sqlite:///{tmp_path / 'page.db'}"))
+    sec = Security(repository, secret_keys=KEYS, clock=clock)
+    yield sec
+    sec.close()
+
+
+def browser_client(security: Security, **options: Any) -> TestClient:
+    app = create_app(security, authenticate=DelegationTokenAuth(security), **options)
+    return TestClient(app, base_url="http://testserver", client=("10.0.0.7", 5000))
+
+
+def signed_in(security: Security, scope: str = "jobs:run jobs:read",
+              user: Any = "alice") -> tuple[TestClient, str, str]:
+    """A client signed in to the page with a new token; (client, token, csrf)."""
+    token = security.authorize_token(AuthToken(scope), user=user)
+    client = browser_client(security)
+    answer = client.post("/ui/sign-in", data={"credential": token}, follow_redirects=False)
+    assert answer.status_code == 303
+    page = client.get("/ui/")
+    assert page.status_code == 200
+    match = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+    assert match is not None
+    return client, token, match.group(1)
+
+
+def message(html: str) -> str:
+    found = re.search(r'id="message">([^<]*)<', html)
+    assert found is not None, html
+    return found.group(1)
+
+
+# -- in process -------------------------------------------------------------------------------
+def test_signed_out_page_asks_for_a_token(security: Security) -> None:
+    answer = browser_client(security).get("/ui/")
+    assert answer.status_code == 200
+    assert 'name="credential"' in answer.text and 'type="password"' in answer.text
+    policy = answer.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert answer.headers["cache-control"] == "no-store"
+    assert answer.headers["x-frame-options"] == "DENY"
+
+
+def test_sign_in_sets_a_strict_cookie_and_lists_the_tokens(security: Security) -> None:
+    token = security.authorize_token(AuthToken("jobs:run", description="nightly"), user="al")
+    client = browser_client(security)
+    answer = client.post("/ui/sign-in", data={"credential": token}, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/"
+    cookie = answer.headers["set-cookie"]
+    for attribute in ("HttpOnly", "SameSite=strict", "Path=/ui"):
+        assert attribute.lower() in cookie.lower()
+    page = client.get("/ui/")
+    key = security.restore_auth_token(token).key
+    assert f'id="token-{key}"' in page.text and "nightly" in page.text
+    assert token not in page.text  # the page never shows a stored token's string
+
+
+def test_a_bad_sign_in_is_401_audited_and_rate_limited(security: Security) -> None:
+    limiter = FailureLimiter(limit=3, window=60)
+    client = browser_client(security, limiter=limiter)
+    forged = "atk_aaaaaaaaaaaaaaaa." + "A" * 43 + "." + "B" * 43
+    for _ in range(4):  # blocked once an address failed *more than* 3 times
+        answer = client.post("/ui/sign-in", data={"credential": forged})
+        assert answer.status_code == 401
+        assert forged not in answer.text and "set-cookie" not in answer.headers
+    answer = client.post("/ui/sign-in", data={"credential": forged})
+    assert answer.status_code == 429 and int(answer.headers["retry-after"]) >= 1
+    failures = [e for e in security.audit_events() if e.action == "authenticate"]
+    assert len(failures) == 4
+    assert {e.actor for e in failures} == {"address:10.0.0.7"}
+
+
+def test_create_shows_the_string_once(security: Security) -> None:
+    client, _, csrf = signed_in(security)
+    answer = client.post("/ui/tokens", data={"csrf": csrf, "scope": "jobs:read",
+                                              "description": "report", "expires": "2d"})
+    assert answer.status_code == 200
+    strings = TOKEN_SHAPE.findall(answer.text)
+    assert len(set(strings)) == 1
+    made = security.login_by_auth_token(strings[0])
+    assert made.scopes == ("jobs:read",) and made.user == "alice"
+    # ... derived from the signed-in token, and never shown again
+    child = security.get_auth_token(made.token_key)
+    assert child.parent_key is not None
+    assert not TOKEN_SHAPE.search(client.get("/ui/").text)
+
+
+def test_create_cannot_escalate(security: Security) -> None:
+    client, _, csrf = signed_in(security, scope="jobs:read")
+    answer = client.post("/ui/tokens", data={"csrf": csrf, "scope": "jobs:read admin:all"})
+    assert answer.status_code == 403
+    assert "admin:all" in message(answer.text)
+    assert len(security.list_auth_tokens()) == 1
+
+
+@pytest.mark.parametrize("fields", [
+    {"csrf": "0" * 64, "scope": "jobs:read"},  # wrong
+    {"scope": "jobs:read"},  # missing
+])
+def test_create_without_the_csrf_token_is_refused(security: Security,
+                                                  fields: dict[str, str]) -> None:
+    client, _, _ = signed_in(security)
+    answer = client.post("/ui/tokens", data=fields)
+    assert answer.status_code == 403
+    assert len(security.list_auth_tokens()) == 1
+
+
+def test_csrf_token_of_another_credential_is_refused(security: Security) -> None:
+    client, _, _ = signed_in(security)
+    _, _, other_csrf = signed_in(security, user="bob")
+    answer = client.post("/ui/tokens", data={"csrf": other_csrf, "scope": "jobs:read"})
+    assert answer.status_code == 403
+
+
+def test_cross_origin_posts_are_refused(security: Security) -> None:
+    client, _, csrf = signed_in(security)
+    key = security.list_auth_tokens()[0].key
+    for headers in ({"origin": "https://evil.example"}, {"sec-fetch-site": "cross-site"}):
+        answer = client.post(f"/ui/tokens/{key}/revoke", data={"csrf": csrf}, headers=headers)
+        assert answer.status_code == 403
+    assert security.get_auth_token(key).revoked_at is None
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "multipart/form-data; b=x",
+                                          "text/plain"])
+def test_forms_of_another_type_are_415(security: Security, content_type: str) -> None:
+    client, _, csrf = signed_in(security)
+    answer = client.post("/ui/tokens", content=f"csrf={csrf}&scope=jobs:read",
+                         headers={"content-type": content_type})
+    assert answer.status_code == 415
+
+
+def test_oversized_and_strange_forms_are_refused(security: Security) -> None:
+    client, _, csrf = signed_in(security)
+    big = client.post("/ui/tokens", content=b"scope=" + b"a" * (600 * 1024),
+                      headers={"content-type": FORM})
+    assert big.status_code == 413
+    unknown = client.post("/ui/tokens", data={"csrf": csrf, "scope": "x", "user": "bob"})
+    assert unknown.status_code == 422
+    twice = client.post("/ui/tokens", content=f"csrf={csrf}&scope=a&scope=b",
+                        headers={"content-type": FORM})
+    assert twice.status_code == 422
+    bad_utf8 = client.post("/ui/tokens", content=b"csrf=" + csrf.encode() + b"&scope=%ff",
+                           headers={"content-type": FORM})
+    assert bad_utf8.status_code == 422
+    bad_expiry = client.post("/ui/tokens", data={"csrf": csrf, "scope": "jobs:read",
+                                                 "expires": "yesterday-ish"})
+    assert bad_expiry.status_code == 422
+    assert len(security.list_auth_tokens()) == 1
+
+
+def test_revoke_asks_first_then_revokes(security: Security) -> None:
+    client, _, csrf = signed_in(security)
+    other = security.authorize_token(AuthToken("jobs:read", description="spare"), user="alice")
+    key = security.restore_auth_token(other).key
+    confirm = client.get(f"/ui/tokens/{key}/revoke")
+    assert confirm.status_code == 200 and "spare" in confirm.text
+    assert security.get_auth_token(key).revoked_at is None  # asking changes nothing
+    answer = client.post(f"/ui/tokens/{key}/revoke", data={"csrf": csrf},
+                         follow_redirects=False)
+    assert answer.status_code == 303
+    assert security.get_auth_token(key).revoked_at is not None
+    assert f'id="token-{key}"' not in client.get("/ui/").text
+    assert f'id="token-{key}"' in client.get("/ui/?revoked=1").text
+
+
+def test_other_users_tokens_cannot_be_revoked(security: Security) -> None:
+    client, _, csrf = signed_in(security)
+    theirs = security.authorize_token(AuthToken("jobs:read"), user="bob")
+    key = security.restore_auth_token(theirs).key
+    assert client.get(f"/ui/tokens/{key}/revoke").status_code == 403
+    assert client.post(f"/ui/tokens/{key}/revoke", data={"csrf": csrf}).status_code == 403
+    assert client.get("/ui/tokens/nosuchkeyatall00/revoke").status_code == 404
+    assert security.get_auth_token(key).revoked_at is None
+
+
+def test_a_revoked_credential_signs_the_browser_out(security: Security) -> None:
+    client, token, _ = signed_in(security)
+    security.revoke_auth_token(token)
+    answer = client.get("/ui/")
+    assert answer.status_code == 401 and 'name="credential"' in answer.text
+    assert "authtoken_ui=" in answer.headers["set-cookie"]  # the cookie is cleared
+
+
+def test_sign_out_clears_the_cookie(security: Security) -> None:
+    client, _, _ = signed_in(security)
+    answer = client.post("/ui/sign-out", follow_redirects=False)
+    assert answer.status_code == 303 and 'authtoken_ui=""' in answer.headers["set-cookie"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(description=st.text(max_size=60), scope_tail=st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7e), min_size=1, max_size=20))
+def test_page_escapes_whatever_tokens_hold(clock: FakeClock, description: str,
+                                           scope_tail: str) -> None:
+    """Hostile descriptions and scopes come back escaped: no markup of theirs survives."""
+    with Security(MemoryRepository(), secret_keys=KEYS, clock=clock) as security:
+        try:
+            security.authorize_token(AuthToken(f"x:{scope_tail}", description=description),
+                                     user="alice")
+        except Exception:  # not a token the engine takes; nothing to render
+            return
+        client, _, _ = signed_in(security)
+        page = client.get("/ui/").text
+        for hostile in (description, scope_tail):
+            if "<" in hostile:
+                assert hostile not in page or "<" not in hostile
+        assert "<script" not in page.lower() or description.lower().count("<script") == 0
+
+
+# -- in a real browser ------------------------------------------------------------------------
+def _chromium() -> tuple[str, str]:
+    browser = shutil.which("chromium") or "/usr/bin/chromium"
+    driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    missing = [p for p in (browser, driver) if not os.path.exists(p)]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("selenium (pip install -e '.[test]')")
+    if missing:
+        reason = f"no headless Chromium here ({', '.join(missing)}): " \
+                 "apt install chromium chromium-driver"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the browser test is required in CI: {reason}")
+        pytest.skip(reason)
+    return browser, driver
+
+
+@pytest.fixture(scope="module")
+def chrome() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver_path = _chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    profile = tempfile.mkdtemp(prefix="authtoken-chromium-")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[Security, str]]:
+    """The admin application over a real SQLite file under uvicorn on 127.0.0.1."""
+    security = Security(SQLRepository(f"sqlite:///{tmp_path / 'browser.db'}"),
+                        secret_keys=KEYS)
+    app = create_app(security, authenticate=DelegationTokenAuth(security))
+    with served(app) as url:
+        yield security, url
+    security.close()
+
+
+@pytest.mark.slow
+def test_the_page_in_chromium(chrome: Any, site: tuple[Security, str]) -> None:
+    """Sign in, create a token and copy it, revoke one with confirmation, sign out --
+    clicking through the real page, checking storage after each step."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    security, url = site
+    wait = WebDriverWait(chrome, 10)
+    root = security.authorize_token(AuthToken("jobs:run jobs:read", description="root"),
+                                    user="alice")
+    chrome.get(f"{url}/ui")
+    field = wait.until(ready.presence_of_element_located((By.ID, "credential")))
+    field.send_keys(root)
+    chrome.find_element(By.ID, "sign-in").click()
+    wait.until(ready.presence_of_element_located((By.ID, "tokens")))
+    assert chrome.find_element(By.ID, "user").text == "alice"
+    root_key = security.restore_auth_token(root).key
+    assert "root" in chrome.find_element(By.ID, f"token-{root_key}").text
+    # the cookie is out of the page's scripts' reach
+    assert "authtoken_ui" not in chrome.execute_script("return document.cookie")
+
+    # create a token: the string is shown once, and the copy button copies it
+    chrome.find_element(By.ID, "scope").send_keys("jobs:read")
+    chrome.find_element(By.ID, "description").send_keys("nightly <report>")
+    chrome.find_element(By.ID, "expires").send_keys("7d")
+    chrome.find_element(By.ID, "create-token").click()
+    shown = wait.until(ready.presence_of_element_located((By.ID, "token-string")))
+    string = shown.get_attribute("value")
+    assert string is not None and TOKEN_SHAPE.fullmatch(string)
+    chrome.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    chrome.find_element(By.ID, "copy").click()
+    wait.until(ready.text_to_be_present_in_element((By.ID, "copied"), "Copied"))
+    copied = chrome.execute_async_script(
+        "const done = arguments[0];"
+        "navigator.clipboard.readText().then(done, e => done('error: ' + e));")
+    assert copied == string
+    made = security.login_by_auth_token(string)
+    assert made.user == "alice" and made.scopes == ("jobs:read",)
+    assert security.get_auth_token(made.token_key).parent_key == root_key
+
+    # back on the list: the new token, its description escaped, its string nowhere
+    chrome.find_element(By.ID, "back").click()
+    row = wait.until(ready.presence_of_element_located((By.ID, f"token-{made.token_key}")))
+    assert "nightly <report>" in row.text
+    assert string not in chrome.page_source
+
+    # revoke asks first: cancel changes nothing
+    row.find_element(By.CLASS_NAME, "revoke").click()
+    wait.until(ready.presence_of_element_located((By.ID, "confirm-revoke")))
+    chrome.find_element(By.ID, "cancel").click()
+    wait.until(ready.presence_of_element_located((By.ID, "tokens")))
+    assert security.get_auth_token(made.token_key).revoked_at is None
+    # ... and confirming revokes
+    chrome.find_element(By.ID, f"token-{made.token_key}") \
+        .find_element(By.CLASS_NAME, "revoke").click()
+    wait.until(ready.element_to_be_clickable((By.ID, "confirm-revoke"))).click()
+    wait.until(ready.presence_of_element_located((By.ID, "tokens")))
+    assert security.get_auth_token(made.token_key).revoked_at is not None
+    assert not chrome.find_elements(By.ID, f"token-{made.token_key}")
+
+    # the page ran without a Content-Security-Policy complaint or script error
+    problems = [entry["message"] for entry in chrome.get_log("browser")
+                if entry["level"] == "SEVERE"]
+    assert problems == []
+
+    # sign out: back to the sign-in form, and the old page no longer opens
+    chrome.find_element(By.ID, "sign-out").click()
+    wait.until(ready.presence_of_element_located((By.ID, "credential")))
+    chrome.get(f"{url}/ui/")
+    assert chrome.find_elements(By.ID, "credential")
+    events = security.audit_events(token_key=made.token_key)
+    assert [e.action for e in events if e.outcome == "ok"][:1] == ["revoke"]
+
+
+@pytest.mark.slow
+def test_a_cross_site_form_cannot_revoke(chrome: Any, site: tuple[Security, str]) -> None:
+    """A page of another site posting the revoke form (even with a stolen CSRF value)
+    changes nothing: the cookie stays home (SameSite=Strict) and the origin is refused."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    security, url = site
+    wait = WebDriverWait(chrome, 10)
+    token = security.authorize_token(AuthToken("jobs:read"), user="alice")
+    key = security.restore_auth_token(token).key
+    chrome.get(f"{url}/ui/")
+    wait.until(ready.presence_of_element_located((By.ID, "credential"))).send_keys(token)
+    chrome.find_element(By.ID, "sign-in").click()
+    wait.until(ready.presence_of_element_located((By.ID, "tokens")))
+    csrf = chrome.find_element(By.NAME, "csrf").get_attribute("value")
+
+    async def attack(request: Any) -> HTMLResponse:
+        return HTMLResponse(
+            f'<form id="f" method="post" action="{url}/ui/tokens/{key}/revoke">'
+            f'<input name="csrf" value="{csrf}"><button id="go">go</button></form>')
+
+    evil = Starlette(routes=[Route("/", attack)])
+    with served(evil, host="localhost") as evil_url:  # another site than 127.0.0.1
+        chrome.get(evil_url)
+        chrome.find_element(By.ID, "go").click()
+        wait.until(lambda d: d.current_url.startswith(url))
+        assert security.get_auth_token(key).revoked_at is None
+        assert chrome.find_elements(By.ID, "credential") or \
+            "another site" in chrome.page_source

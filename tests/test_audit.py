@@ -1,0 +1,258 @@
+"""The audit trail (contract §8, last paragraph) on memory, SQLite and PostgreSQL.
+
+Every authorize, update, revoke, revoke-all and login attempt made through a
+``Security`` -- directly or through a ``Session``, refused ones included -- is on the
+trail: when, who acted, which token, which script, the outcome and the reason; never a
+token string.  Refusals of unknown or forged strings are sampled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from authtoken import (
+    AuthToken,
+    InvalidArgument,
+    InvalidToken,
+    MemoryRepository,
+    PermissionDenied,
+    RepositoryError,
+    Script,
+    ScriptNotAuthorized,
+    Security,
+    Session,
+    SQLRepository,
+    TokenExpired,
+    TokenRevoked,
+)
+from authtoken._repository import AuditEvent, Usage
+from authtoken._security import SAMPLED_INVALID
+from authtoken.testing import FakeClock
+
+KEYS = ["test-key-newest"]
+
+
+def trail(security: Security, **filters: Any) -> list[tuple[Any, ...]]:
+    """(action, outcome, token key, reason) of the events, oldest first."""
+    return [(e.action, e.outcome, e.token_key, e.reason)
+            for e in reversed(security.audit_events(**filters))]
+
+
+def test_changes_are_on_the_trail(security: Security, clock: FakeClock) -> None:
+    string = security.authorize_token(AuthToken("jobs:run"), user="alice")
+    token = security.restore_auth_token(string)
+    key = token.key
+    clock.advance(seconds=1)
+    token.description = "nightly"
+    security.update_auth_token(token)
+    clock.advance(seconds=1)
+    security.revoke_auth_token_by_key(key)
+    security.authorize_token(AuthToken("jobs:read"), user="alice")
+    clock.advance(seconds=1)
+    assert security.revoke_user_tokens("alice") == 1
+    events = security.audit_events()
+    assert [(e.action, e.outcome) for e in reversed(events)] == [
+        ("authorize", "ok"), ("update", "ok"), ("revoke", "ok"), ("authorize", "ok"),
+        ("revoke_all", "ok")]
+    assert all(e.user == "alice" for e in events)
+    assert [e.at for e in events] == sorted((e.at for e in events), reverse=True)
+    assert events[0].at == clock()  # the engine's clock
+
+
+def test_logins_and_their_refusals_are_on_the_trail(security: Security,
+                                                    clock: FakeClock) -> None:
+    script = Script(key=7, path="/jobs/nightly.py")
+    bound = security.authorize_token(AuthToken("jobs:run vfs:ikey?7", expires="1h"), user=3)
+    key = security.restore_auth_token(bound).key
+    security.login_by_auth_token(bound, script=script)
+    with pytest.raises(ScriptNotAuthorized):
+        security.login_by_auth_token(bound, script=Script(key=8))
+    clock.advance(hours=2)
+    with pytest.raises(TokenExpired):
+        security.login_by_auth_token(bound, script=script)
+    other = security.authorize_token(AuthToken("jobs:run"), user=3)
+    security.revoke_auth_token(other)
+    with pytest.raises(TokenRevoked):
+        security.login_by_auth_token(other)
+    logins = [e for e in reversed(security.audit_events()) if e.action == "login"]
+    assert [(e.outcome, e.reason) for e in logins] == [
+        ("ok", None), ("refused", "ScriptNotAuthorized"), ("refused", "TokenExpired"),
+        ("refused", "TokenRevoked")]
+    assert logins[0].script == script and logins[1].script == Script(key=8)
+    assert [e.token_key for e in logins[:3]] == [key] * 3
+    assert all(e.user == 3 for e in logins)
+
+
+def test_forged_and_unknown_strings_are_sampled(security: Security) -> None:
+    """Garbage is counted, not written one by one: the trail cannot be flooded."""
+    real = security.authorize_token(AuthToken("jobs:run"), user="alice")
+    forged = real[:-1] + ("A" if real[-1] != "A" else "B")
+    attempts = 500
+    for n in range(attempts):
+        with pytest.raises(InvalidToken):
+            security.login_by_auth_token(forged if n % 2 else f"atk_nonsense{n}")
+    refused = [e for e in security.audit_events() if e.reason == "InvalidToken"]
+    assert sum(e.count for e in refused) == attempts
+    assert len(refused) <= SAMPLED_INVALID + 1
+    assert all(e.token_key is None and e.user is None for e in refused)
+
+
+def test_session_actions_name_the_actor_and_refusals(security: Security) -> None:
+    root = security.authorize_token(AuthToken("jobs:run jobs:read"), user="alice")
+    session = Session(security)
+    principal = session.login_by_auth_token(root)
+    child = session.authorize_token(AuthToken("jobs:read"))
+    with pytest.raises(PermissionDenied):
+        session.authorize_token(AuthToken("admin:all"))
+    theirs = security.authorize_token(AuthToken("x"), user="bob")
+    with pytest.raises(PermissionDenied):
+        session.revoke_auth_token(theirs)
+    session.revoke_auth_token(child)
+    actor = f"token:{principal.token_key}"
+    mine = [e for e in reversed(security.audit_events()) if e.actor == actor]
+    assert [(e.action, e.outcome, e.reason) for e in mine] == [
+        ("authorize", "ok", None), ("authorize", "refused", "PermissionDenied"),
+        ("revoke", "refused", "PermissionDenied"), ("revoke", "ok", None)]
+    bob_key = security.restore_auth_token(theirs).key
+    assert mine[2].token_key == bob_key and mine[2].user == "bob"
+    admin = Session(security, user="root", admin=True)
+    admin.revoke_auth_token_by_key(bob_key)
+    assert security.audit_events(limit=1)[0].actor == "user:root (admin)"
+
+
+def test_filters_by_user_token_and_time(security: Security, clock: FakeClock) -> None:
+    a = security.authorize_token(AuthToken("x"), user="42")
+    start = clock.advance(minutes=5)
+    b = security.authorize_token(AuthToken("x"), user=42)
+    security.login_by_auth_token(b)
+    a_key, b_key = security.restore_auth_token(a).key, security.restore_auth_token(b).key
+    assert trail(security, user="42") == [("authorize", "ok", a_key, None)]
+    assert trail(security, user=42) == [("authorize", "ok", b_key, None),
+                                        ("login", "ok", b_key, None)]
+    assert trail(security, token_key=b_key) == trail(security, user=42)
+    assert trail(security, since=start) == trail(security, user=42)
+    assert trail(security, since=start + timedelta(microseconds=1)) == []
+    assert len(security.audit_events(limit=1)) == 1
+    assert trail(security, token_key="nosuchkey") == []
+
+
+@pytest.mark.parametrize(("filters", "error"), [
+    ({"user": 1.5}, TypeError), ({"user": True}, TypeError), ({"token_key": 5}, TypeError),
+    ({"since": "2026-01-01"}, TypeError), ({"limit": 0}, InvalidArgument),
+    ({"limit": 10_001}, InvalidArgument), ({"limit": "9"}, TypeError),
+    ({"user": ""}, InvalidArgument),
+])
+def test_bad_filters_are_refused(security: Security, filters: dict[str, Any],
+                                 error: type[Exception]) -> None:
+    with pytest.raises(error):
+        security.audit_events(**filters)
+
+
+def test_another_security_sees_the_trail_after_flush(repository: Any,
+                                                     clock: FakeClock) -> None:
+    """Logins are batched; flush() writes them for every reader of the repository."""
+    writer = Security(repository, secret_keys=KEYS, clock=clock)
+    reader = Security(repository, secret_keys=KEYS, clock=clock)
+    string = writer.authorize_token(AuthToken("x"), user="u")
+    for _ in range(3):
+        writer.login_by_auth_token(string)
+    writer.flush()
+    assert [e.action for e in reader.audit_events()].count("login") == 3
+    reader.close()
+    writer.close()
+
+
+def test_the_trail_never_holds_a_token_string(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "audit.db"
+    with Security(SQLRepository(f"sqlite:///{path}"), secret_keys=KEYS,
+                  clock=clock) as security:
+        strings = [security.authorize_token(AuthToken("x vfs:ikey?1"), user="u")
+                   for _ in range(3)]
+        for s in strings:
+            security.login_by_auth_token(s, script=Script(key=1))
+            with pytest.raises(ScriptNotAuthorized):
+                security.login_by_auth_token(s)
+            with pytest.raises(InvalidToken):
+                security.login_by_auth_token(s[:-2] + "zz")
+            security.revoke_auth_token(s)
+        events = security.audit_events()
+    assert len(events) >= 12
+    raw = path.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("audit.db-*"))
+    for s in strings:
+        secret_part = s.split(".")[1].encode()
+        assert secret_part not in raw and s.encode() not in raw
+    assert not re.search(rb"atk_[a-z2-7]{16}\.", raw)
+
+
+class FailingOnce(MemoryRepository):
+    """A memory repository whose next ``fail`` batch writes fail, as storage going away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = 0
+
+    def record_usage(self, usage: Mapping[str, Usage],
+                     events: Sequence[AuditEvent] = ()) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise RepositoryError("storage is down (test)")
+        super().record_usage(usage, events)
+
+
+def test_events_that_cannot_be_written_are_kept(clock: FakeClock) -> None:
+    repository = FailingOnce()
+    security = Security(repository, secret_keys=KEYS, clock=clock)
+    string = security.authorize_token(AuthToken("x"), user="u")
+    repository.fail = 1
+    security.login_by_auth_token(string)
+    with pytest.raises(RepositoryError):
+        security.flush()
+    repository.fail = 1
+    token = security.restore_auth_token(string)
+    token.description = "changed"
+    security.update_auth_token(token)  # the change stands; its event waits
+    assert security.get_auth_token(token.key).description == "changed"
+    assert [(e.action, e.outcome) for e in reversed(security.audit_events())] == [
+        ("authorize", "ok"), ("login", "ok"), ("update", "ok")]
+    assert security.get_auth_token(token.key).use_count == 1
+    security.close()
+
+
+def test_close_writes_the_trail(tmp_path: Path, clock: FakeClock) -> None:
+    url = f"sqlite:///{tmp_path / 'close.db'}"
+    security = Security(SQLRepository(url), secret_keys=KEYS, clock=clock)
+    string = security.authorize_token(AuthToken("x"), user="u")
+    for _ in range(5):
+        security.login_by_auth_token(string)
+    security.close()
+    with Security(SQLRepository(url), secret_keys=KEYS, clock=clock) as again:
+        assert [e.action for e in again.audit_events()].count("login") == 5
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(user=st.one_of(st.text(min_size=1, max_size=40).filter(lambda u: u.strip() == u),
+                      st.integers(min_value=-(2**63), max_value=2**63 - 1)),
+       path=st.one_of(st.none(), st.text(min_size=1, max_size=80)))
+def test_hostile_users_and_script_paths_round_trip(tmp_path: Path, clock: FakeClock,
+                                                   user: Any, path: str | None) -> None:
+    """Whatever a user or a script path holds, the trail gives it back unchanged."""
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    with Security(SQLRepository(url), secret_keys=KEYS, clock=clock) as security:
+        try:
+            string = security.authorize_token(AuthToken("x"), user=user)
+            script = Script(key=1, path=path)
+        except (InvalidArgument, TypeError):
+            return  # not a user or script the engine takes
+        security.login_by_auth_token(string, script=script)
+        event = security.audit_events(user=user, limit=1)[0]
+        assert event.user == user and type(event.user) is type(user)
+        assert event.script == script
