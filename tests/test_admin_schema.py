@@ -23,10 +23,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from served import served
 
 from authtoken import AuthToken, Security, SQLRepository
 from authtoken.admin import DelegationTokenAuth, FailureLimiter, create_app
-from served import served
 
 CONFIG = """\
 [headers]

@@ -806,3 +806,103 @@ def test_process_demo_touches_nothing(home: Path) -> None:
     assert "ScriptNotAuthorized" in result.stdout and "TokenRevoked" in result.stdout
     assert not TOKEN_RE.search(result.stdout + result.stderr)
     assert files_under(home) == []
+
+
+# -- audit ------------------------------------------------------------------------------------
+def test_audit_lists_the_trail_newest_first(cli: Cli) -> None:
+    token = cli.authorize("7", "jobs:run vfs:ikey?4")
+    assert cli("login", "--script-key", "4", stdin=token).code == 0
+    assert cli("login", "--script-key", "5", stdin=token).code == 1
+    assert cli("login", stdin="atk_not-a-token").code == 1
+    key = cli("--json", "list").json()["tokens"][0]["key"]  # type: ignore[index]
+    assert cli("revoke", key).code == 0
+    table = cli("audit")
+    assert table.code == 0
+    lines = table.out.splitlines()
+    assert lines[0].split() == ["AT", "ACTION", "OUTCOME", "TOKEN", "ACTOR", "SCRIPT", "REASON"]
+    actions = [line.split()[2] for line in lines[1:]]
+    assert actions == ["revoke", "login", "login", "login", "authorize"]
+    assert "ScriptNotAuthorized" in lines[3] and "key=5" in lines[3]
+    assert token not in table.text
+    events = cli("--json", "audit", "--token", key).json()["events"]  # type: ignore[index]
+    assert [(e["action"], e["outcome"], e["reason"]) for e in events] == [
+        ("revoke", "ok", None), ("login", "refused", "ScriptNotAuthorized"),
+        ("login", "ok", None), ("authorize", "ok", None)]
+    assert set(events[0]) == {"at", "actor", "action", "token_key", "script", "outcome",
+                              "reason", "count"}
+    assert len(cli("--json", "audit", "--limit", "2").json()["events"]) == 2  # type: ignore[index]
+    assert cli("--json", "audit", "--user", "8").json() == {"events": []}
+    assert cli("--json", "audit", "--since", "2999-01-01T00:00Z").json() == {"events": []}
+    recent = cli("--json", "audit", "--since", "1h").json()["events"]  # type: ignore[index]
+    assert len(recent) == 5
+
+
+@pytest.mark.parametrize("args", [
+    ("--since", "yesterday"), ("--since", ""), ("--limit", "0"), ("--limit", "10001"),
+    ("--limit", "-3"), ("--limit", "1e3"), ("--user",),
+])
+def test_audit_refuses_bad_options(cli: Cli, args: tuple[str, ...]) -> None:
+    result = cli("audit", *args)
+    assert result.code == 2 and "usage:" in result.err
+
+
+def test_audit_of_an_empty_trail(cli: Cli) -> None:
+    result = cli("audit")
+    assert result.code == 0 and result.out.strip() == "no events"
+
+
+# -- serve-admin ------------------------------------------------------------------------------
+@pytest.mark.parametrize("args", [("--port", "0"), ("--port", "70000"), ("--port", "http")])
+def test_serve_admin_refuses_bad_ports(cli: Cli, args: tuple[str, ...]) -> None:
+    result = cli("serve-admin", *args)
+    assert result.code == 2 and "usage:" in result.err
+
+
+@pytest.mark.slow
+def test_serve_admin_serves_the_api_and_page_on_loopback(tmp_path: Path, home: Path) -> None:
+    """The real command in a real process: loopback only by default, API and page up."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"sqlite:///{tmp_path}/served.db"
+    env = {**os.environ, "AUTHTOKEN_SECRET_KEYS": SECRET_KEY, "AUTHTOKEN_DATABASE_URL": url,
+           "HOME": str(home)}
+    made = subprocess.run(
+        [sys.executable, "-m", "authtoken", "authorize", "--user", "ada", "--scope",
+         "authtoken:admin jobs:run"], env=env, capture_output=True, text=True, check=True)
+    token = made.stdout.strip()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "authtoken", "serve-admin", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/tokens",
+                                   headers={"Authorization": f"Bearer {token}"})
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.communicate()[1]
+                assert time.monotonic() < deadline, "serve-admin did not start"
+                time.sleep(0.1)
+        assert answer.status_code == 200
+        assert [t["user"] for t in answer.json()["tokens"]] == ["ada"]
+        page = httpx.get(f"http://127.0.0.1:{port}/ui/")
+        assert page.status_code == 200 and 'name="credential"' in page.text
+        # loopback only: no other address of this machine answers
+        addresses = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None,
+                                                                 socket.AF_INET)}
+        for address in addresses - {"127.0.0.1"}:
+            if not address.startswith("127."):
+                with pytest.raises(httpx.TransportError):
+                    httpx.get(f"http://{address}:{port}/openapi.json", timeout=2)
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=20)
+    assert f"http://127.0.0.1:{port}/ui/" in err
+    assert token not in err
