@@ -29,7 +29,7 @@ from ._expiry import from_micros, to_micros
 from ._scopes import Script
 from ._token import TokenRecord, UserKey
 
-__all__ = ["AuditEvent", "LoginRow", "MemoryRepository", "Repository", "Usage"]
+__all__ = ["AuditEvent", "EventRow", "LoginRow", "MemoryRepository", "Repository", "Usage"]
 
 
 class LoginRow(NamedTuple):
@@ -48,6 +48,13 @@ class Usage(NamedTuple):
 
     logins: int
     last_used: int
+
+
+# An audit event as the engine buffers and hands it to ``record_usage`` -- a plain tuple,
+# cheap on the login path: (at µs, action, outcome, actor, token key, user, script,
+# reason, count).
+EventRow = tuple[int, str, str, "str | None", "str | None", "UserKey | None",
+                 "Script | None", "str | None", int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +76,13 @@ class AuditEvent:
     script: Script | None = None
     reason: str | None = None
     count: int = 1
+
+
+def audit_event(row: EventRow) -> AuditEvent:
+    """The ``AuditEvent`` of a buffered event."""
+    return AuditEvent(at=from_micros(row[0]), action=row[1], outcome=row[2], actor=row[3],
+                      token_key=row[4], user=row[5], script=row[6], reason=row[7],
+                      count=row[8])
 
 
 @runtime_checkable
@@ -110,7 +124,7 @@ class Repository(Protocol):
         """Tokens of ``user`` (all users if ``None``), newest first."""
 
     def record_usage(self, usage: Mapping[str, Usage],
-                     events: Sequence[AuditEvent] = ()) -> None:
+                     events: Sequence[EventRow] = ()) -> None:
         """Add logins to ``use_count``, advance ``last_used_at`` and append audit events,
         in one transaction; all or nothing."""
 
@@ -129,22 +143,25 @@ class MemoryRepository:
         self._rows: dict[str, TokenRecord] = {}
         self._order: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._events: list[AuditEvent] = []
+        self._events: list[EventRow] = []
 
     def __repr__(self) -> str:
         return f"MemoryRepository(<{len(self._rows)} tokens>)"
 
     def events(self, *, user: UserKey | None, token_key: str | None,
                since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
+        after = None if since is None else to_micros(since)
         with self._lock:
             found = [
-                e for e in reversed(self._events)
-                if (user is None or (e.user == user and type(e.user) is type(user)))
-                and (token_key is None or e.token_key == token_key)
-                and (since is None or e.at >= since)
+                e for e in self._events
+                if (user is None or (e[5] == user and type(e[5]) is type(user)))
+                and (token_key is None or e[4] == token_key)
+                and (after is None or e[0] >= after)
             ]
-        found.sort(key=lambda e: e.at, reverse=True)  # stable: insertion order breaks ties
-        return found[:limit]
+        # newest first; among equal times the later recorded first
+        found.reverse()
+        found.sort(key=lambda e: e[0], reverse=True)
+        return [audit_event(e) for e in found[:limit]]
 
     def insert(self, record: TokenRecord) -> None:
         with self._lock:
@@ -247,7 +264,7 @@ class MemoryRepository:
         return rows
 
     def record_usage(self, usage: Mapping[str, Usage],
-                     events: Sequence[AuditEvent] = ()) -> None:
+                     events: Sequence[EventRow] = ()) -> None:
         with self._lock:
             self._events.extend(events)
             for key, (count, last) in usage.items():

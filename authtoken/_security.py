@@ -49,7 +49,7 @@ from ._errors import (
     TokenRevoked,
 )
 from ._expiry import aware_utc, from_micros, to_micros
-from ._repository import AuditEvent, MemoryRepository, Repository, Usage
+from ._repository import AuditEvent, EventRow, MemoryRepository, Repository, Usage
 from ._scopes import Script
 from ._token import AuthToken, Principal, TokenRecord, UserKey, check_user
 
@@ -96,10 +96,6 @@ def _check_key(key: object) -> str:
     return key
 
 
-# One audit event as the buffer keeps it -- plain tuples are cheap on the login path:
-# (at µs, action, outcome, actor, token key, user, script, reason, count).
-_Event = tuple[int, str, str, "str | None", "str | None", "UserKey | None", "Script | None",
-               "str | None", int]
 # Refusals of unknown or forged strings kept one by one per batch; the rest are counted.
 SAMPLED_INVALID: Final = 10
 AUDIT_LIMIT: Final = 10_000
@@ -120,7 +116,7 @@ class _Activity:
 
     def __init__(self) -> None:
         self._usage: dict[str, list[int]] = {}
-        self._events: list[_Event] = []
+        self._events: list[EventRow] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._logins = 0
@@ -132,7 +128,7 @@ class _Activity:
         # caller holds _lock
         if self._first is None:
             self._first = at
-        return (self._logins + len(self._events) >= FLUSH_EVERY_LOGINS
+        return (self._logins >= FLUSH_EVERY_LOGINS or len(self._events) >= FLUSH_EVERY_LOGINS
                 or at - self._first >= FLUSH_EVERY_MICROS)
 
     def login(self, key: str, at: int, user: UserKey, script: Script | None) -> bool:
@@ -147,9 +143,12 @@ class _Activity:
                     entry[1] = at
             self._logins += 1
             self._events.append((at, "login", "ok", None, key, user, script, None, 1))
-            return self._due(at)
+            first = self._first
+            if first is None:
+                self._first = first = at
+            return self._logins >= FLUSH_EVERY_LOGINS or at - first >= FLUSH_EVERY_MICROS
 
-    def event(self, event: _Event) -> bool:
+    def event(self, event: EventRow) -> bool:
         """Keep one audit event; ``True`` when a batch is due."""
         with self._lock:
             self._events.append(event)
@@ -198,7 +197,7 @@ class _Activity:
             try:
                 repository.record_usage(
                     {k: Usage(v[0], v[1]) for k, v in usage.items()},
-                    [_audit_event(e) for e in events],
+                    events,
                 )
             except BaseException:
                 self._put_back(usage, events)
@@ -206,7 +205,7 @@ class _Activity:
         finally:
             self._flush_lock.release()
 
-    def _put_back(self, usage: dict[str, list[int]], events: list[_Event]) -> None:
+    def _put_back(self, usage: dict[str, list[int]], events: list[EventRow]) -> None:
         with self._lock:
             for key, (count, last) in usage.items():
                 entry = self._usage.get(key)
@@ -219,11 +218,6 @@ class _Activity:
             self._events[:0] = events
             if self._first is None and (usage or events):
                 self._first = min([e[0] for e in events] + [v[1] for v in usage.values()])
-
-
-def _audit_event(e: _Event) -> AuditEvent:
-    return AuditEvent(at=from_micros(e[0]), action=e[1], outcome=e[2], actor=e[3],
-                      token_key=e[4], user=e[5], script=e[6], reason=e[7], count=e[8])
 
 
 def _flush_quietly_now(activity: _Activity, repository: Repository) -> None:
