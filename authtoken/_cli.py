@@ -544,7 +544,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         events = security.audit_events(user=user, token_key=args.token_key,
                                        since=args.since, limit=args.limit)
     if _json_mode(args):
-        _json({"events": [{**event_view(e), "count": e.count} for e in events]})
+        _json({"events": [{**event_view(e), "count": e.count} for e in events]})  # always
         return 0
     if not events:
         _out("no events")

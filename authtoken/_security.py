@@ -9,11 +9,17 @@ the same ``InvalidToken``), revocation, expiry, script binding.  Only after the 
 matched does the caller learn that a token is revoked or expired.
 
 Nothing about a token is cached: every login reads storage, so a revocation made by any
-process is refused by the next login everywhere.  What a login *writes* -- usage -- is
-buffered in memory and written in batches (every 1,000 logins, every second of clock
-time, on ``flush()``/``close()`` and at interpreter exit).  A batch that cannot be
-written is merged back and retried later, never dropped; reads through this
-``Security`` add the logins still buffered, so they look exact.
+process is refused by the next login everywhere.  What a login *writes* -- usage and its
+audit event -- is buffered in memory and written in batches, in one transaction (every
+1,000 logins, every second of clock time, on ``flush()``/``close()``, when a forgotten
+``Security`` is collected and at interpreter exit).  A batch that cannot be written is
+merged back and retried later, never dropped; reads through this ``Security`` add the
+logins still buffered, so they look exact, and ``audit_events`` writes the buffered
+events before it reads.
+
+The audit trail: every change (authorize, update, revoke, revoke-all) and every refusal
+of one writes its event at once; logins are batched as above; refusals of strings that
+name no token are sampled (``SAMPLED_INVALID`` kept per batch, the rest counted).
 
 Every decision about time uses the injected ``clock``.
 """
@@ -32,7 +38,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 from ._clock import Clock, system_clock, system_micros
 from ._codec import TokenCodec, new_key
@@ -96,7 +102,10 @@ def _check_key(key: object) -> str:
     return key
 
 
-# Refusals of unknown or forged strings kept one by one per batch; the rest are counted.
+# Per batch, the login events of one token, script and outcome kept one by one; the rest
+# are counted in one summary event.  Refusals of unknown or forged strings: likewise, but
+# for all of them together.
+SAMPLED_LOGINS: Final = 10
 SAMPLED_INVALID: Final = 10
 AUDIT_LIMIT: Final = 10_000
 
@@ -106,21 +115,28 @@ class _Activity:
 
     Thread-safe; a batch is written in one repository transaction (``record_usage``), so
     the login path adds one write per batch, not two.  A batch that cannot be written is
-    put back: no count and no event is lost.  Refusals of unknown or forged strings are
-    sampled -- the first ``SAMPLED_INVALID`` of a batch are kept as events, the others only
-    counted in one summary event -- so garbage cannot flood the store.
+    put back: no count and no event is lost.
+
+    Login events are sampled so that neither a busy token nor garbage can flood the
+    store: per batch, the first ``SAMPLED_LOGINS`` events of one (token, script, outcome)
+    are kept one by one and the others counted in one summary event (``count``, the time
+    of the last); the first ``SAMPLED_INVALID`` refusals of unknown or forged strings
+    are kept and the others counted per action and script.  A batch is due every
+    ``FLUSH_EVERY_LOGINS`` login attempts or ``FLUSH_EVERY_MICROS``.
     """
 
-    __slots__ = ("_events", "_extra", "_first", "_flush_lock", "_lock", "_logins",
-                 "_sampled", "_usage")
+    __slots__ = ("_attempts", "_events", "_extra", "_first", "_flush_lock", "_lock",
+                 "_sampled", "_samples", "_usage")
 
     def __init__(self) -> None:
-        self._usage: dict[str, list[int]] = {}
+        self._usage: dict[str, list[int]] = {}  # key -> [logins, last at]
         self._events: list[EventRow] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._logins = 0
+        self._attempts = 0  # login attempts naming a token, this batch
         self._first: int | None = None  # when the oldest waiting entry was added
+        # (key, script, reason) -> [kept, counted, last at, user]
+        self._samples: dict[tuple[str, Script | None, str | None], list[Any]] = {}
         self._sampled = 0
         self._extra: dict[tuple[str, Script | None], list[int]] = {}  # -> [count, last at]
 
@@ -128,25 +144,43 @@ class _Activity:
         # caller holds _lock
         if self._first is None:
             self._first = at
-        return (self._logins >= FLUSH_EVERY_LOGINS or len(self._events) >= FLUSH_EVERY_LOGINS
+        return (self._attempts >= FLUSH_EVERY_LOGINS
+                or len(self._events) >= FLUSH_EVERY_LOGINS
                 or at - self._first >= FLUSH_EVERY_MICROS)
 
-    def login(self, key: str, at: int, user: UserKey, script: Script | None) -> bool:
-        """Count one successful login and its event; ``True`` when a batch is due."""
+    def login(self, key: str, at: int, user: UserKey, script: Script | None,
+              reason: str | None = None) -> bool:
+        """Count one login attempt with token ``key`` -- successful when ``reason`` is
+        ``None``, else refused for ``reason`` -- and its event; ``True`` when a batch is
+        due."""
         with self._lock:
-            entry = self._usage.get(key)
-            if entry is None:
-                self._usage[key] = [1, at]
+            if reason is None:
+                entry = self._usage.get(key)
+                if entry is None:
+                    self._usage[key] = [1, at]
+                else:
+                    entry[0] += 1
+                    if at > entry[1]:
+                        entry[1] = at
+            self._attempts += 1
+            sample = self._samples.get((key, script, reason))
+            if sample is None:
+                self._samples[key, script, reason] = [1, 0, at, user]
+                keep = True
+            elif sample[0] < SAMPLED_LOGINS:
+                sample[0] += 1
+                keep = True
             else:
-                entry[0] += 1
-                if at > entry[1]:
-                    entry[1] = at
-            self._logins += 1
-            self._events.append((at, "login", "ok", None, key, user, script, None, 1))
+                sample[1] += 1
+                sample[2] = at
+                keep = False
+            if keep:
+                self._events.append((at, "login", "ok" if reason is None else "refused",
+                                     None, key, user, script, reason, 1))
             first = self._first
             if first is None:
                 self._first = first = at
-            return self._logins >= FLUSH_EVERY_LOGINS or at - first >= FLUSH_EVERY_MICROS
+            return self._attempts >= FLUSH_EVERY_LOGINS or at - first >= FLUSH_EVERY_MICROS
 
     def event(self, event: EventRow) -> bool:
         """Keep one audit event; ``True`` when a batch is due."""
@@ -186,11 +220,17 @@ class _Activity:
             with self._lock:
                 usage, events = self._usage, self._events
                 events.extend(
+                    (at, "login", "ok" if reason is None else "refused", None, key, user,
+                     script, reason, counted)
+                    for (key, script, reason), (_, counted, at, user) in self._samples.items()
+                    if counted
+                )
+                events.extend(
                     (at, action, "refused", None, None, None, script, "InvalidToken", count)
                     for (action, script), (count, at) in self._extra.items()
                 )
-                self._usage, self._events, self._extra = {}, [], {}
-                self._logins = self._sampled = 0
+                self._usage, self._events, self._samples, self._extra = {}, [], {}, {}
+                self._attempts = self._sampled = 0
                 self._first = None
             if not usage and not events:
                 return
@@ -214,7 +254,7 @@ class _Activity:
                 else:
                     entry[0] += count
                     entry[1] = max(entry[1], last)
-                self._logins += count
+                self._attempts += count
             self._events[:0] = events
             if self._first is None and (usage or events):
                 self._first = min([e[0] for e in events] + [v[1] for v in usage.values()])
@@ -236,10 +276,13 @@ def _flush_forgotten(activity: _Activity, repository: Repository) -> None:
     a daemon: the interpreter waits for it at exit).  Where no thread can be started any
     more, it happens here.
     """
+    if not threading.main_thread().is_alive():  # interpreter exit: nothing to re-enter
+        _flush_quietly_now(activity, repository)
+        return
     try:
         threading.Thread(target=_flush_quietly_now, args=(activity, repository),
                          name="authtoken-flush", daemon=False).start()
-    except RuntimeError:  # interpreter shutting down
+    except RuntimeError:  # the interpreter is shutting down
         _flush_quietly_now(activity, repository)
 
 
@@ -249,7 +292,7 @@ class Security:
     ``Security(repository, *, secret_keys, clock=None)``: ``secret_keys`` is one key or
     a list, newest first (the first signs, all verify); ``clock`` returns the current
     aware UTC ``datetime`` and decides every expiry.  Use as a context manager, or call
-    ``close()``, so buffered usage is written.
+    ``close()``, so buffered usage and audit events are written.
     """
 
     def __init__(
@@ -584,7 +627,7 @@ class Security:
 
     def _note_login(self, at: int, key: str, user: UserKey, script: Script | None,
                     reason: str) -> None:
-        if self._activity.event((at, "login", "refused", None, key, user, script, reason, 1)):
+        if self._activity.login(key, at, user, script, reason):
             self._flush_quietly()
 
     def _record_event(self, action: str, error: BaseException | None, *,
@@ -650,9 +693,9 @@ class Security:
         self._activity.flush(self._repository, wait=True)
 
     def close(self) -> None:
-        """Write buffered usage and release the repository's connections.
+        """Write buffered usage and audit events and release the repository's connections.
 
-        If storage cannot be reached the usage cannot be written: ``RepositoryError``
+        If storage cannot be reached they cannot be written: ``RepositoryError``
         is raised and the repository stays open, so ``close()`` may be retried.
         """
         self.flush()

@@ -26,12 +26,14 @@ statement.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import random
 import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -269,6 +271,9 @@ class SQLRepository:
         self._login_stmt = sa.select(
             T.c.secret_hash, T.c.user_ref, T.c.scope, T.c.data, T.c.expires, T.c.revoked_at
         ).where(T.c.key == sa.bindparam("key"))
+        # A repository dropped without close() still releases its connections.
+        self._finalizer = weakref.finalize(self, _release, self._fast, self._fast_lock,
+                                           self._engine)
 
     def __repr__(self) -> str:
         return f"SQLRepository({redact_url(self._url.render_as_string(hide_password=True))!r})"
@@ -416,11 +421,19 @@ class SQLRepository:
             )
             conn.execute(f"PRAGMA busy_timeout = {round(self._timeout * 1000)}")
             conn.execute("PRAGMA query_only = ON")
+            self._register(conn)
             cur = conn.cursor()
             self._local.cursor = cur
-            with self._fast_lock:
-                self._fast.append(conn)
         return cur
+
+    def _register(self, conn: Any) -> None:
+        """Track a new per-thread connection for close(); refuse it if close() ran."""
+        with self._fast_lock:
+            if not self._closed:
+                self._fast.append(conn)
+                return
+        conn.close()
+        self._check_open()
 
     def _pg_connection(self) -> Any:
         conn = getattr(self._local, "pg", None)
@@ -434,10 +447,9 @@ class SQLRepository:
                 connect_timeout=max(2, round(self._timeout)),
                 options=f"-c statement_timeout={round(self._timeout * 1000)}",
             )
+            self._register(conn)
             self._local.pg = conn
             self._local.pg_cursor = conn.cursor()  # reused: a new cursor per call costs
-            with self._fast_lock:
-                self._fast.append(conn)
         return conn
 
     def _pg_cursor(self) -> Any:
@@ -702,11 +714,7 @@ class SQLRepository:
         with self._idle:
             self._closed = True
             self._idle.wait_for(lambda: self._in_flight == 0, timeout=self._timeout)
-        with self._fast_lock:
-            fast, self._fast = self._fast, []
-        for conn in fast:
-            conn.close()
-        self._engine.dispose()
+        self._finalizer()  # closes the per-thread connections, disposes the pool
 
     @property
     def engine(self) -> Engine:
@@ -718,6 +726,16 @@ _AUDIT_INSERT: Final = (
     'INSERT INTO authtoken_audit (at, action, outcome, actor, token_key, user_ref, '
     'script_key, script_path, reason, "count") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'
 )
+
+
+def _release(fast: list[Any], lock: threading.Lock, engine: Engine) -> None:
+    with lock:
+        connections = list(fast)
+        fast.clear()
+    for conn in connections:
+        with contextlib.suppress(Exception):  # a broken connection may fail to close
+            conn.close()
+    engine.dispose()
 
 
 def _audit_rows(events: Sequence[EventRow]) -> list[tuple[Any, ...]]:

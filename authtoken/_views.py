@@ -72,13 +72,11 @@ def principal_view(principal: Principal) -> dict[str, object]:
 
 
 def event_view(event: AuditEvent) -> dict[str, object]:
-    """An audit event as the admin API shows it (contract §8's fields).
-
-    ``authtoken audit --json`` adds ``count``: how many like events the entry stands
-    for -- more than 1 only for the summary of sampled refusals of unknown strings.
-    """
+    """An audit event as the admin API shows it: contract §8's fields, plus ``count``
+    on a summary event -- one that stands for ``count`` like login attempts of a batch
+    beyond those kept one by one (see ``docs/admin.md``)."""
     script = event.script
-    return {
+    view: dict[str, object] = {
         "at": isoformat(event.at),
         "actor": event.actor,
         "action": event.action,
@@ -87,3 +85,6 @@ def event_view(event: AuditEvent) -> dict[str, object]:
         "outcome": event.outcome,
         "reason": event.reason,
     }
+    if event.count != 1:
+        view["count"] = event.count
+    return view

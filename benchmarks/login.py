@@ -199,7 +199,8 @@ class _UsageOnly(_Activity):
     login path is read off one run.  Reaches into the engine's private buffer.
     """
 
-    def login(self, key: str, at: int, user: object, script: object) -> bool:
+    def login(self, key: str, at: int, user: object, script: object,
+              reason: str | None = None) -> bool:
         with self._lock:
             entry = self._usage.get(key)
             if entry is None:
@@ -208,7 +209,7 @@ class _UsageOnly(_Activity):
                 entry[0] += 1
                 if at > entry[1]:
                     entry[1] = at
-            self._logins += 1
+            self._attempts += 1
             return self._due(at)
 
 

@@ -256,3 +256,50 @@ def test_hostile_users_and_script_paths_round_trip(tmp_path: Path, clock: FakeCl
         event = security.audit_events(user=user, limit=1)[0]
         assert event.user == user and type(event.user) is type(user)
         assert event.script == script
+
+
+def test_a_forgotten_security_still_writes_its_trail(tmp_path: Path, clock: FakeClock) -> None:
+    """Dropped without close(): the buffered usage and events are written all the same
+    (in a thread of their own, so the garbage collector never runs storage code)."""
+    import gc
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'forgotten.db'}"
+    repository = SQLRepository(url)
+    forgotten = Security(repository, secret_keys=KEYS, clock=clock)
+    string = forgotten.authorize_token(AuthToken("x"), user="u")
+    for _ in range(4):
+        forgotten.login_by_auth_token(string)
+    del forgotten
+    gc.collect()
+    for thread in threading.enumerate():
+        if thread.name == "authtoken-flush":
+            thread.join(10)
+    with Security(SQLRepository(url), secret_keys=KEYS, clock=clock) as reader:
+        assert [e.action for e in reader.audit_events()].count("login") == 4
+        assert reader.restore_auth_token(string).use_count == 4
+    repository.close()
+
+
+def test_a_busy_token_is_sampled_not_written_per_login(security: Security) -> None:
+    """Per batch, ten login events of one token, script and outcome are kept one by one;
+    the others are summed up in one summary event: every attempt is counted."""
+    from authtoken._views import event_view
+
+    string = security.authorize_token(AuthToken("x"), user="u")
+    for _ in range(100):
+        security.login_by_auth_token(string)
+    security.revoke_auth_token(string)
+    for _ in range(25):
+        with pytest.raises(TokenRevoked):
+            security.login_by_auth_token(string)
+    logins = [e for e in security.audit_events() if e.action == "login"]
+    ok = [e for e in logins if e.outcome == "ok"]
+    refused = [e for e in logins if e.outcome == "refused"]
+    assert sum(e.count for e in ok) == 100 and len(ok) == 11
+    assert sum(e.count for e in refused) == 25 and len(refused) == 11
+    assert {e.reason for e in refused} == {"TokenRevoked"}
+    summary = max(ok, key=lambda e: e.count)
+    assert summary.count == 90 and event_view(summary)["count"] == 90
+    assert "count" not in event_view(min(ok, key=lambda e: e.count))
+    assert security.restore_auth_token(string).use_count == 100

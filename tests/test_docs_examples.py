@@ -128,3 +128,19 @@ def test_issuer_example_prints_no_jwt(name: str, tmp_path: Path) -> None:
     for phrase in PHRASES[name]:
         assert phrase in done.stdout, f"{name} did not print {phrase!r}:\n{output}"
     assert JWT_STRING.search(output) is None, f"{name} printed a JWT"
+
+
+# -- the admin API example: a real uvicorn server on 127.0.0.1 ---------------------------------
+PHRASES["admin_api.py"] = (
+    "(HTTP 201), a child of",
+    "the answer held its string once: True",
+    "a wider child is refused: HTTP 403, application/problem+json",
+    "alice listing bob's tokens: HTTP 403",
+    "ops lists alice's tokens: 2 tokens",
+    "HTTP 204",
+    "a guessed token: HTTP 401",
+    "authorize refused token=None actor=token:",
+    "reason=PermissionDenied",
+    "failed API authentications on the trail: 1 (actor address:127.0.0.1)",
+    "done",
+)

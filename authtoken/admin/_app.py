@@ -923,6 +923,9 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                         "script": {"oneOf": [_ref("Script"), {"type": "null"}]},
                         "outcome": {"enum": ["ok", "refused"]},
                         "reason": {"type": ["string", "null"]},
+                        "count": {"type": "integer", "minimum": 2, "description":
+                                  "only on a summary event: how many like login "
+                                  "attempts of one batch it stands for"},
                     },
                 },
                 "AuditList": {"type": "object", "required": ["events"], "properties": {
