@@ -148,6 +148,16 @@ class _Activity:
                 or len(self._events) >= FLUSH_EVERY_LOGINS
                 or at - self._first >= FLUSH_EVERY_MICROS)
 
+    def _count_use(self, key: str, at: int) -> None:
+        # caller holds _lock
+        entry = self._usage.get(key)
+        if entry is None:
+            self._usage[key] = [1, at]
+        else:
+            entry[0] += 1
+            if at > entry[1]:
+                entry[1] = at
+
     def login(self, key: str, at: int, user: UserKey, script: Script | None,
               reason: str | None = None) -> bool:
         """Count one login attempt with token ``key`` -- successful when ``reason`` is
@@ -155,13 +165,7 @@ class _Activity:
         due."""
         with self._lock:
             if reason is None:
-                entry = self._usage.get(key)
-                if entry is None:
-                    self._usage[key] = [1, at]
-                else:
-                    entry[0] += 1
-                    if at > entry[1]:
-                        entry[1] = at
+                self._count_use(key, at)
             self._attempts += 1
             sample = self._samples.get((key, script, reason))
             if sample is None:

@@ -202,13 +202,7 @@ class _UsageOnly(_Activity):
     def login(self, key: str, at: int, user: object, script: object,
               reason: str | None = None) -> bool:
         with self._lock:
-            entry = self._usage.get(key)
-            if entry is None:
-                self._usage[key] = [1, at]
-            else:
-                entry[0] += 1
-                if at > entry[1]:
-                    entry[1] = at
+            self._count_use(key, at)
             self._attempts += 1
             return self._due(at)
 

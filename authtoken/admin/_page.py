@@ -29,7 +29,7 @@ import math
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -50,6 +50,9 @@ from .._errors import (
 )
 from .._token import AuthToken
 from ._auth import MAX_CREDENTIAL_LENGTH, AuthenticationFailed, Identity
+
+if TYPE_CHECKING:
+    from ._app import _AdminAPI
 
 __all__ = ["page_routes"]
 
@@ -90,7 +93,7 @@ class _Page:
     """The page's routes.  ``api`` is the admin API's state (security, authenticator,
     limiter, body limit); ``mask`` hides secret-shaped text in messages."""
 
-    def __init__(self, api: Any, mask: Callable[[str], str]) -> None:
+    def __init__(self, api: _AdminAPI, mask: Callable[[str], str]) -> None:
         self.api = api
         self.mask = mask
         self.csrf_key = api.security._codec.derive(_CSRF_PURPOSE)
@@ -329,7 +332,7 @@ def _page_error(exc: AuthTokenError, mask: Callable[[str], str]) -> _PageError:
     return _PageError(400, message)
 
 
-def page_routes(api: Any, mask: Callable[[str], str]) -> list[Route]:
+def page_routes(api: _AdminAPI, mask: Callable[[str], str]) -> list[Route]:
     """The page's routes, to add to the admin application."""
     page = _Page(api, mask)
 
