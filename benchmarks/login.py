@@ -25,8 +25,10 @@ do per request with a self-contained JWT, and it touches no storage at all.
 
 For context, more rows: ``restore_auth_token`` on SQLite (the admin read path, through
 SQLAlchemy Core, which returns the whole ``AuthToken``); on PostgreSQL, the login's
-``SELECT`` alone on a bare autocommit psycopg connection with a prepared statement (the
-floor under a PostgreSQL login: one round trip); and the refusal of a forged string
+``SELECT`` alone on a bare autocommit psycopg connection with a prepared statement, and
+the same through libpq's ``PQexecPrepared`` (psycopg's ``pgconn``) with binary results --
+the way a login runs it, so the floor under a PostgreSQL login: one round trip; and the
+refusal of a forged string
 (valid shape, wrong signature: ``InvalidToken`` without touching storage).
 
 Then the same login under concurrency: ``--processes`` (default 8) worker processes
@@ -248,13 +250,19 @@ def _postgres(stack: ExitStack, source: _pg.Source, setup: Setup) -> list[Case]:
             key = security.restore_auth_token(store.tokens[0]).key
             select = partial(_fetch, conn, _LOGIN_SQL.replace("?", "%s"), (key,))
             select()
+            raw = pg.enter_context(psycopg.connect(_pg.conninfo(url), autocommit=True))
+            raw.pgconn.prepare(b"bench", _LOGIN_SQL.replace("?", "$1").encode())
+            exec_prepared = partial(raw.pgconn.exec_prepared, b"bench", [key.encode()],
+                                    result_format=1)
+            exec_prepared()
         except (AuthTokenError, psycopg.Error, ValueError) as exc:
             setup.postgres_skipped = f"{source.origin} unusable: {type(exc).__name__}: {exc}"
             return []
         setup.postgres_server = conn.info.parameter_status("server_version") or "?"
         setup.stores.append(store)
         stack.enter_context(pg.pop_all())
-    return [*cases, Case("PostgreSQL bare SELECT, psycopg (context)", select)]
+    return [*cases, Case("PostgreSQL bare SELECT, psycopg (context)", select),
+            Case("PostgreSQL bare SELECT, libpq exec_prepared (context)", exec_prepared)]
 
 
 def _fetch(conn: Any, sql: str, params: tuple[object, ...]) -> list[Any]:
