@@ -322,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--host", default="127.0.0.1",
                      help="the address to listen on (default 127.0.0.1: this machine only)")
     sub.add_argument("--port", type=_port, default=8181, help="the port (default 8181)")
+    sub.add_argument("--proxy-headers", action="store_true",
+                     help="behind a reverse proxy: take the client address and scheme "
+                          "from X-Forwarded-For/-Proto (needed for the rate limit and the "
+                          "page's origin check)")
+    sub.add_argument("--forwarded-allow-ips", metavar="IPS", default="127.0.0.1",
+                     help="with --proxy-headers: the proxies trusted to set them, "
+                          "comma-separated (default 127.0.0.1)")
     sub.add_argument("--admin-scope", metavar="S", default="authtoken:admin",
                      help="callers whose token holds this scope are admins "
                           "(default authtoken:admin)")
@@ -589,7 +596,8 @@ def _cmd_serve_admin(args: argparse.Namespace) -> int:
             _err(f"{PROG}: warning: listening on {host}, beyond this machine, without "
                  "TLS: put it behind an HTTPS reverse proxy.")
         uvicorn.run(app, host=host, port=args.port, lifespan="off", log_level="warning",
-                    access_log=False, server_header=False, proxy_headers=False)
+                    access_log=False, server_header=False, proxy_headers=args.proxy_headers,
+                    forwarded_allow_ips=args.forwarded_allow_ips)
     return 0
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 import os
 import secrets
 import stat
@@ -108,6 +109,10 @@ def _check_key(key: object) -> str:
 SAMPLED_LOGINS: Final = 10
 SAMPLED_INVALID: Final = 10
 AUDIT_LIMIT: Final = 10_000
+# Events held while storage cannot take them; beyond, new events are only counted (and
+# the count logged).  Usage counts are never dropped.
+MAX_BUFFERED_EVENTS: Final = 100_000
+log = logging.getLogger("authtoken")
 
 
 class _Activity:
@@ -125,8 +130,8 @@ class _Activity:
     ``FLUSH_EVERY_LOGINS`` login attempts or ``FLUSH_EVERY_MICROS``.
     """
 
-    __slots__ = ("_attempts", "_events", "_extra", "_first", "_flush_lock", "_lock",
-                 "_sampled", "_samples", "_usage")
+    __slots__ = ("_attempts", "_dropped", "_events", "_extra", "_first", "_flush_lock",
+                 "_lock", "_sampled", "_samples", "_usage")
 
     def __init__(self) -> None:
         self._usage: dict[str, list[int]] = {}  # key -> [logins, last at]
@@ -135,8 +140,10 @@ class _Activity:
         self._flush_lock = threading.Lock()
         self._attempts = 0  # login attempts naming a token, this batch
         self._first: int | None = None  # when the oldest waiting entry was added
-        # (key, script, reason) -> [kept, counted, last at, user]
-        self._samples: dict[tuple[str, Script | None, str | None], list[Any]] = {}
+        # (action, token key, script, reason, actor) -> [kept, counted, last at, user]
+        self._samples: dict[tuple[str, str | None, Script | None, str | None, str | None],
+                            list[Any]] = {}
+        self._dropped = 0  # events not kept: the buffer was full
         self._sampled = 0
         self._extra: dict[tuple[str, Script | None], list[int]] = {}  # -> [count, last at]
 
@@ -167,38 +174,57 @@ class _Activity:
             if reason is None:
                 self._count_use(key, at)
             self._attempts += 1
-            sample = self._samples.get((key, script, reason))
-            if sample is None:
-                self._samples[key, script, reason] = [1, 0, at, user]
-                keep = True
-            elif sample[0] < SAMPLED_LOGINS:
-                sample[0] += 1
-                keep = True
-            else:
-                sample[1] += 1
-                sample[2] = at
-                keep = False
-            if keep:
-                self._events.append((at, "login", "ok" if reason is None else "refused",
-                                     None, key, user, script, reason, 1))
+            if self._sample(("login", key, script, reason, None), at, user):
+                self._keep((at, "login", "ok" if reason is None else "refused",
+                            None, key, user, script, reason, 1))
             first = self._first
             if first is None:
                 self._first = first = at
             return self._attempts >= FLUSH_EVERY_LOGINS or at - first >= FLUSH_EVERY_MICROS
 
+    def _sample(self, what: tuple[str, str | None, Script | None, str | None, str | None],
+                at: int, user: UserKey | None) -> bool:
+        """Count one event of kind ``what``: ``True`` to keep it one by one."""
+        # caller holds _lock
+        sample = self._samples.get(what)
+        if sample is None:
+            self._samples[what] = [1, 0, at, user]
+            return True
+        if sample[0] < SAMPLED_LOGINS:
+            sample[0] += 1
+            return True
+        sample[1] += 1
+        sample[2] = at
+        return False
+
+    def _keep(self, event: EventRow) -> None:
+        # caller holds _lock
+        if len(self._events) < MAX_BUFFERED_EVENTS:
+            self._events.append(event)
+        else:
+            self._dropped += 1
+
     def event(self, event: EventRow) -> bool:
         """Keep one audit event; ``True`` when a batch is due."""
         with self._lock:
-            self._events.append(event)
+            self._keep(event)
             return self._due(event[0])
+
+    def failure(self, at: int, actor: str | None, reason: str) -> bool:
+        """A failed authentication of an API caller, sampled per caller and reason."""
+        with self._lock:
+            if self._sample(("authenticate", None, None, reason, actor), at, None):
+                self._keep((at, "authenticate", "refused", actor, None, None, None, reason,
+                            1))
+            return self._due(at)
 
     def invalid(self, at: int, script: Script | None, action: str) -> bool:
         """Count a refusal of an unknown or forged token string (sampled)."""
         with self._lock:
             if self._sampled < SAMPLED_INVALID:
                 self._sampled += 1
-                self._events.append(
-                    (at, action, "refused", None, None, None, script, "InvalidToken", 1))
+                self._keep((at, action, "refused", None, None, None, script, "InvalidToken",
+                            1))
             else:
                 entry = self._extra.get((action, script))
                 if entry is None:
@@ -224,11 +250,13 @@ class _Activity:
             with self._lock:
                 usage, events = self._usage, self._events
                 events.extend(
-                    (at, "login", "ok" if reason is None else "refused", None, key, user,
+                    (at, action, "ok" if reason is None else "refused", actor, key, user,
                      script, reason, counted)
-                    for (key, script, reason), (_, counted, at, user) in self._samples.items()
+                    for (action, key, script, reason, actor), (_, counted, at, user)
+                    in self._samples.items()
                     if counted
                 )
+                dropped, self._dropped = self._dropped, 0
                 events.extend(
                     (at, action, "refused", None, None, None, script, "InvalidToken", count)
                     for (action, script), (count, at) in self._extra.items()
@@ -236,6 +264,9 @@ class _Activity:
                 self._usage, self._events, self._samples, self._extra = {}, [], {}, {}
                 self._attempts = self._sampled = 0
                 self._first = None
+            if dropped:
+                log.warning("authtoken: %d audit events were not kept: storage could not "
+                            "take them and the buffer was full", dropped)
             if not usage and not events:
                 return
             try:
@@ -243,6 +274,15 @@ class _Activity:
                     {k: Usage(v[0], v[1]) for k, v in usage.items()},
                     events,
                 )
+            except RepositoryError:
+                self._put_back(usage, events)  # storage is down: all of it waits
+                raise
+            except Exception:
+                # Not storage being down but something in the batch it cannot take:
+                # keep the counts, drop the events rather than fail every batch after.
+                self._put_back(usage, [])
+                log.exception("authtoken: %d audit events could not be written and were "
+                              "dropped", len(events))
             except BaseException:
                 self._put_back(usage, events)
                 raise
@@ -280,7 +320,8 @@ def _flush_forgotten(activity: _Activity, repository: Repository) -> None:
     a daemon: the interpreter waits for it at exit).  Where no thread can be started any
     more, it happens here.
     """
-    if not threading.main_thread().is_alive():  # interpreter exit: nothing to re-enter
+    if threading.current_thread() is threading.main_thread() \
+            and not threading.main_thread().is_alive():  # atexit: nothing to re-enter
         _flush_quietly_now(activity, repository)
         return
     try:
@@ -626,8 +667,9 @@ class Security:
 
     # -- audit trail, usage and life cycle -------------------------------------------
     def _note_invalid(self, script: Script | None, action: str = "login") -> None:
-        if self._activity.invalid(self._now_us(), script, action):
-            self._flush_quietly()
+        # Never writes: a forged string is refused without touching storage.  The next
+        # batch of a real login, flush(), close() or an audit read writes it.
+        self._activity.invalid(self._now_us(), script, action)
 
     def _note_login(self, at: int, key: str, user: UserKey, script: Script | None,
                     reason: str) -> None:
@@ -642,8 +684,12 @@ class Security:
         ``error`` is what refused the action, ``None`` for success.  A trail that cannot
         be written keeps the event for a later batch; the change itself stands.
         """
-        if isinstance(user, bool) or not isinstance(user, (int, str)):
-            user = None
+        if isinstance(error, RepositoryError):
+            return  # storage failed: nothing was refused, and nothing can be written
+        try:
+            user = None if user is None else check_user(user)
+        except (ArgumentTypeError, InvalidArgument):
+            user = None  # a refusal for a bad user: the trail keeps the rest
         self._activity.event((
             self._now_us(), action, "ok" if error is None else "refused",
             None if actor is None else str(actor)[:300], token_key, user, script,
@@ -656,9 +702,9 @@ class Security:
 
     def _record_authentication_failure(self, *, actor: str | None, reason: str) -> None:
         """A failed authentication of an admin-API caller (action ``authenticate``)."""
-        if self._activity.event((self._now_us(), "authenticate", "refused",
-                                 None if actor is None else str(actor)[:300], None, None,
-                                 None, str(reason)[:64], 1)):
+        if self._activity.failure(self._now_us(),
+                                  None if actor is None else str(actor)[:300],
+                                  str(reason)[:64]):
             self._flush_quietly()
 
     def audit_events(self, *, user: UserKey | None = None, token_key: str | None = None,

@@ -22,6 +22,7 @@ from typing import Literal
 from ._errors import (
     ArgumentTypeError,
     AuthTokenError,
+    InvalidToken,
     PermissionDenied,
     TokenExpired,
     TokenNotFound,
@@ -252,9 +253,15 @@ class Session:
         record: TokenRecord | None = None
         try:
             self._require_user()
-            record = self.security._record_for(token_string)
+            try:
+                record = self.security._record_for(token_string)
+            except InvalidToken:
+                self.security._note_invalid(None, "revoke")  # sampled, like logins
+                raise
             self._check_owner(record.user)
             self._parent()
+        except InvalidToken:
+            raise
         except AuthTokenError as exc:
             self._refused("revoke", exc, token_key=record.key if record else None,
                           user=record.user if record else None)

@@ -498,8 +498,22 @@ class SQLRepository:
         """Run a read on this thread's autocommit connection: a fresh snapshot each time.
 
         Each statement is its own transaction, so it sees every commit made before it
-        began, by any process: this is what makes a revocation visible at once.
+        began, by any process: this is what makes a revocation visible at once.  Counted
+        as in flight, so close() does not close a connection under a running read.
         """
+        idle = self._idle
+        with idle:
+            self._check_open()
+            self._in_flight += 1
+        try:
+            return self._fast_read(sql, params)
+        finally:
+            with idle:
+                self._in_flight -= 1
+                if self._closed:
+                    idle.notify_all()
+
+    def _fast_read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         if self._dialect == "sqlite":
             try:
                 # fetchall runs the statement to completion, so no open statement can
@@ -788,12 +802,24 @@ def _audit_rows(events: Sequence[EventRow]) -> list[tuple[Any, ...]]:
             ref = refs.get(user)
             if ref is None:
                 ref = refs[user] = user_ref(user)
+        script_key = None if script is None else script.key
+        if script_key is not None and not -(2**63) <= script_key < 2**63:
+            script_key = None  # beyond a BIGINT: the path, if any, still says which
         rows.append((
-            at, action, outcome, None if actor is None else actor[:300], key, ref,
-            None if script is None else script.key, None if script is None else script.path,
-            reason, count,
+            at, action, outcome, _fit(actor, 300), _fit(key, 32), ref, script_key,
+            None if script is None else _fit(script.path, 4096), _fit(reason, 64), count,
         ))
     return rows
+
+
+def _fit(text: str | None, size: int) -> str | None:
+    """``text`` as a column takes it: valid UTF-8 (a lone surrogate, as ``os.fsdecode``
+    makes of an undecodable file name, becomes ``?``) and at most ``size`` characters."""
+    if text is None:
+        return None
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text[:size]
 
 
 def _sqlite_connect(dbapi_conn: Any, busy_ms: int) -> None:

@@ -326,6 +326,13 @@ def test_revoke_all_counts_and_covers_both_user_forms(mem: Security) -> None:
     own = client.post("/users/bob/revoke-all", headers=bearer(bob))
     assert own.json() == {"revoked": 2}
     assert_problem(client.get("/tokens", headers=bearer(bob)), 401, bob)
+    admin_key = mem.restore_auth_token(admin_token).key
+    done = [(e.outcome, e.actor) for e in reversed(mem.audit_events())
+            if e.action == "revoke_all"]
+    bob_key = mem.restore_auth_token(bob).key
+    assert done == [("refused", f"token:{bob_key}"), ("ok", f"token:{admin_key}"),
+                    ("ok", f"token:{admin_key}"), ("ok", f"token:{admin_key}"),
+                    ("ok", f"token:{admin_key}"), ("ok", f"token:{bob_key}")]
 
 
 def test_revoke_all_for_users_with_slashes(mem: Security) -> None:

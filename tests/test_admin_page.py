@@ -145,6 +145,13 @@ def test_create_without_the_csrf_token_is_refused(security: Security,
     assert len(security.list_auth_tokens()) == 1
 
 
+def test_a_non_ascii_csrf_value_is_refused_not_an_error(security: Security) -> None:
+    client, _, _ = signed_in(security)
+    answer = client.post("/ui/tokens", content="csrf=%C3%A9&scope=jobs:read",
+                         headers={"content-type": FORM})
+    assert answer.status_code == 403
+
+
 def test_csrf_token_of_another_credential_is_refused(security: Security) -> None:
     client, _, _ = signed_in(security)
     _, _, other_csrf = signed_in(security, user="bob")

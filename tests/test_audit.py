@@ -303,3 +303,92 @@ def test_a_busy_token_is_sampled_not_written_per_login(security: Security) -> No
     assert summary.count == 90 and event_view(summary)["count"] == 90
     assert "count" not in event_view(min(ok, key=lambda e: e.count))
     assert security.restore_auth_token(string).use_count == 100
+
+
+# -- what the trail must survive (found in review) -------------------------------------------
+def test_odd_script_paths_and_users_never_jam_the_trail(security: Security) -> None:
+    """A script path with a lone surrogate (what os.fsdecode makes of a non-UTF-8 file
+    name) and a refused call for an impossible user are recorded as well as they can be;
+    later logins, batches and close() go on working."""
+    string = security.authorize_token(AuthToken("x"), user="u")
+    odd = Script(key=2**70, path="/jobs/\udcff-report.py")
+    security.login_by_auth_token(string, script=odd)
+    with pytest.raises((InvalidArgument, TypeError)):
+        security.revoke_user_tokens("\ud800")
+    security.flush()
+    for _ in range(3):
+        security.login_by_auth_token(string)
+    events = security.audit_events()
+    assert [e.action for e in events].count("login") == 4
+    logged = next(e for e in events if e.script is not None)
+    assert logged.script is not None and logged.script.path is not None
+    assert logged.script.path.startswith("/jobs/")
+    assert security.restore_auth_token(string).use_count == 4
+
+
+class CountingWrites(MemoryRepository):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def record_usage(self, usage: Mapping[str, Usage],
+                     events: Sequence[AuditEvent] = ()) -> None:
+        self.writes += 1
+        super().record_usage(usage, events)
+
+
+def test_forged_strings_never_write(clock: FakeClock) -> None:
+    """A forged string is refused without touching storage -- not even to audit it."""
+    repository = CountingWrites()
+    security = Security(repository, secret_keys=KEYS, clock=clock)
+    for n in range(3000):
+        clock.advance(seconds=0.01)
+        with pytest.raises(InvalidToken):
+            security.login_by_auth_token(f"atk_{n:016d}.{'A' * 43}.{'B' * 43}")
+    assert repository.writes == 0
+    refused = security.audit_events()  # the read writes them first
+    assert sum(e.count for e in refused) == 3000 and repository.writes == 1
+    security.close()
+
+
+def test_the_buffer_is_bounded_while_storage_is_down(clock: FakeClock,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import authtoken._security as engine
+
+    monkeypatch.setattr(engine, "MAX_BUFFERED_EVENTS", 50)
+    repository = FailingOnce()
+    security = Security(repository, secret_keys=KEYS, clock=clock)
+    strings = [security.authorize_token(AuthToken("x"), user="u") for _ in range(20)]
+    repository.fail = 10**9
+    for _ in range(5):
+        for s in strings:
+            security.login_by_auth_token(s)
+    assert len(security._activity._events) <= 50
+    repository.fail = 0
+    security.flush()
+    assert sum(t.use_count for t in security.list_auth_tokens()) == 100  # counts kept
+    security.close()
+
+
+def test_storage_failures_are_not_refusals(clock: FakeClock) -> None:
+    repository = FailingOnce()
+    security = Security(repository, secret_keys=KEYS, clock=clock)
+
+    def broken(*args: Any) -> None:
+        raise RepositoryError("storage is down (test)")
+
+    repository.revoke_user = broken  # type: ignore[method-assign]
+    with pytest.raises(RepositoryError):
+        security.revoke_user_tokens("u")
+    assert [e for e in security.audit_events() if e.reason == "RepositoryError"] == []
+    security.close()
+
+
+def test_failed_api_authentications_are_sampled_per_address(clock: FakeClock) -> None:
+    with Security(MemoryRepository(), secret_keys=KEYS, clock=clock) as security:
+        for _ in range(50):
+            security._record_authentication_failure(actor="address:10.0.0.9",
+                                                    reason="InvalidToken")
+        failures = [e for e in security.audit_events() if e.action == "authenticate"]
+        assert len(failures) == 11 and sum(e.count for e in failures) == 50
+        assert {e.actor for e in failures} == {"address:10.0.0.9"}

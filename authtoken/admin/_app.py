@@ -552,7 +552,8 @@ class _AdminAPI:
             self.security._record_event("revoke_all", exc, actor=_actor(call.identity),
                                        user=user_candidates(text)[0])
             raise
-        revoked = sum(self.security.revoke_user_tokens(user) for user in users)
+        actor = _actor(call.identity)
+        revoked = sum(self.security._revoke_user(user, actor=actor) for user in users)
         return JSONResponse({"revoked": revoked})
 
     def audit(self, call: _Call) -> Response:

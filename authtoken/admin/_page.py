@@ -187,7 +187,8 @@ class _Page:
         return form
 
     def _check_csrf(self, form: dict[str, str], credential: str) -> None:
-        if not hmac.compare_digest(form.get("csrf", ""), self._csrf(credential)):
+        sent = form.get("csrf", "").encode("utf-8", "replace")
+        if not hmac.compare_digest(sent, self._csrf(credential).encode()):
             raise _PageError(403, "The form expired or did not come from this page; reload "
                                   "the page and try again.")
 
