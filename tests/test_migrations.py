@@ -63,8 +63,7 @@ def test_newer_schema_is_refused(url: str, capsys: pytest.CaptureFixture[str]) -
     assert "pip install -U authtoken" in str(info.value)
     with pytest.raises(RepositoryError, match="newer"):
         security.list_auth_tokens()
-    with pytest.raises(RepositoryError, match="newer"):  # the refusal's audit event waits
-        security.close()
+    security.close()  # nothing to write: a storage failure is not an audit event
     assert main(["--database", url, "db", "upgrade"]) == 1
     assert "RepositoryError" in capsys.readouterr().err
 
