@@ -170,35 +170,14 @@ class _Activity:
         """Count one login attempt with token ``key`` -- successful when ``reason`` is
         ``None``, else refused for ``reason`` -- and its event; ``True`` when a batch is
         due."""
-        # The hot path of every login: _count_use, _sample and _keep, inlined.
         with self._lock:
             if reason is None:
-                entry = self._usage.get(key)
-                if entry is None:
-                    self._usage[key] = [1, at]
-                else:
-                    entry[0] += 1
-                    if at > entry[1]:
-                        entry[1] = at
+                self._count_use(key, at)
             self._attempts += 1
-            what = ("login", key, script, reason, None)
-            sample = self._samples.get(what)
-            if sample is None:
-                self._samples[what] = sample = [0, 0, at, user]
-            if sample[0] < SAMPLED_LOGINS:
-                sample[0] += 1
-                if len(self._events) < MAX_BUFFERED_EVENTS:
-                    self._events.append((at, "login", "ok" if reason is None else "refused",
-                                         None, key, user, script, reason, 1))
-                else:
-                    self._dropped += 1
-            else:
-                sample[1] += 1
-                sample[2] = at
-            first = self._first
-            if first is None:
-                self._first = first = at
-            return self._attempts >= FLUSH_EVERY_LOGINS or at - first >= FLUSH_EVERY_MICROS
+            if self._sample(("login", key, script, reason, None), at, user):
+                self._keep((at, "login", "ok" if reason is None else "refused",
+                            None, key, user, script, reason, 1))
+            return self._due(at)
 
     def _sample(self, what: tuple[str, str | None, Script | None, str | None, str | None],
                 at: int, user: UserKey | None) -> bool:

@@ -120,8 +120,8 @@ _LOGIN_SQL = (
     "FROM authtoken_token WHERE key = ?"
 )
 _GET_SQL = f"SELECT {', '.join(_COLUMNS)} FROM authtoken_token WHERE key = ?"  # noqa: S608
-# psycopg's placeholders, converted once.
-_PG_SQL = {sql: sql.replace("?", "%s") for sql in (_LOGIN_SQL, _GET_SQL)}
+# The get by key in psycopg's placeholders; the login runs through libpq, with libpq's.
+_PG_GET_SQL: Final = _GET_SQL.replace("?", "%s")
 _PG_LOGIN_NAME: Final = b"authtoken_login"
 _PG_LOGIN_SQL: Final = _LOGIN_SQL.replace("?", "$1").encode()
 
@@ -467,18 +467,18 @@ class SQLRepository:
         connection under a name of ours and run with ``PQexecPrepared``, binary results
         decoded here.  Same connection, same autocommit snapshot rule as every fast read.
         """
-        from psycopg import OperationalError, pq
+        import psycopg  # loaded already: the connection was made with it
 
-        conn = self._pg_connection()
-        pgconn = conn.pgconn
+        pgconn = self._pg_connection().pgconn
+        status = psycopg.pq.ExecStatus
         if not getattr(self._local, "pg_login_ready", False):
             done = pgconn.prepare(_PG_LOGIN_NAME, _PG_LOGIN_SQL)
-            if done.status != pq.ExecStatus.COMMAND_OK:
-                raise OperationalError(_pg_message(done, pgconn))
+            if done.status != status.COMMAND_OK:
+                raise psycopg.OperationalError(_pg_message(done, pgconn))
             self._local.pg_login_ready = True
         result = pgconn.exec_prepared(_PG_LOGIN_NAME, [key.encode()], result_format=1)
-        if result.status != pq.ExecStatus.TUPLES_OK:
-            raise OperationalError(_pg_message(result, pgconn))
+        if result.status != status.TUPLES_OK:
+            raise psycopg.OperationalError(_pg_message(result, pgconn))
         if result.ntuples == 0:
             return []
         value = result.get_value
@@ -530,7 +530,7 @@ class SQLRepository:
                 if sql is _LOGIN_SQL:
                     return self._pg_login_rows(params[0])
                 rows: list[Any] = (
-                    self._pg_cursor().execute(_PG_SQL[sql], params, prepare=True).fetchall()
+                    self._pg_cursor().execute(_PG_GET_SQL, params, prepare=True).fetchall()
                 )
                 return rows
             except psycopg.Error as exc:

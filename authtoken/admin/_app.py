@@ -74,7 +74,7 @@ from .._repository import AuditEvent
 from .._security import Security
 from .._token import AuthToken, UserKey, check_user
 from .._views import event_view, token_view
-from ._auth import AuthenticationFailed, Authenticator, Identity
+from ._auth import AuthenticationFailed, Authenticator, Identity, client_address
 from ._page import page_routes
 
 __all__ = [
@@ -398,27 +398,44 @@ class _AdminAPI:
         self.limiter = limiter
         self.max_body = max_body
 
-    # -- the steps every request takes --------------------------------------------------
-    async def _identify(self, request: Request) -> Identity:
-        address = request.client.host if request.client else "unknown"
-        wait = self.limiter.retry_after(address)
-        if wait is not None:
-            raise _Problem(429, "too many failed authentications from this address; "
-                                "try again later",
-                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+    # -- authentication, shared with the page --------------------------------------------
+    def retry_after(self, request: Request) -> int | None:
+        """Whole seconds this client must wait before authenticating again, or ``None``."""
+        wait = self.limiter.retry_after(client_address(request))
+        return None if wait is None else max(1, math.ceil(wait))
+
+    async def authenticated(self, request: Request, presented: Request | None = None
+                            ) -> Identity:
+        """The authenticator's ``Identity`` for ``presented`` (default ``request``).
+
+        A refusal (``AuthenticationFailed`` or ``LoginError``) is counted against the
+        client address of ``request``, put on the audit trail, and raised again.
+        """
         try:
-            identity = await run_in_threadpool(self.authenticate, request)
+            identity = await run_in_threadpool(self.authenticate, presented or request)
         except (AuthenticationFailed, LoginError) as exc:
+            address = client_address(request)
             self.limiter.failed(address)
             await run_in_threadpool(self._record_failure, address, exc)
-            presented = exc.presented if isinstance(exc, AuthenticationFailed) else True
-            challenge = (exc.challenge if isinstance(exc, AuthenticationFailed) else None) \
-                or _challenge(presented)
-            raise _Problem(401, str(exc), headers={"WWW-Authenticate": challenge}) from None
+            raise
         if not isinstance(identity, Identity):
             raise TypeError(f"the authenticator returned {type(identity).__name__}, "
                             "not an Identity")
         return identity
+
+    # -- the steps every request takes --------------------------------------------------
+    async def _identify(self, request: Request) -> Identity:
+        wait = self.retry_after(request)
+        if wait is not None:
+            raise _Problem(429, "too many failed authentications from this address; "
+                                "try again later", headers={"Retry-After": str(wait)})
+        try:
+            return await self.authenticated(request)
+        except (AuthenticationFailed, LoginError) as exc:
+            presented = exc.presented if isinstance(exc, AuthenticationFailed) else True
+            challenge = (exc.challenge if isinstance(exc, AuthenticationFailed) else None) \
+                or _challenge(presented)
+            raise _Problem(401, str(exc), headers={"WWW-Authenticate": challenge}) from None
 
     def _record_failure(self, address: str, exc: Exception) -> None:
         try:

@@ -133,6 +133,11 @@ class Authenticator(Protocol):
     def __call__(self, request: Request) -> Identity: ...
 
 
+def client_address(request: HTTPConnection) -> str:
+    """The client's address, as the rate limit and the audit trail name it."""
+    return request.client.host if request.client else "unknown"
+
+
 def bearer_token(request: HTTPConnection) -> str:
     """The credential of ``Authorization: Bearer <credential>`` (scheme case-insensitive).
 

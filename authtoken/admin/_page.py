@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
@@ -49,7 +48,7 @@ from .._errors import (
     TokenRevoked,
 )
 from .._token import AuthToken
-from ._auth import MAX_CREDENTIAL_LENGTH, AuthenticationFailed, Identity
+from ._auth import MAX_CREDENTIAL_LENGTH, AuthenticationFailed, Identity, client_address
 
 if TYPE_CHECKING:
     from ._app import _AdminAPI
@@ -119,15 +118,11 @@ class _Page:
     def _csrf(self, credential: str) -> str:
         return hmac.new(self.csrf_key, credential.encode(), hashlib.sha256).hexdigest()
 
-    @staticmethod
-    def _address(request: Request) -> str:
-        return request.client.host if request.client else "unknown"
-
     def _check_rate(self, request: Request) -> None:
-        wait = self.api.limiter.retry_after(self._address(request))
+        wait = self.api.retry_after(request)
         if wait is not None:
             raise _PageError(429, "Too many failed sign-ins from this address; try again "
-                                  "later.", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+                                  "later.", headers={"Retry-After": str(wait)})
 
     @staticmethod
     def _same_origin(request: Request) -> bool:
@@ -143,16 +138,11 @@ class _Page:
         headers = [(k, v) for k, v in request.scope["headers"]
                    if k not in (b"authorization", b"cookie")]
         headers.append((b"authorization", b"Bearer " + credential.encode()))
-        proxy = Request({**request.scope, "headers": headers})
         try:
-            identity = await run_in_threadpool(self.api.authenticate, proxy)
+            return await self.api.authenticated(
+                request, Request({**request.scope, "headers": headers}))
         except (AuthenticationFailed, LoginError) as exc:
-            self.api.limiter.failed(self._address(request))
-            await run_in_threadpool(self.api._record_failure, self._address(request), exc)
             raise _PageError(401, self.mask(str(exc))) from None
-        if not isinstance(identity, Identity):
-            raise TypeError(f"the authenticator returned {type(identity).__name__}")
-        return identity
 
     async def _signed_in(self, request: Request) -> tuple[Identity, str]:
         self._check_rate(request)
@@ -243,7 +233,7 @@ class _Page:
             raise _PageError(401, "Paste a token to sign in.")
         if len(credential) > MAX_CREDENTIAL_LENGTH or not credential.isascii() \
                 or not credential.isprintable():
-            self.api.limiter.failed(self._address(request))
+            self.api.limiter.failed(client_address(request))
             raise _PageError(401, "That is not a token.")
         await self._identify(request, credential)
         response = RedirectResponse(f"{self._base(request)}/", status_code=303)
