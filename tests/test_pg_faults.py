@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pgcluster import PASSWORD, Cluster, find_bindir
 
 from authtoken import (
@@ -15,6 +22,7 @@ from authtoken import (
     Security,
     SQLRepository,
     TokenRevoked,
+    _sql,
 )
 
 pytestmark = pytest.mark.slow
@@ -116,3 +124,108 @@ def test_unreachable_from_the_start(cluster: Cluster) -> None:
     string = security.authorize_token(AuthToken("a"), user=1)
     assert security.login_by_auth_token(string).user == 1
     security.close()
+
+
+def _login_backends(cluster: Cluster) -> list[int]:
+    """The server processes serving a login connection (the prepared login SELECT)."""
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT secret_hash%' "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def test_a_frozen_server_fails_a_login_within_the_timeout(
+    cluster: Cluster, security: Security
+) -> None:
+    """A server that takes the query and never answers cannot hang a login.
+
+    SIGSTOP on the backend: the kernel still acknowledges every packet, so neither TCP
+    keepalives nor the server's statement_timeout can end the wait -- only ours does.
+    """
+    string = security.authorize_token(AuthToken("a"), user=1)
+    security.login_by_auth_token(string)
+    (pid,) = _login_backends(cluster)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RepositoryError, match="did not answer a login within 3 s") as info:
+            security.login_by_auth_token(string)
+        assert time.monotonic() - started < 10  # timeout 2 s + 1 s; the contract's bound
+        assert PASSWORD not in str(info.value) and string not in str(info.value)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # the frozen connection was dropped: the next login opens a new one and succeeds
+    assert security.login_by_auth_token(string).user == 1
+    assert pid not in _login_backends(cluster)
+
+
+def test_a_slow_answer_is_slept_for_and_polling_stops(
+    cluster: Cluster, security: Security, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers the poll keeps missing turn polling off; a probe every 32 logins tries it.
+
+    A login's SELECT waits behind an ACCESS EXCLUSIVE lock held for 100 ms: far longer
+    than any poll, so each of those logins is a miss, and the answer must still come.
+    """
+    string = security.authorize_token(AuthToken("a"), user=1)
+    security.login_by_auth_token(string)
+    local: Any = security.repository._local  # type: ignore[attr-defined]
+    with psycopg.connect(cluster.url) as locker:
+        for _ in range(4):  # 8 -> 4 -> 2 -> 1 -> 0 at the most
+            locker.execute("LOCK TABLE authtoken_token IN ACCESS EXCLUSIVE MODE")
+            threading.Timer(0.1, locker.rollback).start()
+            assert security.login_by_auth_token(string).user == 1
+    assert local.pg_poll_trust == 0
+    budgets: list[int] = []
+    wait = _sql.SQLRepository._pg_wait
+
+    def spy(self: _sql.SQLRepository, pgconn: Any, started: int, budget: int) -> bool:
+        budgets.append(budget)
+        return wait(self, pgconn, started, budget)
+
+    monkeypatch.setattr(_sql.SQLRepository, "_pg_wait", spy)
+    with psycopg.connect(cluster.url) as locker:  # keep every answer slow: no catch
+        for _ in range(2 * _sql._POLL_PROBE_EVERY):
+            locker.execute("LOCK TABLE authtoken_token IN ACCESS EXCLUSIVE MODE")
+            threading.Timer(0.005, locker.rollback).start()
+            assert security.login_by_auth_token(string).user == 1
+    polled = [b for b in budgets if b > 0]
+    assert polled == [_sql._POLL_NS, _sql._POLL_NS]  # one probe per 32 logins, missed
+    security.flush()
+    assert security.restore_auth_token(string).use_count == 1 + 4 + 2 * _sql._POLL_PROBE_EVERY
+
+
+@given(st.integers(0, _sql._POLL_TRUST_MAX), st.lists(st.booleans(), max_size=40))
+def test_poll_trust_stays_bounded_and_four_misses_end_it(start: int, caught: list[bool]) -> None:
+    trust = start
+    for hit in caught:
+        after = _sql.next_poll_trust(trust, hit)
+        assert 0 <= after <= _sql._POLL_TRUST_MAX
+        assert after >= trust if hit else after == trust // 2
+        trust = after
+    for _ in range(4):
+        trust = _sql.next_poll_trust(trust, False)
+    assert trust == 0
+    assert _sql.next_poll_trust(0, True) == 1  # a caught probe turns polling back on
+
+
+@pytest.mark.parametrize("has_poll", [True, False], ids=["poll", "select"])
+def test_the_sleep_on_the_socket_wakes_on_data_and_times_out_without(
+    has_poll: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of sleeping on the login socket: poll, and select where poll is missing."""
+    import select
+    import socket
+
+    if not has_poll:
+        monkeypatch.delattr(select, "poll", raising=False)
+    elif not hasattr(select, "poll"):
+        pytest.skip("this platform has no select.poll")
+    left, right = socket.socketpair()
+    with left, right:
+        readable = _sql._readable(left.fileno())
+        assert readable(0.01) is False
+        right.send(b"x")
+        assert readable(5) is True
