@@ -506,8 +506,9 @@ class SQLRepository:
 
         A login is one prepared ``SELECT``: psycopg's cursor machinery around it costs
         about a third of the round trip, so the statement is prepared once per
-        connection under a name of ours and run with ``PQexecPrepared``, binary results
-        decoded here.  Same connection, same autocommit snapshot rule as every fast read.
+        connection under a name of ours, sent with ``PQsendQueryPrepared`` and waited
+        for by ``_pg_answer``; binary results are decoded here.  Same connection, same
+        autocommit snapshot rule as every fast read.
         """
         import psycopg  # loaded already: the connection was made with it
 
