@@ -64,6 +64,7 @@ from ._expiry import from_micros, to_micros
 from ._repository import AuditEvent, EventRow, LoginRow, Usage
 from ._scopes import Script
 from ._token import TokenRecord, UserKey
+from ._watchdog import WATCHDOG, Watch
 
 __all__ = ["SQLRepository"]
 
@@ -233,6 +234,21 @@ def _failure(exc: BaseException, password: str | None) -> RepositoryError:
     )
 
 
+def _no_answer(seconds: float) -> RepositoryError:
+    return RepositoryError(
+        f"PostgreSQL did not answer within {seconds:g} s (the server is frozen or the "
+        "network to it is down); check the server, then retry"
+    )
+
+
+def _pg_connect(_dbapi_conn: Any, record: Any) -> None:
+    record.info["authtoken_fresh"] = True  # just connected: no ping needed at checkout
+
+
+def _step(*_args: Any) -> None:
+    WATCHDOG.touch()  # each statement gets the whole patience
+
+
 class SQLRepository:
     """A ``Repository`` in a SQL database reached through SQLAlchemy.
 
@@ -287,7 +303,9 @@ class SQLRepository:
             connect_args.setdefault(
                 "options", f"-c statement_timeout={round(self._timeout * 1000)}"
             )
-            options.setdefault("pool_pre_ping", True)
+            # Pooled connections are pinged on checkout by our own listener (below), under
+            # the watchdog, since a ping can hang on a frozen server like any statement.
+            self._ping = not options.setdefault("pool_pre_ping", False)
             options.setdefault("pool_size", 5)
             options.setdefault("max_overflow", 10)
             options.setdefault("pool_timeout", self._timeout)
@@ -317,6 +335,10 @@ class SQLRepository:
 
             event.listen(self._engine, "connect", on_connect)
             event.listen(self._engine, "begin", _sqlite_begin)
+        elif self._dialect == "postgresql":
+            event.listen(self._engine, "connect", _pg_connect)
+            event.listen(self._engine, "checkout", self._pg_checkout)
+            event.listen(self._engine, "before_cursor_execute", _step)
         self._login_stmt = sa.select(
             T.c.secret_hash, T.c.user_ref, T.c.scope, T.c.data, T.c.expires, T.c.revoked_at
         ).where(T.c.key == sa.bindparam("key"))
@@ -354,6 +376,38 @@ class SQLRepository:
             ) from exc
         return path
 
+    def _watch(self) -> contextlib.AbstractContextManager[Watch | None]:
+        """Bound each step of a call to PostgreSQL by timeout + 1 s (see ``_watchdog``)."""
+        if self._dialect != "postgresql":
+            return contextlib.nullcontext()
+        return WATCHDOG.watching(self._timeout + 1)
+
+    def _failure(self, exc: BaseException, watch: Watch | None) -> RepositoryError:
+        if watch is not None and watch.fired:
+            return _no_answer(self._timeout + 1)
+        return _failure(exc, self._password)
+
+    def _pg_checkout(self, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        """Put a pooled connection under the call's watch; ping it unless it is new.
+
+        What ``pool_pre_ping`` does, but after the socket is registered, so a ping to a
+        frozen server ends on time too.  A failed ping makes the pool replace the
+        connection (``DisconnectionError``), as after a server restart.
+        """
+        WATCHDOG.add(dbapi_conn.pgconn.socket)
+        WATCHDOG.touch()
+        if record.info.pop("authtoken_fresh", False) or not self._ping:
+            return
+        try:
+            self._engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            import psycopg
+
+            watch = WATCHDOG.current()
+            if not isinstance(exc, psycopg.OperationalError) or (watch and watch.fired):
+                raise  # a frozen server: no new connection would do better
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+
     def _check_open(self) -> None:
         if self._closed:
             raise RepositoryError("the repository is closed; open a new one")
@@ -382,15 +436,17 @@ class SQLRepository:
             self._in_flight += 1
         try:
             self._ensure_schema()
-            with self._engine.connect() as conn:
-                if write:
-                    conn = conn.execution_options(authtoken_write=True)
-                with conn.begin():
-                    yield conn
-        except AuthTokenError:
-            raise
-        except (sa.exc.SQLAlchemyError, sqlite3.Error, OSError) as exc:
-            raise _failure(exc, self._password) from exc
+            with self._watch() as watch:
+                try:
+                    with self._engine.connect() as conn:
+                        if write:
+                            conn = conn.execution_options(authtoken_write=True)
+                        with conn.begin():
+                            yield conn
+                except AuthTokenError:
+                    raise
+                except (sa.exc.SQLAlchemyError, sqlite3.Error, OSError) as exc:
+                    raise self._failure(exc, watch) from exc
         finally:
             with self._idle:
                 self._in_flight -= 1
@@ -404,7 +460,7 @@ class SQLRepository:
             if self._schema_ready:
                 return
             try:
-                with self._engine.connect() as conn:
+                with self._watch() as watch, self._engine.connect() as conn:
                     conn = conn.execution_options(authtoken_write=True)
                     with conn.begin():
                         try:
@@ -424,17 +480,18 @@ class SQLRepository:
             except AuthTokenError:
                 raise
             except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
-                raise _failure(exc, self._password) from exc
+                raise self._failure(exc, watch) from exc
             self._schema_ready = True
 
     def schema_revision(self) -> str | None:
         """The schema revision the database holds (``None``: empty)."""
         self._check_open()
-        try:
-            with self._engine.connect() as conn, conn.begin():
-                return _migrate.current_revision(conn)
-        except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
-            raise _failure(exc, self._password) from exc
+        with self._watch() as watch:
+            try:
+                with self._engine.connect() as conn, conn.begin():
+                    return _migrate.current_revision(conn)
+            except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
+                raise self._failure(exc, watch) from exc
 
     def upgrade_schema(self) -> tuple[str | None, str]:
         """Migrate the database to the newest schema; return (before, after) revisions.
@@ -444,7 +501,7 @@ class SQLRepository:
         """
         self._check_open()
         try:
-            with self._engine.connect() as conn:
+            with self._watch() as watch, self._engine.connect() as conn:
                 conn = conn.execution_options(authtoken_write=True)
                 with conn.begin():
                     _migrate.lock(conn)
@@ -455,7 +512,7 @@ class SQLRepository:
         except AuthTokenError:
             raise
         except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
-            raise _failure(exc, self._password) from exc
+            raise self._failure(exc, watch) from exc
         self._schema_ready = True
         return before, _migrate.HEAD
 
@@ -586,11 +643,7 @@ class SQLRepository:
             left = limit - time.perf_counter_ns()
             if left <= 0:
                 self._drop_fast_connection()
-                raise RepositoryError(
-                    f"PostgreSQL did not answer a login within {self._timeout + 1:g} s "
-                    "(the server is frozen or the network to it is down); check the "
-                    "server, then retry"
-                )
+                raise _no_answer(self._timeout + 1)
             if readable(left / 1e9 + 0.001):
                 consume()
                 if not busy():
@@ -630,21 +683,26 @@ class SQLRepository:
                 raise _failure(exc, self._password) from exc
         import psycopg
 
+        watch: Watch | None = None
         for attempt in range(2):
             fresh = getattr(self._local, "pg", None) is None
             try:
                 if sql is _LOGIN_SQL:
                     return self._pg_login_rows(params[0])
-                rows: list[Any] = (
-                    self._pg_cursor().execute(_PG_GET_SQL, params, prepare=True).fetchall()
-                )
+                with self._watch() as watch:
+                    cursor = self._pg_cursor()
+                    WATCHDOG.add(cursor.connection.pgconn.socket)
+                    rows: list[Any] = cursor.execute(_PG_GET_SQL, params, prepare=True).fetchall()
                 return rows
             except psycopg.Error as exc:
                 self._drop_fast_connection()
                 # A connection that died while idle (server restart, failover) gets one
-                # retry on a new connection; a fresh connection that fails is the answer.
-                if fresh or attempt or not isinstance(exc, psycopg.OperationalError):
-                    raise _failure(exc, self._password) from exc
+                # retry on a new connection; a fresh connection that fails is the answer,
+                # and so is one that the server stopped answering.
+                if fresh or attempt or not isinstance(exc, psycopg.OperationalError) or (
+                    watch is not None and watch.fired
+                ):
+                    raise self._failure(exc, watch) from exc
         raise AssertionError("unreachable")
 
     # -- the contract -----------------------------------------------------------------
