@@ -159,6 +159,29 @@ def _readable(fd: int) -> Callable[[float], bool]:
     return lambda timeout: bool(select.select([fd], [], [], timeout)[0])
 
 
+def _writable(fd: int, timeout: float) -> bool:
+    """Sleep until ``fd`` can take more bytes or ``timeout`` seconds pass (rarely needed)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return bool(poller.poll(timeout * 1000))
+    return bool(select.select([], [fd], [], timeout)[1])
+
+
+def _pg_error(result: Any, pgconn: Any) -> Exception:
+    """The error of a failed login statement: operational only if the connection died.
+
+    A statement the server refused on a live connection (its statement timeout, say) is
+    the answer, not a reason to retry on a new connection and wait all over again.
+    """
+    import psycopg
+
+    message = _pg_message(result, pgconn)
+    if pgconn.status == psycopg.pq.ConnStatus.OK:
+        return psycopg.DatabaseError(message)
+    return psycopg.OperationalError(message)
+
+
 def next_poll_trust(trust: int, caught: bool) -> int:
     """How much the next login trusts polling, after one that polled.
 
@@ -170,7 +193,7 @@ def next_poll_trust(trust: int, caught: bool) -> int:
 
 
 def _pg_message(result: Any, pgconn: Any) -> str:
-    raw = (result and result.error_message) or pgconn.error_message or b"the login query failed"
+    raw = result.error_message or pgconn.error_message or b"the login query failed"
     return bytes(raw).decode("utf-8", "replace").strip()
 
 
@@ -571,16 +594,20 @@ class SQLRepository:
 
         pgconn = self._pg_connection().pgconn
         status = psycopg.pq.ExecStatus
-        if not getattr(self._local, "pg_login_ready", False):
-            done = pgconn.prepare(_PG_LOGIN_NAME, _PG_LOGIN_SQL)
+        local = self._local
+        if not getattr(local, "pg_login_ready", False):
+            pgconn.send_prepare(_PG_LOGIN_NAME, _PG_LOGIN_SQL)
+            done = self._pg_answer(pgconn, time.perf_counter_ns(), poll=False)
             if done.status != status.COMMAND_OK:
-                raise psycopg.OperationalError(_pg_message(done, pgconn))
-            self._local.pg_login_ready = True
-            self._local.pg_poll_trust, self._local.pg_poll_skipped = 1, 0
+                raise _pg_error(done, pgconn)
+            local.pg_login_ready = True
+            # The first statement on a new backend is slow (catalog caches, planning):
+            # begin with enough trust that its miss does not switch polling off.
+            local.pg_poll_trust, local.pg_poll_skipped = _POLL_TRUST_MAX // 2, 0
         pgconn.send_query_prepared(_PG_LOGIN_NAME, [key.encode()], result_format=1)
-        result = self._pg_answer(pgconn)
-        if result is None or result.status != status.TUPLES_OK:
-            raise psycopg.OperationalError(_pg_message(result, pgconn))
+        result = self._pg_answer(pgconn, time.perf_counter_ns(), poll=True)
+        if result.status != status.TUPLES_OK:
+            raise _pg_error(result, pgconn)
         if result.ntuples == 0:
             return []
         value = result.get_value
@@ -592,35 +619,44 @@ class SQLRepository:
             None if revoked is None else int.from_bytes(revoked, "big", signed=True),
         )]
 
-    def _pg_answer(self, pgconn: Any) -> Any:
+    def _pg_answer(self, pgconn: Any, started: int, *, poll: bool) -> Any:
         """The result of the one statement just sent on ``pgconn``, waited for here.
 
-        Polls first while polling pays (``next_poll_trust``), then sleeps on the socket;
-        the whole wait is bounded by the timeout plus a second (the server's own
-        ``statement_timeout`` answers first unless the server cannot answer at all).
-        Polling holds the GIL, so only a lone read polls: when other calls of this
-        repository are in flight the process has other work, and it sleeps at once.
+        Polls first if ``poll`` and polling pays (``next_poll_trust``), then sleeps on
+        the socket; every wait is bounded by ``started`` + the timeout + a second (the
+        server's own ``statement_timeout`` answers first unless the server cannot
+        answer at all).  Only a lone read polls: when other calls of this repository are
+        in flight, the process has other work for the CPU and the thread sleeps at once.
         """
+        # psycopg's connections are nonblocking: the send may have left bytes in
+        # libpq's buffer (not for a login's few bytes, but a full socket buffer can).
+        while pgconn.flush():
+            self._pg_sleep(pgconn, started, write=True)
         local = self._local
-        started = time.perf_counter_ns()
-        poll, trust = False, 0
-        if self._in_flight == 1:
+        trust = 0
+        if poll and self._in_flight == 1:
             trust = local.pg_poll_trust
-            if trust:
-                poll = True
-            else:
+            if not trust:
                 local.pg_poll_skipped += 1
                 poll = local.pg_poll_skipped % _POLL_PROBE_EVERY == 0
+        else:
+            poll = False
         caught = self._pg_wait(pgconn, started, _POLL_NS if poll else 0)
         if poll:
             local.pg_poll_trust = next_poll_trust(trust, caught)
         result = pgconn.get_result()
         # The server ends each statement with ReadyForQuery, nearly always in the same
         # packet as the rows: drain to it, so the connection is idle for the next login.
-        while True:
+        # One statement gives one result; more (say, a COPY) means something is wrong.
+        for _ in range(4):
             self._pg_wait(pgconn, started, 0)
             if pgconn.get_result() is None:
+                if result is None:
+                    break
                 return result
+        import psycopg
+
+        raise psycopg.OperationalError("unexpected results from the login statement")
 
     def _pg_wait(self, pgconn: Any, started: int, budget: int) -> bool:
         """Wait until ``pgconn`` has a whole result; True if polling caught it."""
@@ -635,19 +671,26 @@ class SQLRepository:
                     break
         elif not busy():
             return False
-        readable = getattr(self._local, "pg_readable", None)
-        if readable is None:
-            readable = self._local.pg_readable = _readable(pgconn.socket)
-        limit = started + round((self._timeout + 1) * 1e9)
         while True:
-            left = limit - time.perf_counter_ns()
-            if left <= 0:
-                self._drop_fast_connection()
-                raise _no_answer(self._timeout + 1)
+            self._pg_sleep(pgconn, started)
+            consume()
+            if not busy():
+                return False
+
+    def _pg_sleep(self, pgconn: Any, started: int, *, write: bool = False) -> None:
+        """Sleep until the socket is readable (writable), or fail at the deadline."""
+        left = started + round((self._timeout + 1) * 1e9) - time.perf_counter_ns()
+        if left > 0:
+            if write:
+                _writable(pgconn.socket, left / 1e9 + 0.001)
+                return
+            readable = getattr(self._local, "pg_readable", None)
+            if readable is None:
+                readable = self._local.pg_readable = _readable(pgconn.socket)
             if readable(left / 1e9 + 0.001):
-                consume()
-                if not busy():
-                    return False
+                return
+        self._drop_fast_connection()
+        raise _no_answer(self._timeout + 1)
 
     def _pg_cursor(self) -> Any:
         self._pg_connection()
@@ -927,13 +970,15 @@ class SQLRepository:
             ]
 
     def close(self) -> None:
-        """Refuse new calls, let calls in flight finish (up to ``timeout``), and close
-        every connection."""
+        """Refuse new calls, let calls in flight finish (up to 2 x (``timeout`` + 1 s)),
+        and close every connection."""
         # A connection still checked out (say, a batch another thread is writing) would
-        # escape ``dispose``: wait for it, as long as one call may take.
+        # escape ``dispose``: wait for it, as long as one call may take -- a step may
+        # last the timeout plus the watchdog's second, and a login may try twice.
         with self._idle:
             self._closed = True
-            self._idle.wait_for(lambda: self._in_flight == 0, timeout=self._timeout)
+            self._idle.wait_for(lambda: self._in_flight == 0,
+                                timeout=2 * (self._timeout + 1))
         self._finalizer()  # closes the per-thread connections, disposes the pool
 
     @property

@@ -287,3 +287,49 @@ def test_the_sleep_on_the_socket_wakes_on_data_and_times_out_without(
         assert readable(0.01) is False
         right.send(b"x")
         assert readable(5) is True
+
+
+def test_a_statement_the_server_cancels_is_the_answer_not_retried(
+    cluster: Cluster, security: Security, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's statement timeout on a live connection fails the login once."""
+    string = security.authorize_token(AuthToken("a"), user=1)
+    security.login_by_auth_token(string)
+    drops: list[None] = []
+    drop = _sql.SQLRepository._drop_fast_connection
+
+    def counted(self: _sql.SQLRepository) -> None:
+        drops.append(None)
+        drop(self)
+
+    monkeypatch.setattr(_sql.SQLRepository, "_drop_fast_connection", counted)
+    with psycopg.connect(cluster.url) as locker:  # held past the 2 s statement timeout
+        locker.execute("LOCK TABLE authtoken_token IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(RepositoryError, match=r"DatabaseError: .*statement timeout"):
+            security.login_by_auth_token(string)
+    assert len(drops) == 1  # no second attempt on a new connection
+    assert security.login_by_auth_token(string).user == 1
+
+
+def test_a_server_frozen_before_the_login_statement_is_prepared(
+    cluster: Cluster, security: Security, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new connection's PREPARE is bounded like the login itself."""
+    string = security.authorize_token(AuthToken("a"), user=1)
+    frozen: list[int] = []
+    connect = _sql.SQLRepository._pg_connection
+
+    def connect_then_freeze(self: _sql.SQLRepository) -> Any:
+        conn = connect(self)
+        if not frozen:
+            frozen.append(conn.info.backend_pid)
+            os.kill(frozen[0], signal.SIGSTOP)
+        return conn
+
+    monkeypatch.setattr(_sql.SQLRepository, "_pg_connection", connect_then_freeze)
+    try:
+        with pytest.raises(RepositoryError, match="did not answer within 3 s"):
+            security.login_by_auth_token(string)
+    finally:
+        os.kill(frozen[0], signal.SIGCONT)
+    assert security.login_by_auth_token(string).user == 1
