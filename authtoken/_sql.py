@@ -160,26 +160,35 @@ def _readable(fd: int) -> Callable[[float], bool]:
 
 
 def _writable(fd: int, timeout: float) -> bool:
-    """Sleep until ``fd`` can take more bytes or ``timeout`` seconds pass (rarely needed)."""
+    """Sleep until ``fd`` can take more bytes, has some to read, or ``timeout`` passes.
+
+    Rarely needed: only when a send did not fit the socket's buffer.  Readable counts
+    too, since libpq must read what the server sends while it waits to send more.
+    """
     if hasattr(select, "poll"):
         poller = select.poll()
-        poller.register(fd, select.POLLOUT)
+        poller.register(fd, select.POLLIN | select.POLLOUT)
         return bool(poller.poll(timeout * 1000))
-    return bool(select.select([], [fd], [], timeout)[1])
+    ready = select.select([fd], [fd], [], timeout)
+    return bool(ready[0] or ready[1])
 
 
 def _pg_error(result: Any, pgconn: Any) -> Exception:
-    """The error of a failed login statement: operational only if the connection died.
+    """The error of a failed login statement, operational if a new connection may help.
 
-    A statement the server refused on a live connection (its statement timeout, say) is
-    the answer, not a reason to retry on a new connection and wait all over again.
+    It may if the connection died, or if the prepared statement is gone or stale (a
+    pooler that discards statements; "cached plan must not change result type" after
+    an upgrade altered the table): a new connection prepares it afresh.  Anything else
+    the server refused on a live connection (its statement timeout, say) is the answer,
+    not a reason to wait all over again.
     """
     import psycopg
 
     message = _pg_message(result, pgconn)
-    if pgconn.status == psycopg.pq.ConnStatus.OK:
-        return psycopg.DatabaseError(message)
-    return psycopg.OperationalError(message)
+    sqlstate = result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) or b""
+    if pgconn.status != psycopg.pq.ConnStatus.OK or sqlstate[:2] in (b"0A", b"26"):
+        return psycopg.OperationalError(message)
+    return psycopg.DatabaseError(message)
 
 
 def next_poll_trust(trust: int, caught: bool) -> int:
@@ -264,12 +273,48 @@ def _no_answer(seconds: float) -> RepositoryError:
     )
 
 
-def _pg_connect(_dbapi_conn: Any, record: Any) -> None:
-    record.info["authtoken_fresh"] = True  # just connected: no ping needed at checkout
+def _pg_connect(dbapi_conn: Any, record: Any) -> None:
+    """A new pooled connection: watched from here (SQLAlchemy's first queries on it too)."""
+    record.info["authtoken_fresh"] = True  # and so not pinged at this checkout
+    WATCHDOG.add(dbapi_conn.pgconn.socket)
+    WATCHDOG.step()
+
+
+def _pg_checkout_listener(ping: Callable[[Any], object] | None) -> Callable[..., None]:
+    """What ``pool_pre_ping`` does, but under the call's watch (see ``_watchdog``).
+
+    A closure, not a method: the engine's event list must not hold the repository,
+    or a repository dropped without ``close()`` could never release its connections.
+    """
+    def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if record.info.pop("authtoken_fresh", False):
+            WATCHDOG.rest()  # registered at connect; SQLAlchemy's own queries are done
+            return
+        WATCHDOG.add(dbapi_conn.pgconn.socket)
+        if ping is None:
+            return
+        WATCHDOG.step()
+        try:
+            ping(dbapi_conn)
+        except Exception as exc:
+            import psycopg
+
+            watch = WATCHDOG.current()
+            if not isinstance(exc, psycopg.OperationalError) or (watch and watch.fired):
+                raise  # a frozen server: no new connection would do better
+            # As pool_pre_ping: every connection made before now is suspect (a restart).
+            raise sa.exc.InvalidatePoolError(str(exc)) from exc
+        WATCHDOG.rest()
+
+    return checkout
 
 
 def _step(*_args: Any) -> None:
-    WATCHDOG.touch()  # each statement gets the whole patience
+    WATCHDOG.step()  # a statement, a commit or a rollback: the server must answer
+
+
+def _rest(*_args: Any) -> None:
+    WATCHDOG.rest()  # it answered (or the connection went back to the pool)
 
 
 class SQLRepository:
@@ -327,8 +372,10 @@ class SQLRepository:
                 "options", f"-c statement_timeout={round(self._timeout * 1000)}"
             )
             # Pooled connections are pinged on checkout by our own listener (below), under
-            # the watchdog, since a ping can hang on a frozen server like any statement.
-            self._ping = not options.setdefault("pool_pre_ping", False)
+            # the watchdog, since a ping can hang on a frozen server like any statement;
+            # unless the caller chose pool_pre_ping either way.
+            own_ping = "pool_pre_ping" not in options
+            options["pool_pre_ping"] = bool(options.get("pool_pre_ping"))
             options.setdefault("pool_size", 5)
             options.setdefault("max_overflow", 10)
             options.setdefault("pool_timeout", self._timeout)
@@ -359,9 +406,13 @@ class SQLRepository:
             event.listen(self._engine, "connect", on_connect)
             event.listen(self._engine, "begin", _sqlite_begin)
         elif self._dialect == "postgresql":
-            event.listen(self._engine, "connect", _pg_connect)
-            event.listen(self._engine, "checkout", self._pg_checkout)
-            event.listen(self._engine, "before_cursor_execute", _step)
+            ping = self._engine.dialect.do_ping if own_ping else None
+            event.listen(self._engine, "connect", _pg_connect, insert=True)
+            event.listen(self._engine, "checkout", _pg_checkout_listener(ping))
+            event.listen(self._engine, "checkin", _rest)
+            for name in ("before_cursor_execute", "commit", "rollback"):
+                event.listen(self._engine, name, _step)
+            event.listen(self._engine, "after_cursor_execute", _rest)
         self._login_stmt = sa.select(
             T.c.secret_hash, T.c.user_ref, T.c.scope, T.c.data, T.c.expires, T.c.revoked_at
         ).where(T.c.key == sa.bindparam("key"))
@@ -409,27 +460,6 @@ class SQLRepository:
         if watch is not None and watch.fired:
             return _no_answer(self._timeout + 1)
         return _failure(exc, self._password)
-
-    def _pg_checkout(self, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        """Put a pooled connection under the call's watch; ping it unless it is new.
-
-        What ``pool_pre_ping`` does, but after the socket is registered, so a ping to a
-        frozen server ends on time too.  A failed ping makes the pool replace the
-        connection (``DisconnectionError``), as after a server restart.
-        """
-        WATCHDOG.add(dbapi_conn.pgconn.socket)
-        WATCHDOG.touch()
-        if record.info.pop("authtoken_fresh", False) or not self._ping:
-            return
-        try:
-            self._engine.dialect.do_ping(dbapi_conn)
-        except Exception as exc:
-            import psycopg
-
-            watch = WATCHDOG.current()
-            if not isinstance(exc, psycopg.OperationalError) or (watch and watch.fired):
-                raise  # a frozen server: no new connection would do better
-            raise sa.exc.DisconnectionError(str(exc)) from exc
 
     def _check_open(self) -> None:
         if self._closed:
@@ -632,6 +662,7 @@ class SQLRepository:
         # libpq's buffer (not for a login's few bytes, but a full socket buffer can).
         while pgconn.flush():
             self._pg_sleep(pgconn, started, write=True)
+            pgconn.consume_input()
         local = self._local
         trust = 0
         if poll and self._in_flight == 1:
@@ -735,6 +766,7 @@ class SQLRepository:
                 with self._watch() as watch:
                     cursor = self._pg_cursor()
                     WATCHDOG.add(cursor.connection.pgconn.socket)
+                    WATCHDOG.step()
                     rows: list[Any] = cursor.execute(_PG_GET_SQL, params, prepare=True).fetchall()
                 return rows
             except psycopg.Error as exc:
@@ -937,13 +969,14 @@ class SQLRepository:
             else _AUDIT_INSERT
 
         def write(conn: Connection) -> None:
-            if params:
-                conn.execute(stmt, params)
-            if rows:
-                # Straight to the driver's executemany: a batch holds up to a thousand
-                # events, and building them through the SQL expression layer would cost
-                # more than the logins they record.
-                conn.exec_driver_sql(insert, rows)
+            # In chunks: each is one step the server must answer in time (a backlog of
+            # usage kept while the database was down can hold any number of tokens).
+            for i in range(0, len(params), _WRITE_CHUNK):
+                conn.execute(stmt, params[i:i + _WRITE_CHUNK])
+            for i in range(0, len(rows), _WRITE_CHUNK):
+                # Straight to the driver's executemany: building the events through the
+                # SQL expression layer would cost more than the logins they record.
+                conn.exec_driver_sql(insert, rows[i:i + _WRITE_CHUNK])
 
         self._write(write)
 
@@ -986,6 +1019,8 @@ class SQLRepository:
         """The SQLAlchemy engine (for migrations and diagnostics)."""
         return self._engine
 
+
+_WRITE_CHUNK: Final = 1000  # rows per executemany of a usage batch
 
 _AUDIT_INSERT: Final = (
     'INSERT INTO authtoken_audit (at, action, outcome, actor, token_key, user_ref, '

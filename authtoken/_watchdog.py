@@ -5,10 +5,13 @@ stopped by a signal, stuck on a hung disk, its virtual machine paused -- still h
 kernel acknowledge every packet, so neither TCP keepalives nor the server's own
 ``statement_timeout`` can end that wait: the call would hang for good.
 
-So each call to PostgreSQL arms a ``Watch`` with a deadline, the connections it uses
-register their sockets with it (``add``), and each statement moves the deadline on
-(``touch``), so the watch bounds one step, not a whole transaction.  One daemon thread
-sleeps until the earliest deadline and shuts down the sockets of a watch that passed it.
+So each call to PostgreSQL opens a ``Watch``, the connections it uses register their
+sockets with it (``add``), and each wait on the server -- a statement, a ping, a commit
+-- is a step: ``step()`` gives the watch a deadline, ``rest()`` takes it away again when
+the server has answered.  Only a step can overrun: the call's own work between steps,
+waiting for a pool slot or connecting (bounded by their own timeouts) never does.  One
+daemon thread sleeps until the earliest deadline and shuts down the sockets of a watch
+that passed it.
 The blocked wait then sees its connection end, and every layer above -- libpq, psycopg,
 SQLAlchemy's disconnect handling -- deals with it as the dead connection it now is; the
 caller checks ``Watch.fired`` to say what happened.
@@ -21,6 +24,7 @@ registered and calls wait as psycopg does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -35,13 +39,13 @@ _CAN_DUP = sys.platform != "win32"
 
 
 class Watch:
-    """One call's deadline and the sockets to shut down when it passes."""
+    """One call's sockets, and the deadline of the step it waits on (None: none)."""
 
     __slots__ = ("deadline", "fds", "fired", "patience")
 
     def __init__(self, patience: float) -> None:
         self.patience = patience
-        self.deadline = time.monotonic() + patience
+        self.deadline: float | None = None
         self.fds: list[int] = []
         self.fired = False
 
@@ -51,6 +55,14 @@ class Watchdog:
         self._reset()
 
     def _reset(self) -> None:
+        # In a child after fork: the parent's watches are not ours to keep or fire, but
+        # their descriptors were inherited and would hold the parent's sockets open.
+        for watch in getattr(self, "_watches", ()):
+            for fd in watch.fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            watch.fds.clear()
+        self._generation = getattr(self, "_generation", 0) + 1
         self._cond = threading.Condition()
         self._watches: set[Watch] = set()
         self._thread: threading.Thread | None = None
@@ -59,34 +71,44 @@ class Watchdog:
 
     @contextmanager
     def watching(self, patience: float) -> Iterator[Watch]:
-        """Arm a watch of ``patience`` seconds per step for the calls in this block."""
+        """Watch the calls in this block: each step may take ``patience`` seconds."""
         watch = Watch(patience)
-        outer = getattr(self._local, "watch", None)
-        self._local.watch = watch
         with self._cond:
-            self._watches.add(watch)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
+            running = self._thread is not None and self._thread.is_alive()
+            if not running:
+                thread = threading.Thread(
                     target=self._run, name="authtoken-watchdog", daemon=True
                 )
-                self._thread.start()
-            elif self._wake_at is None or watch.deadline < self._wake_at:
-                self._cond.notify()
+                with contextlib.suppress(RuntimeError):  # at interpreter exit
+                    thread.start()
+                    self._thread, running = thread, True
+            if running:
+                self._watches.add(watch)
+        if not running:  # unwatched: the call waits as psycopg does
+            yield watch
+            return
+        generation, local = self._generation, self._local
+        outer = getattr(local, "watch", None)
+        local.watch = watch
         try:
             yield watch
         finally:
-            self._local.watch = outer
-            with self._cond:
-                self._watches.discard(watch)
-            for fd in watch.fds:  # no longer seen by the thread: safe to close
-                os.close(fd)
+            if generation == self._generation:  # else forked meanwhile: all was reset
+                local.watch = outer
+                with self._cond:
+                    self._watches.discard(watch)
+                for fd in watch.fds:  # no longer seen by the thread: safe to close
+                    os.close(fd)
 
     def add(self, fd: int) -> None:
         """Register a socket the current watch (if any) must shut down on time."""
         watch: Watch | None = getattr(self._local, "watch", None)
         if watch is None or not _CAN_DUP:
             return
-        copy = os.dup(fd)
+        try:
+            copy = os.dup(fd)
+        except OSError:  # out of descriptors: this call goes unwatched
+            return
         with self._cond:
             watch.fds.append(copy)
             if watch.fired:
@@ -97,11 +119,22 @@ class Watchdog:
         watch: Watch | None = getattr(self._local, "watch", None)
         return watch
 
-    def touch(self) -> None:
-        """A new step starts: give the current watch (if any) its patience again."""
+    def step(self) -> None:
+        """The current call (if watched) now waits on the server: start the clock."""
+        watch: Watch | None = getattr(self._local, "watch", None)
+        if watch is None:
+            return
+        deadline = time.monotonic() + watch.patience
+        with self._cond:  # so the thread cannot be between its scan and its sleep
+            watch.deadline = deadline
+            if self._wake_at is None or deadline < self._wake_at:
+                self._cond.notify()
+
+    def rest(self) -> None:
+        """The server answered: stop the current call's clock until its next step."""
         watch: Watch | None = getattr(self._local, "watch", None)
         if watch is not None:
-            watch.deadline = time.monotonic() + watch.patience
+            watch.deadline = None
 
     def _run(self) -> None:
         with self._cond:
@@ -109,14 +142,15 @@ class Watchdog:
                 now = time.monotonic()
                 earliest: float | None = None
                 for watch in self._watches:
-                    if watch.fired:
+                    deadline = watch.deadline
+                    if watch.fired or deadline is None:
                         continue
-                    if watch.deadline <= now:
+                    if deadline <= now:
                         watch.fired = True
                         for fd in watch.fds:
                             _shut(fd)
-                    elif earliest is None or watch.deadline < earliest:
-                        earliest = watch.deadline
+                    elif earliest is None or deadline < earliest:
+                        earliest = deadline
                 self._wake_at = earliest
                 self._cond.wait(None if earliest is None else earliest - now)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -332,4 +334,82 @@ def test_a_server_frozen_before_the_login_statement_is_prepared(
             security.login_by_auth_token(string)
     finally:
         os.kill(frozen[0], signal.SIGCONT)
+    assert security.login_by_auth_token(string).user == 1
+
+
+def _backends(cluster: Cluster) -> int:
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_repository_dropped_without_close_releases_its_connections(
+    cluster: Cluster,
+) -> None:
+    cluster.reset()
+    before = _backends(cluster)
+    repository = SQLRepository(cluster.url, timeout=2)
+    security = Security(repository, secret_keys="k")
+    string = security.authorize_token(AuthToken("a"), user=1)
+    security.login_by_auth_token(string)  # a per-thread connection too
+    security.close()  # the Security's buffer; the repository it was given stays open
+    repository = SQLRepository(cluster.url, timeout=2)
+    assert repository.get(string[4:20]) is not None
+    ref = weakref.ref(repository)
+    del repository, security
+    gc.collect()
+    assert ref() is None
+    assert _backends(cluster) == before
+
+
+def test_time_between_steps_is_not_on_the_clock(cluster: Cluster) -> None:
+    """Work between statements, and waiting for a pool slot, never trip the watchdog."""
+    cluster.reset()
+    repository = SQLRepository(cluster.url, timeout=0.5, engine_options={
+        "pool_size": 1, "max_overflow": 0, "pool_timeout": 10})
+    try:
+        held = threading.Event()
+        waited: list[object] = []
+
+        def hold_the_only_connection() -> None:
+            with repository._tx() as conn:  # type: ignore[attr-defined]
+                conn.exec_driver_sql("SELECT 1")
+                held.set()
+                time.sleep(2)  # the call's own work: four times its patience
+                conn.exec_driver_sql("SELECT 1")
+
+        holder = threading.Thread(target=hold_the_only_connection)
+        holder.start()
+        held.wait(30)
+        waited.append(repository.list(user=None, include_revoked=True))  # waits ~2 s: pool
+        holder.join(30)
+        assert waited == [[]]
+    finally:
+        repository.close()
+
+
+def test_a_large_usage_backlog_is_written_in_steps(security: Security) -> None:
+    """Usage kept while the database was down may cover many tokens: written in chunks."""
+    from authtoken._repository import Usage
+
+    strings = [security.authorize_token(AuthToken("a"), user=1) for _ in range(3)]
+    keys = [s[4:20] for s in strings]
+    usage = {f"gone{i:012d}": Usage(1, 1) for i in range(2 * _sql._WRITE_CHUNK + 5)}
+    usage.update({key: Usage(7, 1_700_000_000_000_000) for key in keys})
+    security.repository.record_usage(usage)  # type: ignore[attr-defined]
+    assert [security.restore_auth_token(s).use_count for s in strings] == [7, 7, 7]
+
+
+def test_a_prepared_login_statement_that_vanished_is_prepared_again(
+    security: Security,
+) -> None:
+    """A pooler's DISCARD, say: one retry on a new connection prepares it afresh."""
+    string = security.authorize_token(AuthToken("a"), user=1)
+    security.login_by_auth_token(string)
+    conn = security.repository._local.pg  # type: ignore[attr-defined]
+    conn.execute("DEALLOCATE authtoken_login")
     assert security.login_by_auth_token(string).user == 1

@@ -36,6 +36,7 @@ def test_a_watch_past_its_deadline_ends_the_wait() -> None:
     left, right = socket.socketpair()
     with left, right, dog.watching(0.05) as watch:
         dog.add(left.fileno())
+        dog.step()
         assert _blocked_recv(left) == [b""]  # the connection ended, as a dead server's
         assert watch.fired
 
@@ -48,10 +49,12 @@ def test_a_step_that_answers_in_time_is_never_cut() -> None:
         with dog.watching(0.2) as watch:
             dog.add(left.fileno())
             for _ in range(5):  # each step starts the patience again: 5 x 0.1 s > 0.2 s
-                dog.touch()
+                dog.step()
                 right.send(b"x")
                 assert left.recv(10) == b"x"
                 time.sleep(0.1)
+            dog.rest()  # answered: the call's own work after it is not on the clock
+            time.sleep(0.3)
         assert not watch.fired
         time.sleep(0.3)  # past every deadline: the ended watch must not fire
         right.send(b"still open")
@@ -65,6 +68,7 @@ def test_a_socket_added_after_the_watch_fired_is_ended_at_once() -> None:
     late, peer = socket.socketpair()
     with first, other, late, peer, dog.watching(0.05) as watch:
         dog.add(first.fileno())
+        dog.step()
         assert _blocked_recv(first) == [b""]
         assert watch.fired
         dog.add(late.fileno())  # a reconnection inside a call that already timed out
@@ -77,7 +81,8 @@ def test_no_watch_no_registration() -> None:
     with left, right:
         before = _open_fds()
         dog.add(left.fileno())  # outside any watch: nothing to do
-        dog.touch()
+        dog.step()
+        dog.rest()
         assert dog.current() is None
         assert _open_fds() == before
 
@@ -113,9 +118,70 @@ def test_the_thread_serves_a_forked_child() -> None:
             left, _right = socket.socketpair()
             with WATCHDOG.watching(0.05):
                 WATCHDOG.add(left.fileno())
+                WATCHDOG.step()
                 left.settimeout(20)
                 code = 0 if left.recv(10) == b"" else 2
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_watch_between_steps_never_fires() -> None:
+    """Waiting for a pool slot, connecting, the call's own work: not a step."""
+    dog = Watchdog()
+    left, right = socket.socketpair()
+    with left, right:
+        with dog.watching(0.05) as watch:
+            dog.add(left.fileno())
+            time.sleep(0.3)  # six times the patience, no step begun
+        assert not watch.fired
+        right.send(b"x")
+        assert left.recv(10) == b"x"
+
+
+def test_an_earlier_step_wakes_a_thread_sleeping_for_a_later_one() -> None:
+    """A long-patience watch must not keep the thread asleep past a short one's deadline."""
+    dog = Watchdog()
+    slow, slow_peer = socket.socketpair()
+    fast, fast_peer = socket.socketpair()
+    done = threading.Event()
+
+    def long_call() -> None:
+        with dog.watching(60):
+            dog.add(slow.fileno())
+            dog.step()
+            done.wait(30)
+
+    other = threading.Thread(target=long_call, daemon=True)
+    with slow, slow_peer, fast, fast_peer:
+        other.start()
+        time.sleep(0.1)  # the thread now sleeps until the 60 s deadline
+        with dog.watching(0.05) as watch:
+            dog.add(fast.fileno())
+            dog.step()
+            assert _blocked_recv(fast) == [b""]
+            assert watch.fired
+        done.set()
+        other.join(30)
+
+
+def test_a_thread_that_cannot_start_leaves_the_call_unwatched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At interpreter exit no thread can start: the call goes on, and nothing leaks."""
+    dog = Watchdog()
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    left, right = socket.socketpair()
+    with left, right:
+        before = _open_fds()
+        with dog.watching(0.05):
+            assert dog.current() is None
+            dog.add(left.fileno())
+            dog.step()
+        assert dog.current() is None
+        assert _open_fds() == before
