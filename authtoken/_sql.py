@@ -273,11 +273,16 @@ def _no_answer(seconds: float) -> RepositoryError:
     )
 
 
+# SQLAlchemy's first queries on a new connection (server version, settings, a rollback)
+# run as one step of this many round trips, since no event marks them one by one.
+_SETUP_ROUND_TRIPS: Final = 6
+
+
 def _pg_connect(dbapi_conn: Any, record: Any) -> None:
     """A new pooled connection: watched from here (SQLAlchemy's first queries on it too)."""
     record.info["authtoken_fresh"] = True  # and so not pinged at this checkout
     WATCHDOG.add(dbapi_conn.pgconn.socket)
-    WATCHDOG.step()
+    WATCHDOG.step(_SETUP_ROUND_TRIPS)
 
 
 def _pg_checkout_listener(ping: Callable[[Any], object] | None) -> Callable[..., None]:
@@ -303,8 +308,10 @@ def _pg_checkout_listener(ping: Callable[[Any], object] | None) -> Callable[...,
             if not isinstance(exc, psycopg.OperationalError) or (watch and watch.fired):
                 raise  # a frozen server: no new connection would do better
             # As pool_pre_ping: every connection made before now is suspect (a restart).
+            # The pool connects anew at once: that is not part of the ping's step.
             raise sa.exc.InvalidatePoolError(str(exc)) from exc
-        WATCHDOG.rest()
+        finally:
+            WATCHDOG.rest()
 
     return checkout
 
@@ -314,7 +321,19 @@ def _step(*_args: Any) -> None:
 
 
 def _rest(*_args: Any) -> None:
-    WATCHDOG.rest()  # it answered (or the connection went back to the pool)
+    WATCHDOG.rest()  # it answered
+
+
+def _checkin(_dbapi_conn: Any, record: Any) -> None:
+    """Back to the pool: the clock stops; a connection the watchdog shut is not kept.
+
+    The watchdog may fire after the server answered the last step (the commit's step
+    runs until here): the call succeeded, but its socket is dead.
+    """
+    watch = WATCHDOG.current()
+    WATCHDOG.rest()
+    if watch is not None and watch.fired and record is not None:
+        record.invalidate()
 
 
 class SQLRepository:
@@ -373,9 +392,9 @@ class SQLRepository:
             )
             # Pooled connections are pinged on checkout by our own listener (below), under
             # the watchdog, since a ping can hang on a frozen server like any statement;
-            # unless the caller chose pool_pre_ping either way.
-            own_ping = "pool_pre_ping" not in options
-            options["pool_pre_ping"] = bool(options.get("pool_pre_ping"))
+            # SQLAlchemy's pool_pre_ping would ping before the socket is watched.
+            own_ping = bool(options.get("pool_pre_ping", True))
+            options["pool_pre_ping"] = False
             options.setdefault("pool_size", 5)
             options.setdefault("max_overflow", 10)
             options.setdefault("pool_timeout", self._timeout)
@@ -409,7 +428,7 @@ class SQLRepository:
             ping = self._engine.dialect.do_ping if own_ping else None
             event.listen(self._engine, "connect", _pg_connect, insert=True)
             event.listen(self._engine, "checkout", _pg_checkout_listener(ping))
-            event.listen(self._engine, "checkin", _rest)
+            event.listen(self._engine, "checkin", _checkin)
             for name in ("before_cursor_execute", "commit", "rollback"):
                 event.listen(self._engine, name, _step)
             event.listen(self._engine, "after_cursor_execute", _rest)
@@ -968,11 +987,24 @@ class SQLRepository:
         insert = _AUDIT_INSERT.replace("?", "%s") if self._dialect == "postgresql" \
             else _AUDIT_INSERT
 
+        postgres = self._dialect == "postgresql"
+
         def write(conn: Connection) -> None:
-            # In chunks: each is one step the server must answer in time (a backlog of
-            # usage kept while the database was down can hold any number of tokens).
+            # In chunks (a backlog kept while the database was down can hold any number
+            # of tokens).  On PostgreSQL each chunk is one statement, not an executemany
+            # of many: the server's statement_timeout and the watchdog then bound the
+            # same thing, however long each row waits for its lock.
             for i in range(0, len(params), _WRITE_CHUNK):
-                conn.execute(stmt, params[i:i + _WRITE_CHUNK])
+                chunk = params[i:i + _WRITE_CHUNK]
+                if not postgres:
+                    conn.execute(stmt, chunk)
+                    continue
+                keys = [p["k"] for p in chunk]
+                conn.execute(_PG_LOCK_IN_KEY_ORDER, {"keys": keys})
+                conn.execute(_PG_ADD_USAGE, {
+                    "keys": keys, "ns": [p["n"] for p in chunk],
+                    "lasts": [p["last"] for p in chunk],
+                })
             for i in range(0, len(rows), _WRITE_CHUNK):
                 # Straight to the driver's executemany: building the events through the
                 # SQL expression layer would cost more than the logins they record.
@@ -1020,7 +1052,21 @@ class SQLRepository:
         return self._engine
 
 
-_WRITE_CHUNK: Final = 1000  # rows per executemany of a usage batch
+_WRITE_CHUNK: Final = 1000  # rows per statement (or executemany) of a usage batch
+# PostgreSQL: a chunk of usage in two statements.  The rows are locked first, in key
+# order -- the order revocations lock them in, so the two never deadlock -- then updated
+# from arrays in one statement.
+_PG_LOCK_IN_KEY_ORDER: Final = sa.text(
+    "SELECT 1 FROM authtoken_token WHERE key = ANY(CAST(:keys AS text[])) "
+    "ORDER BY key FOR UPDATE"
+)
+_PG_ADD_USAGE: Final = sa.text(
+    "UPDATE authtoken_token AS t SET use_count = t.use_count + v.n, "
+    "last_used_at = CASE WHEN t.last_used_at IS NULL OR t.last_used_at < v.last "
+    "THEN v.last ELSE t.last_used_at END "
+    "FROM unnest(CAST(:keys AS text[]), CAST(:ns AS bigint[]), CAST(:lasts AS bigint[])) "
+    "AS v(k, n, last) WHERE t.key = v.k"
+)
 
 _AUDIT_INSERT: Final = (
     'INSERT INTO authtoken_audit (at, action, outcome, actor, token_key, user_ref, '

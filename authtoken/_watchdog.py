@@ -119,12 +119,16 @@ class Watchdog:
         watch: Watch | None = getattr(self._local, "watch", None)
         return watch
 
-    def step(self) -> None:
-        """The current call (if watched) now waits on the server: start the clock."""
+    def step(self, round_trips: int = 1) -> None:
+        """The current call (if watched) now waits on the server: start the clock.
+
+        ``round_trips``: how many answers the step waits for in a row, each allowed the
+        whole patience (a new connection's setup takes several).
+        """
         watch: Watch | None = getattr(self._local, "watch", None)
         if watch is None:
             return
-        deadline = time.monotonic() + watch.patience
+        deadline = time.monotonic() + watch.patience * round_trips
         with self._cond:  # so the thread cannot be between its scan and its sleep
             watch.deadline = deadline
             if self._wake_at is None or deadline < self._wake_at:
@@ -134,7 +138,8 @@ class Watchdog:
         """The server answered: stop the current call's clock until its next step."""
         watch: Watch | None = getattr(self._local, "watch", None)
         if watch is not None:
-            watch.deadline = None
+            with self._cond:  # never between the thread's look at it and its shutdown
+                watch.deadline = None
 
     def _run(self) -> None:
         with self._cond:

@@ -17,9 +17,11 @@ from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 from pgcluster import PASSWORD, Cluster, find_bindir
+from slowproxy import SlowProxy
 
 from authtoken import (
     AuthToken,
@@ -413,3 +415,61 @@ def test_a_prepared_login_statement_that_vanished_is_prepared_again(
     conn = security.repository._local.pg  # type: ignore[attr-defined]
     conn.execute("DEALLOCATE authtoken_login")
     assert security.login_by_auth_token(string).user == 1
+
+
+def test_a_slow_but_healthy_server_is_not_taken_for_a_frozen_one(cluster: Cluster) -> None:
+    """Each round trip 0.6 s against a patience of 2 s: neither a new connection's setup
+    (several round trips in one step) nor a reconnect after a failed ping is cut short."""
+    cluster.reset()
+    proxy = SlowProxy(cluster.port, reply_delay=0.6)
+    # connect_timeout apart: connecting (a handshake of several round trips) is bounded
+    # by it, not by the watchdog, and it is not what this test is about.
+    repository = SQLRepository(proxy.url(cluster.url), timeout=1,
+                               engine_options={"connect_args": {"connect_timeout": 20}})
+    try:
+        assert repository.list(user=None, include_revoked=True) == []  # first connect
+        with psycopg.connect(cluster.url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        proxy.connect_delay = 0.5  # the reconnect after the failed ping: slow, healthy
+        assert repository.list(user=None, include_revoked=True) == []
+    finally:
+        repository.close()
+        proxy.close()
+
+
+def test_a_watch_that_fires_after_the_answer_drops_the_connection(cluster: Cluster) -> None:
+    """The call succeeded, but its socket was shut: not handed to the next call."""
+    cluster.reset()
+    # No ping, which would otherwise find the dead connection at the next checkout.
+    repository = SQLRepository(cluster.url, timeout=0.5, engine_options={
+        "pool_size": 1, "max_overflow": 0, "pool_pre_ping": False})
+    try:
+        repository.list(user=None, include_revoked=True)
+        stalls = [2.0]
+
+        def stall_once(*_args: object) -> None:  # a GC pause between commit and checkin
+            if stalls:
+                time.sleep(stalls.pop())
+
+        sa.event.listen(repository.engine.pool, "reset", stall_once)
+        assert repository.list(user=None, include_revoked=True) == []
+        assert repository.list(user=None, include_revoked=True) == []  # a new connection
+    finally:
+        repository.close()
+
+
+def test_an_explicit_pool_pre_ping_is_watched_too(cluster: Cluster) -> None:
+    cluster.reset()
+    repository = SQLRepository(cluster.url, timeout=1,
+                               engine_options={"pool_pre_ping": True})
+    try:
+        repository.list(user=None, include_revoked=True)
+        with _frozen(cluster):
+            started = time.monotonic()
+            with pytest.raises(RepositoryError, match="did not answer within 2 s"):
+                repository.list(user=None, include_revoked=True)
+            assert time.monotonic() - started < 10  # the bound, not a speed test
+        assert repository.list(user=None, include_revoked=True) == []
+    finally:
+        repository.close()
