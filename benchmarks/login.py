@@ -90,6 +90,8 @@ that each run measures the same work; only the random token strings differ.  Eac
 is checked once and warmed up briefly, then timed with ``time.perf_counter`` for a fixed
 wall time (``--seconds``, default 2) per round; the rounds (3) go round-robin over all
 cases so that drift in machine speed hits every case alike, and the best round counts.
+Each round begins with up to 0.2 s of untimed calls of its case, so that no case pays
+for the one before it (a PostgreSQL backend left idle while SQLite was measured).
 Calls are made in batches of about 5 ms between clock reads, so reading the clock costs
 nothing measurable.  The program asserts nothing and exits 0; it only reports.
 
@@ -386,8 +388,16 @@ def _warm_up(case: Case, seconds: float) -> None:
 
 
 def _round(case: Case, seconds: float) -> float:
-    """Calls per second of ``case`` over about ``seconds`` of wall time."""
+    """Calls per second of ``case`` over about ``seconds`` of wall time.
+
+    A fifth of that (at most 0.2 s) of untimed calls first, so that a case does not pay
+    for the one before it: a PostgreSQL backend left idle while SQLite was measured,
+    caches filled by another case.
+    """
     gc.collect()
+    warm = min(0.2, seconds / 5)
+    while warm > 0:
+        warm -= _time(case.call, case.batch)
     calls, elapsed = 0, 0.0
     while elapsed < seconds:
         elapsed += _time(case.call, case.batch)
