@@ -35,7 +35,9 @@ costs on the machine (large on a virtual machine whose idle CPUs halt at once); 
 refusal of a forged string
 (valid shape, wrong signature: ``InvalidToken`` without touching storage).
 
-Then the same login under concurrency: ``--processes`` (default 8) worker processes
+Then the same login from ``--threads`` (default 4) threads of this process at once,
+through one ``Security`` (each thread its own token and connection), and under
+concurrency: ``--processes`` (default 8) worker processes
 (``multiprocessing``, spawn context) log in at once on SQLite and on PostgreSQL.  Each
 opens its own ``Security`` (same secret key, same database) and logs in repeatedly with
 its own token, authorized beforehand by the parent and sent with the URL and the key
@@ -434,6 +436,55 @@ def measure_audit_cost(pairs: dict[str, tuple[Case, Case]], seconds: float) -> d
     return costs
 
 
+# -- several threads of one process -----------------------------------------------------
+THREADS = 4
+
+
+def _login_thread(login: Callable[[], object], start: threading.Barrier,
+                  stop: threading.Event, counts: list[int], i: int) -> None:
+    for _ in range(50):  # warm up: this thread's connection, prepared statement
+        login()
+    start.wait()
+    done = 0
+    while not stop.is_set():
+        for _ in range(20):
+            login()
+        done += 20
+    counts[i] = done
+
+
+def measure_threads(store: Store, threads: int, seconds: float,
+                    rounds: int = ROUNDS) -> float:
+    """Best aggregate logins/s of ``threads`` threads of this process logging in at once.
+
+    One ``Security``, as a scheduler would hold; each thread logs in with its own token,
+    and (as every thread does) on its own connection.
+    """
+    tokens = [store.authorize(SCOPE_PLAIN) for _ in range(threads)]
+    best = 0.0
+    for _ in range(rounds):
+        counts = [0] * threads
+        stop = threading.Event()
+        start = threading.Barrier(threads + 1)
+
+        workers = [
+            threading.Thread(target=_login_thread, args=(
+                partial(store.security.login_by_auth_token, token), start, stop, counts, i,
+            ))
+            for i, token in enumerate(tokens)
+        ]
+        for worker in workers:
+            worker.start()
+        start.wait()
+        began = time.perf_counter()
+        time.sleep(seconds)
+        stop.set()
+        for worker in workers:
+            worker.join()
+        best = max(best, sum(counts) / (time.perf_counter() - began))
+    return best
+
+
 # -- several processes ----------------------------------------------------------------------
 def _worker(pipe: Connection, start: threading.Barrier, rounds: int, seconds: float) -> None:
     """One worker process: its own ``Security``, one token, ``rounds`` timed windows.
@@ -574,6 +625,11 @@ class PostgresTarget(TypedDict):
     concurrent_per_process_met: bool | None
 
 
+class Threads(TypedDict):
+    threads: int
+    logins_per_s: dict[str, float]  # database -> all threads together, best round
+
+
 class Report(TypedDict):
     seconds_per_round: float
     rounds: int
@@ -587,6 +643,7 @@ class Report(TypedDict):
     cases: list[Row]
     concurrent: list[ConcurrentRow]
     target_met: bool
+    threads: Threads
     audit_cost: dict[str, float]
     audit_target_met: bool
     postgres_target: PostgresTarget
@@ -650,6 +707,7 @@ def _report(setup: Setup, concurrent: list[Concurrent], audit_cost: dict[str, fl
         "cases": rows,
         "concurrent": [_concurrent_row(c, processes) for c in concurrent],
         "target_met": all(c.best_rate >= reference for c in sqlite_logins),
+        "threads": {"threads": 0, "logins_per_s": {}},
         "audit_cost": audit_cost,
         "audit_target_met": all(cost < AUDIT_TARGET for cost in audit_cost.values()),
         "postgres_target": {
@@ -691,6 +749,14 @@ def _print_table(report: Report) -> None:
             f"{r['case']:<{width}}  {r['calls_per_s']:>11,.0f}  {r['us_per_call']:>9.2f}  "
             f"{r['ratio_to_pyjwt']:>7.2f}x"
         )
+    threaded = report["threads"]
+    if threaded["logins_per_s"]:
+        rates = ", ".join(f"{label} {rate:,.0f}/s"
+                          for label, rate in threaded["logins_per_s"].items())
+        print()
+        print(f"{threaded['threads']} threads of one process logging in at once (one "
+              f"Security, each thread its own token and connection), best of "
+              f"{report['rounds']} rounds: {rates}")
     concurrent = report["concurrent"]
     if concurrent:
         processes = concurrent[0]["processes"]
@@ -742,6 +808,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=PROCESSES,
                         help=f"worker processes in the concurrent run (default {PROCESSES}; "
                              "0 skips it)")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help=f"threads of one process logging in at once (default {THREADS}; "
+                             "0 skips it)")
     parser.add_argument("--postgres", metavar="URL",
                         help=f"PostgreSQL to benchmark (default ${_pg.ENV}, else a "
                              "throwaway cluster if the server binaries are installed)")
@@ -751,14 +820,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be positive")
     if args.processes < 0:
         parser.error("--processes must be 0 or more")
+    if args.threads < 0:
+        parser.error("--threads must be 0 or more")
     with _pg.postgres(args.postgres) as source, _setup(source) as setup:
         measure(setup.cases, args.seconds)
         audit_cost = measure_audit_cost(setup.audit_pairs, args.seconds)
+        threaded = {
+            store.label: round(measure_threads(store, args.threads, args.seconds), 1)
+            for store in setup.stores
+        } if args.threads else {}
         concurrent = [
             measure_concurrent(store, args.processes, args.seconds)
             for store in setup.stores
         ] if args.processes else []
     report = _report(setup, concurrent, audit_cost, args.seconds, args.processes)
+    report["threads"] = {"threads": args.threads, "logins_per_s": threaded}
     if args.json:
         json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
         print()

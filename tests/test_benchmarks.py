@@ -22,7 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 def test_login_benchmark_measures_every_row(pg_url: str) -> None:
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "login.py"), "--seconds", "0.05",
-         "--processes", "2", "--json", "--postgres", pg_url],
+         "--processes", "2", "--threads", "2", "--json", "--postgres", pg_url],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -39,4 +39,6 @@ def test_login_benchmark_measures_every_row(pg_url: str) -> None:
     assert [(c["backend"], c["error"]) for c in report["concurrent"]] == [
         ("SQLite", None), ("PostgreSQL", None)]
     assert report["postgres"]["skipped"] is None
+    assert set(report["threads"]["logins_per_s"]) == {"SQLite", "PostgreSQL"}
+    assert all(rate > 0 for rate in report["threads"]["logins_per_s"].values())
     assert PASSWORD not in done.stdout + done.stderr
