@@ -273,16 +273,19 @@ def _no_answer(seconds: float) -> RepositoryError:
     )
 
 
-# SQLAlchemy's first queries on a new connection (server version, settings, a rollback)
-# run as one step of this many round trips, since no event marks them one by one.
-_SETUP_ROUND_TRIPS: Final = 6
+# SQLAlchemy's first queries on a new connection (server version, settings, a rollback:
+# about five round trips, with no event between them) run as one step of this many
+# times the patience.  At the default timeout that is 9 s: a healthy server may take up
+# to ~2 s a round trip, and one that freezes mid-setup still fails within the 10 s the
+# contract allows.
+_SETUP_STRETCH: Final = 1.5
 
 
 def _pg_connect(dbapi_conn: Any, record: Any) -> None:
     """A new pooled connection: watched from here (SQLAlchemy's first queries on it too)."""
     record.info["authtoken_fresh"] = True  # and so not pinged at this checkout
     WATCHDOG.add(dbapi_conn.pgconn.socket)
-    WATCHDOG.step(_SETUP_ROUND_TRIPS)
+    WATCHDOG.step(_SETUP_STRETCH)
 
 
 def _pg_checkout_listener(ping: Callable[[Any], object] | None) -> Callable[..., None]:

@@ -119,16 +119,16 @@ class Watchdog:
         watch: Watch | None = getattr(self._local, "watch", None)
         return watch
 
-    def step(self, round_trips: int = 1) -> None:
+    def step(self, stretch: float = 1.0) -> None:
         """The current call (if watched) now waits on the server: start the clock.
 
-        ``round_trips``: how many answers the step waits for in a row, each allowed the
-        whole patience (a new connection's setup takes several).
+        ``stretch``: this step may take that many times the patience (a new
+        connection's setup is several round trips in one step).
         """
         watch: Watch | None = getattr(self._local, "watch", None)
         if watch is None:
             return
-        deadline = time.monotonic() + watch.patience * round_trips
+        deadline = time.monotonic() + watch.patience * stretch
         with self._cond:  # so the thread cannot be between its scan and its sleep
             watch.deadline = deadline
             if self._wake_at is None or deadline < self._wake_at:
