@@ -987,10 +987,8 @@ class SQLRepository:
         # Rows are updated in key order, the order revocations lock them in.
         params = [{"k": k, "n": u.logins, "last": u.last_used} for k, u in sorted(usage.items())]
         rows = _audit_rows(events)
-        insert = _AUDIT_INSERT.replace("?", "%s") if self._dialect == "postgresql" \
-            else _AUDIT_INSERT
-
         postgres = self._dialect == "postgresql"
+        insert = _AUDIT_INSERT.replace("?", "%s") if postgres else _AUDIT_INSERT
 
         def write(conn: Connection) -> None:
             # In chunks (a backlog kept while the database was down can hold any number

@@ -102,7 +102,7 @@ class Watchdog:
 
     def add(self, fd: int) -> None:
         """Register a socket the current watch (if any) must shut down on time."""
-        watch: Watch | None = getattr(self._local, "watch", None)
+        watch = self.current()
         if watch is None or not _CAN_DUP:
             return
         try:
@@ -125,7 +125,7 @@ class Watchdog:
         ``stretch``: this step may take that many times the patience (a new
         connection's setup is several round trips in one step).
         """
-        watch: Watch | None = getattr(self._local, "watch", None)
+        watch = self.current()
         if watch is None:
             return
         deadline = time.monotonic() + watch.patience * stretch
@@ -136,7 +136,7 @@ class Watchdog:
 
     def rest(self) -> None:
         """The server answered: stop the current call's clock until its next step."""
-        watch: Watch | None = getattr(self._local, "watch", None)
+        watch = self.current()
         if watch is not None:
             with self._cond:  # never between the thread's look at it and its shutdown
                 watch.deadline = None
