@@ -37,6 +37,9 @@ from ._escape import unescape as unescape
 from ._repository import MemoryRepository as MemoryRepository
 from ._repository import Repository as Repository
 from ._scopes import Script as Script
+from ._scopes import key_binding as key_binding
+from ._scopes import path_binding as path_binding
+from ._scopes import scope_warnings as scope_warnings
 from ._security import Security as Security
 from ._security import default_database_path as default_database_path
 from ._security import default_key_path as default_key_path
@@ -81,7 +84,10 @@ __all__ = [
     "default_database_path",
     "default_key_path",
     "escape",
+    "key_binding",
     "open_security",
+    "path_binding",
+    "scope_warnings",
     "unescape",
 ]
 

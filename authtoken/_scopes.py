@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from ._errors import ArgumentTypeError, InvalidArgument, ScopeError
 from ._escape import escape, strict_unescape
+from ._redact import redact
 
 __all__ = [
     "MAX_IDENTIFIERS",
@@ -29,7 +30,10 @@ __all__ = [
     "Script",
     "bindings_of",
     "canonical_identifier",
+    "key_binding",
     "parse_scope",
+    "path_binding",
+    "scope_warnings",
     "script_matches",
 ]
 
@@ -46,6 +50,7 @@ _MAX_KEY_BITS = 1700
 
 
 def _shown(identifier: str) -> str:
+    identifier = redact(identifier)
     text = identifier if len(identifier) <= 40 else identifier[:37] + "..."
     return ascii(text)
 
@@ -264,3 +269,90 @@ def script_matches(bindings: tuple[str, ...], script: Script | None) -> bool:
     if script.path:
         return _UFS_PREFIX + escape(posixpath.normpath(script.path)) in bindings
     return False
+
+
+# -- helping people write what they mean ---------------------------------------------------
+def key_binding(key: int) -> str:
+    """The identifier that binds a token to the script with integer ``key``.
+
+    Raises ``TypeError`` for a non-``int`` (or ``bool``) and ``ScopeError`` for a key
+    too large to be an identifier.
+    """
+    if isinstance(key, bool) or not isinstance(key, int):
+        raise ArgumentTypeError(f"a script key is an int, not {type(key).__name__}")
+    binding = _vfs_binding(key)
+    if binding is None:
+        raise ScopeError("a script key is too large to be an identifier")
+    return binding
+
+
+def path_binding(path: str) -> str:
+    """The identifier that binds a token to the script at ``path``, escaped for you.
+
+    ``path`` is the plain path as the script runner sees it -- spaces, ``%`` and
+    non-ASCII characters included (``"/jobs/my job.py"`` gives
+    ``"ufs:/jobs/my%20job.py"``).  Raises ``InvalidArgument`` for an empty path or one
+    holding NUL, ``TypeError`` for a non-``str``, and ``ScopeError`` for a path too long
+    to be an identifier.
+    """
+    if not isinstance(path, str):
+        raise ArgumentTypeError(f"a script path is a str, not {type(path).__name__}")
+    if not path or "\x00" in path:
+        raise InvalidArgument("a script path must be non-empty and hold no NUL character")
+    return canonical_identifier(_UFS_PREFIX + escape(posixpath.normpath(path)))
+
+
+def _looks_like_scope(identifier: str) -> bool:
+    # 'reports:read', 'vfs:ikey?1', 'urn:x', 'authtoken:admin': a scheme-like head.
+    head, sep, _ = identifier.partition(":")
+    return bool(sep) and bool(head) and "/" not in head and "." not in head
+
+
+def scope_warnings(scope: str) -> tuple[str, ...]:
+    """Advice on a scope *text* that is valid but probably not what its writer meant.
+
+    Three slips are caught, each one warning that says what the scope does and how to
+    write what was likely meant:
+
+    - an identifier holding a comma (``"reports:read,reports:write"`` is one opaque
+      scope: scopes are separated by whitespace);
+    - a binding written in the wrong case (``"VFS:ikey?1"`` is opaque and binds nothing);
+    - an identifier following a ``ufs:`` one the way the rest of a path with a space
+      would (``"ufs:/jobs/my job.py"`` binds ``/jobs/my`` plus an opaque ``job.py``).
+
+    Never raises for a ``str``; grammar errors are :func:`parse_scope`'s to report.
+    Token-shaped text in the scope is masked in the warnings.
+    """
+    if not isinstance(scope, str):
+        raise ArgumentTypeError(f"scope must be a str here, not {type(scope).__name__}")
+    warnings: list[str] = []
+    previous: str | None = None
+    for identifier in scope.split():
+        head = identifier[:4]
+        if head.lower() in (_VFS_PREFIX, _UFS_PREFIX) and head not in (
+            _VFS_PREFIX, _UFS_PREFIX
+        ):
+            warnings.append(
+                f"scope {_shown(identifier)} is an opaque scope, not a script binding: "
+                f"bindings are lower case ({_shown(head.lower() + identifier[4:])})"
+            )
+        elif "," in identifier and head not in (_VFS_PREFIX, _UFS_PREFIX):
+            parts = " ".join(part for part in identifier.split(",") if part)
+            warnings.append(
+                f"scope {_shown(identifier)} holds a comma, so it is one opaque scope: "
+                f"scopes are separated by spaces (write {_shown(parts)} for several)"
+            )
+        if (
+            previous is not None
+            and previous[:4] == _UFS_PREFIX
+            and not _looks_like_scope(identifier)
+        ):
+            joined = previous + "%20" + escape(identifier)
+            warnings.append(
+                f"scope {_shown(identifier)} follows {_shown(previous)} as the rest of "
+                "a path with a space would: a space separates scopes, so the token is "
+                f"bound to {_shown(previous)} and also holds {_shown(identifier)}; bind "
+                f"the script by its path instead, or write {_shown(joined)}"
+            )
+        previous = identifier
+    return tuple(warnings)

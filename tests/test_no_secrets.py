@@ -104,7 +104,8 @@ def test_public_names_are_pinned() -> None:
         "Repository", "RepositoryError", "SQLRepository", "ScopeError", "Script",
         "ScriptNotAuthorized", "ScriptRunner", "Security", "Session", "SessionExpired",
         "SessionNotEstablished", "TokenExpired", "TokenNotFound", "TokenRevoked", "UserKey",
-        "default_database_path", "default_key_path", "escape", "open_security", "unescape",
+        "default_database_path", "default_key_path", "escape", "key_binding",
+        "open_security", "path_binding", "scope_warnings", "unescape",
     ]
     for name in authtoken.__all__:
         assert getattr(authtoken, name) is not None
