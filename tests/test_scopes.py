@@ -31,7 +31,7 @@ FORBIDDEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 
 def assert_grammar(scopes: tuple[str, ...]) -> None:
-    """Assert that ``scopes`` is a canonical scope tuple as §2 of the contract defines it."""
+    """Assert that ``scopes`` is a canonical scope tuple by the grammar in docs/concepts.md."""
     assert 1 <= len(scopes) <= MAX_IDENTIFIERS
     assert len(set(scopes)) == len(scopes)
     assert len(" ".join(scopes)) <= MAX_SCOPE_LENGTH
@@ -144,7 +144,7 @@ def test_empty_item_is_refused() -> None:
 
 
 def test_scope_error_is_invalid_argument_and_value_error() -> None:
-    """ScopeError is an InvalidArgument and a ValueError, as §1 draws it."""
+    """ScopeError is an InvalidArgument and a ValueError, as the tree in ``_errors`` draws it."""
     with pytest.raises(ScopeError) as info:
         parse_scope("")
     assert isinstance(info.value, InvalidArgument)
