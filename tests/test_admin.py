@@ -1,4 +1,4 @@
-"""The admin API (contract §8): routes, statuses, problems, authenticators, rate limits.
+"""The admin API: routes, statuses, problems, authenticators, rate limits.
 
 Most tests drive the application in-process with Starlette's ``TestClient``; the
 ``served`` ones run it under a real uvicorn server on 127.0.0.1 and talk HTTP to it.
@@ -622,7 +622,7 @@ def test_storage_failure_during_authentication_is_503_not_401(mem: Security) -> 
 
 # -- the audit trail --------------------------------------------------------------------------
 def test_audit_events_shape_and_filters(mem: Security, clock: FakeClock) -> None:
-    """GET /audit lists events newest first with the contract's fields, filtered as asked."""
+    """GET /audit lists events newest first with the documented fields, filtered as asked."""
     admin_token = root_token(mem, ADMIN, user="root")
     alice = root_token(mem, "reports:read", user="alice")
     client = client_for(mem)
@@ -695,6 +695,23 @@ def test_custom_authenticator_plugs_in(mem: Security) -> None:
     assert_problem(denied, 401)
     assert denied.headers["www-authenticate"] == 'Custom realm="x"'
     assert len(client.get("/tokens?user=alice", headers={"X-User": "root"}).json()["tokens"]) == 1
+
+
+def test_problem_details_mask_every_secret_shape(mem: Security) -> None:
+    """A detail holding a token in capitals, a token body without its prefix or a URL
+    password comes back masked, as everywhere else in the package."""
+    body = "abcdefghijklmnop." + "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8L9z0X1c"
+    shouted = "ATK_ABCDEFGHIJKLMNOP.SECRETPART"
+
+    def leaky(request: Request) -> Identity:
+        raise AuthenticationFailed(f"refused {shouted} and {body} "
+                                   "(store postgresql://svc:hunter2@db/tokens)")
+
+    answer = client_for(mem, authenticate=leaky).get("/tokens")
+    detail = assert_problem(answer, 401)["detail"]
+    for secret in ("SECRETPART", body[:20], body[-20:], "hunter2"):
+        assert secret not in detail
+    assert "refused" in detail
 
 
 def test_identity_checks_its_fields(mem: Security) -> None:

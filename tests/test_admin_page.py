@@ -22,8 +22,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from served import served
 
-from authtoken import AuthToken, MemoryRepository, Security, SQLRepository
+from authtoken import (
+    AuthToken,
+    ConcurrentUpdate,
+    InvalidArgument,
+    InvalidToken,
+    IssuerError,
+    MemoryRepository,
+    PermissionDenied,
+    RepositoryError,
+    Security,
+    SQLRepository,
+    TokenNotFound,
+    TokenRevoked,
+)
+from authtoken._redact import redact
 from authtoken.admin import DelegationTokenAuth, FailureLimiter, create_app
+from authtoken.admin._app import _problem_for
+from authtoken.admin._page import _page_error
 from authtoken.testing import FakeClock
 
 with warnings.catch_warnings():
@@ -233,6 +249,18 @@ def test_sign_out_clears_the_cookie(security: Security) -> None:
     client, _, _ = signed_in(security)
     answer = client.post("/ui/sign-out", follow_redirects=False)
     assert answer.status_code == 303 and 'authtoken_ui=""' in answer.headers["set-cookie"]
+
+
+def test_page_and_api_map_errors_to_the_same_status() -> None:
+    """An error the engine raises gets the same status on the page as in the API."""
+    errors: list[Exception] = [
+        PermissionDenied("no"), TokenNotFound("gone"), TokenRevoked("revoked"),
+        ConcurrentUpdate("changed meanwhile", token_key="aaaaaaaaaaaaaaaa"),
+        InvalidToken("bad"), InvalidArgument("wrong"), RepositoryError("down"),
+        IssuerError("down"),
+    ]
+    for error in errors:
+        assert _page_error(error, redact).status == _problem_for(error).status, error
 
 
 @settings(max_examples=40, deadline=None,

@@ -11,7 +11,7 @@ Two of its checks do not fit this API and are left out, on purpose:
 schema cannot say that a scope must not widen the caller's own or that an expiry must
 lie in the future (those are 403 / 422 by design); ``use_after_free`` expects a deleted
 resource to be gone, but ``DELETE /tokens/{key}`` *revokes*: the token stays readable,
-with ``revoked_at`` set (contract §8).
+with ``revoked_at`` set.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The admin API: manage delegation tokens over HTTP (contract §8).
+"""The admin API: manage delegation tokens over HTTP.
 
 ``create_app(security, *, authenticate)`` is an ASGI application (Starlette) to serve
 on its own or mount in a larger one; ``authenticate`` decides who calls::

@@ -18,7 +18,7 @@ end it with a problem (``application/problem+json``):
    reading for chunked bodies -- or 413; a JSON object of known, well-typed fields or
    422.  Strangers' bodies are never read.
 4. **Act** through a fresh ``Session`` for the caller (``Identity.session``), in a worker
-   thread, so every rule of contract §5 -- ownership, no escalation through delegation
+   thread, so every rule of sessions -- ownership, no escalation through delegation
    -- is the engine's, not re-implemented here.  The package's errors map to statuses:
    ``PermissionDenied`` 403, ``TokenNotFound`` 404, ``TokenRevoked`` and
    ``ConcurrentUpdate`` 409, ``InvalidArgument`` 422, ``RepositoryError`` and
@@ -30,7 +30,8 @@ A user in a path or query is text; a decimal text also names the integer user, s
 
 No response carries a token string except the one ``POST /tokens`` answer that creates
 it; problem details are the engine's messages (which never hold one), and anything
-shaped like a token or a JWT is masked in them all the same.  Every response says
+shaped like a token, a secret, a JWT or a URL password is masked in them all the same
+(``authtoken._redact.redact``, the package's one rule for that).  Every response says
 ``Cache-Control: no-store``.
 """
 
@@ -70,6 +71,7 @@ from .._errors import (
     TokenNotFound,
     TokenRevoked,
 )
+from .._redact import redact
 from .._repository import AuditEvent
 from .._security import Security
 from .._token import AuthToken, UserKey, check_user
@@ -94,10 +96,6 @@ MAX_AUDIT_EVENTS: Final = 1000
 _PROBLEM_JSON: Final = "application/problem+json"
 _DECIMAL = re.compile(r"-?[0-9]{1,19}\Z", re.ASCII)
 _DIGITS = re.compile(r"[0-9]{1,20}\Z", re.ASCII)
-# Anything shaped like one of our token strings or a JWT is masked in problem details.
-_SECRET_SHAPES = re.compile(
-    r"atk_[A-Za-z0-9._-]*|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?"
-)
 _CREATE_FIELDS: Final = ("scope", "data", "description", "expires")
 _TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 
@@ -212,14 +210,10 @@ class _Problem(Exception):
             "type": f"urn:authtoken:problem:{self.kind}",
             "title": self.title,
             "status": self.status,
-            "detail": _mask(self.detail),
+            "detail": redact(self.detail),
         }
         return JSONResponse(body, status_code=self.status, headers=self.headers,
                             media_type=_PROBLEM_JSON)
-
-
-def _mask(text: str) -> str:
-    return _SECRET_SHAPES.sub("[hidden]", text)
 
 
 def _problem_for(exc: Exception) -> _Problem:
@@ -238,7 +232,7 @@ def _problem_for(exc: Exception) -> _Problem:
     if isinstance(exc, InvalidArgument):
         return _Problem(422, message)
     if isinstance(exc, (RepositoryError, IssuerError)):
-        log.warning("admin API: %s: %s", type(exc).__name__, _mask(message))
+        log.warning("admin API: %s: %s", type(exc).__name__, redact(message))
         return _Problem(503, "the token store or the identity provider cannot be reached; "
                              "try again shortly", headers={"Retry-After": "5"})
     log.error("admin API: unexpected error", exc_info=exc)
@@ -624,7 +618,7 @@ async def _not_routed(request: Request, exc: Exception) -> Response:
 def create_app(security: Security, *, authenticate: Authenticator,
                max_body: int = DEFAULT_MAX_BODY,
                limiter: FailureLimiter | None = None) -> Starlette:
-    """The admin API over ``security`` as an ASGI application (contract §8).
+    """The admin API over ``security`` as an ASGI application.
 
     ``authenticate`` decides who calls (``DelegationTokenAuth``, ``JWTAuth``,
     ``SpatiumAuth`` or your own ``Authenticator``).  ``max_body`` caps request bodies
@@ -659,7 +653,7 @@ def create_app(security: Security, *, authenticate: Authenticator,
     routes = [Route(path, api.endpoint(operations), methods=list(operations), name=name)
               for path, (name, operations) in api_routes.items()]
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
-    routes += page_routes(api, _mask)
+    routes += page_routes(api, redact)
     return Starlette(
         routes=routes,
         middleware=[Middleware(_SecurityHeaders)],

@@ -59,7 +59,7 @@ __all__ = [
 
 #: Longer credentials are refused before any parsing: nothing legitimate is that long.
 MAX_CREDENTIAL_LENGTH: Final = 16_384
-#: The ``iss`` of Spatium's permission tokens (seed 002).
+#: The ``iss`` of Spatium's permission tokens.
 SPATIUM_ISSUER: Final = "authorization-service"
 _SPATIUM_MAGIC: Final = "permissionTokenSchema"
 
@@ -89,7 +89,7 @@ class Identity:
     ``principal`` of the delegation token it logged in with, if any.
 
     With a ``principal`` the caller acts as that token: tokens it authorizes are its
-    children and no wider (contract §5).  Raises ``InvalidArgument`` (``TypeError``
+    children and no wider.  Raises ``InvalidArgument`` (``TypeError``
     too for wrong types) for a bad user or a principal of another user.
     """
 
@@ -168,7 +168,7 @@ class DelegationTokenAuth:
     The token's user is the caller; it is an admin when the token holds ``admin_scope``
     (``None``: nobody is).  The token logs in without a script, so a token bound to
     scripts (``vfs:``/``ufs:``) is refused (``ScriptNotAuthorized``, a 401).  What the
-    caller creates derives from the presented token (contract §5).
+    caller creates derives from the presented token.
     """
 
     def __init__(self, security: Security, *,
@@ -270,7 +270,7 @@ class JWTAuth:
 
 
 class SpatiumAuth:
-    """The caller presents a Spatium permission token (RS256, seed 002).
+    """The caller presents a Spatium permission token (RS256).
 
     ``public_key`` is the authorization service's RSA public key (PEM text or bytes,
     or a ``cryptography`` RSA public key).  The user is the token's ``accountId`` (a

@@ -39,6 +39,7 @@ from starlette.routing import Route
 
 from .._errors import (
     AuthTokenError,
+    ConcurrentUpdate,
     InvalidArgument,
     IssuerError,
     LoginError,
@@ -311,7 +312,7 @@ def _page_error(exc: AuthTokenError, mask: Callable[[str], str]) -> _PageError:
         return _PageError(403, message)
     if isinstance(exc, TokenNotFound):
         return _PageError(404, message)
-    if isinstance(exc, TokenRevoked):
+    if isinstance(exc, (TokenRevoked, ConcurrentUpdate)):  # as the API answers them
         return _PageError(409, message)
     if isinstance(exc, LoginError):
         return _PageError(401, message)
