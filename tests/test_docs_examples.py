@@ -1,18 +1,36 @@
-"""The programs in docs/examples run to completion and never print a token string."""
+"""The programs in docs/examples run to completion and never print a token string.
+
+Each example's docstring names the one ``pip install`` it needs (``authtoken`` alone, or
+with extras).  The slow test takes that at its word: it builds a wheel of this checkout
+once, installs it with exactly those extras into a fresh virtual environment (one per
+distinct set of extras, so three in all), and runs the example there.  An example that
+imports anything its extras do not bring fails, as it would for a reader.
+"""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "docs" / "examples"
 TOKEN_STRING = re.compile(r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}")
+JWT_STRING = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.")
 TIMEOUT = 120
+INSTALL_TIMEOUT = 600
+# ``pip install authtoken`` or ``pip install "authtoken[a,b]"``, as the docstrings say it.
+INSTALL = re.compile(r'pip install (?:authtoken\b(?!\[)|"authtoken\[(?P<extras>[a-z0-9,-]+)\]")')
+# The environment pytest started in: pip below uses the real home's cache, whatever
+# HOME the per-test fixtures set.
+OUTER_ENV = dict(os.environ)
 
 # What each example must say: one phrase per step that matters.
 PHRASES: dict[str, tuple[str, ...]] = {
@@ -49,42 +67,6 @@ PHRASES: dict[str, tuple[str, ...]] = {
         "done",
     ),
 }
-
-
-def example_files() -> list[str]:
-    return sorted(p.name for p in EXAMPLES.glob("*.py"))
-
-
-def run_example(name: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHTOKEN_")}
-    env.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"), PYTHONUNBUFFERED="1")
-    return subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
-        env=env, cwd=home, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        timeout=TIMEOUT, check=False,
-    )
-
-
-def test_every_example_has_expected_phrases() -> None:
-    """Each program in docs/examples is listed here with the phrases it must print."""
-    assert example_files() == sorted(PHRASES)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", example_files())
-def test_example_runs(name: str, tmp_path: Path) -> None:
-    """The example exits 0, says what it did, prints no token string and leaves home alone."""
-    done = run_example(name, tmp_path)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    for phrase in PHRASES.get(name, ()):
-        assert phrase in done.stdout, f"{name} did not print {phrase!r}:\n{output}"
-    assert TOKEN_STRING.search(output) is None, f"{name} printed a token string"
-    assert not (tmp_path / "data" / "authtoken").exists(), "wrote to the default data dir"
-    assert not (tmp_path / ".local").exists(), "wrote under the home directory"
-
-
-# -- the issuer examples: they talk to test servers on 127.0.0.1 --------------------------
 PHRASES["spatium_job.py"] = (
     "credentials suffice: True",
     "session established for account",
@@ -115,22 +97,6 @@ PHRASES["oidc_lessons.py"] = (
     "bsauth whoami: ok",
     "done",
 )
-JWT_STRING = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["spatium_job.py", "oidc_lessons.py"])
-def test_issuer_example_prints_no_jwt(name: str, tmp_path: Path) -> None:
-    """The issuer example exits 0, says what happened and prints no JWT, whole or in part."""
-    done = run_example(name, tmp_path)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    for phrase in PHRASES[name]:
-        assert phrase in done.stdout, f"{name} did not print {phrase!r}:\n{output}"
-    assert JWT_STRING.search(output) is None, f"{name} printed a JWT"
-
-
-# -- the admin API example: a real uvicorn server on 127.0.0.1 ---------------------------------
 PHRASES["admin_api.py"] = (
     "(HTTP 201), a child of",
     "the answer held its string once: True",
@@ -144,3 +110,120 @@ PHRASES["admin_api.py"] = (
     "failed API authentications on the trail: 1 (actor address:127.0.0.1)",
     "done",
 )
+
+
+def example_files() -> list[str]:
+    return sorted(p.name for p in EXAMPLES.glob("*.py"))
+
+
+def declared_extras(name: str) -> tuple[str, ...]:
+    """The extras the example's docstring says to install (``()``: none), in order."""
+    doc = ast.get_docstring(ast.parse((EXAMPLES / name).read_text(encoding="utf-8"))) or ""
+    installs = list(INSTALL.finditer(" ".join(doc.split())))
+    assert len(installs) == 1, f"{name}: the docstring must name one pip install of authtoken"
+    extras = installs[0]["extras"]
+    return tuple(extras.split(",")) if extras else ()
+
+
+def test_every_example_has_expected_phrases() -> None:
+    """Each program in docs/examples is listed here with the phrases it must print."""
+    assert example_files() == sorted(PHRASES)
+
+
+def test_every_example_names_extras_that_exist() -> None:
+    """Each example's docstring names one install, of extras that pyproject.toml declares."""
+    tomllib = pytest.importorskip("tomllib")
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        declared = set(tomllib.load(file)["project"]["optional-dependencies"])
+    for name in example_files():
+        unknown = set(declared_extras(name)) - declared
+        assert not unknown, f"{name} names extras pyproject.toml lacks: {sorted(unknown)}"
+
+
+def test_index_lists_every_example() -> None:
+    """docs/index.md links every example and shows the command that runs it."""
+    index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    for name in example_files():
+        assert f"(examples/{name})" in index, f"docs/index.md does not link {name}"
+        assert f"python docs/examples/{name}" in index, f"docs/index.md: no command for {name}"
+
+
+# -- running each example where only its extras are installed ----------------------------
+def pip(*args: str, python: Path | None = None) -> None:
+    """Run this interpreter's pip (on ``python``'s environment, if given); fail loudly."""
+    env = {k: v for k, v in OUTER_ENV.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    target = ("--python", str(python)) if python is not None else ()
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", *target, *args, "--quiet", "--disable-pip-version-check"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=INSTALL_TIMEOUT, check=False,
+    )
+    assert done.returncode == 0, f"pip {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel of this checkout, built from a copy so the build leaves the tree alone."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "authtoken", source / "authtoken",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    out = tmp_path_factory.mktemp("wheel")
+    pip("wheel", "--no-deps", "--wheel-dir", str(out), str(source))
+    (built,) = out.glob("authtoken-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def venv_with(wheel: Path, tmp_path_factory: pytest.TempPathFactory,
+              ) -> Callable[[tuple[str, ...]], Path]:
+    """``venv_with(extras)``: the Python of a fresh venv holding ``authtoken[extras]`` and
+    nothing else; one venv per set of extras, made on first use."""
+    made: dict[tuple[str, ...], Path] = {}
+
+    def make(extras: tuple[str, ...]) -> Path:
+        if extras not in made:
+            folder = tmp_path_factory.mktemp("venv-" + ("-".join(extras) or "base"))
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)],
+                           check=True, timeout=TIMEOUT)
+            python = folder / "bin" / "python"
+            requirement = f"authtoken[{','.join(extras)}]" if extras else "authtoken"
+            pip("install", f"{requirement} @ {wheel.as_uri()}", python=python)
+            # The venv must not see this one's packages, or the check proves nothing.
+            leak = subprocess.run([str(python), "-c", "import pytest"],
+                                  capture_output=True, timeout=TIMEOUT, check=False)
+            assert leak.returncode != 0, "the fresh venv can import pytest"
+            made[extras] = python
+        return made[extras]
+
+    return make
+
+
+def run_example(name: str, python: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in OUTER_ENV.items()
+           if not k.startswith("AUTHTOKEN_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"), PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [str(python), str(EXAMPLES / name)],
+        env=env, cwd=home, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=TIMEOUT, check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", example_files())
+def test_example_runs_with_only_its_extras(
+        name: str, venv_with: Callable[[tuple[str, ...]], Path], tmp_path: Path) -> None:
+    """The example, run where only its declared install is, exits 0, says what it did,
+    prints no token string or JWT and leaves home alone."""
+    python = venv_with(declared_extras(name))
+    done = run_example(name, python, tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    for phrase in PHRASES[name]:
+        assert phrase in done.stdout, f"{name} did not print {phrase!r}:\n{output}"
+    assert TOKEN_STRING.search(output) is None, f"{name} printed a token string"
+    assert JWT_STRING.search(output) is None, f"{name} printed a JWT"
+    assert not (tmp_path / "data" / "authtoken").exists(), "wrote to the default data dir"
+    assert not (tmp_path / ".local").exists(), "wrote under the home directory"

@@ -1,9 +1,10 @@
 """The admin API and its audit trail: mount it, call it over HTTP, read the trail.
 
-Run it with ``python docs/examples/admin_api.py`` (needs ``pip install
-"authtoken[serve]"``).  It serves the admin application with uvicorn on a free port of
-127.0.0.1, over a SQLite file in a temporary folder with a throwaway key, and plays an
-admin and a user through it.  It never prints a token string.
+Needs ``pip install "authtoken[serve]"`` (Starlette, uvicorn, and httpx to call the
+API).  Run it with ``python docs/examples/admin_api.py``.  It serves the admin
+application with uvicorn on a free port of 127.0.0.1, over a SQLite file in a temporary
+folder with a throwaway key, and plays an admin and a user through it.  It never prints
+a token string.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Read a space's lessons with an OpenID Connect session that keeps its token fresh.
 
-Run it with ``python docs/examples/oidc_lessons.py``.  ``OIDCProvider`` (from
+Needs ``pip install "authtoken[issuers,testing]"`` (the sessions, and the test
+provider).  Run it with ``python docs/examples/oidc_lessons.py``.  ``OIDCProvider`` (from
 ``authtoken.testing``) plays the identity provider (a Keycloak-like realm) and the space
 with its protected lesson API, on 127.0.0.1; access tokens live 2 seconds so that a
 refresh happens while you watch.  The script:

@@ -1,8 +1,9 @@
 """Quickstart: authorize a token, log in with it, update it, revoke it.
 
-Run it with ``python docs/examples/quickstart.py``.  It works on a SQLite file in a
-temporary folder with a throwaway secret key, so it touches nothing of yours, and it
-never prints a token string (only the token's key, which is safe to show).
+Needs ``pip install authtoken`` (no extra).  Run it with
+``python docs/examples/quickstart.py``.  It works on a SQLite file in a temporary folder
+with a throwaway secret key, so it touches nothing of yours, and it never prints a token
+string (only the token's key, which is safe to show).
 """
 
 from __future__ import annotations

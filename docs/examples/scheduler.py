@@ -1,6 +1,7 @@
 """A tiny job scheduler that runs each job as the user who scheduled it.
 
-Run it with ``python docs/examples/scheduler.py``.  It shows:
+Needs ``pip install authtoken`` (no extra).  Run it with
+``python docs/examples/scheduler.py``.  It shows:
 
 - users authorize one token per job, bound to the job's script, with a data payload and
   an expiry; the scheduler keeps only the token *string*, in its secret store;

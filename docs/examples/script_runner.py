@@ -1,7 +1,8 @@
 """A script runner: log a script in as a user with a token read from the environment.
 
-Run it with ``python docs/examples/script_runner.py``.  It plays three parts, each in its
-own process, as they would be in production:
+Needs ``pip install authtoken`` (no extra).  Run it with
+``python docs/examples/script_runner.py``.  It plays three parts, each in its own process,
+as they would be in production:
 
 - the *launcher* (the user's side): alice authorizes one token for an export pipeline --
   the export script (key 42) and its worker (key 43) -- and starts the export script

@@ -1,7 +1,8 @@
 """A job that calls a Spatium-protected API with a permission token that keeps itself fresh.
 
-Run it with ``python docs/examples/spatium_job.py``.  Everything runs on 127.0.0.1 and
-takes a few seconds:
+Needs ``pip install "authtoken[issuers,testing]"`` (the sessions, and the test
+authority).  Run it with ``python docs/examples/spatium_job.py``.  Everything runs on
+127.0.0.1 and takes a few seconds:
 
 - ``SpatiumAuthority`` (from ``authtoken.testing``) plays Spatium's authorization
   service, with permission tokens that live 3 seconds instead of 15 minutes;
