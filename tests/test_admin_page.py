@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import markupsafe
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -61,9 +62,31 @@ def security(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
     sec.close()
 
 
-def browser_client(security: Security, **options: Any) -> TestClient:
+ORIGIN = "http://testserver"
+
+
+def browser_client(security: Security, *, origin: str | None = ORIGIN,
+                   **options: Any) -> TestClient:
+    """A client of the page that, like a browser, says ``Origin`` on its form posts."""
     app = create_app(security, authenticate=DelegationTokenAuth(security), **options)
-    return TestClient(app, base_url="http://testserver", client=("10.0.0.7", 5000))
+    return TestClient(app, base_url=ORIGIN, client=("10.0.0.7", 5000),
+                      headers={} if origin is None else {"origin": origin})
+
+
+def sign_in_csrf(client: TestClient) -> str:
+    """The CSRF value of the sign-in form ``client`` is shown (the page opened signed
+    out, which starts its pre-session)."""
+    page = client.get("/ui/")
+    match = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+    assert match is not None and 'name="credential"' in page.text, page.text
+    return match.group(1)
+
+
+def sign_in(client: TestClient, credential: str) -> Any:
+    """Open the sign-in page and post its form with ``credential``."""
+    return client.post("/ui/sign-in", data={"csrf": sign_in_csrf(client),
+                                            "credential": credential},
+                       follow_redirects=False)
 
 
 def signed_in(security: Security, scope: str = "jobs:run jobs:read",
@@ -71,7 +94,7 @@ def signed_in(security: Security, scope: str = "jobs:run jobs:read",
     """A client signed in to the page with a new token; (client, token, csrf)."""
     token = security.authorize_token(AuthToken(scope), user=user)
     client = browser_client(security)
-    answer = client.post("/ui/sign-in", data={"credential": token}, follow_redirects=False)
+    answer = sign_in(client, token)
     assert answer.status_code == 303
     page = client.get("/ui/")
     assert page.status_code == 200
@@ -100,9 +123,10 @@ def test_signed_out_page_asks_for_a_token(security: Security) -> None:
 def test_sign_in_sets_a_strict_cookie_and_lists_the_tokens(security: Security) -> None:
     token = security.authorize_token(AuthToken("jobs:run", description="nightly"), user="al")
     client = browser_client(security)
-    answer = client.post("/ui/sign-in", data={"credential": token}, follow_redirects=False)
+    answer = sign_in(client, token)
     assert answer.status_code == 303 and answer.headers["location"] == "/ui/"
-    cookie = answer.headers["set-cookie"]
+    cookie = next(c for c in answer.headers.get_list("set-cookie")
+                  if c.startswith("authtoken_ui="))
     for attribute in ("HttpOnly", "SameSite=strict", "Path=/ui"):
         assert attribute.lower() in cookie.lower()
     page = client.get("/ui/")
@@ -115,15 +139,81 @@ def test_a_bad_sign_in_is_401_audited_and_rate_limited(security: Security) -> No
     limiter = FailureLimiter(limit=3, window=60)
     client = browser_client(security, limiter=limiter)
     forged = "atk_aaaaaaaaaaaaaaaa." + "A" * 43 + "." + "B" * 43
+    form = {"csrf": sign_in_csrf(client), "credential": forged}
     for _ in range(4):  # blocked once an address failed *more than* 3 times
-        answer = client.post("/ui/sign-in", data={"credential": forged})
+        answer = client.post("/ui/sign-in", data=form)
         assert answer.status_code == 401
         assert forged not in answer.text and "set-cookie" not in answer.headers
-    answer = client.post("/ui/sign-in", data={"credential": forged})
+    answer = client.post("/ui/sign-in", data=form)
     assert answer.status_code == 429 and int(answer.headers["retry-after"]) >= 1
     failures = [e for e in security.audit_events() if e.action == "authenticate"]
     assert len(failures) == 4
     assert {e.actor for e in failures} == {"address:10.0.0.7"}
+
+
+def test_the_sign_in_form_is_bound_to_a_pre_session(security: Security) -> None:
+    """The signed-out page starts a pre-session (its own HttpOnly, SameSite=Strict
+    cookie) that its form's CSRF value is bound to; signing in ends it."""
+    client = browser_client(security)
+    first = client.get("/ui/")
+    cookie = first.headers["set-cookie"]
+    assert cookie.startswith("authtoken_ui_pre=")
+    for attribute in ("HttpOnly", "SameSite=strict", "Path=/ui"):
+        assert attribute.lower() in cookie.lower()
+    csrf = sign_in_csrf(client)
+    assert csrf in first.text  # one pre-session per browser: a second tab agrees
+    token = security.authorize_token(AuthToken("jobs:run"), user="alice")
+    answer = client.post("/ui/sign-in", data={"csrf": csrf, "credential": token},
+                         follow_redirects=False)
+    assert answer.status_code == 303
+    cookies = answer.headers.get_list("set-cookie")
+    assert any(c.startswith("authtoken_ui=atk_") for c in cookies)
+    assert any(c.startswith('authtoken_ui_pre=""') for c in cookies)
+
+
+def _forge(case: str, client: TestClient, other: TestClient, token: str
+           ) -> dict[str, Any]:
+    """The arguments of a sign-in post for ``case``; ``client`` opened the page."""
+    csrf = sign_in_csrf(client)
+    fields = {"csrf": csrf, "credential": token}
+    headers = {"origin": ORIGIN}
+    if case == "origin null":  # a sandboxed frame, a no-referrer page
+        headers = {"origin": "null"}
+    elif case == "neither origin nor fetch metadata":  # an old browser, plain HTTP
+        headers = {}
+    elif case == "another origin":
+        headers = {"origin": "http://evil.example"}
+    elif case == "cross-site fetch metadata":
+        headers = {"origin": ORIGIN, "sec-fetch-site": "cross-site"}
+    elif case == "no csrf":
+        del fields["csrf"]
+    elif case == "csrf of another pre-session":  # the attacker's own, fetched first
+        fields["csrf"] = sign_in_csrf(other)
+    elif case == "no pre-session":
+        client.cookies.clear()
+    elif case == "non-ascii csrf":
+        return {"content": f"csrf=%C3%A9{csrf[2:]}&credential={token}",
+                "headers": headers | {"content-type": FORM}}
+    return {"data": fields, "headers": headers}
+
+
+@pytest.mark.parametrize("case", [
+    "origin null", "neither origin nor fetch metadata", "another origin",
+    "cross-site fetch metadata", "no csrf", "csrf of another pre-session",
+    "no pre-session", "non-ascii csrf",
+])
+def test_a_forged_sign_in_is_refused_and_sets_nothing(security: Security, case: str) -> None:
+    """Login CSRF: a sign-in post that is not this browser's own form is 403, signs
+    nobody in, sets no cookie and never reaches the authenticator."""
+    token = security.authorize_token(AuthToken("jobs:run"), user="mallory")
+    client = browser_client(security, origin=None)
+    answer = client.post("/ui/sign-in", follow_redirects=False,
+                         **_forge(case, client, browser_client(security), token))
+    assert answer.status_code == 403
+    assert "set-cookie" not in answer.headers
+    assert 'id="user"' not in client.get("/ui/").text
+    key = security.restore_auth_token(token).key
+    assert [e for e in security.audit_events(token_key=key) if e.action == "login"] == []
 
 
 def test_create_shows_the_string_once(security: Security) -> None:
@@ -313,7 +403,11 @@ def chrome() -> Iterator[Any]:
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}"):
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+                 # Names under .test reach 127.0.0.1 but, unlike it, are not "potentially
+                 # trustworthy": Chromium sends them no Sec-Fetch-* headers, as it would
+                 # a plain-HTTP intranet host.
+                 "--host-resolver-rules=MAP *.test 127.0.0.1"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
@@ -447,3 +541,50 @@ def test_a_cross_site_form_cannot_revoke(chrome: Any, site: tuple[Security, str]
         assert security.get_auth_token(key).revoked_at is None
         assert chrome.find_elements(By.ID, "credential") or \
             "another site" in chrome.page_source
+
+
+@pytest.mark.slow
+def test_a_cross_site_form_cannot_sign_in(chrome: Any, site: tuple[Security, str]) -> None:
+    """Login CSRF: a page of another site posting the sign-in form with the attacker's
+    own token (and a CSRF value of the attacker's own pre-session) signs the browser in
+    to nothing -- neither with its Origin, nor with ``Origin: null`` from a no-referrer
+    page to a host that gets no fetch metadata."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    security, served_url = site
+    url = served_url.replace("127.0.0.1", "admin.test")
+    wait = WebDriverWait(chrome, 10)
+    mallory = security.authorize_token(AuthToken("jobs:read"), user="mallory")
+    # the attacker's own pre-session and form, fetched first
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"',
+                     httpx.get(f"{served_url}/ui/", timeout=10).text)
+    chrome.get(f"{url}/ui/")  # the victim has the page open, signed out
+    wait.until(ready.presence_of_element_located((By.ID, "credential")))
+
+    async def attack(request: Any) -> HTMLResponse:
+        policy = '<meta name="referrer" content="no-referrer">' \
+            if request.query_params.get("quiet") else ""
+        field = f'<input name="csrf" value="{csrf.group(1)}">' if csrf else ""
+        return HTMLResponse(
+            f"<html><head>{policy}</head><body>"
+            f'<form id="f" method="post" action="{url}/ui/sign-in">{field}'
+            f'<input name="credential" value="{mallory}"><button id="go">go</button>'
+            "</form></body></html>")
+
+    evil = Starlette(routes=[Route("/", attack)])
+    with served(evil, host="evil.test") as evil_url:
+        for page in (evil_url, f"{evil_url}/?quiet=1"):
+            chrome.get(page)
+            chrome.find_element(By.ID, "go").click()
+            wait.until(lambda d: d.current_url.startswith(url))
+            chrome.get(f"{url}/ui/")
+            wait.until(ready.presence_of_element_located((By.TAG_NAME, "main")))
+            assert chrome.find_elements(By.ID, "credential"), page
+            assert not chrome.find_elements(By.ID, "user"), page
+    key = security.restore_auth_token(mallory).key
+    assert [e for e in security.audit_events(token_key=key) if e.action == "login"] == []

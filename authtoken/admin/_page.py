@@ -12,9 +12,18 @@ credential stops working at once, and the same rate limit and audit trail apply.
 
 Forms that change something carry a CSRF token: an HMAC of the credential under a key
 derived from the engine's secret key (so every process of a deployment agrees, and a
-token is worthless with any other credential).  POSTs are refused as well when the
-browser says they come from another origin (``Origin``/``Sec-Fetch-Site``).  Form bodies
-must be ``application/x-www-form-urlencoded`` and are size-limited like API bodies.
+token is worthless with any other credential).  The sign-in form has no credential yet,
+so it is bound to a *pre-session* instead: the signed-out page gives the browser a random
+value in a cookie of its own (``HttpOnly``, ``SameSite=Strict``) and puts an HMAC of it,
+under another derived key, in the form -- so another site can neither read a valid value
+nor make one, and cannot sign a visitor in to the attacker's account (login CSRF).
+Signing in ends the pre-session.
+
+Every POST must also be *shown* to come from this page: an ``Origin`` naming the page's
+own origin or, without one, ``Sec-Fetch-Site: same-origin``; and no ``Sec-Fetch-Site``
+naming another site.  ``Origin: null`` (sandboxed frames, no-referrer pages) and a request
+that says neither is refused.  Form bodies must be
+``application/x-www-form-urlencoded`` and are size-limited like API bodies.
 
 A new token's string is shown once, on the answer to the form that created it, with a
 copy button; it is never put in a URL, a cookie or a redirect.  Pages carry a strict
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
@@ -57,8 +67,16 @@ if TYPE_CHECKING:
 __all__ = ["page_routes"]
 
 COOKIE: Final = "authtoken_ui"
+#: The cookie of a signed-out browser's pre-session, which the sign-in form is bound to.
+PRE_SESSION_COOKIE: Final = "authtoken_ui_pre"
 _FORM: Final = "application/x-www-form-urlencoded"
 _CSRF_PURPOSE: Final = b"admin page csrf"
+_SIGN_IN_PURPOSE: Final = b"admin page sign-in csrf"
+_PRE_SESSION: Final = re.compile(r"[A-Za-z0-9_-]{43}\Z", re.ASCII)
+_EXPIRED_FORM: Final = ("The form expired or did not come from this page; reload the page "
+                        "and try again.")
+_CROSS_SITE: Final = ("This form was not sent from this page (another site, or a browser "
+                      "that does not say where it comes from); it was refused.")
 _MAX_FIELDS: Final = 16
 
 _templates = Environment(
@@ -97,6 +115,7 @@ class _Page:
         self.api = api
         self.mask = mask
         self.csrf_key = api.security._codec.derive(_CSRF_PURPOSE)
+        self.sign_in_key = api.security._codec.derive(_SIGN_IN_PURPOSE)
 
     # -- plumbing ---------------------------------------------------------------------
     def _base(self, request: Request) -> str:
@@ -119,6 +138,26 @@ class _Page:
     def _csrf(self, credential: str) -> str:
         return hmac.new(self.csrf_key, credential.encode(), hashlib.sha256).hexdigest()
 
+    def _sign_in_csrf(self, pre_session: str) -> str:
+        return hmac.new(self.sign_in_key, pre_session.encode(), hashlib.sha256).hexdigest()
+
+    def _sign_in_page(self, request: Request, *, status: int = 200,
+                      message: str | None = None,
+                      headers: dict[str, str] | None = None) -> HTMLResponse:
+        """The sign-in form, bound to the browser's pre-session (started here if the
+        browser has none, kept if it has: a second tab shows a form that still works)."""
+        pre_session = request.cookies.get(PRE_SESSION_COOKIE, "")
+        started = not _PRE_SESSION.fullmatch(pre_session)
+        if started:
+            pre_session = secrets.token_urlsafe(32)
+        response = self._render(request, "signin.html", status=status, headers=headers,
+                                message=message, csrf=self._sign_in_csrf(pre_session))
+        if started:
+            response.set_cookie(PRE_SESSION_COOKIE, pre_session, path=self._base(request),
+                                httponly=True, samesite="strict",
+                                secure=request.url.scheme == "https")
+        return response
+
     def _check_rate(self, request: Request) -> None:
         wait = self.api.retry_after(request)
         if wait is not None:
@@ -127,12 +166,21 @@ class _Page:
 
     @staticmethod
     def _same_origin(request: Request) -> bool:
-        """False when the browser says the request comes from another site."""
+        """True only when the browser shows the request comes from this page's origin.
+
+        ``Origin`` must name it (``null`` never does) or, when absent,
+        ``Sec-Fetch-Site`` must say ``same-origin``; a ``Sec-Fetch-Site`` naming another
+        site refuses whatever ``Origin`` says.  A request with neither header is refused:
+        an old browser or a plain-HTTP intranet host sends no fetch metadata, and a
+        sandboxed frame or a no-referrer page sends ``Origin: null``.
+        """
         origin = request.headers.get("origin")
-        if origin is not None and origin != "null":
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
+            return False
+        if origin is not None:
             return origin == f"{request.url.scheme}://{request.url.netloc}"
-        site = request.headers.get("sec-fetch-site")  # also when privacy hid the origin
-        return site is None or site in ("same-origin", "none")
+        return site == "same-origin"
 
     async def _identify(self, request: Request, credential: str) -> Identity:
         """Who ``credential`` is, through the application's authenticator."""
@@ -154,7 +202,7 @@ class _Page:
 
     async def _form(self, request: Request, fields: Iterable[str]) -> dict[str, str]:
         if not self._same_origin(request):
-            raise _PageError(403, "This form was sent from another site; it was refused.")
+            raise _PageError(403, _CROSS_SITE)
         if not _form_type(request.headers.get("content-type")):
             raise _PageError(415, "Send the form as application/x-www-form-urlencoded.")
         size, chunks = 0, []
@@ -177,17 +225,17 @@ class _Page:
             form[name] = value
         return form
 
-    def _check_csrf(self, form: dict[str, str], credential: str) -> None:
+    @staticmethod
+    def _check_csrf(form: dict[str, str], expected: str) -> None:
         sent = form.get("csrf", "").encode("utf-8", "replace")
-        if not hmac.compare_digest(sent, self._csrf(credential).encode()):
-            raise _PageError(403, "The form expired or did not come from this page; reload "
-                                  "the page and try again.")
+        if not hmac.compare_digest(sent, expected.encode()):
+            raise _PageError(403, _EXPIRED_FORM)
 
     def _error(self, request: Request, error: _PageError) -> Response:
         if error.status == 401:
-            response = self._render(request, "signin.html", status=401,
-                                    message=error.message or None,
-                                    headers={"WWW-Authenticate": 'Bearer realm="authtoken"'})
+            response = self._sign_in_page(
+                request, status=401, message=error.message or None,
+                headers={"WWW-Authenticate": 'Bearer realm="authtoken"'})
             if request.cookies.get(COOKIE):
                 response.delete_cookie(COOKIE, path=self._base(request))
             return response
@@ -212,7 +260,7 @@ class _Page:
             identity, credential = await self._signed_in(request)
         except _PageError as error:
             if error.status == 401 and not error.message:
-                return self._render(request, "signin.html", message=None)
+                return self._sign_in_page(request)
             raise
         include_revoked = request.query_params.get("revoked") == "1"
 
@@ -228,7 +276,11 @@ class _Page:
 
     async def sign_in(self, request: Request) -> Response:
         self._check_rate(request)
-        form = await self._form(request, ("credential",))
+        form = await self._form(request, ("csrf", "credential"))
+        pre_session = request.cookies.get(PRE_SESSION_COOKIE, "")
+        if not _PRE_SESSION.fullmatch(pre_session):
+            raise _PageError(403, _EXPIRED_FORM)
+        self._check_csrf(form, self._sign_in_csrf(pre_session))
         credential = form.get("credential", "").strip()
         if not credential:
             raise _PageError(401, "Paste a token to sign in.")
@@ -240,11 +292,12 @@ class _Page:
         response = RedirectResponse(f"{self._base(request)}/", status_code=303)
         response.set_cookie(COOKIE, credential, path=self._base(request), httponly=True,
                             samesite="strict", secure=request.url.scheme == "https")
+        response.delete_cookie(PRE_SESSION_COOKIE, path=self._base(request))
         return response
 
     async def sign_out(self, request: Request) -> Response:
         if not self._same_origin(request):
-            raise _PageError(403, "This form was sent from another site; it was refused.")
+            raise _PageError(403, _CROSS_SITE)
         response = RedirectResponse(f"{self._base(request)}/", status_code=303)
         response.delete_cookie(COOKIE, path=self._base(request))
         return response
@@ -252,7 +305,7 @@ class _Page:
     async def create(self, request: Request) -> Response:
         identity, credential = await self._signed_in(request)
         form = await self._form(request, ("csrf", "scope", "description", "expires", "data"))
-        self._check_csrf(form, credential)
+        self._check_csrf(form, self._csrf(credential))
         scope = form.get("scope", "").strip()
         if not scope:
             raise _PageError(422, "A token needs at least one scope.")
@@ -284,7 +337,7 @@ class _Page:
     async def revoke(self, request: Request) -> Response:
         identity, credential = await self._signed_in(request)
         form = await self._form(request, ("csrf",))
-        self._check_csrf(form, credential)
+        self._check_csrf(form, self._csrf(credential))
         key = request.path_params["key"]
         await run_in_threadpool(
             lambda: identity.session(self.api.security).revoke_auth_token_by_key(key))
