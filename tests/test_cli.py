@@ -1,4 +1,4 @@
-"""The ``authtoken`` command line (CONTRACT §6), in process and through real processes."""
+"""The ``authtoken`` command line, in process and through real processes."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def test_authorize_prints_the_token_string_alone(cli: Cli) -> None:
 
 
 def test_authorize_json_is_the_view_plus_the_token(cli: Cli) -> None:
-    """``--json authorize`` prints the view of §8 plus ``token``, datetimes ISO UTC."""
+    """``--json authorize`` prints the token's view plus ``token``, datetimes ISO UTC."""
     result = cli("--json", "authorize", "--user", "7", "--scope", "reports:read vfs:ikey?42",
                  "--data", '{"job": 1}', "--description", "nightly", "--expires", "12h")
     assert result.code == 0, result.err
@@ -399,7 +399,7 @@ def test_list_human_table(cli: Cli) -> None:
     live = cli("list")
     assert live.code == 0
     lines = live.out.splitlines()
-    assert lines[0].split() == ["KEY", "USER", "SCOPE", "EXPIRES", "STATUS"]
+    assert lines[0].split() == ["KEY", "USER", "SCOPE", "DESCRIPTION", "EXPIRES", "STATUS"]
     assert len(lines) == 2 and lines[1].startswith(new)
     every = cli("list", "--all").out.splitlines()
     assert [line.split()[0] for line in every[1:]] == [new, old]
@@ -550,7 +550,7 @@ def test_error_messages_are_one_line_and_redacted(
     def failing(url: object = None) -> object:
         raise authtoken.RepositoryError(f"first line\n  second {secret}\n")
 
-    monkeypatch.setattr("authtoken._cli.open_security", failing)
+    monkeypatch.setattr("authtoken._cli._commands.open_security", failing)
     result = cli("list")
     assert result.code == 1
     assert result.err.startswith("RepositoryError: first line second ")
@@ -819,7 +819,8 @@ def test_audit_lists_the_trail_newest_first(cli: Cli) -> None:
     table = cli("audit")
     assert table.code == 0
     lines = table.out.splitlines()
-    assert lines[0].split() == ["AT", "ACTION", "OUTCOME", "TOKEN", "ACTOR", "SCRIPT", "REASON"]
+    assert lines[0].split() == ["AT", "ACTION", "OUTCOME", "TOKEN", "USER", "ACTOR", "SCRIPT",
+                                "REASON"]
     actions = [line.split()[2] for line in lines[1:]]
     assert actions == ["revoke", "login", "login", "login", "authorize"]
     assert "ScriptNotAuthorized" in lines[3] and "key=5" in lines[3]
@@ -829,7 +830,7 @@ def test_audit_lists_the_trail_newest_first(cli: Cli) -> None:
         ("revoke", "ok", None), ("login", "refused", "ScriptNotAuthorized"),
         ("login", "ok", None), ("authorize", "ok", None)]
     assert set(events[0]) == {"at", "actor", "action", "token_key", "script", "outcome",
-                              "reason", "count"}
+                              "reason", "count", "user"}
     assert len(cli("--json", "audit", "--limit", "2").json()["events"]) == 2  # type: ignore[index]
     assert cli("--json", "audit", "--user", "8").json() == {"events": []}
     assert cli("--json", "audit", "--since", "2999-01-01T00:00Z").json() == {"events": []}

@@ -1,0 +1,121 @@
+"""The ``authtoken`` command line.
+
+Theory of operation
+-------------------
+Every command opens one ``Security`` (``--database`` or ``open_security``'s default;
+secret keys only from ``AUTHTOKEN_SECRET_KEYS`` or the default key file), does one thing
+and closes it, so buffered usage is written before the process ends.
+
+A token string is a password: given as an argument it would land in ``ps`` output and
+shell history.  So the raw argument list is scanned *before* argparse sees it, and any
+argument holding something shaped like a token string -- in any case, glued into a
+longer argument, or without its ``atk_`` prefix -- is refused (exit 2) without being
+echoed; the commands that need a token (``login``, ``revoke --token``) read it from
+standard input, or from ``AUTHTOKEN_TOKEN`` when standard input is a terminal or holds
+only whitespace.  Everything written to standard error goes through
+:func:`authtoken._redact.redact` (see ``_output``).
+
+Exit status: 0 done; 1 an ``AuthTokenError`` (``ClassName: message`` on stderr, one
+line); 2 the command line does not parse.  With ``--json`` anywhere on the command line,
+both are one JSON line on stderr instead: ``{"error": CLASS, "message": TEXT}``, with
+``"UsageError"`` for exit 2.
+
+Files: ``_parser`` (the parser and its usage errors), ``_commands`` (one function a
+command), ``_demo`` (the narrated demo), ``_output`` (what is written, and how).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Final
+
+from .._errors import AuthTokenError
+from ._commands import TOKEN_ENV, parse_user, read_token
+from ._output import JSON_ERRORS, PROG, fail, one_line
+from ._parser import build_parser
+
+__all__ = ["build_parser", "main", "parse_user", "read_token"]
+
+# What a token string looks like, loosely: anything matching is refused as an argument.
+# Its key and dot in any case, glued to anything; or its body without the prefix.
+_TOKEN_ARGUMENT: Final = re.compile(
+    r"(?i:atk_[a-z2-7]{16}\.)"
+    r"|(?<![A-Za-z0-9_\-])[A-Za-z2-7]{16}\.[A-Za-z0-9_\-]{43}"
+)
+
+_TOKEN_AS_ARGUMENT: Final = (
+    "a token string cannot be given as an argument (it would leak into the process list "
+    f"and shell history); pipe it on standard input or set {TOKEN_ENV}"
+)
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+def _wants_json(arguments: Sequence[str]) -> bool:
+    """Whether ``--json`` is among the options (known before parsing, for usage errors)."""
+    for argument in arguments:
+        if argument == "--":
+            return False
+        if argument == "--json":
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _quiet_broken_pipe() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        # The reader went away (``authtoken list | head``): stop writing, quietly.
+        with contextlib.suppress(Exception):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``authtoken`` command line with ``argv`` (default ``sys.argv[1:]``).
+
+    Returns the exit status: 0 done, 1 an ``AuthTokenError`` (reported on stderr as
+    ``ClassName: message``, or as JSON with ``--json``), 2 a command line that does not
+    parse.
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    reset = JSON_ERRORS.set(_wants_json(arguments))
+    try:
+        return _run(arguments)
+    finally:
+        JSON_ERRORS.reset(reset)
+
+
+def _run(arguments: list[str]) -> int:
+    if any(_TOKEN_ARGUMENT.search(argument) for argument in arguments):
+        fail("UsageError", _TOKEN_AS_ARGUMENT, text=f"{PROG}: error: {_TOKEN_AS_ARGUMENT}")
+        return 2
+    parser = build_parser()
+    try:
+        args = parser.parse_args(arguments)
+    except SystemExit as exc:
+        return _exit_code(exc.code)
+    handler: Callable[..., int] = args.handler
+    try:
+        with _quiet_broken_pipe():
+            return handler(args)
+    except SystemExit as exc:  # a usage error found after parsing
+        return _exit_code(exc.code)
+    except AuthTokenError as exc:
+        fail(type(exc).__name__, one_line(str(exc)))
+        return 1
+    except BrokenPipeError:
+        return 1
+    except KeyboardInterrupt:
+        fail("KeyboardInterrupt", "interrupted", text=f"{PROG}: interrupted")
+        return 130

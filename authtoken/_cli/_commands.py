@@ -1,0 +1,464 @@
+"""The commands of ``authtoken`` but ``demo``: each opens one ``Security``, does one
+thing, closes it (so buffered usage is written before the process ends) and returns the
+exit status.  An ``AuthTokenError`` is left to ``main`` to report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final, NoReturn
+
+from .._errors import InvalidArgument, InvalidToken, RepositoryError, ScriptNotAuthorized
+from .._escape import unescape
+from .._scopes import Script, key_binding, path_binding, scope_warnings
+from .._security import Security, open_security
+from .._token import AuthToken, Principal, UserKey, check_user
+from .._views import event_view, principal_view, token_view
+from ._output import (
+    PROG,
+    cut,
+    fail,
+    note,
+    out,
+    print_json,
+    safe,
+    short_time,
+    time_text,
+    user_text,
+    warn,
+)
+
+__all__ = [
+    "MAX_STDIN",
+    "TOKEN_ENV",
+    "cmd_audit",
+    "cmd_authorize",
+    "cmd_db",
+    "cmd_list",
+    "cmd_login",
+    "cmd_revoke",
+    "cmd_serve_admin",
+    "cmd_show",
+    "cmd_update",
+    "json_mode",
+    "parse_user",
+    "read_token",
+    "usage_error",
+]
+
+#: At most this much of standard input is read when looking for a token string.
+MAX_STDIN: Final = 64 * 1024
+TOKEN_ENV: Final = "AUTHTOKEN_TOKEN"  # noqa: S105 - a variable name, not a secret
+
+
+# -- arguments and input ------------------------------------------------------------------
+def parse_user(text: str) -> UserKey:
+    """A ``--user`` value: ASCII digits are the integer user, anything else a string.
+
+    Raises ``InvalidArgument`` for a string that is not a valid user.
+    """
+    if text.isascii() and text.isdigit():
+        try:
+            return int(text)
+        except ValueError as exc:  # more digits than int() will read
+            raise InvalidArgument("the user number is too long") from exc
+    return check_user(text)
+
+
+def _stdin_text(stream: Any) -> str:
+    """What ``stream`` holds (at most ``MAX_STDIN``), or ``""`` when it is a terminal."""
+    if stream is None:
+        return ""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        if callable(isatty) and isatty():
+            return ""
+        source = getattr(stream, "buffer", None)
+        if source is None or not callable(getattr(source, "read", None)):
+            source = stream
+        raw = source.read(MAX_STDIN + 1)
+    except (OSError, ValueError):  # closed, unreadable or captured: nothing to read
+        return ""
+    if raw is None:
+        return ""
+    if len(raw) > MAX_STDIN and raw.strip():
+        raise InvalidToken(
+            "standard input holds more than 64 KiB; a token string is at most 256 characters"
+        )
+    if isinstance(raw, (bytes, bytearray)):
+        return bytes(raw).decode("utf-8", "replace")
+    return str(raw)
+
+
+def read_token() -> str:
+    """The token string: from standard input, else from ``AUTHTOKEN_TOKEN``.
+
+    Surrounding whitespace is stripped.  Standard input is used unless it is a terminal
+    or holds only whitespace.  Raises ``InvalidToken`` when neither holds anything.
+    """
+    text = _stdin_text(sys.stdin).strip()
+    if not text:
+        text = os.environ.get(TOKEN_ENV, "").strip()
+    if not text:
+        raise InvalidToken(
+            f"no token string: pipe it on standard input or set {TOKEN_ENV}"
+        )
+    return text
+
+
+def json_mode(args: argparse.Namespace) -> bool:
+    """Whether ``--json`` was given."""
+    return bool(getattr(args, "json", False))
+
+
+def _open(args: argparse.Namespace) -> Security:
+    database: str | None = getattr(args, "database", None)
+    return open_security(database)
+
+
+def usage_error(args: argparse.Namespace, message: str) -> NoReturn:
+    """Exit 2 with ``message`` as the command's usage error."""
+    parser: argparse.ArgumentParser = args.command_parser
+    parser.error(message)
+
+
+def _scope(args: argparse.Namespace) -> str | None:
+    """The scope given by ``--scope``, ``--bind-path`` and ``--bind-key``, warning on stderr
+    about each ``--scope`` slip; ``None`` when none was given."""
+    parts: list[str] = []
+    for text in args.scope or ():
+        for warning in scope_warnings(text):
+            warn(warning)
+        parts.append(text)
+    parts.extend(path_binding(path) for path in args.bind_path or ())
+    parts.extend(key_binding(key) for key in args.bind_key or ())
+    return " ".join(parts) if parts else None
+
+
+# -- commands ---------------------------------------------------------------------------------
+def _show_token(token: AuthToken) -> None:
+    rows = [
+        ("key", token.key or "-"),
+        ("user", user_text(token.user)),
+        ("scope", safe(token.scope)),
+        ("description", safe(token.description) or "-"),
+        ("data", "-" if token.data is None else safe(token.data)),
+        ("expires", time_text(token.expires, none="never")),
+        ("created_at", time_text(token.created_at)),
+        ("updated_at", time_text(token.updated_at)),
+        ("revoked_at", time_text(token.revoked_at)),
+        ("last_used_at", time_text(token.last_used_at)),
+        ("use_count", str(token.use_count)),
+        ("parent_key", token.parent_key or "-"),
+    ]
+    width = max(len(name) for name, _ in rows) + 1
+    for name, value in rows:
+        out(f"{name + ':':<{width}} {value}")
+
+
+def _table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def cmd_authorize(args: argparse.Namespace) -> int:
+    user = parse_user(args.user)
+    scope = _scope(args)
+    if scope is None:
+        usage_error(args, "give the token's scope: --scope S, --bind-path P or "
+                          "--bind-key K (at least one)")
+    description: str = args.description or ""
+    if args.expires is None:
+        token = AuthToken(scope, args.data, description=description)
+    else:
+        token = AuthToken(scope, args.data, description=description, expires=args.expires)
+    with _open(args) as security:
+        string = security.authorize_token(token, user=user)
+    if json_mode(args):
+        print_json({**token_view(token), "token": string})
+    else:
+        out(string)
+    return 0
+
+
+def _show_principal(principal: Principal) -> None:
+    out(f"user: {user_text(principal.user)}")
+    out(f"scopes: {safe(' '.join(principal.scopes))}")
+    out(f"token_key: {principal.token_key}")
+    out(f"expires: {time_text(principal.expires, none='never')}")
+    if principal.data is not None:
+        out(f"data: {safe(principal.data)}")
+
+
+def _binding_options(token: AuthToken) -> str:
+    """The login options that satisfy ``token``'s script bindings, ready to paste."""
+    options: list[str] = []
+    for scope in token.scopes:
+        if scope.startswith("vfs:ikey?"):
+            options.append(f"--script-key {scope[len('vfs:ikey?'):]}")
+        elif scope.startswith("ufs:"):
+            options.append(f"--script-path {shlex.quote(safe(unescape(scope[4:])))}")
+    if not options:
+        return ""
+    shown = " or ".join(options[:4]) + (" or ..." if len(options) > 4 else "")
+    return f"; pass {shown} to log in as a script it is bound to"
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    key: int | None = args.script_key
+    path: str | None = args.script_path
+    script = None if key is None and path is None else Script(key=key, path=path)
+    string = read_token()
+    with _open(args) as security:
+        try:
+            principal = security.login_by_auth_token(string, script=script)
+        except ScriptNotAuthorized as exc:
+            # Raised only after the secret matched: the caller holds the token and may
+            # learn what it is bound to.
+            hint = _binding_options(security.restore_auth_token(string))
+            fail(type(exc).__name__, f"{exc}{hint or '; pass --script-key or --script-path'}")
+            return 1
+    if json_mode(args):
+        print_json(principal_view(principal))
+    else:
+        _show_principal(principal)
+    return 0
+
+
+def _status(token: AuthToken, now: datetime) -> str:
+    if token.revoked_at is not None:
+        return f"revoked {short_time(token.revoked_at)}"
+    expires = token.expires
+    if expires is not None and now >= expires:
+        return "expired"
+    if token.last_used_at is not None:
+        return f"used {token.use_count}x, last {short_time(token.last_used_at)}"
+    return "unused"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    user = None if args.user is None else parse_user(args.user)
+    with _open(args) as security:
+        tokens = security.list_auth_tokens(user=user, include_revoked=args.all)
+        now = security.now()
+    if json_mode(args):
+        print_json({"tokens": [token_view(t) for t in tokens]})
+        return 0
+    if not tokens:
+        out("no tokens" if args.all else "no live tokens (--all shows revoked ones too)")
+        return 0
+    header = ("KEY", "USER", "SCOPE", "DESCRIPTION", "EXPIRES", "STATUS")
+    _table([header] + [
+        (
+            t.key or "-",
+            cut(user_text(t.user), 24),
+            cut(safe(t.scope), 40),
+            cut(safe(t.description), 32) or "-",
+            "never" if t.expires is None else short_time(t.expires),
+            _status(t, now),
+        )
+        for t in tokens
+    ])
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _open(args) as security:
+        token = security.get_auth_token(args.key)
+    if json_mode(args):
+        print_json(token_view(token))
+    else:
+        _show_token(token)
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    scope = _scope(args)
+    if (scope is None and args.expires is None and args.data is None
+            and not args.no_data and args.description is None):
+        usage_error(args, "nothing to change: give --scope, --bind-path, --bind-key, "
+                          "--expires, --data, --no-data or --description")
+    with _open(args) as security:
+        token = security.get_auth_token(args.key)
+        if scope is not None:
+            token.scope = scope
+        if args.expires is not None:
+            token.expires = args.expires
+        if args.no_data:
+            token.data = None
+        elif args.data is not None:
+            token.data = args.data
+        if args.description is not None:
+            token.description = args.description
+        security.update_auth_token(token)
+    if json_mode(args):
+        print_json(token_view(token))
+    else:
+        _show_token(token)
+    return 0
+
+
+def _revoke_all(args: argparse.Namespace) -> int:
+    if args.user is None:
+        usage_error(args, "--all needs --user U: it revokes every token of that user")
+    if args.key is not None or args.token:
+        usage_error(args, "--user U --all revokes by user: give no KEY or --token with it")
+    user = parse_user(args.user)
+    with _open(args) as security:
+        count = security.revoke_user_tokens(user)
+    if json_mode(args):
+        print_json({"revoked": count, "user": user})
+    else:
+        out(f"revoked {count} token{'' if count == 1 else 's'}: those of user "
+            f"{user_text(user)} and every token derived from them")
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    if args.all:
+        return _revoke_all(args)
+    if args.user is not None:
+        usage_error(args, "--user U needs --all to revoke every token of that user")
+    if args.key is None and not args.token:
+        usage_error(args, "give the token's KEY, --token to read the token string "
+                          "from standard input, or --user U --all")
+    if args.key is not None and args.token:
+        usage_error(args, "give KEY or --token, not both")
+    if args.token:
+        string = read_token()
+        with _open(args) as security:
+            key = security.restore_auth_token(string).key
+            security.revoke_auth_token(string)
+    else:
+        key = args.key
+        with _open(args) as security:
+            security.revoke_auth_token_by_key(key)
+    if json_mode(args):
+        print_json({"revoked": key})
+    else:
+        out(f"revoked {key} (and every token derived from it)")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    user = None if args.user is None else parse_user(args.user)
+    with _open(args) as security:
+        events = security.audit_events(user=user, token_key=args.token_key,
+                                       since=args.since, limit=args.limit)
+    if json_mode(args):
+        print_json({"events": [{**event_view(e), "user": e.user, "count": e.count}
+                               for e in events]})
+        return 0
+    if not events:
+        out("no events")
+        return 0
+    header = ("AT", "ACTION", "OUTCOME", "TOKEN", "USER", "ACTOR", "SCRIPT", "REASON")
+    rows = [header]
+    for e in events:
+        script = "-" if e.script is None else cut(safe(" ".join(
+            ([f"key={e.script.key}"] if e.script.key is not None else [])
+            + ([e.script.path] if e.script.path is not None else []))), 30)
+        outcome = e.outcome if e.count == 1 else f"{e.outcome} x{e.count}"
+        rows.append((short_time(e.at, seconds=True), e.action, outcome, e.token_key or "-",
+                     cut(user_text(e.user), 24), cut(safe(e.actor or "-"), 30), script,
+                     e.reason or "-"))
+    _table(rows)
+    return 0
+
+
+_LOOPBACK: Final = ("127.0.0.1", "::1", "localhost")
+
+
+def cmd_serve_admin(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ..admin import DelegationTokenAuth, create_app
+    except ImportError:
+        fail("MissingExtra", "serve-admin needs the web server: "
+             "pip install 'authtoken[serve]'",
+             text=f"{PROG} serve-admin needs the web server: pip install 'authtoken[serve]'")
+        return 1
+    host = args.host.strip()
+    security = _open(args)
+    with security:
+        security.list_auth_tokens(user="-")  # storage reachable and schema current
+        app = create_app(security, authenticate=DelegationTokenAuth(
+            security, admin_scope=args.admin_scope or None))
+        shown = f"[{host}]" if ":" in host else host
+        note(f"{PROG}: the admin API and the token page on http://{shown}:{args.port}/ui/ "
+             f"-- sign in with a token ('{PROG} authorize --user U --scope "
+             f"\"{args.admin_scope} ...\"' makes an admin one). Ctrl+C stops.")
+        if host not in _LOOPBACK:
+            warn(f"listening on {host}, beyond this machine, without TLS: put it behind "
+                 "an HTTPS reverse proxy.")
+        uvicorn.run(app, host=host, port=args.port, lifespan="off", log_level="warning",
+                    access_log=False, server_header=False, proxy_headers=args.proxy_headers,
+                    forwarded_allow_ips=args.forwarded_allow_ips)
+    return 0
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of the SQLite file ``url`` names when that file does not exist."""
+    if url.split(":", 1)[0].split("+", 1)[0].lower() != "sqlite":
+        return None
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # open_repository reports a bad URL properly
+        return None
+    path = parsed.database
+    if not path or path == ":memory:" or "mode" in parsed.query or "uri" in parsed.query:
+        return None
+    path = os.path.abspath(os.path.expanduser(path))
+    return None if os.path.exists(path) else path
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from .._migrate import HEAD
+    from .._redact import redact
+    from .._security import default_database_path, default_database_url, open_repository
+    from .._sql import SQLRepository
+
+    database: str | None = getattr(args, "database", None)
+    if args.action == "current":
+        # Read only: neither the default folder nor an SQLite file is created here.
+        url = database or os.environ.get("AUTHTOKEN_DATABASE_URL", "").strip() \
+            or f"sqlite:///{default_database_path()}"
+        missing = _missing_sqlite_file(url)
+        if missing is not None:
+            raise RepositoryError(
+                f"no database at {missing!r} (nothing was created); '{PROG} db upgrade' "
+                "creates it, and so does the first command that stores a token"
+            )
+    else:
+        url = default_database_url() if database is None else database
+    repository = open_repository(url)
+    try:
+        if not isinstance(repository, SQLRepository):
+            raise InvalidArgument(f"{redact(url)!r} has no schema to migrate")
+        if args.action == "current":
+            revision = repository.schema_revision()
+            if json_mode(args):
+                print_json({"revision": revision, "head": HEAD})
+            else:
+                out(f"schema revision: {revision or 'none (empty database)'}; "
+                    f"this authtoken needs {HEAD}")
+        else:
+            before, after = repository.upgrade_schema()
+            if json_mode(args):
+                print_json({"before": before, "after": after})
+            elif before == after:
+                out(f"schema already at {after}")
+            else:
+                out(f"schema upgraded from {before or 'empty'} to {after}")
+    finally:
+        repository.close()
+    return 0

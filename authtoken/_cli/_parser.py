@@ -1,0 +1,261 @@
+"""The ``authtoken`` argument parser, its argument types, and its usage errors.
+
+Usage errors never echo a token string (every message is redacted), are one JSON line
+under ``--json``, and suggest the nearest command for a mistyped one (Python 3.10 has
+no ``suggest_on_error``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Final, NoReturn
+
+from .._errors import AuthTokenError
+from . import _commands, _demo
+from ._output import JSON_ERRORS, PROG, fail, note, one_line
+
+__all__ = ["Parser", "build_parser", "with_suggestion"]
+
+_SCRIPT_KEY: Final = re.compile(r"-?[0-9]{1,30}", re.ASCII)
+_INVALID_CHOICE: Final = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+
+
+def with_suggestion(message: str) -> str:
+    """``message``, plus ``did you mean 'X'?`` when it is argparse's invalid choice."""
+    found = _INVALID_CHOICE.search(message)
+    if found is None or "did you mean" in message:
+        return message
+    choices = [c.strip().strip("'\"") for c in found.group(2).split(",")]
+    near = difflib.get_close_matches(found.group(1), choices, n=1)
+    return f"{message}; did you mean {near[0]!r}?" if near else message
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors never echo a token string."""
+
+    def error(self, message: str) -> NoReturn:
+        message = with_suggestion(message)
+        if JSON_ERRORS.get():
+            fail("UsageError", message)
+        else:
+            self.print_usage(sys.stderr)
+            note(f"{self.prog}: error: {one_line(message)}")
+        self.exit(2)
+
+
+def _script_key(text: str) -> int:
+    if not _SCRIPT_KEY.fullmatch(text):
+        raise argparse.ArgumentTypeError("a script key is an integer, such as 42")
+    return int(text)
+
+
+def _since(text: str) -> datetime:
+    from .._expiry import parse_expires
+
+    try:
+        spec = parse_expires(text)
+        if spec.relative is not None:
+            return datetime.now(timezone.utc) - spec.relative
+        if spec.absolute is not None:
+            return spec.absolute
+    except (AuthTokenError, OverflowError, ValueError):
+        pass
+    raise argparse.ArgumentTypeError(
+        "not an ISO 8601 time (2027-01-31T08:00Z) or a duration (90m, 12h, 7d)"
+    )
+
+
+def _limit(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,5}", text, re.ASCII) or not 1 <= int(text) <= 10_000:
+        raise argparse.ArgumentTypeError("a whole number from 1 to 10000")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,5}", text, re.ASCII) or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError("a port number from 1 to 65535")
+    return int(text)
+
+
+_EPILOG: Final = f"""\
+environment:
+  AUTHTOKEN_DATABASE_URL  the database when --database is not given (default: an
+                          SQLite file in the per-user data folder)
+  AUTHTOKEN_SECRET_KEYS   secret keys, comma-separated, newest first (default: a key
+                          file created with mode 0600 beside the default database)
+  {_commands.TOKEN_ENV}         the token string for 'login' and 'revoke --token' when
+                          standard input is a terminal or empty
+
+Token strings are never accepted as arguments: they would leak into the process list
+and shell history.
+
+exit status: 0 done, 1 refused or failed (the error on stderr), 2 bad command line.
+With --json, errors on stderr are JSON too: {{"error": CLASS, "message": TEXT}}.
+"""
+
+_DEMO: Final = (
+    "walk through a token's life cycle, narrated: authorize a token bound to script 42, "
+    "log in as script 42, be refused as script 7, delegate a narrower child token and be "
+    "refused a wider one, update the token, revoke it, be refused with it and its child"
+)
+_DEMO_DETAIL: Final = (
+    "Without --database the demo uses a fresh temporary database and a throwaway key, "
+    "both removed at the end; AUTHTOKEN_DATABASE_URL is ignored. With --database URL it "
+    "runs on that database with your secret keys (AUTHTOKEN_SECRET_KEYS or the key file) "
+    "and leaves its two revoked tokens there."
+)
+
+
+def _common_options() -> Parser:
+    # SUPPRESS defaults: a value given before the command survives the subparser, and
+    # one given after it wins.
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--database", metavar="URL", default=argparse.SUPPRESS,
+        help="'sqlite:///path.db', 'postgresql://...' or 'memory://' "
+             "(default: AUTHTOKEN_DATABASE_URL, else the per-user SQLite file)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS,
+        help="machine-readable output on stdout (and errors as JSON on stderr)",
+    )
+    return common
+
+
+def _token_fields(sub: argparse.ArgumentParser, *, authorize: bool) -> None:
+    sub.add_argument(
+        "--scope", metavar="S", action="append",
+        help="identifiers separated by spaces (repeatable), e.g. 'reports:read "
+             "vfs:ikey?42'; vfs:/ufs: identifiers bind the token to scripts"
+             + ("" if authorize else "; replaces the whole scope"),
+    )
+    sub.add_argument(
+        "--bind-path", metavar="P", action="append",
+        help="bind the token to the script at path P, given plainly (spaces and all): "
+             "added to the scope as an escaped ufs: identifier (repeatable)",
+    )
+    sub.add_argument(
+        "--bind-key", metavar="K", action="append", type=_script_key,
+        help="bind the token to the script with integer key K: added to the scope as "
+             "vfs:ikey?K (repeatable)",
+    )
+    sub.add_argument(
+        "--expires", metavar="E",
+        help="'90m', '12h', '30d', '2w', an ISO 8601 time, or 'never'"
+             + (" (default: 30d)" if authorize else ""),
+    )
+    data = sub.add_mutually_exclusive_group()
+    data.add_argument("--data", metavar="D", help="a payload bound to the token")
+    if not authorize:
+        data.add_argument("--no-data", action="store_true", help="remove the payload")
+    sub.add_argument("--description", metavar="T", help="what the token is for")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``authtoken`` argument parser."""
+    from .. import __version__
+
+    common = _common_options()
+    parser = Parser(
+        prog=PROG, parents=[common], allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Scoped, revocable delegation tokens: authorize, inspect, revoke.",
+        epilog=_EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=Parser,
+    )
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int],
+                summary: str, detail: str = "") -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, parents=[common], allow_abbrev=False, help=summary,
+            description=f"{summary}. {detail}" if detail else summary,
+        )
+        sub.set_defaults(handler=handler, command_parser=sub)
+        return sub
+
+    sub = command("authorize", _commands.cmd_authorize,
+                  "authorize a new token and print its string (shown this once)",
+                  "Give its scope with --scope, --bind-path or --bind-key (at least one; "
+                  "they add up).")
+    sub.add_argument("--user", metavar="U", required=True,
+                     help="the user the token logs in as (digits: an integer user)")
+    _token_fields(sub, authorize=True)
+
+    sub = command("login", _commands.cmd_login,
+                  "log in with the token string read from standard input (or "
+                  f"{_commands.TOKEN_ENV})")
+    sub.add_argument("--script-key", metavar="K", type=_script_key,
+                     help="the integer key of the script logging in")
+    sub.add_argument("--script-path", metavar="P", help="the path of the script logging in")
+
+    sub = command("list", _commands.cmd_list, "list tokens, newest first")
+    sub.add_argument("--user", metavar="U", help="only this user's tokens")
+    sub.add_argument("--all", action="store_true", help="include revoked tokens")
+
+    sub = command("show", _commands.cmd_show, "show one token")
+    sub.add_argument("key", metavar="KEY", help="the token's key")
+
+    sub = command("update", _commands.cmd_update,
+                  "change a token's scope, expiry, data or description",
+                  "--scope, --bind-path and --bind-key together make the new scope, "
+                  "which replaces the old one.")
+    sub.add_argument("key", metavar="KEY", help="the token's key")
+    _token_fields(sub, authorize=False)
+
+    sub = command("revoke", _commands.cmd_revoke,
+                  "revoke a token (and every token derived from it) by key, by the token "
+                  "string read from standard input with --token, or every token of a "
+                  "user with --user U --all")
+    sub.add_argument("key", metavar="KEY", nargs="?", help="the token's key")
+    sub.add_argument("--token", action="store_true",
+                     help=f"read the token string from standard input (or "
+                          f"{_commands.TOKEN_ENV})")
+    sub.add_argument("--user", metavar="U",
+                     help="with --all: the user whose tokens to revoke")
+    sub.add_argument("--all", action="store_true",
+                     help="with --user U: revoke every token of that user, and every "
+                          "token derived from them; prints how many")
+
+    command("demo", _demo.cmd_demo, _DEMO, _DEMO_DETAIL)
+
+    sub = command("audit", _commands.cmd_audit,
+                  "the audit trail, newest first: who authorized, updated, revoked and "
+                  "logged in with which token, and what was refused")
+    sub.add_argument("--user", metavar="U", help="only events about this user's tokens")
+    sub.add_argument("--token", metavar="KEY", dest="token_key",
+                     help="only events about the token with this key")
+    sub.add_argument("--since", metavar="WHEN", type=_since,
+                     help="only events at or after WHEN: an ISO 8601 time, or a duration "
+                          "such as '1h' or '7d' meaning that long ago")
+    sub.add_argument("--limit", metavar="N", type=_limit, default=100,
+                     help="at most N events (default 100, at most 10000)")
+
+    sub = command("serve-admin", _commands.cmd_serve_admin,
+                  "serve the admin API and the token management page (/ui/)")
+    sub.add_argument("--host", default="127.0.0.1",
+                     help="the address to listen on (default 127.0.0.1: this machine only)")
+    sub.add_argument("--port", type=_port, default=8181, help="the port (default 8181)")
+    sub.add_argument("--proxy-headers", action="store_true",
+                     help="behind a reverse proxy: take the client address and scheme "
+                          "from X-Forwarded-For/-Proto (needed for the rate limit and the "
+                          "page's origin check)")
+    sub.add_argument("--forwarded-allow-ips", metavar="IPS", default="127.0.0.1",
+                     help="with --proxy-headers: the proxies trusted to set them, "
+                          "comma-separated (default 127.0.0.1)")
+    sub.add_argument("--admin-scope", metavar="S", default="authtoken:admin",
+                     help="callers whose token holds this scope are admins "
+                          "(default authtoken:admin)")
+
+    sub = command("db", _commands.cmd_db,
+                  "the database schema: 'current' shows its revision (and creates "
+                  "nothing), 'upgrade' migrates it to the one this authtoken needs")
+    sub.add_argument("action", choices=("current", "upgrade"))
+    return parser
