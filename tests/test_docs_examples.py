@@ -141,10 +141,16 @@ def test_every_example_names_extras_that_exist() -> None:
 
 
 def test_index_lists_every_example() -> None:
-    """docs/index.md links every example and shows the command that runs it."""
+    """docs/index.md lists every example with the install its docstring names, and shows
+    the command that runs it."""
     index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
     for name in example_files():
-        assert f"(examples/{name})" in index, f"docs/index.md does not link {name}"
+        rows = [line for line in index.splitlines()
+                if line.startswith("|") and f"(examples/{name})" in line]
+        assert len(rows) == 1, f"docs/index.md: no table row for {name}"
+        installs = [tuple(m["extras"].split(",")) if m["extras"] else ()
+                    for m in INSTALL.finditer(rows[0])]
+        assert installs == [declared_extras(name)], f"docs/index.md: wrong install for {name}"
         assert f"python docs/examples/{name}" in index, f"docs/index.md: no command for {name}"
 
 
