@@ -88,6 +88,7 @@ class Script:
         response = yield Request("POST", url, (("request-id", "r"),), json=body)
         if response.status >= 400:
             raise issuer_error(response, url)
+        response.json()  # a malformed answer raises IssuerError with its status
         return self.make()
 
     def first_grant(self) -> Flow | None:
@@ -433,3 +434,148 @@ def test_a_refresh_token_is_never_sent_after_it_was_answered(
         grant = refresher.grant
         assert grant is not None and grant.access_token == result
         assert clock() < grant.expires_at
+
+
+# -- failures stay bounded and typed -----------------------------------------------------------
+
+def garbage(status: int = 200) -> Response:
+    return Response(status, {"content-type": "text/html"}, b"<html>Welcome to the proxy</html>")
+
+
+def test_a_thousand_failures_do_not_overflow_the_backoff() -> None:
+    """Well past a thousand transient failures the backoff stays capped, and the errors
+    stay IssuerError, before and after the token expired."""
+    clock = Clock()
+    refresher, _ = ready(clock, lifetime=10_000_000, lead=9_999_000, refresh_lifetime=None)
+    clock.advance(2_000)
+    for _ in range(1_200):
+        clock.advance(BACKOFF_MAX + 0.01)
+        token, sent = drive(refresher.ensure(), [refused(503)])
+        assert token == "access-1" and len(sent) == 1
+    clock.advance(10_000_000)
+    for _ in range(1_200):
+        clock.advance(BACKOFF_MAX + 0.01)
+        with pytest.raises(IssuerError):
+            drive(refresher.ensure(), [refused(503)])
+
+
+def test_failing_first_grant_is_backed_off() -> None:
+    """With no token at all, a failing issuer is not asked again before the backoff:
+    callers meanwhile get the last error, without a request."""
+    clock = Clock()
+    refresher = Refresher(Script(clock, established=True), clock)
+    with pytest.raises(IssuerError):
+        drive(refresher.ensure(), [refused(503)])
+    for _ in range(50):
+        clock.advance(BACKOFF_FIRST / 100)
+        with pytest.raises(IssuerError) as caught:
+            drive(refresher.ensure(), [])
+        assert caught.value.status == 503
+    clock.advance(BACKOFF_FIRST / 2)
+    assert drive(refresher.ensure(), [ok()])[0] == "access-1"
+
+
+def test_expired_token_without_refresh_token_is_backed_off() -> None:
+    """An expired grant that can only be replaced (client credentials, by key) does not
+    hammer a failing issuer either."""
+    clock = Clock()
+    refresher, _ = ready(clock, established=True, refresh_lifetime=50, on_refused="issue")
+    clock.advance(200)
+    answers: list[Response | TransportFailure] = [refused(503)] * 1000
+    for _ in range(400):  # 4 seconds of a caller every 10 ms
+        clock.advance(0.01)
+        with pytest.raises(IssuerError):
+            drive(refresher.ensure(), answers)
+    assert 1000 - len(answers) <= 4 * 2 + 1
+
+
+@pytest.mark.parametrize("answer", [garbage(200), garbage(203), Response(
+    200, {}, b"[" * 100_000), Response(302, {"location": "https://elsewhere.test"})])
+def test_malformed_answer_to_a_refresh_keeps_the_valid_token(answer: Response) -> None:
+    """A 2xx that cannot be read (or a redirect) during a refresh is not a refusal: the
+    valid token is kept, the refresh token (which the issuer may have used) is not sent
+    again, and the next attempt waits for the backoff."""
+    clock = Clock()
+    refresher, _ = ready(clock, on_refused="issue")
+    clock.advance(85)
+    token, sent = drive(refresher.ensure(), [answer])
+    assert token == "access-1" and len(sent) == 1
+    assert refresher.last_error is not None
+    assert drive(refresher.ensure(), []) == ("access-1", [])
+    clock.advance(BACKOFF_FIRST)
+    token, sent = drive(refresher.ensure(), [ok()])
+    assert token == "access-2"
+    assert all((r.json or {}).get("refresh") != "refresh-1" for r in sent) or \
+        not 200 <= answer.status < 300
+
+
+def test_malformed_answer_after_expiry_raises_issuer_error() -> None:
+    """Once the token has expired, a malformed answer surfaces as IssuerError."""
+    clock = Clock()
+    refresher, _ = ready(clock)
+    clock.advance(150)
+    with pytest.raises(IssuerError) as caught:
+        drive(refresher.ensure(), [garbage()])
+    assert caught.value.status == 200
+
+
+def test_forced_refresh_respects_the_backoff() -> None:
+    """``ensure(force=True)`` during the backoff sends nothing and raises the last error."""
+    clock = Clock()
+    refresher, _ = ready(clock)
+    assert drive(refresher.ensure(force=True), [refused(503)])[0] == "access-1"
+    with pytest.raises(IssuerError) as caught:
+        drive(refresher.ensure(force=True), [])
+    assert caught.value.status == 503
+    assert refresher.token() == "access-1"  # still served to ordinary callers
+
+
+def test_a_rejected_token_does_not_reset_the_backoff() -> None:
+    """An API refusing the token (``expire_access_token``) does not let a caller skip
+    the backoff of a failing issuer."""
+    clock = Clock()
+    refresher, _ = ready(clock)
+    clock.advance(85)
+    drive(refresher.ensure(), [refused(503)])
+    refresher.expire_access_token()
+    assert drive(refresher.ensure(), []) == ("access-1", [])
+
+
+KINDS = ["ok", "401", "503", "429", "garbage", "connect", "timeout"]
+
+
+def answer_of(kind: str) -> Response | TransportFailure:
+    if kind == "garbage":
+        return garbage()
+    if kind == "429":
+        return refused(429)
+    return answer_for(kind)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(KINDS), st.floats(min_value=0, max_value=3,
+                                                             allow_nan=False)),
+                max_size=60),
+       st.sampled_from(["issue", "raise"]))
+def test_failures_space_the_requests_and_stay_typed(
+        outcomes: list[tuple[str, float]], on_refused: str) -> None:
+    """Whatever the issuer answers and whenever callers come, an attempt that failed is
+    followed by no request before the backoff, and every failure is an IssuerError."""
+    clock = Clock()
+    refresher, _ = ready(clock, established=True, on_refused=on_refused, lifetime=10,
+                         lead=2)
+    failed_at: float | None = None
+    for kind, step in outcomes:
+        clock.advance(step)
+        answers = [answer_of(kind), answer_of("ok" if kind == "401" else kind)]
+        before = len(answers)
+        try:
+            drive(refresher.ensure(), answers)
+        except IssuerError:
+            pass
+        sent = before - len(answers)
+        if sent and failed_at is not None:
+            assert clock() >= failed_at + BACKOFF_FIRST
+        if sent:
+            failed = refresher.last_error is not None or refresher.grant is None
+            failed_at = clock() if failed else None

@@ -859,3 +859,271 @@ def test_parse_grant_refuses_unusable_answers(body: Any) -> None:
     assert info.value.status == 200
     with pytest.raises(IssuerError):
         parse_grant(Response(200, {}, b"not json"), "the grant", 0.0)
+
+
+# -- credentials only over https ---------------------------------------------------------------
+
+def refuse_into(built: list[httpx.Request]) -> Any:
+    """A MockTransport handler that records each request it is given and answers 500."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        built.append(request)
+        return httpx.Response(500)
+    return handler
+
+
+class Recording(httpx.BaseTransport):
+    """Records every request; passes loopback ones to a real transport and fails the rest
+    as a connection error without touching the network."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.urls.append(str(request.url))
+        if request.url.host not in ("127.0.0.1", "localhost", "::1"):
+            raise httpx.ConnectError("not on this machine", request=request)
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def hosts(self) -> set[str]:
+        return {httpx.URL(url).host for url in self.urls}
+
+
+def test_space_naming_a_plain_http_authority_elsewhere_is_refused(provider: Provider) -> None:
+    """A space that names an http:// authority on another machine is refused before
+    anything (discovery, password) is sent there."""
+    provider.space_authority = "http://auth.example.test/realms/test"
+    recording = Recording()
+    with httpx.Client(transport=recording) as client, \
+            pytest.raises(IssuerError) as info:
+        OIDCPasswordSession.from_space(provider.space_url, "alice", PASSWORD, client=client)
+    assert recording.hosts() == {"127.0.0.1"}
+    assert recording.urls == [provider.space_url + "/api/.well-known/oidc"]
+    message = str(info.value)
+    assert "https://" in message and "auth.example.test" in message
+    assert PASSWORD not in message
+
+
+def test_https_space_naming_an_http_authority_is_a_downgrade() -> None:
+    """An https space that names an http authority is refused, even on loopback: no
+    request is built for the authority."""
+    built: list[str] = []
+
+    def space(request: httpx.Request) -> httpx.Response:
+        built.append(str(request.url))
+        return httpx.Response(200, json={"data": {
+            "authority": "http://127.0.0.1:9/realms/test", "client_id": PUBLIC_CLIENT}})
+
+    with httpx.Client(transport=httpx.MockTransport(space)) as client, \
+            pytest.raises(IssuerError) as info:
+        OIDCPasswordSession.from_space("https://space.example.test", "alice", PASSWORD,
+                                       client=client)
+    assert built == ["https://space.example.test/api/.well-known/oidc"]
+    assert "https" in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_async_https_space_naming_an_http_authority_is_refused() -> None:
+    """The async session applies the same rule: nothing built for the http authority."""
+    built: list[str] = []
+
+    def space(request: httpx.Request) -> httpx.Response:
+        built.append(str(request.url))
+        return httpx.Response(200, json={"data": {
+            "authority": "http://id.example.test/realms/test", "client_id": PUBLIC_CLIENT}})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(space)) as client:
+        session = AsyncOIDCPasswordSession.from_space("https://space.example.test", "alice",
+                                                      PASSWORD, client=client)
+        async with session:
+            with pytest.raises(IssuerError):
+                await session.get_access_token()
+    assert built == ["https://space.example.test/api/.well-known/oidc"]
+
+
+@pytest.mark.parametrize("endpoint", ["http://auth.example.test/token",
+                                      "ftp://127.0.0.1/token",
+                                      "http://user:pw@127.0.0.1/token"])
+def test_discovered_token_endpoint_must_be_usable_for_credentials(
+        provider: Provider, endpoint: str) -> None:
+    """A discovery document naming a plain-http token endpoint elsewhere (or a URL with
+    credentials in it) is refused; the password goes nowhere."""
+    provider.discovery_overrides["token_endpoint"] = endpoint
+    recording = Recording()
+    with httpx.Client(transport=recording) as client, \
+            password_session(provider, client=client) as session, \
+            pytest.raises(IssuerError) as info:
+        session.get_access_token()
+    assert recording.hosts() == {"127.0.0.1"}
+    assert provider.token_requests() == 0
+    assert not any("token" in url for url in recording.urls)
+    assert PASSWORD not in str(info.value) and "pw" not in str(info.value)
+
+
+@pytest.mark.parametrize("issuer", ["http://127.0.0.1:1/realms/test", "https://evil.example",
+                                    None])
+def test_discovery_issuer_must_be_the_authority(provider: Provider, issuer: str | None) -> None:
+    """A discovery document whose issuer is not the authority it was fetched for is refused
+    with IssuerError, and no token is requested."""
+    provider.discovery_overrides["issuer"] = issuer
+    with password_session(provider) as session, pytest.raises(IssuerError) as info:
+        session.get_access_token()
+    assert "issuer" in str(info.value)
+    assert provider.token_requests() == 0
+    with pytest.raises(IssuerError):
+        OIDCPasswordSession.from_space(provider.space_url, "alice", PASSWORD)
+    assert provider.token_requests() == 0
+
+
+def test_discovered_jwks_uri_is_held_to_the_same_rule(provider: Provider) -> None:
+    """A discovery document naming an http JWKS on another machine is refused."""
+    provider.discovery_overrides["jwks_uri"] = "http://keys.example.test/certs"
+    with pytest.raises(IssuerError):
+        OIDCPasswordSession.from_space(provider.space_url, "alice", PASSWORD)
+    assert provider.token_requests() == 0
+
+
+@pytest.mark.parametrize("url", ["http://auth.example.test/token", "http://10.0.0.1/token",
+                                 "http://127.0.0.1.example.test/token",
+                                 "https://user:pw@auth.example.test/token"])
+def test_client_credentials_need_https_away_from_loopback(url: str) -> None:
+    """A client secret is never sent in clear: http:// is refused off loopback, before any
+    request is built."""
+    built: list[httpx.Request] = []
+    with httpx.Client(transport=httpx.MockTransport(refuse_into(built))) as client:
+        with pytest.raises(InvalidArgument) as info:
+            ClientCredentialsSession(url, SERVICE_CLIENT, SECRET, client=client)
+    assert built == []
+    assert SECRET not in str(info.value) and "pw" not in str(info.value)
+    with pytest.raises(InvalidArgument):
+        AsyncClientCredentialsSession(url, SERVICE_CLIENT, SECRET)
+
+
+@pytest.mark.parametrize("make", [
+    lambda url: OIDCPasswordSession(url, PUBLIC_CLIENT, "alice", PASSWORD),
+    lambda url: AsyncOIDCPasswordSession(url, PUBLIC_CLIENT, "alice", PASSWORD),
+    lambda url: AsyncOIDCPasswordSession.from_space(url, "alice", PASSWORD),
+    lambda url: JWTVerifier(jwks_uri=url),
+    lambda url: AsyncJWTVerifier(jwks_uri=url),
+])
+def test_every_oidc_url_argument_needs_https_away_from_loopback(make: Any) -> None:
+    """Authorities, spaces and JWKS URLs must be https, except on a loopback host."""
+    with pytest.raises(InvalidArgument) as info:
+        make("http://id.example.test/realms/x")
+    assert "https://" in str(info.value)
+    with pytest.raises(InvalidArgument):
+        make("https://user:pw@id.example.test/realms/x")
+    for good in ("https://id.example.test/x", "http://localhost:1/x", "http://[::1]:1/x",
+                 "http://127.8.9.10:1/x", "HTTP://LocalHost:1/x"):
+        assert make(good) is not None
+
+
+def test_from_space_needs_https_away_from_loopback() -> None:
+    """from_space refuses a plain-http space off loopback before reading it."""
+    built: list[httpx.Request] = []
+    with httpx.Client(transport=httpx.MockTransport(refuse_into(built))) as client, \
+            pytest.raises(InvalidArgument):
+        OIDCPasswordSession.from_space("http://space.example.test", "alice", PASSWORD,
+                                       client=client)
+    assert built == []
+
+
+def test_https_urls_and_loopback_http_are_accepted(provider: Provider) -> None:
+    """https:// anywhere and http:// on loopback are fine; the sessions work as before."""
+    ClientCredentialsSession("https://auth.example.test/token", SERVICE_CLIENT, SECRET).close()
+    JWTVerifier(jwks_uri="https://id.example.test/certs").close()
+    localhost = provider.token_url.replace("127.0.0.1", "localhost")
+    with ClientCredentialsSession(provider.bs_token_url.replace("127.0.0.1", "localhost"),
+                                  SERVICE_CLIENT, SECRET) as session:
+        assert session.get_access_token()
+    assert localhost.startswith("http://localhost:")
+
+
+# -- failures stay bounded and typed ----------------------------------------------------------
+
+HTML = b"<html><body>Welcome to the proxy</body></html>"
+
+
+def count_attempts(session: Any, clock: FakeClock, *, steps: int, step: float) -> int:
+    """Call ``get_access_token`` ``steps`` times, moving the clock ``step`` between calls;
+    every failure must be an IssuerError.  Returns how many calls raised."""
+    raised = 0
+    for _ in range(steps):
+        clock.advance(seconds=step)
+        try:
+            session.get_access_token()
+        except IssuerError:
+            raised += 1
+    return raised
+
+
+@pytest.mark.parametrize("kind", ["client_credentials", "password"])
+def test_outage_after_expiry_is_not_hammered(provider: Provider, clock: FakeClock,
+                                             kind: str) -> None:
+    """An expired token and a failing token endpoint: a caller every 10 ms for 4 seconds
+    (and 8 threads at once) make a few requests a second, not one per call."""
+    make = service_session if kind == "client_credentials" else password_session
+    with make(provider, clock) as session:
+        session.get_access_token()
+        provider.refuse_refresh = True  # the password session falls back to its grant
+        provider.fail_token_requests(10**6, grant_type=kind)
+        clock.advance(seconds=LIFETIME * 2)
+        before = provider.counts[kind]
+        assert count_attempts(session, clock, steps=400, step=0.01) == 400
+        assert provider.counts[kind] - before <= 4 * 2 + 1
+        before = provider.counts[kind]
+        clock.advance(seconds=60)
+
+        def caller(_: int) -> int:
+            return count_attempts(session, clock, steps=20, step=0)
+
+        with ThreadPoolExecutor(8) as pool:
+            assert sum(pool.map(caller, range(8))) == 160
+        assert provider.counts[kind] - before == 1
+        provider.fail_token_requests(0)
+        clock.advance(seconds=60)
+        assert session.get_access_token()
+
+
+@pytest.mark.parametrize("kind", ["client_credentials", "password"])
+def test_a_200_that_is_not_json_keeps_the_valid_token(provider: Provider, clock: FakeClock,
+                                                      kind: str) -> None:
+    """A refresh answered 200 with an HTML page leaves the still-valid token in service;
+    a later attempt, after the backoff, gets a new one."""
+    make = service_session if kind == "client_credentials" else password_session
+    with make(provider, clock) as session:
+        first = session.get_access_token()
+        provider.fail_token_requests(3, status=200, body=HTML)
+        clock.advance(seconds=LIFETIME * 0.95)
+        assert session.get_access_token() == first
+        assert session.authorization_header()
+        provider.fail_token_requests(0)
+        clock.advance(seconds=1)
+        second = session.get_access_token()
+    assert second != first
+    assert provider.reused_refresh_tokens == 0
+
+
+def test_a_200_that_is_not_json_after_expiry_is_an_issuer_error(provider: Provider,
+                                                                clock: FakeClock) -> None:
+    """Once the token has expired, the unreadable answer surfaces as IssuerError."""
+    with service_session(provider, clock) as session:
+        session.get_access_token()
+        provider.fail_token_requests(10, status=200, body=HTML)
+        clock.advance(seconds=LIFETIME * 2)
+        with pytest.raises(IssuerError) as info:
+            session.get_access_token()
+    assert info.value.status == 200
+
+
+def test_unreachable_authority_in_from_space_is_an_issuer_error(provider: Provider) -> None:
+    """A space naming an authority that cannot be reached raises IssuerError(status=None)."""
+    dead = Provider().start()
+    dead.stop()
+    provider.space_authority = dead.issuer
+    with pytest.raises(IssuerError) as info:
+        OIDCPasswordSession.from_space(provider.space_url, "alice", PASSWORD)
+    assert info.value.status is None

@@ -847,3 +847,112 @@ def test_authtoken_testing_stays_light() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# -- credentials only over https -------------------------------------------------------------
+def refuse_into(built: list[httpx.Request]) -> Any:
+    """A MockTransport handler that records each request it is given and answers 500."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        built.append(request)
+        return httpx.Response(500)
+    return handler
+
+
+@pytest.mark.parametrize("url", ["http://spatium.example.test/authorization/v1",
+                                 "http://10.1.2.3", "http://127.0.0.1.example.test",
+                                 f"https://u:{PASSWORD}@spatium.example.test",
+                                 f"http://u:{PASSWORD}@127.0.0.1:1"])
+def test_every_spatium_face_needs_https_away_from_loopback(url: str) -> None:
+    """Clients and sessions refuse plain http off loopback and URLs holding credentials,
+    before any request is built, without echoing a password."""
+    built: list[httpx.Request] = []
+    with httpx.Client(transport=httpx.MockTransport(refuse_into(built))) as client:
+        for make in (lambda: SpatiumClient(url, client=client),
+                     lambda: AuthorizationSession(url, "t", ["read"], client=client),
+                     lambda: KeyAuthorizationSession(url, "t", ["read"], "merchant-key",
+                                                     client=client)):
+            with pytest.raises(InvalidArgument) as info:
+                make()
+            assert PASSWORD not in str(info.value)
+    for make_async in (lambda: AsyncSpatiumClient(url),
+                       lambda: AsyncAuthorizationSession(url, "t", ["read"]),
+                       lambda: AsyncKeyAuthorizationSession(url, "t", ["read"], "k")):
+        with pytest.raises(InvalidArgument):
+            make_async()
+    assert built == []
+
+
+def test_spatium_accepts_https_and_loopback_http() -> None:
+    """https:// anywhere and http:// on a loopback host are accepted."""
+    for url in ("https://cloud.spatium.net/authorization/v1", "http://localhost:8080",
+                "http://[::1]:8080/v1", "http://127.0.0.2"):
+        SpatiumClient(url).close()
+
+
+# -- failures stay bounded and typed ---------------------------------------------------------
+def test_a_garbled_refresh_answer_keeps_the_valid_token(authority: SpatiumAuthority,
+                                                        clock: FakeClock) -> None:
+    """A refresh answered 200 with a page that is not JSON neither ends the session nor
+    takes the still-valid token away; the failure surfaces only as IssuerError."""
+    with session(authority, clock) as user:
+        first = user.get_permission_token()
+        authority.garble(REFRESH)
+        clock.advance(minutes=14, seconds=10)
+        assert user.get_permission_token() == first
+        with pytest.raises(IssuerError) as manual:
+            user.refresh()
+        assert not isinstance(manual.value, SessionExpired)
+        assert user.get_permission_token() == first
+
+
+def test_a_garbled_answer_to_a_key_session_is_retried_later(authority: SpatiumAuthority,
+                                                            clock: FakeClock) -> None:
+    """A key session keeps its token through a garbled refresh, then gets a new pair."""
+    with KeyAuthorizationSession(authority.url, "backend", ["register"],
+                                 authority.merchant_key, clock=clock) as backend:
+        first = backend.get_permission_token()
+        authority.garble(REFRESH)
+        clock.advance(minutes=14, seconds=10)
+        assert backend.get_permission_token() == first
+        clock.advance(seconds=5)
+        assert backend.get_permission_token() != first
+
+
+@pytest.mark.parametrize("when", ["first use", "refresh token dead"])
+def test_key_session_outage_is_not_hammered(authority: SpatiumAuthority, clock: FakeClock,
+                                            when: str) -> None:
+    """With issue-by-key failing and no valid token, a caller every 10 ms for 4 seconds
+    (and 8 threads at once) make a few requests a second, each failure an IssuerError."""
+    with KeyAuthorizationSession(authority.url, "backend", ["register"],
+                                 authority.merchant_key, clock=clock) as backend:
+        if when != "first use":
+            backend.get_permission_token()
+            clock.advance(hours=3)
+        authority.fail(ISSUE_BY_KEY, 503, times=10**6)
+        before = authority.count(ISSUE_BY_KEY)
+        for _ in range(400):
+            clock.advance(seconds=0.01)
+            with pytest.raises(IssuerError):
+                backend.get_permission_token()
+        assert authority.count(ISSUE_BY_KEY) - before <= 4 * 2 + 1
+        clock.advance(minutes=1)
+        before = authority.count(ISSUE_BY_KEY)
+        errors: list[BaseException] = []
+
+        def caller() -> None:
+            for _ in range(20):
+                try:
+                    backend.get_permission_token()
+                except BaseException as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=caller) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(errors) == 160 and all(isinstance(e, IssuerError) for e in errors)
+        assert authority.count(ISSUE_BY_KEY) - before == 1
+        authority.clear_faults()
+        clock.advance(minutes=1)
+        assert backend.get_permission_token()

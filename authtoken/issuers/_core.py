@@ -18,28 +18,37 @@ parse responses and decide nothing about timing.
 
 Failures:
 
-- *Transient* (connection refused, timeout, HTTP 5xx or 429): the grant is kept; while
-  its access token is still valid callers keep getting it and nothing is raised; the next
-  attempt waits a bounded, growing backoff.  Once the token has expired the failure is
-  raised (``IssuerError``).
-- *Refused* refresh token (HTTP 4xx on the refresh request): the adapter decides --
+- *Transient* (connection refused, timeout, HTTP 5xx, 429 or 408, a 2xx answer that
+  cannot be read, anything that is not a 4xx): the grant is kept; while its access token
+  is still valid callers keep getting it and nothing is raised.  Once the token has
+  expired the failure is raised (``IssuerError``).
+- *Refused* refresh token (another 4xx on the refresh request): the adapter decides --
   ``SessionExpired`` (Spatium user sessions), a new grant by key or by password.
+- After any failure, transient or not, the next request waits for a growing, capped
+  backoff (``backoff``), and this state is the session's, shared by every caller: during
+  it callers get the still-valid token, or else the last error again, without a request.
+  So a failing issuer sees at most ``1 / BACKOFF_FIRST`` requests a second per session,
+  however many callers and however long the outage.
 - A refresh token is consumed by the request that carries it.  The engine never sends
   the same refresh token in two requests at once (one flow at a time), never again once
-  the issuer answered it, and after a transient failure only when the issuer cannot have
-  used it (the connection failed, or it answered with a server error).
+  the issuer answered it (a 2xx that cannot be read counts as an answer), and after a
+  transient failure only when the issuer cannot have used it (the connection failed, or
+  it answered with a server error).
+- Whatever goes wrong surfaces as ``IssuerError``: an adapter that trips over an answer
+  (``ValueError``, ``LookupError``...) is reported as an unreadable answer.
 
 Times are seconds since 1970 as ``float``, from an injected clock.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
-from .._errors import IssuerError, SessionExpired, SessionNotEstablished
+from .._errors import AuthTokenError, IssuerError, SessionExpired, SessionNotEstablished
 
 __all__ = [
     "Adapter",
@@ -49,12 +58,26 @@ __all__ = [
     "Request",
     "Response",
     "TransportFailure",
+    "backoff",
+    "guarded",
+    "is_transient",
     "issuer_error",
 ]
+
+T = TypeVar("T")
 
 BACKOFF_FIRST: Final = 0.5
 BACKOFF_MAX: Final = 30.0
 BACKOFF_EXPIRED_MAX: Final = 2.0
+# 2 ** 16 * BACKOFF_FIRST is far past every cap: the exponent never needs to grow further.
+_MAX_DOUBLINGS: Final = 16
+
+
+def backoff(failures: int, cap: float = BACKOFF_MAX) -> float:
+    """Seconds to wait after ``failures`` failures in a row: ``BACKOFF_FIRST`` doubled
+    each time, at most ``cap`` -- for any count, however large."""
+    doublings = min(max(failures - 1, 0), _MAX_DOUBLINGS)
+    return min(cap, BACKOFF_FIRST * 2.0 ** doublings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +109,7 @@ class Response:
         """The body as JSON; ``IssuerError`` if it is not."""
         try:
             return json.loads(self.body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." bodies
             raise IssuerError(
                 f"the issuer answered HTTP {self.status} with a body that is not JSON",
                 status=self.status, request_id=self.headers.get("request-id"),
@@ -167,7 +190,53 @@ def issuer_error(response: Response, what: str) -> IssuerError:
 
 
 def is_transient(status: int) -> bool:
-    return status >= 500 or status == 429
+    """Whether a failure with this HTTP status says nothing about the credential:
+    everything but a 4xx refusal (408 and 429 are transient too)."""
+    return not 400 <= status < 500 or status in (408, 429)
+
+
+def _answered(status: int | None) -> bool:
+    """Whether the issuer processed the request: it answered 2xx (unreadably, or the
+    failure would not be here)."""
+    return status is not None and 200 <= status < 300
+
+
+def _again(error: IssuerError) -> IssuerError:
+    """A copy of ``error`` to raise once more: the stored one keeps no traceback that
+    grows with every caller, and threads never share one being raised."""
+    return copy.copy(error).with_traceback(None)
+
+
+def guarded(flow: Generator[Request, Response, T]) -> Generator[Request, Response, T]:
+    """``flow``, with a transport failure turned into ``IssuerError(status=None)``: for
+    flows run outside a ``Refresher`` (one-off calls, discovery)."""
+    try:
+        return (yield from flow)
+    except TransportFailure as exc:
+        raise IssuerError(f"the issuer could not be reached: {exc}") from exc
+
+
+def _readable(flow: Flow) -> Flow:
+    """``flow``, with an adapter's slip over an odd answer reported as ``IssuerError``."""
+    status: int | None = None
+    try:
+        request = next(flow)
+        while True:
+            try:
+                response = yield request
+            except TransportFailure as exc:
+                request = flow.throw(exc)
+                continue
+            status = response.status
+            request = flow.send(response)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    except (ValueError, TypeError, LookupError, ArithmeticError, RecursionError) as exc:
+        if isinstance(exc, AuthTokenError):
+            raise
+        raise IssuerError(
+            f"the issuer's answer (HTTP {status}) could not be read ({type(exc).__name__})",
+            status=status) from None
 
 
 class Refresher:
@@ -195,6 +264,11 @@ class Refresher:
             return grant.access_token
         return None
 
+    @property
+    def retry_at(self) -> float:
+        """No request before this time (after a failure); 0 when not backing off."""
+        return self._retry_at
+
     # -- under the shell's lock ----------------------------------------------------------
     def ensure(self, *, force: bool = False) -> Generator[Request, Response, str]:
         """The flow a shell drives (under its lock) to get a valid access token.
@@ -202,54 +276,66 @@ class Refresher:
         Returns at once, without a request, if another caller refreshed meanwhile.
         Raises ``SessionNotEstablished``, ``SessionExpired`` or ``IssuerError``; after a
         transient failure it returns the current token while that is still valid.
+        During the backoff after a failure nothing is sent: ordinary callers get the
+        still-valid token or the last error again; ``force`` gets the last error.
         """
         now = self._clock()
         grant = self.grant
-        if grant is not None and not force:
-            if now < grant.refresh_at:
+        if grant is not None and not force and now < grant.refresh_at:
+            return grant.access_token
+        if now < self._retry_at and self._last_error is not None:
+            if grant is not None and not force and grant.usable(now):
                 return grant.access_token
-            if now < self._retry_at:  # backing off after a transient failure
-                if grant.usable(now):
-                    return grant.access_token
-                if self._last_error is not None:
-                    raise self._last_error
+            raise _again(self._last_error)
         try:
-            if grant is None:
-                first = self._protocol.first_grant()
-                if first is None:
-                    raise SessionNotEstablished(
-                        "the session is not established: call establish() first"
-                    )
-                new = yield from first
-            elif grant.refreshable(now):
-                try:
-                    new = yield from self._protocol.refresh_grant(grant)
-                except IssuerError as exc:
-                    if exc.status is None or is_transient(exc.status):
-                        raise
-                    # The issuer refused the refresh token: it is dead, whatever the
-                    # adapter does next (raise SessionExpired, or a new grant).
-                    self.grant = None
-                    new = yield from self._protocol.refused(grant, exc)
-            else:
-                self.grant = None
-                new = yield from self._protocol.refused(
-                    grant, SessionExpired("the refresh token has expired")
-                )
+            new = yield from _readable(self._obtain(grant, now))
         except TransportFailure as exc:
-            if exc.sent and grant is not None and self.grant is grant and grant.refresh_token:
-                # The refresh request may have reached the issuer, which then rotated
-                # the token: never send it again.  The access token stays usable.
-                self.grant = replace(grant, refresh_token=None)
+            if exc.sent:
+                self._burn(grant)
             self._keep(grant)
             return self._transient(IssuerError(f"the issuer could not be reached: {exc}"))
+        except SessionNotEstablished:
+            raise
         except IssuerError as exc:
+            # Without a status the adapter itself gave up (SessionExpired): final.
             if exc.status is not None and is_transient(exc.status):
+                if _answered(exc.status):
+                    self._burn(grant)
                 self._keep(grant)
                 return self._transient(exc)
+            self.failed(exc)
             raise
         self.succeeded(new)
         return new.access_token
+
+    def _obtain(self, grant: Grant | None, now: float) -> Flow:
+        """The adapter's flow for a new grant: first, refreshed, or after a refusal."""
+        if grant is None:
+            first = self._protocol.first_grant()
+            if first is None:
+                raise SessionNotEstablished(
+                    "the session is not established: call establish() first"
+                )
+            return (yield from first)
+        if grant.refreshable(now):
+            try:
+                return (yield from self._protocol.refresh_grant(grant))
+            except IssuerError as exc:
+                if exc.status is None or is_transient(exc.status):
+                    raise
+                # The issuer refused the refresh token: it is dead, whatever the adapter
+                # does next (raise SessionExpired, or a new grant).
+                self.grant = None
+                return (yield from self._protocol.refused(grant, exc))
+        self.grant = None
+        return (yield from self._protocol.refused(
+            grant, SessionExpired("the refresh token has expired")))
+
+    def _burn(self, grant: Grant | None) -> None:
+        """The refresh request may have reached the issuer, which then rotated the token:
+        never send it again.  The access token stays usable."""
+        if grant is not None and self.grant is grant and grant.refresh_token:
+            self.grant = replace(grant, refresh_token=None)
 
     def _keep(self, previous: Grant | None) -> None:
         """After a dead refresh token's replacement failed transiently, keep serving the
@@ -270,17 +356,17 @@ class Refresher:
         self._last_error = None
 
     def failed(self, error: IssuerError) -> str | None:
-        """Record a transient failure; the still-valid token to use, else ``None``."""
+        """Record a failure and start the backoff; the still-valid token to use, else
+        ``None``."""
         now = self._clock()
         self._failures += 1
         grant = self.grant
         usable = grant is not None and grant.usable(now)
-        # While a valid token is at hand the backoff may grow long, but never past its
-        # expiry; once callers are getting errors, retry soon after the issuer is back.
-        limit = BACKOFF_MAX if usable else BACKOFF_EXPIRED_MAX
-        retry_at = now + min(limit, BACKOFF_FIRST * 2 ** (self._failures - 1))
+        # While a valid token is at hand the backoff may grow long, but never much past
+        # its expiry; once callers are getting errors, retry soon after the issuer is back.
+        retry_at = now + backoff(self._failures, BACKOFF_MAX if usable else BACKOFF_EXPIRED_MAX)
         if grant is not None and usable:
-            retry_at = min(retry_at, grant.expires_at)
+            retry_at = min(retry_at, max(grant.expires_at, now + BACKOFF_FIRST))
         self._retry_at = retry_at
         self._last_error = error
         if grant is not None and usable:
@@ -292,4 +378,4 @@ class Refresher:
         grant = self.grant
         if grant is not None:
             self.grant = replace(grant, refresh_at=float("-inf"))
-        self._retry_at = 0.0
+        # The backoff stands: a rejected token does not make a failing issuer work again.

@@ -48,7 +48,6 @@ from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mappi
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
 
 try:
     import httpx
@@ -68,19 +67,20 @@ from .._errors import (
     InvalidToken,
     IssuerError,
 )
+from .._redact import redact
 from ._core import (
     BACKOFF_FIRST,
-    BACKOFF_MAX,
     Flow,
     Grant,
     Refresher,
     Request,
     Response,
     TransportFailure,
-    is_transient,
+    guarded,
     issuer_error,
 )
 from ._shell import AsyncCredential, AsyncDriver, SyncCredential, SyncDriver, check_timeout
+from ._urls import credential_url
 
 __all__ = [
     "AsyncClientCredentialsSession",
@@ -99,8 +99,10 @@ REFRESH_FRACTION: Final = 0.9
 DEFAULT_EXPIRES_IN: Final = 300.0
 #: The background refresher runs this long (at most) before a refresh is due...
 BACKGROUND_LEAD: Final = 5.0
-#: ...and sleeps at most this long at a time (it looks at the clock again on waking).
+#: ...and sleeps at most this long at a time (it looks at the clock again on waking)...
 BACKGROUND_NAP: Final = 60.0
+#: ...and at least this long, so that a clock that stands still never makes it spin.
+BACKGROUND_MIN_NAP: Final = BACKOFF_FIRST
 DEFAULT_TIMEOUT: Final = 10.0
 MAX_TOKEN_LENGTH: Final = 65536
 _MAX_LIFETIME: Final = 10 * 365 * 86400.0
@@ -133,16 +135,10 @@ def _optional_text(value: object, name: str, *, line: bool = True) -> str | None
     return None if value is None else _text(value, name, line=line)
 
 
-def _url(value: object, name: str) -> str:
-    """An absolute http(s) URL without a trailing slash."""
-    text = _text(value, name)
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc or any(
-            c.isspace() for c in text):
-        raise InvalidArgument(f"{name} must be an absolute http:// or https:// URL")
-    if "@" in parts.netloc:  # it would show in reprs and logs
-        raise InvalidArgument(f"{name} must not hold credentials (user:password@)")
-    return text.rstrip("/")
+def _url(value: object, name: str, *, base: bool = False) -> str:
+    """A URL credentials may go to (https, or http on loopback), without a trailing slash;
+    ``base``: one that paths are appended to."""
+    return credential_url(value, name, base=base)
 
 
 def _header_name(value: object) -> str:
@@ -187,23 +183,33 @@ def _json_object(response: Response, what: str) -> dict[str, Any]:
     return body
 
 
-def _answer_url(response: Response, value: object, what: str, field: str) -> str:
+def _answer_url(response: Response, value: object, what: str, field: str, *, origin: str,
+                base: bool = False) -> str:
+    """A URL read from an issuer's document, held to the rule for URL arguments and never
+    a downgrade from ``origin`` (where the document came from); else ``IssuerError``."""
+    if not isinstance(value, str) or not value:
+        raise _malformed(response, what, f"has no usable {field!r}")
     try:
-        return _url(value, field)
-    except InvalidArgument:
-        raise _malformed(response, what, f"has no usable {field!r}") from None
+        return credential_url(value, field, base=base, origin=origin)
+    except InvalidArgument as exc:
+        raise IssuerError(
+            f"{what}: the issuer's answer was refused: {exc}", status=response.status,
+            request_id=response.headers.get("request-id") or response.headers.get("x-request-id"),
+        ) from None
 
 
 def space_flow(space_url: str) -> Generator[Request, Response, tuple[str, str]]:
-    """Seed 004, step 1: the space's OIDC authority and client id."""
+    """The space's OIDC authority and client id, from ``{space_url}/api/.well-known/oidc``."""
     what = "reading the space's OIDC configuration"
-    response = yield Request("GET", f"{space_url}/api/.well-known/oidc", headers=_JSON_ACCEPT)
+    origin = f"{space_url}/api/.well-known/oidc"
+    response = yield Request("GET", origin, headers=_JSON_ACCEPT)
     if not _ok(response):
         raise issuer_error(response, what)
     data = _json_object(response, what).get("data")
     if not isinstance(data, dict):
         raise _malformed(response, what, "has no 'data' object")
-    authority = _answer_url(response, data.get("authority"), what, "authority")
+    authority = _answer_url(response, data.get("authority"), what, "authority",
+                            origin=origin, base=True)
     client_id = data.get("client_id")
     if not isinstance(client_id, str) or not _VISIBLE_ASCII.match(client_id):
         raise _malformed(response, what, "has no usable 'client_id'")
@@ -214,26 +220,41 @@ def space_flow(space_url: str) -> Generator[Request, Response, tuple[str, str]]:
 class Discovery:
     """What the authority's ``/.well-known/openid-configuration`` says."""
 
-    issuer: str | None
+    issuer: str
     token_endpoint: str
     jwks_uri: str | None
 
 
 def discovery_flow(authority: str) -> Generator[Request, Response, Discovery]:
-    """The token endpoint (and issuer, JWKS) from the authority's discovery document."""
+    """The token endpoint (and issuer, JWKS) from the authority's discovery document.
+
+    The document's ``issuer`` must be the authority it was fetched for (RFC 8414 §3.3,
+    OpenID Connect Discovery §4.3), and its URLs are held to the https rule: else
+    ``IssuerError``, before anything is sent to them.
+    """
     what = "reading the OpenID configuration"
-    response = yield Request("GET", f"{authority}/.well-known/openid-configuration",
-                             headers=_JSON_ACCEPT)
+    origin = f"{authority}/.well-known/openid-configuration"
+    response = yield Request("GET", origin, headers=_JSON_ACCEPT)
     if not _ok(response):
         raise issuer_error(response, what)
     body = _json_object(response, what)
-    token_endpoint = _answer_url(response, body.get("token_endpoint"), what, "token_endpoint")
     issuer = body.get("issuer")
+    if not isinstance(issuer, str) or issuer.rstrip("/") != authority.rstrip("/"):
+        raise IssuerError(
+            f"{what}: the document's issuer is not the authority it was fetched from "
+            f"({redact(authority)}); a document naming another issuer could send the "
+            "password elsewhere -- use the issuer's own URL as the authority",
+            status=response.status,
+            request_id=response.headers.get("request-id") or response.headers.get("x-request-id"),
+        )
+    token_endpoint = _answer_url(response, body.get("token_endpoint"), what, "token_endpoint",
+                                 origin=origin)
     jwks_uri = body.get("jwks_uri")
     return Discovery(
-        issuer=issuer if isinstance(issuer, str) else None,
+        issuer=issuer,
         token_endpoint=token_endpoint,
-        jwks_uri=_answer_url(response, jwks_uri, what, "jwks_uri") if jwks_uri else None,
+        jwks_uri=(_answer_url(response, jwks_uri, what, "jwks_uri", origin=origin)
+                  if jwks_uri is not None else None),
     )
 
 
@@ -403,10 +424,6 @@ class _ClientCredentialsAdapter:
         return self._fetch()
 
 
-def _transient(error: IssuerError) -> bool:
-    return error.status is None or is_transient(error.status)
-
-
 # -- the sessions -----------------------------------------------------------------------
 
 def _wake_at(grant: Grant) -> float:
@@ -470,14 +487,23 @@ class _Session:
         seen = self._refresher.grant
         return seen is None or self._now() >= _wake_at(seen), seen
 
-    def _background_delay(self, failures: int) -> tuple[float, int]:
-        """How long to sleep after a round, and the updated count of failed rounds."""
+    def _background_delay(self) -> float:
+        """How long to sleep after a round: until the next refresh is due, or until the
+        engine's backoff after a failure is over (at least a moment, at most a nap)."""
         grant = self._refresher.grant
-        wait = _wake_at(grant) - self._now() if grant is not None else 0.0
-        if wait > 0:
-            return min(wait, BACKGROUND_NAP), 0
-        failures += 1
-        return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1)), failures
+        now = self._now()
+        wake = _wake_at(grant) if grant is not None else now
+        wait = max(wake, self._refresher.retry_at) - now
+        return min(max(wait, BACKGROUND_MIN_NAP), BACKGROUND_NAP)
+
+    def _refresh_flow(self) -> Generator[Request, Response, str]:
+        """Refresh now; ``IssuerError`` when that failed, even if the old token serves."""
+        token = yield from self._refresher.ensure(force=True)
+        error = self._refresher.last_error
+        if error is not None:
+            raise IssuerError(str(error), status=error.status, request_id=error.request_id,
+                              code=error.code)
+        return token
 
     def _describe(self) -> str:
         adapter = self._adapter
@@ -525,7 +551,7 @@ class _SyncSession(_Session):
     def refresh(self) -> str:
         """Refresh now, whatever the clock says; the new access token."""
         self._check_open()
-        return self._credential.refresh()
+        return self._credential.run(self._refresh_flow())
 
     def _renew(self, rejected: str) -> str:
         self._check_open()
@@ -552,7 +578,6 @@ class _SyncSession(_Session):
             thread.join()
 
     def _background(self, stop: threading.Event) -> None:
-        failures = 0
         delay = 0.0
         while not stop.wait(delay):
             due, seen = self._background_due()
@@ -562,7 +587,7 @@ class _SyncSession(_Session):
                 except Exception as exc:  # keep refreshing; the callers see the error
                     log.warning("background refresh failed: %s: %s",
                                 type(exc).__name__, exc)
-            delay, failures = self._background_delay(failures)
+            delay = self._background_delay()
 
     def close(self) -> None:
         """Stop the background refresh and close the HTTP client (if the session made it)."""
@@ -604,7 +629,7 @@ class _AsyncSession(_Session):
     async def refresh(self) -> str:
         """Refresh now, whatever the clock says; the new access token."""
         self._check_open()
-        return await self._credential.refresh()
+        return await self._credential.run(self._refresh_flow())
 
     async def _renew(self, rejected: str) -> str:
         self._check_open()
@@ -628,7 +653,6 @@ class _AsyncSession(_Session):
             await task
 
     async def _background(self, stop: asyncio.Event) -> None:
-        failures = 0
         delay = 0.0
         while True:
             try:
@@ -643,7 +667,7 @@ class _AsyncSession(_Session):
                 except Exception as exc:  # keep refreshing; the callers see the error
                     log.warning("background refresh failed: %s: %s",
                                 type(exc).__name__, exc)
-            delay, failures = self._background_delay(failures)
+            delay = self._background_delay()
 
     async def close(self) -> None:
         """Stop the background refresh and close the HTTP client (if the session made it)."""
@@ -729,7 +753,7 @@ def _password_adapter(*, space_url: str | None, authority: object, client_id: ob
                       scope: object, now: Callable[[], float]) -> _PasswordAdapter:
     return _PasswordAdapter(
         space_url=space_url,
-        authority=None if authority is None else _url(authority, "authority"),
+        authority=None if authority is None else _url(authority, "authority", base=True),
         client_id=None if client_id is None else _text(client_id, "client_id"),
         username=_text(username, "username", line=False),
         password=_text(password, "password", line=False),
@@ -802,7 +826,7 @@ class OIDCPasswordSession(_PasswordInfo, _SyncSession):
         authority's discovery document now (``IssuerError`` if they fail)."""
         now = _seconds_clock(clock)
         adapter = _password_adapter(
-            space_url=_url(space_url, "space_url"), authority=None, client_id=None,
+            space_url=_url(space_url, "space_url", base=True), authority=None, client_id=None,
             username=username, password=password, client_secret=client_secret,
             scope=scope, now=now)
         session = cls.__new__(cls)
@@ -819,7 +843,7 @@ class OIDCPasswordSession(_PasswordInfo, _SyncSession):
     def discover(self) -> None:
         """Read the discovery documents now rather than on first use; ``IssuerError``."""
         self._check_open()
-        self._credential.run(self._password_adapter.discover())
+        self._credential.run(guarded(self._password_adapter.discover()))
 
 
 class AsyncOIDCPasswordSession(_PasswordInfo, _AsyncSession):
@@ -849,7 +873,7 @@ class AsyncOIDCPasswordSession(_PasswordInfo, _AsyncSession):
         """A session for a space (``{space_url}/api/.well-known/oidc``), discovered lazily."""
         now = _seconds_clock(clock)
         adapter = _password_adapter(
-            space_url=_url(space_url, "space_url"), authority=None, client_id=None,
+            space_url=_url(space_url, "space_url", base=True), authority=None, client_id=None,
             username=username, password=password, client_secret=client_secret,
             scope=scope, now=now)
         session = cls.__new__(cls)
@@ -861,7 +885,7 @@ class AsyncOIDCPasswordSession(_PasswordInfo, _AsyncSession):
     async def discover(self) -> AsyncOIDCPasswordSession:
         """Read the discovery documents now rather than on first use; ``IssuerError``."""
         self._check_open()
-        await self._credential.run(self._password_adapter.discover())
+        await self._credential.run(guarded(self._password_adapter.discover()))
         return self
 
     def __await__(self) -> Generator[Any, None, AsyncOIDCPasswordSession]:

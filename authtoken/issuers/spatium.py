@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
@@ -55,7 +54,8 @@ from .._errors import (
     SessionExpired,
     SessionNotEstablished,
 )
-from ._core import Flow, Grant, Refresher, Request, Response, TransportFailure, issuer_error
+from ._core import Flow, Grant, Refresher, Request, Response, guarded, issuer_error
+from ._urls import credential_url
 
 __all__ = [
     "AsyncAuthorizationSession",
@@ -250,16 +250,8 @@ def _leeway(leeway: object) -> float:
 
 
 def _base_url(url: object) -> str:
-    if not isinstance(url, str):
-        raise ArgumentTypeError("the URL must be a str")
-    if not re.match(r"https?://[^/\s]", url, re.IGNORECASE) or any(c.isspace() for c in url):
-        raise InvalidArgument("the URL must be an absolute http:// or https:// URL")
-    return url.rstrip("/")
-
-
-def _shown_url(url: str) -> str:
-    """The URL without any user:password part, for reprs."""
-    return re.sub(r"^(https?://)[^/@]*@", r"\1", url, flags=re.IGNORECASE)
+    """The service's base URL: https, or http on loopback (credentials go there)."""
+    return credential_url(url, "url", base=True)
 
 
 Clock = Callable[[], "datetime | float"]
@@ -383,7 +375,7 @@ class SpatiumProtocol:
         self.base_url = _base_url(base_url)
 
     def __repr__(self) -> str:
-        return f"SpatiumProtocol({_shown_url(self.base_url)!r})"
+        return f"SpatiumProtocol({self.base_url!r})"
 
     def request(self, path: str, body: Mapping[str, Any], *, bearer: str | None = None,
                 ) -> Request:
@@ -471,14 +463,6 @@ class SpatiumProtocol:
         return self.call("Spatium account/email-confirm", request, _account_id)
 
 
-def _guarded(flow: Generator[Request, Response, T]) -> Generator[Request, Response, T]:
-    """``flow``, with a transport failure turned into ``IssuerError(status=None)``."""
-    try:
-        return (yield from flow)
-    except TransportFailure as exc:
-        raise IssuerError(f"the issuer could not be reached: {exc}") from exc
-
-
 # -- the clients -------------------------------------------------------------------------
 class SpatiumClient:
     """Spatium's authorization API, one method per call (see ``SpatiumProtocol``).
@@ -494,10 +478,10 @@ class SpatiumClient:
         self._driver = SyncDriver(client, timeout)
 
     def __repr__(self) -> str:
-        return f"SpatiumClient({_shown_url(self.protocol.base_url)!r})"
+        return f"SpatiumClient({self.protocol.base_url!r})"
 
     def _run(self, flow: Generator[Request, Response, T]) -> T:
-        return self._driver.run(_guarded(flow))
+        return self._driver.run(guarded(flow))
 
     def security_factor_credentials(self, username: str, password: str) -> SecurityToken:
         """Prove the credentials factor: a security token for ``issue_by_factors``."""
@@ -555,10 +539,10 @@ class AsyncSpatiumClient:
         self._driver = AsyncDriver(client, timeout)
 
     def __repr__(self) -> str:
-        return f"AsyncSpatiumClient({_shown_url(self.protocol.base_url)!r})"
+        return f"AsyncSpatiumClient({self.protocol.base_url!r})"
 
     async def _run(self, flow: Generator[Request, Response, T]) -> T:
-        return await self._driver.run(_guarded(flow))
+        return await self._driver.run(guarded(flow))
 
     async def security_factor_credentials(self, username: str, password: str) -> SecurityToken:
         """Prove the credentials factor: a security token for ``issue_by_factors``."""
@@ -679,7 +663,7 @@ class _UserAdapter(_Adapter):
 
     def establish(self, refresher: Refresher, security_tokens: SecurityTokens,
                   ) -> Generator[Request, Response, None]:
-        tokens = yield from _guarded(self.protocol.issue_by_factors(
+        tokens = yield from guarded(self.protocol.issue_by_factors(
             self.token_id, self.permissions, security_tokens))
         refresher.succeeded(self.grant(tokens))
         self.expired = None
@@ -769,7 +753,7 @@ class _Session:
     def __repr__(self) -> str:
         expires = self.expires_at
         shown = f", expires_at={expires.isoformat()!r}" if expires is not None else ""
-        return (f"{type(self).__name__}(url={_shown_url(self.url)!r}, "
+        return (f"{type(self).__name__}(url={self.url!r}, "
                 f"token_id={self.token_id!r}, permissions={list(self.permissions)!r}, "
                 f"state={self._state()!r}{shown})")
 

@@ -20,12 +20,14 @@ One user (``username``/``password``, "alice" by default) and two clients: the pu
 
 Knobs for tests: ``lifetime`` (``expires_in`` seconds), ``refresh_lifetime``,
 ``send_refresh_expires_in``, ``token_delay``, ``fail_token_requests(n)`` (the next n
-token requests answer 503), ``refuse_refresh``, ``reject_api(n)`` (the next n API calls
-answer 401 whatever the token), ``stop()``.  ``counts`` tallies requests per grant type
-and per endpoint; ``token_requests()`` sums the grants; ``reused_refresh_tokens`` counts
-refresh tokens presented again after use; ``api_statuses`` lists the lesson API's
-answers.  The provider runs on real time (``time.time``): pass a ``FakeClock`` to the
-session under test, not to the provider.
+token requests answer 503, or any status and body), ``refuse_refresh``,
+``space_authority`` (the authority the space names instead of the realm),
+``discovery_overrides`` (fields the discovery document says instead of the true ones),
+``reject_api(n)`` (the next n API calls answer 401 whatever the token), ``stop()``.
+``counts`` tallies requests per grant type and per endpoint; ``token_requests()`` sums
+the grants; ``reused_refresh_tokens`` counts refresh tokens presented again after use;
+``api_statuses`` lists the lesson API's answers.  The provider runs on real time
+(``time.time``): pass a ``FakeClock`` to the session under test, not to the provider.
 
 Needs the ``testing`` extra: ``pip install "authtoken[testing]"``.
 """
@@ -249,6 +251,8 @@ class OIDCProvider:
     send_refresh_expires_in: bool = False
     token_delay: float = 0.0
     refuse_refresh: bool = False
+    space_authority: str | None = None
+    discovery_overrides: dict[str, Any] = field(default_factory=dict)
     username: str = "alice"
     private_key: rsa.RSAPrivateKey | None = None
     users: dict[str, str] = field(default_factory=dict)
@@ -270,6 +274,7 @@ class OIDCProvider:
         self._fail_token = 0
         self._fail_status = 503
         self._fail_grant: str | None = None
+        self._fail_body: bytes | None = None
         self._reject_api = 0
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -317,12 +322,15 @@ class OIDCProvider:
 
     # -- knobs --------------------------------------------------------------------------
     def fail_token_requests(self, n: int, status: int = 503,
-                            grant_type: str | None = None) -> None:
-        """The next ``n`` token requests (of ``grant_type``, if given) answer ``status``."""
+                            grant_type: str | None = None, body: bytes | None = None) -> None:
+        """The next ``n`` token requests (of ``grant_type``, if given) answer ``status``,
+        with ``body`` (e.g. an HTML page with status 200) or an OAuth2 error; they are not
+        processed."""
         with self._lock:
             self._fail_token = n
             self._fail_status = status
             self._fail_grant = grant_type
+            self._fail_body = body
 
     def reject_api(self, n: int) -> None:
         """The next ``n`` protected API calls answer 401 whatever token they carry."""
@@ -427,6 +435,9 @@ class OIDCProvider:
             with self._lock:
                 if self._fail_token > 0 and self._fail_grant in (None, grant_type):
                     self._fail_token -= 1
+                    if self._fail_body is not None:
+                        return self._fail_body, self._fail_status, {
+                            "Content-Type": "text/html"}
                     return jsonify(error="temporarily_unavailable"), self._fail_status
                 return server.create_token_response()
 
@@ -434,10 +445,12 @@ class OIDCProvider:
         def openid_configuration() -> Any:
             with self._lock:
                 self.counts["discovery"] += 1
-            return jsonify(issuer=self.issuer, token_endpoint=self.token_url,
-                           jwks_uri=self.jwks_uri,
-                           grant_types_supported=["password", "refresh_token",
-                                                  "client_credentials"])
+            document: dict[str, Any] = {
+                "issuer": self.issuer, "token_endpoint": self.token_url,
+                "jwks_uri": self.jwks_uri,
+                "grant_types_supported": ["password", "refresh_token", "client_credentials"]}
+            document.update(self.discovery_overrides)
+            return jsonify(document)
 
         @app.get(REALM + "/protocol/openid-connect/certs")
         def certs() -> Any:
@@ -449,7 +462,8 @@ class OIDCProvider:
         def space_oidc() -> Any:
             with self._lock:
                 self.counts["space"] += 1
-            return jsonify(data={"authority": self.issuer, "client_id": PUBLIC_CLIENT})
+            authority = self.space_authority or self.issuer
+            return jsonify(data={"authority": authority, "client_id": PUBLIC_CLIENT})
 
         @app.get("/space/api/lessons/<int:lesson>")
         def lesson(lesson: int) -> Any:

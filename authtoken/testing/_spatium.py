@@ -8,8 +8,8 @@ utility tokens are HS256 JWTs.  Refresh tokens rotate: each is good for one refr
 issuing a new pair for a ``tokenId`` makes the previous refresh token stale.
 
 Test hooks: ``count(path)`` and ``calls`` (every request), ``refresh_attempts`` (which
-refresh token each refresh presented), ``fail``/``drop``/``delay`` (faults for the next
-requests to a path), ``revoke(token_id)``, ``public_key_pem``, ``last_email_code`` and
+refresh token each refresh presented), ``fail``/``drop``/``delay``/``garble`` (faults for
+the next requests to a path), ``revoke(token_id)``, ``public_key_pem``, ``last_email_code`` and
 an injectable ``clock``.  Passwords are stored as PBKDF2 hashes (libpass), with few
 rounds: it is a test double.
 
@@ -125,7 +125,7 @@ class _Chain:
 
 @dataclass
 class _Fault:
-    kind: str  # "status", "drop" or "delay"
+    kind: str  # "status", "drop", "delay" or "garble"
     status: int = 503
     seconds: float = 0.0
 
@@ -314,6 +314,11 @@ class SpatiumAuthority:
         """The next ``times`` requests to ``path`` wait ``seconds`` (real time), then are
         processed normally."""
         self._add_fault(path, _Fault("delay", seconds=seconds), times)
+
+    def garble(self, path: str, *, times: int = 1) -> None:
+        """The next ``times`` requests to ``path`` are answered 200 with a body that is not
+        JSON (as a misconfigured proxy would), and the request is not processed."""
+        self._add_fault(path, _Fault("garble", status=200), times)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -658,6 +663,15 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault is not None and fault.kind == "drop":
             authority._record(path, 0, request_id)
             self.close_connection = True
+            return
+        elif fault is not None and fault.kind == "garble":
+            authority._record(path, 200, request_id)
+            page = b"<html><body>Welcome to the proxy</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
             return
         elif fault is not None:
             self._answer(path, fault.status, request_id,
