@@ -56,6 +56,7 @@ from ._errors import (
     TokenRevoked,
 )
 from ._expiry import aware_utc, from_micros, to_micros
+from ._redact import redact
 from ._repository import AuditEvent, EventRow, MemoryRepository, Repository, Usage
 from ._scopes import Script
 from ._token import AuthToken, Principal, TokenRecord, UserKey, check_user
@@ -363,7 +364,8 @@ class Security:
         self._finalizer = weakref.finalize(self, _flush_forgotten, self._activity, repository)
 
     def __repr__(self) -> str:
-        return f"Security({self._repository!r})"
+        # Masked here too: a repository of the user's own may show its URL's password.
+        return redact(f"Security({self._repository!r})")
 
     def __enter__(self) -> Security:
         return self
