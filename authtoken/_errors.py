@@ -19,8 +19,13 @@
         └── SessionExpired
 
 Context travels in typed attributes (``token_key``, ``expired_at``,
-``missing_scopes``, ...), never only in the message.  No message or ``repr`` holds a
-token string or its secret: the constructors take none.
+``missing_scopes``, ...), never only in the message.  No message, ``repr`` or attribute
+holds a token string, its secret or a database password: every constructor passes its
+message and its text attributes through ``redact``, so a caller that echoes user input
+(a token string given by mistake as a scope, an expiry or a user; a URL with its
+password) cannot leak it.  What the constructors cannot see is a chained exception: code
+that raises one of these from an error carrying user input raises it outside the
+``except`` block, so nothing is chained.
 
 Errors that are also a wrong *type* of argument (``ArgumentTypeError``) derive from
 ``TypeError`` as well, so both ``except TypeError`` and ``except InvalidArgument`` work.
@@ -30,6 +35,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+
+from ._redact import redact
 
 __all__ = [
     "ArgumentTypeError",
@@ -51,8 +58,56 @@ __all__ = [
 ]
 
 
+def _masked(text: str) -> str:
+    """``text`` through ``redact``, skipping the regular expressions when it cannot match.
+
+    Every forged login raises ``InvalidToken`` with a constant message, so the common
+    case must cost next to nothing.  Each of ``redact``'s patterns needs one of these to
+    match: a token string its ``_`` (``atk_``), a JSON Web Token or a token body its
+    ``.``, a lone secret 43 characters, a password parameter its ``=``, a URL password
+    its ``://``.
+    """
+    if (len(text) < 43 and "_" not in text and "." not in text and "=" not in text
+            and "://" not in text):
+        return text
+    return redact(text)
+
+
+def _masked_or_none(text: str | None) -> str | None:
+    return None if text is None else _masked(str(text))
+
+
+def _masked_arg(arg: object) -> object:
+    if isinstance(arg, str):
+        return _masked(arg)
+    if isinstance(arg, (int, float, bool)) or arg is None:
+        return arg
+    try:
+        text = str(arg)
+    except Exception:  # an argument that cannot be shown is not shown
+        return f"<{type(arg).__name__}>"
+    masked = _masked(text)
+    return arg if masked == text else masked
+
+
 class AuthTokenError(Exception):
-    """Base of every error authtoken raises on purpose."""
+    """Base of every error authtoken raises on purpose.
+
+    The arguments are masked at construction (see the module notes): a ``str`` argument
+    through ``redact``, any other one replaced by its masked ``str`` when that holds
+    something to mask.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and type(args[0]) is str:
+            # The usual case, and the login path's: _masked's quick test, inlined.
+            text = args[0]
+            if (len(text) >= 43 or "_" in text or "." in text or "=" in text
+                    or "://" in text):
+                text = redact(text)
+            super().__init__(text)
+        else:
+            super().__init__(*[_masked_arg(arg) for arg in args])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
@@ -71,8 +126,8 @@ class ScopeError(InvalidArgument):
 
     def __init__(self, message: str, *, identifier: str | None = None) -> None:
         super().__init__(message)
-        #: the offending identifier, cut to 80 characters, when there is one
-        self.identifier = identifier[:80] if identifier is not None else None
+        #: the offending identifier, masked and cut to 80 characters, when there is one
+        self.identifier = _masked(identifier)[:80] if identifier is not None else None
 
 
 class ConcurrentUpdate(InvalidArgument):
@@ -80,7 +135,7 @@ class ConcurrentUpdate(InvalidArgument):
 
     def __init__(self, message: str, *, token_key: str) -> None:
         super().__init__(message)
-        self.token_key = token_key
+        self.token_key = _masked(token_key)
 
 
 class LoginError(AuthTokenError):
@@ -89,7 +144,7 @@ class LoginError(AuthTokenError):
     def __init__(self, message: str, *, token_key: str | None = None) -> None:
         super().__init__(message)
         #: the key of the token, once the secret has matched; ``None`` before
-        self.token_key = token_key
+        self.token_key = _masked_or_none(token_key)
 
 
 class InvalidToken(LoginError):
@@ -123,7 +178,7 @@ class TokenNotFound(AuthTokenError, LookupError):
 
     def __init__(self, message: str, *, token_key: str | None = None) -> None:
         super().__init__(message)
-        self.token_key = token_key
+        self.token_key = _masked_or_none(token_key)
 
 
 class PermissionDenied(AuthTokenError):
@@ -131,7 +186,7 @@ class PermissionDenied(AuthTokenError):
 
     def __init__(self, message: str, *, missing_scopes: Iterable[str] = ()) -> None:
         super().__init__(message)
-        self.missing_scopes: tuple[str, ...] = tuple(missing_scopes)
+        self.missing_scopes: tuple[str, ...] = tuple(_masked(str(s)) for s in missing_scopes)
 
 
 class RepositoryError(AuthTokenError):
@@ -145,8 +200,8 @@ class IssuerError(AuthTokenError):
                  request_id: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.request_id = request_id
-        self.code = code
+        self.request_id = _masked_or_none(request_id)
+        self.code = _masked_or_none(code)
 
 
 class SessionNotEstablished(IssuerError):

@@ -7,6 +7,7 @@ or update), or none.  Resolution is a pure function of ``(spec, now)``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -15,6 +16,7 @@ from dateutil.parser import isoparse
 from dateutil.relativedelta import relativedelta
 
 from ._errors import ArgumentTypeError, InvalidArgument
+from ._redact import redact
 
 __all__ = [
     "DEFAULT_LIFETIME",
@@ -124,29 +126,42 @@ def parse_expires(value: object) -> ExpirySpec:
     )
 
 
+_UNREADABLE = (
+    "is not readable: give a duration such as '90m', '12h', '30d' or '2w', an ISO-8601 "
+    "time such as '2027-01-31T00:00:00Z', or 'never'"
+)
+
+
 def _parse_text(value: str) -> ExpirySpec:
+    # Refusals below are raised outside any ``except`` block: the parser's errors quote
+    # the text, which may be a token string given here by mistake, and a chained error
+    # would carry it past the masking of our own message.
     text = value.strip()
-    shown = ascii(text[:40])
-    if text.lower() == "never":
+    lowered = text.lower()
+    if lowered == "never":
         return NEVER_SPEC
-    if _DURATION.match(text.lower()):
-        try:
-            return ExpirySpec(relative=_parse_duration(text.lower()))
-        except OverflowError as exc:
-            raise InvalidArgument(f"expires {shown} is too long a duration") from exc
+    relative: timedelta | None = None
+    if _DURATION.match(lowered):
+        with contextlib.suppress(OverflowError):
+            relative = _parse_duration(lowered)
+        if relative is None:
+            raise InvalidArgument(f"expires {_shown(text)} is too long a duration")
+        return ExpirySpec(relative=relative)
     if not text or len(text) > 64 or not text.isascii():
-        raise InvalidArgument(
-            f"expires {shown} is not readable: give a duration such as '90m', '12h', "
-            "'30d' or '2w', an ISO-8601 time such as '2027-01-31T00:00:00Z', or 'never'"
-        )
-    try:
+        raise InvalidArgument(f"expires {_shown(text)} {_UNREADABLE}")
+    parsed: datetime | None = None
+    with contextlib.suppress(ValueError, OverflowError):
         parsed = isoparse(text)
-    except (ValueError, OverflowError) as exc:
-        raise InvalidArgument(
-            f"expires {shown} is not readable: give a duration such as '90m', '12h', "
-            "'30d' or '2w', an ISO-8601 time such as '2027-01-31T00:00:00Z', or 'never'"
-        ) from exc
-    try:
-        return ExpirySpec(absolute=aware_utc(parsed))
-    except (OverflowError, ValueError) as exc:
-        raise InvalidArgument(f"expires {shown} is out of the representable range") from exc
+    if parsed is None:
+        raise InvalidArgument(f"expires {_shown(text)} {_UNREADABLE}")
+    absolute: datetime | None = None
+    with contextlib.suppress(OverflowError, ValueError):
+        absolute = aware_utc(parsed)
+    if absolute is None:
+        raise InvalidArgument(f"expires {_shown(text)} is out of the representable range")
+    return ExpirySpec(absolute=absolute)
+
+
+def _shown(text: str) -> str:
+    """The start of an expiry text for a message, masked before it is cut."""
+    return ascii(redact(text)[:40])

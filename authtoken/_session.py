@@ -28,6 +28,7 @@ from ._errors import (
     TokenNotFound,
     TokenRevoked,
 )
+from ._redact import redact
 from ._scopes import Script, bindings_of
 from ._security import Security, is_token_key, not_found_message, shown_key
 from ._token import AuthToken, Principal, TokenRecord, UserKey, check_user
@@ -98,8 +99,9 @@ class Session:
 
     def __repr__(self) -> str:
         via = f", token_key={self.principal.token_key!r}" if self.principal else ""
-        return (f"Session(user={self.user!r}, script={self.script!r}, "
-                f"admin={self.admin}{via})")
+        # Masked: a token string accepted by mistake as a user or a script path shows here.
+        return redact(f"Session(user={self.user!r}, script={self.script!r}, "
+                      f"admin={self.admin}{via})")
 
     def _actor(self) -> str | None:
         """Who acts, for the audit trail: the session's token, else its user."""
@@ -317,7 +319,7 @@ class ScriptRunner:
         self.script = script
 
     def __repr__(self) -> str:
-        return f"ScriptRunner(script={self.script!r})"
+        return redact(f"ScriptRunner(script={self.script!r})")
 
     def login_by_auth_token(self, token_string: str | bytes) -> Session:
         session = Session(self.security, script=self.script)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -12,6 +13,7 @@ from dateutil.relativedelta import relativedelta
 from ._clock import system_clock
 from ._errors import ArgumentTypeError, InvalidArgument, PermissionDenied
 from ._expiry import DEFAULT_SPEC, ExpirySpec, parse_expires
+from ._redact import redact
 from ._scopes import Script, bindings_of, canonical_identifier, parse_scope
 
 __all__ = [
@@ -66,13 +68,15 @@ def _check_data(data: object) -> str | None:
         return None
     if not isinstance(data, str):
         raise ArgumentTypeError(f"data must be a str or None, not {type(data).__name__}")
-    try:
+    # Refused outside the ``except``: a chained UnicodeEncodeError would carry the data.
+    size = -1
+    with contextlib.suppress(UnicodeEncodeError):
         size = len(data.encode("utf-8"))
-    except UnicodeEncodeError as exc:
+    if size < 0:
         raise InvalidArgument(
             "data holds a lone surrogate and cannot be stored as UTF-8; encode binary "
             "payloads (base64, JSON) before binding them"
-        ) from exc
+        )
     if size > MAX_DATA_BYTES:
         raise InvalidArgument(
             f"data is {size} bytes in UTF-8; the limit is {MAX_DATA_BYTES}: store the "
@@ -93,9 +97,11 @@ def _check_description(description: object) -> str:
         )
     try:
         description.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidArgument("description holds a lone surrogate") from exc
-    return description
+    except UnicodeEncodeError:
+        pass  # refused below, with no chained error carrying the description
+    else:
+        return description
+    raise InvalidArgument("description holds a lone surrogate")
 
 
 def _check_expires(value: object) -> ExpirySpec:
@@ -333,7 +339,8 @@ class AuthToken:
             expires.absolute.isoformat() if expires.absolute
             else "never" if expires.never else f"+{expires.relative}"
         )
-        return (
+        # Masked: a token string accepted by mistake as a scope or a user shows here.
+        return redact(
             f"AuthToken(key={self._key!r}, user={self._user!r}, scope={self.scope!r}, "
             f"expires={shown}, revoked={self._revoked_at is not None})"
         )
@@ -351,9 +358,12 @@ def _scope_name(scope: object) -> str:
     return repr(type(scope).__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Principal:
-    """Who logged in, with which token, for what: the result of a login."""
+    """Who logged in, with which token, for what: the result of a login.
+
+    Its ``repr`` is masked: a user or a scope may be a token string accepted by mistake.
+    """
 
     user: UserKey
     token_key: str
@@ -361,6 +371,13 @@ class Principal:
     data: str | None
     expires: datetime | None
     script: Script | None = None
+
+    def __repr__(self) -> str:
+        return redact(
+            f"Principal(user={self.user!r}, token_key={self.token_key!r}, "
+            f"scopes={self.scopes!r}, data={self.data!r}, expires={self.expires!r}, "
+            f"script={self.script!r})"
+        )
 
     def has_scope(self, scope: str | int) -> bool:
         """Whether the token holds the identifier ``scope`` (compared canonically).

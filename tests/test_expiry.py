@@ -374,3 +374,21 @@ def test_text_reads_or_invalid_argument(text: str, now: datetime) -> None:
 def test_duration_units_in_any_case(text: str, hours: int) -> None:
     """Duration units may be written in upper case too."""
     assert parse_expires(text).relative == timedelta(hours=hours)
+
+
+# -- no secret through the error or its chain ------------------------------------------------
+_SECRET = "L5KGk8k9mmF8sFEnk-cNOv5Ivj7YzUucdwWpbWEgrao"
+
+
+@pytest.mark.parametrize("text", [
+    _SECRET, "2027-01-31 " + _SECRET, "atk_smyct2ckg5dup553." + _SECRET,
+    " " + _SECRET + " ", "20270131T000000 " + _SECRET,
+])
+def test_unreadable_expiry_shows_no_secret_and_chains_nothing(text: str) -> None:
+    """A secret given as expires is masked and no parser error carrying it is chained."""
+    with pytest.raises(InvalidArgument) as info:
+        parse_expires(text)
+    error = info.value
+    assert error.__cause__ is None and error.__context__ is None
+    for shown in (str(error), repr(error), repr(error.args)):
+        assert _SECRET[:12] not in shown and _SECRET[-12:] not in shown
