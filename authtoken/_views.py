@@ -72,9 +72,12 @@ def principal_view(principal: Principal) -> dict[str, object]:
 
 
 def event_view(event: AuditEvent) -> dict[str, object]:
-    """An audit event as the admin API shows it: contract §8's fields, plus ``count``
-    on a summary event -- one that stands for ``count`` like login attempts of a batch
-    beyond those kept one by one (see ``docs/admin.md``)."""
+    """An audit event as the admin API shows it.
+
+    ``at``, ``actor``, ``action``, ``token_key``, ``script``, ``outcome`` and
+    ``reason``, plus ``count`` on a summary event -- one that stands for ``count`` like
+    login attempts of a batch beyond those kept one by one (see ``docs/admin.md``).
+    """
     script = event.script
     view: dict[str, object] = {
         "at": isoformat(event.at),

@@ -1,4 +1,4 @@
-"""Security (contract §4) on every backend: authorize, read, update, revoke, login."""
+"""Security on every backend: authorize, read, update, revoke, login."""
 
 from __future__ import annotations
 

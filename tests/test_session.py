@@ -1,4 +1,4 @@
-"""Session and ScriptRunner (contract §5): ownership and no escalation through delegation."""
+"""Session and ScriptRunner: ownership, and no escalation through delegation."""
 
 from __future__ import annotations
 
