@@ -1,4 +1,4 @@
-"""The storage contract (``Repository``) and its in-memory implementation.
+"""The storage interface (``Repository``) and its in-memory implementation.
 
 Theory of operation
 -------------------
@@ -12,12 +12,15 @@ the row since it was read (``version``).  The engine never holds a lock across c
 needs with timestamps as integer microseconds, so a backend can answer it straight from
 a prepared statement.  Usage (``last_used_at``, ``use_count``) arrives in batches
 through ``record_usage`` -- increments, never absolute values, so concurrent writers
-add up.
+add up.  Increments are not idempotent, so each batch carries a ``BatchId``: a batch
+whose commit reached the database but whose answer was lost is written again by its
+writer, and the repository recognises it and skips it rather than count it twice.
 """
 
 from __future__ import annotations
 
 import builtins
+import secrets
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,7 +32,8 @@ from ._expiry import from_micros, to_micros
 from ._scopes import Script
 from ._token import TokenRecord, UserKey
 
-__all__ = ["AuditEvent", "EventRow", "LoginRow", "MemoryRepository", "Repository", "Usage"]
+__all__ = ["AuditEvent", "BatchId", "EventRow", "LoginRow", "MemoryRepository", "Repository",
+           "Usage", "new_writer"]
 
 
 class LoginRow(NamedTuple):
@@ -48,6 +52,25 @@ class Usage(NamedTuple):
 
     logins: int
     last_used: int
+
+
+class BatchId(NamedTuple):
+    """Who wrote a usage batch, and its number.
+
+    ``writer``: a random name (at most 32 characters) for one buffer of one process;
+    ``number``: 1 for its first batch, then higher for each new batch.  A writer writes
+    its batches in order, and a failed batch again, with the same number and the same
+    contents, before any later one.  So a repository needs to keep only the highest
+    number written per writer: a batch numbered at or below it was written already.
+    """
+
+    writer: str
+    number: int
+
+
+def new_writer() -> str:
+    """A fresh writer name for ``BatchId``: 16 random hex digits."""
+    return secrets.token_hex(8)
 
 
 # An audit event as the engine buffers and hands it to ``record_usage`` -- a plain tuple,
@@ -124,9 +147,14 @@ class Repository(Protocol):
         """Tokens of ``user`` (all users if ``None``), newest first."""
 
     def record_usage(self, usage: Mapping[str, Usage],
-                     events: Sequence[EventRow] = ()) -> None:
+                     events: Sequence[EventRow] = (), batch: BatchId | None = None) -> None:
         """Add logins to ``use_count``, advance ``last_used_at`` and append audit events,
-        in one transaction; all or nothing."""
+        in one transaction; all or nothing.
+
+        With ``batch``, the same transaction records the batch as written, and a batch
+        its writer wrote already (a number at or below its highest) changes nothing: a
+        retry after a lost answer is safe.  ``None``: no such check.
+        """
 
     def events(self, *, user: UserKey | None, token_key: str | None,
                since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
@@ -144,6 +172,7 @@ class MemoryRepository:
         self._order: dict[str, int] = {}
         self._lock = threading.Lock()
         self._events: list[EventRow] = []
+        self._batches: dict[str, int] = {}  # writer -> highest batch number written
 
     def __repr__(self) -> str:
         return f"MemoryRepository(<{len(self._rows)} tokens>)"
@@ -264,8 +293,12 @@ class MemoryRepository:
         return rows
 
     def record_usage(self, usage: Mapping[str, Usage],
-                     events: Sequence[EventRow] = ()) -> None:
+                     events: Sequence[EventRow] = (), batch: BatchId | None = None) -> None:
         with self._lock:
+            if batch is not None:
+                if self._batches.get(batch.writer, 0) >= batch.number:
+                    return  # written already: its answer was lost
+                self._batches[batch.writer] = batch.number
             self._events.extend(events)
             for key, (count, last) in usage.items():
                 row = self._rows.get(key)

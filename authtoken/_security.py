@@ -13,7 +13,9 @@ process is refused by the next login everywhere.  What a login *writes* -- usage
 audit event -- is buffered in memory and written in batches, in one transaction (every
 1,000 logins, every second of clock time, on ``flush()``/``close()``, when a forgotten
 ``Security`` is collected and at interpreter exit).  A batch that cannot be written is
-merged back and retried later, never dropped; reads through this ``Security`` add the
+kept whole and written again, under the same ``BatchId``, before anything newer, never
+dropped; the id lets storage skip a batch whose commit landed but whose answer was lost,
+so a retry never counts twice.  Reads through this ``Security`` add the
 logins still buffered, so they look exact, and ``audit_events`` writes the buffered
 events before it reads.
 
@@ -39,7 +41,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ._clock import Clock, system_clock, system_micros
 from ._codec import TokenCodec, new_key
@@ -56,8 +58,15 @@ from ._errors import (
     TokenRevoked,
 )
 from ._expiry import aware_utc, from_micros, to_micros
-from ._redact import redact
-from ._repository import AuditEvent, EventRow, MemoryRepository, Repository, Usage
+from ._repository import (
+    AuditEvent,
+    BatchId,
+    EventRow,
+    MemoryRepository,
+    Repository,
+    Usage,
+    new_writer,
+)
 from ._scopes import Script
 from ._token import AuthToken, Principal, TokenRecord, UserKey, check_user
 
@@ -116,12 +125,21 @@ MAX_BUFFERED_EVENTS: Final = 100_000
 log = logging.getLogger("authtoken")
 
 
+class _Batch(NamedTuple):
+    """Usage and events taken from the buffer to be written together, under ``id``."""
+
+    id: BatchId
+    usage: dict[str, Usage]
+    events: list[EventRow]
+
+
 class _Activity:
     """Usage counts and audit events waiting to be written, in one batch.
 
     Thread-safe; a batch is written in one repository transaction (``record_usage``), so
     the login path adds one write per batch, not two.  A batch that cannot be written is
-    put back: no count and no event is lost.
+    kept whole, with its id, and written again before any newer one: no count and no
+    event is lost, and none is written twice (the repository skips an id it has).
 
     Login events are sampled so that neither a busy token nor garbage can flood the
     store: per batch, the first ``SAMPLED_LOGINS`` events of one (token, script, outcome)
@@ -132,7 +150,8 @@ class _Activity:
     """
 
     __slots__ = ("_attempts", "_dropped", "_events", "_extra", "_first", "_flush_lock",
-                 "_lock", "_sampled", "_samples", "_usage")
+                 "_kept", "_lock", "_number", "_pid", "_room", "_sampled", "_samples",
+                 "_usage", "_writer")
 
     def __init__(self) -> None:
         self._usage: dict[str, list[int]] = {}  # key -> [logins, last at]
@@ -147,6 +166,9 @@ class _Activity:
         self._dropped = 0  # events not kept: the buffer was full
         self._sampled = 0
         self._extra: dict[tuple[str, Script | None], list[int]] = {}  # -> [count, last at]
+        self._kept: _Batch | None = None  # a batch whose write failed: next to write
+        self._room = MAX_BUFFERED_EVENTS  # events the buffer takes, beside the kept batch
+        self._writer, self._number, self._pid = new_writer(), 0, os.getpid()
 
     def _due(self, at: int) -> bool:
         # caller holds _lock
@@ -197,7 +219,7 @@ class _Activity:
 
     def _keep(self, event: EventRow) -> None:
         # caller holds _lock
-        if len(self._events) < MAX_BUFFERED_EVENTS:
+        if len(self._events) < self._room:
             self._events.append(event)
         else:
             self._dropped += 1
@@ -238,68 +260,99 @@ class _Activity:
     def pending(self, key: str) -> tuple[int, int] | None:
         with self._lock:
             entry = self._usage.get(key)
+            kept = self._kept
+        old = None if kept is None else kept.usage.get(key)
+        if old is None:
             return None if entry is None else (entry[0], entry[1])
+        if entry is None:
+            return old.logins, old.last_used
+        return entry[0] + old.logins, max(entry[1], old.last_used)
 
     def flush(self, repository: Repository, *, wait: bool) -> None:
-        """Write what is buffered; on failure put it back and raise."""
+        """Write what is buffered: a batch kept from a failed write first, under its own
+        id, then a new batch of the rest.  On failure the batch is kept and the error
+        raised."""
         if not self._flush_lock.acquire(blocking=wait):
             return  # another thread is writing; it will take ours next time
         try:
-            with self._lock:
-                usage, events = self._usage, self._events
-                events.extend(
-                    (at, action, "ok" if reason is None else "refused", actor, key, user,
-                     script, reason, counted)
-                    for (action, key, script, reason, actor), (_, counted, at, user)
-                    in self._samples.items()
-                    if counted
-                )
-                dropped, self._dropped = self._dropped, 0
-                events.extend(
-                    (at, action, "refused", None, None, None, script, "InvalidToken", count)
-                    for (action, script), (count, at) in self._extra.items()
-                )
-                self._usage, self._events, self._samples, self._extra = {}, [], {}, {}
-                self._attempts = self._sampled = 0
-                self._first = None
-            if dropped:
-                log.warning("authtoken: %d audit events were not kept: storage could not "
-                            "take them and the buffer was full", dropped)
-            if not usage and not events:
+            kept = self._kept
+            if kept is not None and not self._write(repository, kept):
                 return
-            try:
-                repository.record_usage(
-                    {k: Usage(v[0], v[1]) for k, v in usage.items()},
-                    events,
-                )
-            except RepositoryError:
-                self._put_back(usage, events)  # storage is down: all of it waits
-                raise
-            except Exception:
-                # Not storage being down but something in the batch it cannot take:
-                # keep the counts, drop the events rather than fail every batch after.
-                self._put_back(usage, [])
-                log.exception("authtoken: %d audit events could not be written and were "
-                              "dropped", len(events))
-            except BaseException:
-                self._put_back(usage, events)
-                raise
+            batch = self._take()
+            if batch is not None:
+                self._write(repository, batch)
         finally:
             self._flush_lock.release()
 
-    def _put_back(self, usage: dict[str, list[int]], events: list[EventRow]) -> None:
+    def _take(self) -> _Batch | None:
+        """Empty the buffer into a new batch with the next id (``None``: nothing)."""
+        # caller holds _flush_lock
+        if self._pid != os.getpid():  # a forked child: its batches are not the parent's
+            self._writer, self._number, self._pid = new_writer(), 0, os.getpid()
         with self._lock:
-            for key, (count, last) in usage.items():
-                entry = self._usage.get(key)
-                if entry is None:
-                    self._usage[key] = [count, last]
-                else:
-                    entry[0] += count
-                    entry[1] = max(entry[1], last)
-                self._attempts += count
-            self._events[:0] = events
-            if self._first is None and (usage or events):
-                self._first = min([e[0] for e in events] + [v[1] for v in usage.values()])
+            usage, events = self._usage, self._events
+            events.extend(
+                (at, action, "ok" if reason is None else "refused", actor, key, user,
+                 script, reason, counted)
+                for (action, key, script, reason, actor), (_, counted, at, user)
+                in self._samples.items()
+                if counted
+            )
+            dropped, self._dropped = self._dropped, 0
+            events.extend(
+                (at, action, "refused", None, None, None, script, "InvalidToken", count)
+                for (action, script), (count, at) in self._extra.items()
+            )
+            self._usage, self._events, self._samples, self._extra = {}, [], {}, {}
+            self._attempts = self._sampled = 0
+            self._first = None
+        if dropped:
+            log.warning("authtoken: %d audit events were not kept: storage could not "
+                        "take them and the buffer was full", dropped)
+        if not usage and not events:
+            return None
+        self._number += 1
+        return _Batch(BatchId(self._writer, self._number),
+                      {k: Usage(v[0], v[1]) for k, v in usage.items()}, events)
+
+    def _write(self, repository: Repository, batch: _Batch) -> bool:
+        """Write ``batch``; ``True`` if written, ``False`` if kept (and logged)."""
+        # caller holds _flush_lock
+        try:
+            repository.record_usage(batch.usage, batch.events, batch=batch.id)
+        except RepositoryError:
+            self._keep_batch(batch)  # storage is down, or its answer was lost: all waits
+            raise
+        except Exception:
+            # Not storage being down but something in the batch it cannot take: keep
+            # the counts, drop the events rather than fail every batch after.
+            self._keep_batch(batch._replace(events=[]))
+            log.exception("authtoken: %d audit events could not be written and were "
+                          "dropped", len(batch.events))
+            return False
+        except BaseException:
+            self._keep_batch(batch)
+            raise
+        if self._kept is not None:
+            with self._lock:
+                self._kept, self._room = None, MAX_BUFFERED_EVENTS
+        return True
+
+    def _keep_batch(self, batch: _Batch) -> None:
+        """Keep ``batch`` to be written again, whole and under its id, before anything
+        newer: merged into newer counts, a batch whose commit landed unseen could not
+        be recognised when written again."""
+        with self._lock:
+            if not batch.usage and not batch.events:  # nothing left worth keeping
+                self._kept, self._room = None, MAX_BUFFERED_EVENTS
+                return
+            if self._kept is None:  # a first failure: the next batch is due as before
+                self._attempts += sum(u.logins for u in batch.usage.values())
+                if self._first is None:
+                    self._first = min([e[0] for e in batch.events]
+                                      + [u.last_used for u in batch.usage.values()])
+            self._kept = batch
+            self._room = MAX_BUFFERED_EVENTS - len(batch.events)
 
 
 def _flush_quietly_now(activity: _Activity, repository: Repository) -> None:
@@ -364,8 +417,7 @@ class Security:
         self._finalizer = weakref.finalize(self, _flush_forgotten, self._activity, repository)
 
     def __repr__(self) -> str:
-        # Masked here too: a repository of the user's own may show its URL's password.
-        return redact(f"Security({self._repository!r})")
+        return f"Security({self._repository!r})"
 
     def __enter__(self) -> Security:
         return self

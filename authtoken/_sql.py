@@ -41,7 +41,6 @@ import builtins
 import contextlib
 import os
 import random
-import re
 import select
 import sqlite3
 import threading
@@ -61,7 +60,8 @@ from sqlmodel import Field, SQLModel
 from . import _migrate
 from ._errors import AuthTokenError, InvalidArgument, RepositoryError, TokenRevoked
 from ._expiry import from_micros, to_micros
-from ._repository import AuditEvent, EventRow, LoginRow, Usage
+from ._redact import redact
+from ._repository import AuditEvent, BatchId, EventRow, LoginRow, Usage
 from ._scopes import Script
 from ._token import TokenRecord, UserKey
 from ._watchdog import WATCHDOG, Watch
@@ -124,9 +124,21 @@ class AuditRow(_Base, table=True):
     count: int = Field(default=1, sa_type=sa.BigInteger, nullable=False)
 
 
+class UsageBatchRow(_Base, table=True):
+    """The highest usage batch number a writer has written (see ``BatchId``)."""
+
+    __tablename__ = "authtoken_usage_batch"
+    __table_args__ = (sa.PrimaryKeyConstraint("writer", name="pk_authtoken_usage_batch"),)
+
+    writer: str = Field(sa_type=sa.String(32), nullable=False)
+    number: int = Field(sa_type=sa.BigInteger, nullable=False)
+    written_at: int = Field(sa_type=sa.BigInteger, nullable=False)
+
+
 METADATA = _Base.metadata
 T: sa.Table = TokenRow.__table__  # type: ignore[attr-defined]
 A: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
+B: sa.Table = UsageBatchRow.__table__  # type: ignore[attr-defined]
 _COLUMNS = tuple(c.name for c in T.columns)
 _Row = NamedTuple("_Row", [(name, Any) for name in _COLUMNS])  # type: ignore[misc]
 _LOGIN_SQL = (
@@ -245,25 +257,33 @@ def _record(row: Any) -> TokenRecord:
     )
 
 
-_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+# The command line masks URLs under this name too.
+redact_url: Final = redact
 
 
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    return _PASSWORD.sub(r"\1***@", url)
+def _detail(exc: BaseException, password: str | None) -> str:
+    """What went wrong, in one line, with no password: ``Class: first line``."""
+    inner = getattr(exc, "orig", None) or exc
+    detail = str(inner).strip().splitlines()[0] if str(inner).strip() else ""
+    detail = redact(detail)
+    if password:
+        detail = detail.replace(password, "***")
+    return f"{type(inner).__name__}: {detail[:300]}"
 
 
 def _failure(exc: BaseException, password: str | None) -> RepositoryError:
-    inner = getattr(exc, "orig", None) or exc
-    detail = str(inner).strip().splitlines()[0] if str(inner).strip() else ""
-    detail = redact_url(detail)
-    if password:
-        detail = detail.replace(password, "***")
-    name = type(inner).__name__
     return RepositoryError(
-        f"the token store failed ({name}: {detail[:300]}); check that the database is "
+        f"the token store failed ({_detail(exc, password)}); check that the database is "
         "reachable and writable, then retry"
     )
+
+
+# What a write whose commit was sent but never answered tells its caller to do.
+_CHANGE_UNKNOWN: Final = "read the token back to see whether the change was made, then retry"
+_BATCH_UNKNOWN: Final = (
+    "the usage batch is kept and will be written again, safely: a batch the database "
+    "has already is recognised and skipped"
+)
 
 
 def _no_answer(seconds: float) -> RepositoryError:
@@ -356,14 +376,17 @@ class SQLRepository:
         ):
             raise InvalidArgument("timeout is a number of seconds in (0, 60]")
         self._timeout = float(timeout)
+        self._budget_ns = round((self._timeout + 1) * 1e9)  # a call's deadline, in ns
         try:
             self._url = sa.make_url(url)
         except Exception as exc:
             raise InvalidArgument(
-                f"not a database URL: {redact_url(str(url))!r}; use e.g. "
+                f"not a database URL: {redact(str(url))!r}; use e.g. "
                 "'sqlite:///path/to/tokens.db' or 'postgresql://user@host/db'"
             ) from exc
-        self._password = self._url.password if isinstance(self._url.password, str) else None
+        # A password given in the query string (?password=) is one too.
+        password = self._url.password or self._url.query.get("password")
+        self._password = password if isinstance(password, str) and password else None
         self._dialect = self._url.get_backend_name()
         self._local = threading.local()
         self._fast: list[Any] = []  # per-thread read connections, closed by close()
@@ -380,7 +403,7 @@ class SQLRepository:
                 self._sqlite_path = self._prepare_sqlite_file()
             except ValueError as exc:  # e.g. a NUL in the path
                 raise InvalidArgument(
-                    f"not a usable SQLite path in {redact_url(str(url))!r}: {exc}"
+                    f"not a usable SQLite path in {redact(str(url))!r}: {exc}"
                 ) from exc
             options.setdefault("connect_args", {}).update(
                 {"timeout": self._timeout, "check_same_thread": False}
@@ -410,7 +433,7 @@ class SQLRepository:
             self._engine: Engine = sa.create_engine(self._url, **options)
         except (ValueError, TypeError, sa.exc.ArgumentError) as exc:
             raise InvalidArgument(
-                f"the database URL {redact_url(str(url))!r} has an option that cannot be "
+                f"the database URL {redact(str(url))!r} has an option that cannot be "
                 f"used ({type(exc).__name__}); check its query string"
             ) from exc
         except ModuleNotFoundError as exc:
@@ -443,7 +466,7 @@ class SQLRepository:
                                            self._engine)
 
     def __repr__(self) -> str:
-        return f"SQLRepository({redact_url(self._url.render_as_string(hide_password=True))!r})"
+        return f"SQLRepository({redact(self._url.render_as_string(hide_password=True))!r})"
 
     # -- plumbing -------------------------------------------------------------------
     def _prepare_sqlite_file(self) -> str:
@@ -472,55 +495,94 @@ class SQLRepository:
             ) from exc
         return path
 
-    def _watch(self) -> contextlib.AbstractContextManager[Watch | None]:
-        """Bound each step of a call to PostgreSQL by timeout + 1 s (see ``_watchdog``)."""
+    def _watch(self, limit: float | None = None,
+               ) -> contextlib.AbstractContextManager[Watch | None]:
+        """Bound each step of a call to PostgreSQL by timeout + 1 s, and by ``limit``
+        (a ``time.monotonic()``) if given (see ``_watchdog``)."""
         if self._dialect != "postgresql":
             return contextlib.nullcontext()
-        return WATCHDOG.watching(self._timeout + 1)
+        return WATCHDOG.watching(self._timeout + 1, limit)
 
     def _failure(self, exc: BaseException, watch: Watch | None) -> RepositoryError:
         if watch is not None and watch.fired:
             return _no_answer(self._timeout + 1)
         return _failure(exc, self._password)
 
+    def _unknown(self, exc: BaseException, watch: Watch | None,
+                 then: str) -> RepositoryError:
+        """The error of a commit that was sent but never answered: it may have landed."""
+        lost = (f"PostgreSQL did not answer within {self._timeout + 1:g} s"
+                if watch is not None and watch.fired
+                else f"the connection failed before the answer came "
+                     f"({_detail(exc, self._password)})")
+        return RepositoryError(
+            f"the outcome of the write is unknown: its commit was sent, but {lost}; {then}"
+        )
+
     def _check_open(self) -> None:
         if self._closed:
             raise RepositoryError("the repository is closed; open a new one")
 
-    def _write(self, body: Callable[[Connection], _R]) -> _R:
+    def _write(self, body: Callable[[Connection], _R], *,
+               unknown: str = _CHANGE_UNKNOWN) -> _R:
         """Run ``body`` in a write transaction, again if the server broke a deadlock.
 
         Deadlocks and serialization failures are the server's way of asking for a
-        retry; the transaction was rolled back, so running it again is safe.
+        retry; the transaction was rolled back, so running it again is safe.  The call
+        has one deadline, ``timeout`` + 1 s from its start: a retry gets what is left of
+        it (its statements and waits are cut at the deadline), and there is none when
+        less than ``_MIN_RETRY`` seconds are left.  ``unknown``: what the error of a
+        commit that was sent but never answered tells the caller to do.
         """
+        deadline = time.monotonic() + self._timeout + 1
         for attempt in range(4):
             try:
-                with self._tx() as conn:
+                with self._tx(limit=deadline if attempt else None, unknown=unknown) as conn:
+                    if attempt and self._dialect == "postgresql":
+                        # The server ends a lock wait first, with its own clear error.
+                        left = deadline - time.monotonic() - 0.5
+                        conn.exec_driver_sql(
+                            f"SET LOCAL statement_timeout = {max(1, round(left * 1000))}"
+                        )
                     return body(conn)
             except RepositoryError as exc:
                 sqlstate = getattr(getattr(exc.__cause__, "orig", None), "sqlstate", None)
                 if sqlstate not in ("40P01", "40001") or attempt == 3:
                     raise
-                time.sleep(0.01 * (attempt + 1) * (1 + random.random()))
+                pause = 0.01 * (attempt + 1) * (1 + random.random())
+                if deadline - time.monotonic() - pause < _MIN_RETRY:
+                    raise
+                time.sleep(pause)
         raise AssertionError("unreachable")
 
     @contextmanager
-    def _tx(self, write: bool = True) -> Iterator[Connection]:
+    def _tx(self, write: bool = True, *, limit: float | None = None,
+            unknown: str = _CHANGE_UNKNOWN) -> Iterator[Connection]:
+        """A transaction on a pooled connection; ``limit``: see ``Watch``."""
         with self._idle:
             self._check_open()
             self._in_flight += 1
         try:
             self._ensure_schema()
-            with self._watch() as watch:
+            with self._watch(limit) as watch:
+                committing = False
                 try:
                     with self._engine.connect() as conn:
                         if write:
                             conn = conn.execution_options(authtoken_write=True)
                         with conn.begin():
                             yield conn
+                            committing = True  # the commit runs as this block ends
                 except AuthTokenError:
                     raise
                 except (sa.exc.SQLAlchemyError, sqlite3.Error, OSError) as exc:
+                    # A commit whose connection died (or was cut by the watchdog) may
+                    # have landed; one the server refused on a live connection did not.
+                    if write and committing and (
+                        (watch is not None and watch.fired)
+                        or getattr(exc, "connection_invalidated", False)
+                    ):
+                        raise self._unknown(exc, watch, unknown) from exc
                     raise self._failure(exc, watch) from exc
         finally:
             with self._idle:
@@ -616,7 +678,7 @@ class SQLRepository:
         conn.close()
         self._check_open()
 
-    def _pg_connection(self) -> Any:
+    def _pg_connection(self, connect_timeout: int | None = None) -> Any:
         conn = getattr(self._local, "pg", None)
         if conn is None:
             import psycopg
@@ -625,7 +687,7 @@ class SQLRepository:
             self._ensure_schema()
             conn = psycopg.connect(
                 self._conninfo, autocommit=True,
-                connect_timeout=max(2, round(self._timeout)),
+                connect_timeout=connect_timeout or max(2, round(self._timeout)),
                 options=f"-c statement_timeout={round(self._timeout * 1000)}",
             )
             self._register(conn)
@@ -633,14 +695,15 @@ class SQLRepository:
             self._local.pg_cursor = conn.cursor()  # reused: a new cursor per call costs
         return conn
 
-    def _pg_login_rows(self, key: str) -> list[Any]:
+    def _pg_login_rows(self, key: str, started: int) -> list[Any]:
         """The login read, straight through libpq on this thread's connection.
 
         A login is one prepared ``SELECT``: psycopg's cursor machinery around it costs
         about a third of the round trip, so the statement is prepared once per
         connection under a name of ours, sent with ``PQsendQueryPrepared`` and waited
         for by ``_pg_answer``; binary results are decoded here.  Same connection, same
-        autocommit snapshot rule as every fast read.
+        autocommit snapshot rule as every fast read.  ``started``: when the call began
+        (``perf_counter_ns``); the PREPARE and the login share its deadline.
         """
         import psycopg  # loaded already: the connection was made with it
 
@@ -649,7 +712,7 @@ class SQLRepository:
         local = self._local
         if not getattr(local, "pg_login_ready", False):
             pgconn.send_prepare(_PG_LOGIN_NAME, _PG_LOGIN_SQL)
-            done = self._pg_answer(pgconn, time.perf_counter_ns(), poll=False)
+            done = self._pg_answer(pgconn, started, poll=False)
             if done.status != status.COMMAND_OK:
                 raise _pg_error(done, pgconn)
             local.pg_login_ready = True
@@ -657,7 +720,7 @@ class SQLRepository:
             # begin with enough trust that its miss does not switch polling off.
             local.pg_poll_trust, local.pg_poll_skipped = _POLL_TRUST_MAX // 2, 0
         pgconn.send_query_prepared(_PG_LOGIN_NAME, [key.encode()], result_format=1)
-        result = self._pg_answer(pgconn, time.perf_counter_ns(), poll=True)
+        result = self._pg_answer(pgconn, started, poll=True)
         if result.status != status.TUPLES_OK:
             raise _pg_error(result, pgconn)
         if result.ntuples == 0:
@@ -732,7 +795,7 @@ class SQLRepository:
 
     def _pg_sleep(self, pgconn: Any, started: int, *, write: bool = False) -> None:
         """Sleep until the socket is readable (writable), or fail at the deadline."""
-        left = started + round((self._timeout + 1) * 1e9) - time.perf_counter_ns()
+        left = started + self._budget_ns - time.perf_counter_ns()
         if left > 0:
             if write:
                 _writable(pgconn.socket, left / 1e9 + 0.001)
@@ -779,13 +842,25 @@ class SQLRepository:
                 raise _failure(exc, self._password) from exc
         import psycopg
 
+        # One deadline for the call, retry included: timeout + 1 s from its first wait
+        # on the server (a new connection's connect is bounded by its own timeout).
+        budget = self._budget_ns
+        started = 0
         watch: Watch | None = None
         for attempt in range(2):
             fresh = getattr(self._local, "pg", None) is None
             try:
+                if attempt:  # a new connection, connected within what is left
+                    left = (started + budget - time.perf_counter_ns()) / 1e9
+                    self._pg_connection(max(2, int(left)))
+                else:
+                    if fresh:
+                        self._pg_connection()
+                    started = time.perf_counter_ns()
                 if sql is _LOGIN_SQL:
-                    return self._pg_login_rows(params[0])
-                with self._watch() as watch:
+                    return self._pg_login_rows(params[0], started)
+                limit = time.monotonic() + (started + budget - time.perf_counter_ns()) / 1e9
+                with self._watch(limit) as watch:
                     cursor = self._pg_cursor()
                     WATCHDOG.add(cursor.connection.pgconn.socket)
                     WATCHDOG.step()
@@ -794,11 +869,12 @@ class SQLRepository:
             except psycopg.Error as exc:
                 self._drop_fast_connection()
                 # A connection that died while idle (server restart, failover) gets one
-                # retry on a new connection; a fresh connection that fails is the answer,
-                # and so is one that the server stopped answering.
+                # retry on a new connection, if enough of the deadline is left; a fresh
+                # connection that fails is the answer, and so is one that the server
+                # stopped answering, or whose statement it cancelled at its timeout.
                 if fresh or attempt or not isinstance(exc, psycopg.OperationalError) or (
                     watch is not None and watch.fired
-                ):
+                ) or started + budget - time.perf_counter_ns() < _MIN_RETRY * 1e9:
                     raise self._failure(exc, watch) from exc
         raise AssertionError("unreachable")
 
@@ -968,7 +1044,7 @@ class SQLRepository:
             return [_record(row) for row in conn.execute(query)]
 
     def record_usage(self, usage: Mapping[str, Usage],
-                     events: Sequence[EventRow] = ()) -> None:
+                     events: Sequence[EventRow] = (), batch: BatchId | None = None) -> None:
         if not usage and not events:
             return
         last = sa.bindparam("last", type_=sa.BigInteger)
@@ -991,6 +1067,8 @@ class SQLRepository:
         insert = _AUDIT_INSERT.replace("?", "%s") if postgres else _AUDIT_INSERT
 
         def write(conn: Connection) -> None:
+            if batch is not None and not self._claim(conn, batch):
+                return  # written already: this is a retry after a lost answer
             # In chunks (a backlog kept while the database was down can hold any number
             # of tokens).  On PostgreSQL each chunk is one statement, not an executemany
             # of many: the server's statement_timeout and the watchdog then bound the
@@ -1011,7 +1089,35 @@ class SQLRepository:
                 # SQL expression layer would cost more than the logins they record.
                 conn.exec_driver_sql(insert, rows[i:i + _WRITE_CHUNK])
 
-        self._write(write)
+        self._write(write, unknown=_BATCH_UNKNOWN)
+
+    def _claim(self, conn: Connection, batch: BatchId) -> bool:
+        """Record ``batch`` as written, in the caller's transaction; ``False`` if its
+        writer has written it (or a later one) already.
+
+        On PostgreSQL a first attempt still in flight on a dead connection holds the
+        writer's row: this waits for its outcome, then sees it.  Now and then it also
+        forgets writers that wrote nothing for ``_KEEP_WRITERS_MICROS``.
+        """
+        now = time.time_ns() // 1000  # wall time, for pruning only: not a token's clock
+        if self._dialect in ("postgresql", "sqlite"):
+            claimed = conn.execute(_CLAIM_BATCH, {
+                "writer": batch.writer, "number": batch.number, "at": now,
+            }).rowcount == 1
+        else:
+            row = conn.execute(
+                sa.select(B.c.number).where(B.c.writer == batch.writer).with_for_update()
+            ).first()
+            claimed = row is None or row.number < batch.number
+            if row is None:
+                conn.execute(B.insert().values(writer=batch.writer, number=batch.number,
+                                               written_at=now))
+            elif claimed:
+                conn.execute(B.update().where(B.c.writer == batch.writer)
+                             .values(number=batch.number, written_at=now))
+        if claimed and batch.number % _PRUNE_EVERY == 1:
+            conn.execute(B.delete().where(B.c.written_at < now - _KEEP_WRITERS_MICROS))
+        return claimed
 
     def events(self, *, user: UserKey | None, token_key: str | None,
                since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
@@ -1054,6 +1160,21 @@ class SQLRepository:
 
 
 _WRITE_CHUNK: Final = 1000  # rows per statement (or executemany) of a usage batch
+# A retry of a call gets what is left of its deadline, if at least this many seconds:
+# less would not do (psycopg gives a new connection at least 2 s to connect).
+_MIN_RETRY: Final = 2.0
+# A writer's last batch number is kept this long after its last batch: a batch whose
+# answer was lost is written again at the next flush, or once the database is back.
+_KEEP_WRITERS_MICROS: Final = 30 * 24 * 3600 * 1_000_000
+_PRUNE_EVERY: Final = 1000  # a writer's 1st, 1001st, ... batch forgets old writers
+# Both PostgreSQL and SQLite (3.24+) take this upsert; it changes no row, and so counts
+# none, when the writer's number is already as high.
+_CLAIM_BATCH: Final = sa.text(
+    "INSERT INTO authtoken_usage_batch (writer, number, written_at) "
+    "VALUES (:writer, :number, :at) ON CONFLICT (writer) DO UPDATE "
+    "SET number = excluded.number, written_at = excluded.written_at "
+    "WHERE authtoken_usage_batch.number < excluded.number"
+)
 # PostgreSQL: a chunk of usage in two statements.  The rows are locked first, in key
 # order -- the order revocations lock them in, so the two never deadlock -- then updated
 # from arrays in one statement.

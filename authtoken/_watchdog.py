@@ -39,12 +39,17 @@ _CAN_DUP = sys.platform != "win32"
 
 
 class Watch:
-    """One call's sockets, and the deadline of the step it waits on (None: none)."""
+    """One call's sockets, and the deadline of the step it waits on (None: none).
 
-    __slots__ = ("deadline", "fds", "fired", "patience")
+    ``limit``: a ``time.monotonic()`` no step of the call may run past, however much
+    patience it has left (a call whose retries share one deadline); None: none.
+    """
 
-    def __init__(self, patience: float) -> None:
+    __slots__ = ("deadline", "fds", "fired", "limit", "patience")
+
+    def __init__(self, patience: float, limit: float | None = None) -> None:
         self.patience = patience
+        self.limit = limit
         self.deadline: float | None = None
         self.fds: list[int] = []
         self.fired = False
@@ -70,9 +75,10 @@ class Watchdog:
         self._local = threading.local()
 
     @contextmanager
-    def watching(self, patience: float) -> Iterator[Watch]:
-        """Watch the calls in this block: each step may take ``patience`` seconds."""
-        watch = Watch(patience)
+    def watching(self, patience: float, limit: float | None = None) -> Iterator[Watch]:
+        """Watch the calls in this block: each step may take ``patience`` seconds, and
+        none may run past ``limit`` (a ``time.monotonic()``), if given."""
+        watch = Watch(patience, limit)
         with self._cond:
             running = self._thread is not None and self._thread.is_alive()
             if not running:
@@ -129,6 +135,8 @@ class Watchdog:
         if watch is None:
             return
         deadline = time.monotonic() + watch.patience * stretch
+        if watch.limit is not None and watch.limit < deadline:
+            deadline = watch.limit
         with self._cond:  # so the thread cannot be between its scan and its sleep
             watch.deadline = deadline
             if self._wake_at is None or deadline < self._wake_at:

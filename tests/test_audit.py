@@ -1,4 +1,4 @@
-"""The audit trail (contract §8, last paragraph) on memory, SQLite and PostgreSQL.
+"""The audit trail on memory, SQLite and PostgreSQL.
 
 Every authorize, update, revoke, revoke-all and login attempt made through a
 ``Security`` -- directly or through a ``Session``, refused ones included -- is on the
@@ -33,7 +33,7 @@ from authtoken import (
     TokenExpired,
     TokenRevoked,
 )
-from authtoken._repository import AuditEvent, Usage
+from authtoken._repository import BatchId, EventRow, Usage
 from authtoken._security import SAMPLED_INVALID
 from authtoken.testing import FakeClock
 
@@ -199,12 +199,12 @@ class FailingOnce(MemoryRepository):
         super().__init__()
         self.fail = 0
 
-    def record_usage(self, usage: Mapping[str, Usage],
-                     events: Sequence[AuditEvent] = ()) -> None:
+    def record_usage(self, usage: Mapping[str, Usage], events: Sequence[EventRow] = (),
+                     batch: BatchId | None = None) -> None:
         if self.fail:
             self.fail -= 1
             raise RepositoryError("storage is down (test)")
-        super().record_usage(usage, events)
+        super().record_usage(usage, events, batch)
 
 
 def test_events_that_cannot_be_written_are_kept(clock: FakeClock) -> None:
@@ -331,10 +331,10 @@ class CountingWrites(MemoryRepository):
         super().__init__()
         self.writes = 0
 
-    def record_usage(self, usage: Mapping[str, Usage],
-                     events: Sequence[AuditEvent] = ()) -> None:
+    def record_usage(self, usage: Mapping[str, Usage], events: Sequence[EventRow] = (),
+                     batch: BatchId | None = None) -> None:
         self.writes += 1
-        super().record_usage(usage, events)
+        super().record_usage(usage, events, batch)
 
 
 def test_forged_strings_never_write(clock: FakeClock) -> None:

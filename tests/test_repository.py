@@ -9,7 +9,7 @@ import pytest
 
 from authtoken import InvalidArgument, Repository, TokenRevoked
 from authtoken._expiry import to_micros
-from authtoken._repository import Usage
+from authtoken._repository import BatchId, Usage
 from authtoken._token import TokenRecord
 
 T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
@@ -137,3 +137,20 @@ class TestRepositoryContract:
         assert got is not None and got.use_count == 5
         assert got.last_used_at == T0 + timedelta(hours=2)
         assert got.version == 1  # usage is not a change of the token
+
+    def test_a_batch_written_again_is_skipped(self, repository: Repository) -> None:
+        """A batch retried under its id (its first answer lost) counts once, events too."""
+        repository.insert(record("k1"))
+        at = to_micros(T0)
+        event = (at, "login", "ok", None, "k1", 1, None, None, 1)
+        first, second = BatchId("w" * 16, 1), BatchId("w" * 16, 2)
+        for _ in range(2):
+            repository.record_usage({"k1": Usage(3, at)}, [event], batch=first)
+        repository.record_usage({"k1": Usage(2, at)}, [event], batch=second)
+        repository.record_usage({"k1": Usage(5, at)}, [event], batch=first)  # older: skipped
+        repository.record_usage({"k1": Usage(1, at)}, [event], batch=BatchId("x" * 16, 1))
+        repository.record_usage({"k1": Usage(1, at)}, [event])  # no id: always written
+        got = repository.get("k1")
+        assert got is not None and got.use_count == 3 + 2 + 1 + 1
+        events = repository.events(user=None, token_key="k1", since=None, limit=100)
+        assert len(events) == 4
