@@ -66,7 +66,10 @@ def credential_url(value: object, name: str, *, base: bool = False,
         raise InvalidArgument(
             f"{name} must be a URL of printable ASCII without spaces or backslashes "
             "(percent-encode anything else)")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. a malformed [IPv6] host
+        raise InvalidArgument(f"{name} is not a well-formed URL") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidArgument(f"{name} must be an absolute https:// URL, such as "
                               "https://id.example.com/...")
