@@ -81,7 +81,7 @@ def test_from_space_reads_the_space_and_the_discovery_document(provider: Provide
 
 
 def test_from_space_session_reaches_the_space_api(provider: Provider) -> None:
-    """A session made from the space URL calls the space's API as in seed 004."""
+    """A session made from the space URL calls the space's protected API."""
     with OIDCPasswordSession.from_space(provider.space_url, "alice", PASSWORD) as session:
         response = lesson(provider, session.auth)
     assert response.status_code == 200

@@ -125,7 +125,7 @@ def test_wrong_password_is_refused_with_status_code_and_request_id(
 
 
 def test_probe_returns_the_factor_tree(client: SpatiumClient) -> None:
-    """``probe`` parses seed 002's tree: "or" of credentials and email."""
+    """``probe`` parses Spatium's tree: "or" of credentials and email."""
     tree = client.probe(["read", "secret"])
     assert tree == FactorRequirement("or", None, (FactorRequirement("just", "credentials"),
                                                   FactorRequirement("just", "email")))
@@ -147,7 +147,7 @@ def test_probe_parses_nested_trees(client: SpatiumClient, authority: SpatiumAuth
 
 def test_issue_by_key(client: SpatiumClient, authority: SpatiumAuthority,
                       clock: FakeClock) -> None:
-    """``issue_by_key`` gives RS256 permission and refresh tokens with the seed's claims."""
+    """``issue_by_key`` gives RS256 permission and refresh tokens with Spatium's claims."""
     tokens = client.issue_by_key("backend", ["register"], authority.merchant_key)
     assert isinstance(tokens, PermissionTokens)
     assert tokens.issuer == "authorization-service"
@@ -299,7 +299,8 @@ def test_malformed_answers_raise_issuer_error(status: int, body: bytes, detail: 
 
 @pytest.mark.parametrize("expires_at", [1893456900, 1893456900000, "2030-01-01T00:15:00Z"])
 def test_expiry_in_seconds_milliseconds_or_iso(expires_at: Any) -> None:
-    """``expiresAt`` in seconds (the seed), milliseconds or ISO 8601 becomes aware UTC."""
+    """``expiresAt`` in seconds (what Spatium sends), milliseconds or ISO 8601 becomes aware
+    UTC."""
     flow = SpatiumProtocol("https://spatium.test").security_factor_credentials("u", "p")
     next(flow)
     body = {"data": {"securityToken": "t", "issuer": "i", "expiresAt": expires_at}}
@@ -308,8 +309,8 @@ def test_expiry_in_seconds_milliseconds_or_iso(expires_at: Any) -> None:
     assert done.value.value.expires_at == datetime(2030, 1, 1, 0, 15, tzinfo=timezone.utc)
 
 
-def test_requests_are_built_as_the_seed_shows() -> None:
-    """Bearer calls send ``Authorization: Bearer``; bodies use the seed's field names."""
+def test_requests_are_built_as_spatium_expects() -> None:
+    """Bearer calls send ``Authorization: Bearer``; bodies use Spatium's field names."""
     protocol = SpatiumProtocol("https://spatium.test/authorization/v1/")
     request = next(protocol.email_intent("perm-token", "a@example.com"))
     headers = dict(request.headers)

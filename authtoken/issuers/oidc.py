@@ -1,4 +1,4 @@
-"""OpenID Connect and OAuth2 issuers (seeds 003 and 004), and a JWT verifier.
+"""OpenID Connect and OAuth2 issuers (password and client credentials), and a JWT verifier.
 
 ::
 
@@ -16,10 +16,10 @@ document, and the token endpoint's grants.  The same flows run in the sync sessi
 (over ``httpx.Client``, under a ``threading.Lock``) and in the ``Async…`` twins (over
 ``httpx.AsyncClient``, under an ``asyncio.Lock``); ``_core.Refresher`` decides *when*:
 
-- ``OIDCPasswordSession`` (seed 004): the password grant, refreshed with the refresh
+- ``OIDCPasswordSession``: the password grant, refreshed with the refresh
   token at ``expires_in * 0.9`` after issue; when the issuer refuses the refresh token
   (or it has expired), the password grant again.
-- ``ClientCredentialsSession`` (seed 003): the client credentials grant, fetched again
+- ``ClientCredentialsSession``: the client credentials grant, fetched again
   at ``expires_in * 0.9`` (there is no refresh token).  ``header="bsauth"`` sends the
   token as ``bsauth: <token>`` instead of ``Authorization: <type> <token>``.
 
@@ -93,7 +93,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Refresh when this fraction of ``expires_in`` has passed (seed 004).
+#: Refresh when this fraction of ``expires_in`` has passed.
 REFRESH_FRACTION: Final = 0.9
 #: Assumed lifetime when a token response has no ``expires_in``.
 DEFAULT_EXPIRES_IN: Final = 300.0
@@ -325,7 +325,8 @@ def token_flow(url: str, form: list[tuple[str, str]], what: str,
 
 
 class _PasswordAdapter:
-    """Seed 004: discovery, the password grant, the refresh grant, the fallback."""
+    """The password session: discovery, the password grant, the refresh grant, and the
+    password grant again when the refresh token is refused."""
 
     def __init__(self, *, space_url: str | None, authority: str | None,
                  client_id: str | None, username: str, password: str,
@@ -392,7 +393,7 @@ class _PasswordAdapter:
 
 
 class _ClientCredentialsAdapter:
-    """Seed 003: the client credentials grant, fetched again when due."""
+    """The client credentials grant, fetched again when due."""
 
     def __init__(self, *, token_url: str, client_id: str, client_secret: str,
                  scope: str | None, now: Callable[[], float]) -> None:
@@ -796,7 +797,7 @@ class _PasswordInfo:
 
 
 class OIDCPasswordSession(_PasswordInfo, _SyncSession):
-    """An OpenID Connect session by the password grant (seed 004).
+    """An OpenID Connect session by the password grant.
 
     ``authority`` is the issuer's URL (a Keycloak realm: ``https://id.example/realms/x``);
     the token endpoint comes from its ``/.well-known/openid-configuration`` on first use.
@@ -905,7 +906,7 @@ def _client_credentials_adapter(token_url: object, client_id: object, client_sec
 
 
 class ClientCredentialsSession(_SyncSession):
-    """A service's own token by the client credentials grant (seed 003).
+    """A service's own token by the client credentials grant.
 
     Fetched from ``token_url`` on first use and again at ``expires_in * 0.9``.  The
     credentials go in the form body (``client_secret_post``).  ``header="bsauth"`` sends

@@ -1,6 +1,6 @@
 """Spatium's authorization service: the API client and self-refreshing sessions.
 
-Seeds 000 and 002.  The wire format: every call is a ``POST {base}/api/...`` with a JSON
+The wire format: every call is a ``POST {base}/api/...`` with a JSON
 body and a fresh UUID in the ``request-id`` header; every answer is ``{"requestId": ...,
 "data": {...}}``.  A *permission token* (RS256 JWT, about 15 minutes) is the access
 token; a *permission refresh token* (about 2 hours) gets the next pair and is then stale.
@@ -77,7 +77,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Spatium's public endpoint (seed 002).
+#: Spatium's public endpoint.
 DEFAULT_URL: Final = "https://cloud.spatium.net/authorization/v1"
 #: Refresh a 15-minute permission token one minute before it expires.
 DEFAULT_LEEWAY: Final = 60.0
@@ -292,7 +292,7 @@ def _issuer(obj: Mapping[str, Any]) -> str:
 
 
 def _timestamp(obj: Mapping[str, Any], key: str, fail: Fail) -> datetime:
-    """Seconds since 1970 (as seed 002 shows); milliseconds or ISO 8601 are tolerated."""
+    """Seconds since 1970 (what Spatium sends); milliseconds or ISO 8601 are tolerated."""
     value = obj.get(key)
     if isinstance(value, str):
         try:
@@ -769,7 +769,7 @@ class _Session:
 
 
 class AuthorizationSession(_Session):
-    """A user's Spatium session (seed 000): ``establish`` once, then
+    """A user's Spatium session: ``establish`` once, then
     ``get_permission_token`` whenever a token is needed.
 
     ``token_id`` names the session at the service (stable per user or device);
@@ -822,7 +822,7 @@ class AuthorizationSession(_Session):
 
 
 class KeyAuthorizationSession(_Session):
-    """A backend's Spatium session by merchant key (seed 002): no ``establish``.
+    """A backend's Spatium session by merchant key: no ``establish``.
 
     The first ``get_permission_token`` issues a pair by key; refreshes use the refresh
     token, and when that is dead or refused the pair is issued by key again.  Raises

@@ -2,7 +2,7 @@
 
 Built on Authlib's server side (``AuthorizationServer`` with the password, refresh
 token -- rotating: a used refresh token is revoked -- and client credentials grants) and
-Flask, served by werkzeug in a daemon thread.  It plays every party of seeds 003/004:
+Flask, served by werkzeug in a daemon thread.  It plays every party the OIDC adapters meet:
 
 - a Keycloak-like realm at ``{url}/realms/test`` (``issuer``):
   ``/.well-known/openid-configuration``, ``/protocol/openid-connect/token``
@@ -198,7 +198,7 @@ class _ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mi
 
 
 class _Generator(BearerTokenGenerator):  # type: ignore[misc]
-    """Authlib's bearer generator plus the seed's extras (``bsauth``, ``sessid``,
+    """Authlib's bearer generator plus a Brainysoft-like core's extras (``bsauth``, ``sessid``,
     Keycloak's ``refresh_expires_in``)."""
 
     def __init__(self, provider: OIDCProvider) -> None:

@@ -1,9 +1,9 @@
 """A Spatium-compatible authorization service on 127.0.0.1, for tests.
 
-It speaks the wire format of seed 002: ``POST {url}/api/...`` with JSON bodies, answers
+It speaks Spatium's wire format: ``POST {url}/api/...`` with JSON bodies, answers
 ``{"requestId": <the request-id header>, "data": {...}}``, and refusals
 ``{"requestId": ..., "error": {"code": ..., "message": ...}}`` with a 4xx/5xx status.
-Permission and refresh tokens are RS256 JWTs with the seed's claims; security and
+Permission and refresh tokens are RS256 JWTs with Spatium's claims; security and
 utility tokens are HS256 JWTs.  Refresh tokens rotate: each is good for one refresh, and
 issuing a new pair for a ``tokenId`` makes the previous refresh token stale.
 
