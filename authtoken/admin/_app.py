@@ -77,6 +77,7 @@ from .._security import Security
 from .._token import AuthToken, UserKey, check_user
 from .._views import event_view, token_view
 from ._auth import AuthenticationFailed, Authenticator, Identity, client_address
+from ._bindings import written_scope
 from ._page import page_routes
 
 __all__ = [
@@ -96,7 +97,8 @@ MAX_AUDIT_EVENTS: Final = 1000
 _PROBLEM_JSON: Final = "application/problem+json"
 _DECIMAL = re.compile(r"-?[0-9]{1,19}\Z", re.ASCII)
 _DIGITS = re.compile(r"[0-9]{1,20}\Z", re.ASCII)
-_CREATE_FIELDS: Final = ("scope", "data", "description", "expires")
+_UPDATE_FIELDS: Final = ("scope", "data", "description", "expires")
+_CREATE_FIELDS: Final = (*_UPDATE_FIELDS, "bind_paths", "bind_keys")
 _TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 
 
@@ -308,6 +310,10 @@ _FIELD_TYPES: Final[Mapping[str, tuple[Callable[[object], bool], str]]] = {
     "description": (lambda v: isinstance(v, str), "a string"),
     "expires": (lambda v: v is None or isinstance(v, str),
                 "a string such as '30d', '12h', '2027-01-31T00:00:00Z' or 'never', or null"),
+    "bind_paths": (lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v),
+                   "a list of script paths (strings, as the script runner sees them)"),
+    "bind_keys": (lambda v: isinstance(v, list) and all(_is_int(k) for k in v),
+                  "a list of script keys (integers)"),
 }
 
 
@@ -521,10 +527,13 @@ class _AdminAPI:
         options: dict[str, Any] = {"description": body.get("description", "")}
         if "expires" in body:
             options["expires"] = body["expires"]
-        token = AuthToken(body["scope"], body.get("data"), **options)
+        written = written_scope(body["scope"], body.get("bind_paths", ()),
+                                body.get("bind_keys", ()))
+        token = AuthToken(written.scope, body.get("data"), **options)
         string = call.identity.session(self.security).authorize_token(token)
         view = token_view(token)
         view["token"] = string
+        view["warnings"] = list(written.warnings)
         location = str(call.request.url_for("token", key=str(token.key)))
         return JSONResponse(view, status_code=201, headers={"Location": location})
 
@@ -645,7 +654,7 @@ def create_app(security: Security, *, authenticate: Authenticator,
         "/tokens": (None, {"GET": (_AdminAPI.list_tokens, None),
                            "POST": (_AdminAPI.create_token, _CREATE_FIELDS)}),
         "/tokens/{key}": ("token", {"GET": (_AdminAPI.show_token, None),
-                                    "PATCH": (_AdminAPI.update_token, _CREATE_FIELDS),
+                                    "PATCH": (_AdminAPI.update_token, _UPDATE_FIELDS),
                                     "DELETE": (_AdminAPI.revoke_token, None)}),
         "/users/{user:path}/revoke-all": (None, {"POST": (_AdminAPI.revoke_all, None)}),
         "/audit": (None, {"GET": (_AdminAPI.audit, None)}),
@@ -725,6 +734,17 @@ def _fields(required: bool) -> dict[str, Any]:
     }
     if required:
         schema["required"] = ["scope"]
+        schema["properties"] |= {
+            "bind_paths": {
+                "type": "array", "items": {"type": "string", "minLength": 1},
+                "description": "Scripts the token is for, by plain path as the script "
+                               "runner sees it ('/jobs/my job.py'): each becomes a ufs: "
+                               "binding, escaped for you, added to the scope."},
+            "bind_keys": {
+                "type": "array", "items": {"type": "integer"},
+                "description": "Scripts the token is for, by integer key: each becomes "
+                               "vfs:ikey?K, added to the scope."},
+        }
     return schema
 
 
@@ -748,9 +768,11 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
         "post": {
             "operationId": "createToken",
             "summary": "Authorize a new token for the caller",
-            "description": "The answer carries the token string, this once only.  A "
-                           "caller authenticated by a delegation token creates a child of "
-                           "it, no wider than it.",
+            "description": "The answer carries the token string, this once only, and "
+                           "warnings about a scope that is probably not what its writer "
+                           "meant (a comma, a binding in capitals, a path with a space).  "
+                           "A caller authenticated by a delegation token creates a child "
+                           "of it, no wider than it.",
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _ref("CreateToken")}}},
             "responses": _responses(
@@ -907,11 +929,20 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
             "schemas": {
                 "TokenView": token_view,
                 "NewToken": {"allOf": [_ref("TokenView"), {
-                    "type": "object", "required": ["token"],
-                    "properties": {"token": {
-                        "type": "string", "pattern": "^atk_",
-                        "description": "The token string: shown this once, never again.",
-                    }},
+                    "type": "object", "required": ["token", "warnings"],
+                    "properties": {
+                        "token": {
+                            "type": "string", "pattern": "^atk_",
+                            "description": "The token string: shown this once, never "
+                                           "again.",
+                        },
+                        "warnings": {
+                            "type": "array", "items": {"type": "string"},
+                            "description": "What the scope, as written, does that its "
+                                           "writer probably did not mean; empty if "
+                                           "nothing.  The token was made as written.",
+                        },
+                    },
                 }]},
                 "TokenList": {"type": "object", "required": ["tokens"], "properties": {
                     "tokens": {"type": "array", "items": _ref("TokenView")}}},

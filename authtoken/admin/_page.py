@@ -26,7 +26,10 @@ that says neither is refused.  Form bodies must be
 ``application/x-www-form-urlencoded`` and are size-limited like API bodies.
 
 A new token's string is shown once, on the answer to the form that created it, with a
-copy button; it is never put in a URL, a cookie or a redirect.  Pages carry a strict
+copy button; it is never put in a URL, a cookie or a redirect.  The same answer lists
+the warnings about the scope as written (``authtoken.scope_warnings``: a comma, a
+binding in capitals, a path with a space); scripts are best bound through the form's
+own path and key fields, which escape for the user.  Pages carry a strict
 Content-Security-Policy with a per-response nonce for the one small script.
 """
 
@@ -60,6 +63,7 @@ from .._errors import (
 )
 from .._token import AuthToken
 from ._auth import MAX_CREDENTIAL_LENGTH, AuthenticationFailed, Identity, client_address
+from ._bindings import written_scope
 
 if TYPE_CHECKING:
     from ._app import _AdminAPI
@@ -73,6 +77,8 @@ _FORM: Final = "application/x-www-form-urlencoded"
 _CSRF_PURPOSE: Final = b"admin page csrf"
 _SIGN_IN_PURPOSE: Final = b"admin page sign-in csrf"
 _PRE_SESSION: Final = re.compile(r"[A-Za-z0-9_-]{43}\Z", re.ASCII)
+# Longer than any key that fits an identifier; int() of far longer text is slow.
+_KEY: Final = re.compile(r"-?[0-9]{1,600}\Z", re.ASCII)
 _EXPIRED_FORM: Final = ("The form expired or did not come from this page; reload the page "
                         "and try again.")
 _CROSS_SITE: Final = ("This form was not sent from this page (another site, or a browser "
@@ -304,22 +310,28 @@ class _Page:
 
     async def create(self, request: Request) -> Response:
         identity, credential = await self._signed_in(request)
-        form = await self._form(request, ("csrf", "scope", "description", "expires", "data"))
+        form = await self._form(request, ("csrf", "scope", "description", "expires", "data",
+                                          "bind_paths", "bind_keys"))
         self._check_csrf(form, self._csrf(credential))
         scope = form.get("scope", "").strip()
-        if not scope:
-            raise _PageError(422, "A token needs at least one scope.")
+        paths = _script_paths(form.get("bind_paths", ""))
+        keys = _script_keys(form.get("bind_keys", ""))
+        if not scope and not paths and not keys:
+            raise _PageError(422, "A token needs at least one scope or script.")
         expires = form.get("expires", "").strip()
         options: dict[str, Any] = {"description": form.get("description", "")}
         if expires:
             options["expires"] = expires
 
-        def authorize() -> tuple[AuthToken, str]:
-            token = AuthToken(scope, form.get("data") or None, **options)
-            return token, identity.session(self.api.security).authorize_token(token)
+        def authorize() -> tuple[AuthToken, str, tuple[str, ...]]:
+            written = written_scope(scope, paths, keys)
+            token = AuthToken(written.scope, form.get("data") or None, **options)
+            string = identity.session(self.api.security).authorize_token(token)
+            return token, string, written.warnings
 
-        token, string = await run_in_threadpool(authorize)
-        return self._render(request, "created.html", token=_row(token), string=string)
+        token, string, warnings = await run_in_threadpool(authorize)
+        return self._render(request, "created.html", token=_row(token), string=string,
+                            warnings=warnings)
 
     async def confirm_revoke(self, request: Request) -> Response:
         identity, credential = await self._signed_in(request)
@@ -342,6 +354,20 @@ class _Page:
         await run_in_threadpool(
             lambda: identity.session(self.api.security).revoke_auth_token_by_key(key))
         return RedirectResponse(f"{self._base(request)}/", status_code=303)
+
+
+def _script_paths(text: str) -> list[str]:
+    """The form's script paths: one a line, blank lines and surrounding spaces ignored."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _script_keys(text: str) -> list[int]:
+    """The form's script keys: integers separated by spaces or commas; else a 422."""
+    words = [word for word in re.split(r"[\s,]+", text) if word]
+    if not all(_KEY.fullmatch(word) for word in words):
+        raise _PageError(422, "Script keys are integers (such as 42), separated by "
+                              "spaces or commas.")
+    return [int(word) for word in words]
 
 
 def _row(token: AuthToken) -> dict[str, Any]:
