@@ -22,7 +22,8 @@ FORBIDDEN = re.compile(
         r"\bthe\s+" + r"contract\b",
         r"\bseeds?" + r"\s+0\d",
         r"\bseeds" + r"/",
-        r"(?<!\d )" + r"§\s*\d",  # a bare section number; "RFC 6749 §5.1" is fine
+        # A section sign after "(" or "as"/"see"/...: a standard's ("RFC 6749 §5.1") is fine.
+        r"(?:\(|\b(?:as|see|in|per|by)\s+)" + r"§\s*\d",
     )),
     re.IGNORECASE,
 )
@@ -59,7 +60,8 @@ def test_pattern_catches_the_forms_it_is_for() -> None:
     for text in caught:
         assert FORBIDDEN.search(text), text
     fine = ["the repository protocol every backend implements", "random.Random(seed)",
-            "seed=20240601", "RFC 6749 §5.1"]
+            "seed=20240601", "RFC 6749 §5.1", "OpenID Connect Discovery §4.3",
+            "  §3.3, the next line of a citation"]
     for text in fine:
         assert not FORBIDDEN.search(text), text
 
