@@ -136,7 +136,7 @@ def canonical_identifier(identifier: str) -> str:
             )
         return canonical
     # Anything else -- 'VFS:ikey?1' included, since matching is case-sensitive -- is
-    # opaque, as the contract says: it binds no script.
+    # opaque: it binds no script (scope_warnings tells the writer so).
     return identifier
 
 
