@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._defaults import default_database_path as default_database_path
+from ._defaults import default_key_path as default_key_path
 from ._errors import AuthTokenError as AuthTokenError
 from ._errors import ConcurrentUpdate as ConcurrentUpdate
 from ._errors import InvalidArgument as InvalidArgument
@@ -41,8 +43,6 @@ from ._scopes import key_binding as key_binding
 from ._scopes import path_binding as path_binding
 from ._scopes import scope_warnings as scope_warnings
 from ._security import Security as Security
-from ._security import default_database_path as default_database_path
-from ._security import default_key_path as default_key_path
 from ._security import open_security as open_security
 from ._session import ScriptRunner as ScriptRunner
 from ._session import Session as Session

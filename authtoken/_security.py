@@ -28,23 +28,25 @@ Every decision about time uses the injected ``clock``.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import logging
 import os
-import secrets
-import stat
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, NamedTuple
 
 from ._clock import Clock, system_clock, system_micros
 from ._codec import TokenCodec, new_key
+from ._defaults import (
+    default_database_path,
+    default_database_url,
+    default_key_path,
+    default_secret_keys,
+)
 from ._errors import (
     ArgumentTypeError,
     AuthTokenError,
@@ -58,6 +60,7 @@ from ._errors import (
     TokenRevoked,
 )
 from ._expiry import aware_utc, from_micros, to_micros
+from ._redact import redact
 from ._repository import (
     AuditEvent,
     BatchId,
@@ -417,7 +420,8 @@ class Security:
         self._finalizer = weakref.finalize(self, _flush_forgotten, self._activity, repository)
 
     def __repr__(self) -> str:
-        return f"Security({self._repository!r})"
+        # Masked here too: a repository of the user's own may show its URL's password.
+        return redact(f"Security({self._repository!r})")
 
     def __enter__(self) -> Security:
         return self
@@ -804,113 +808,7 @@ class Security:
         self._repository.close()
 
 
-# -- defaults and open_security ------------------------------------------------------------
-def _data_dir() -> Path:
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("authtoken", appauthor=False))
-
-
-def default_database_path() -> Path:
-    """Where the embedded SQLite database lives: ``<user data dir>/authtoken/authtoken.db``.
-
-    On Linux ``~/.local/share/authtoken/authtoken.db`` (``$XDG_DATA_HOME`` is honoured),
-    on macOS ``~/Library/Application Support/authtoken/``, on Windows
-    ``%LOCALAPPDATA%\\authtoken\\``.
-    """
-    return _data_dir() / "authtoken.db"
-
-
-def default_key_path() -> Path:
-    """Where the default secret key file lives: beside the default database."""
-    return _data_dir() / "secret.key"
-
-
-def _private_dir(path: Path) -> None:
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RepositoryError(
-            f"cannot create the folder {str(path)!r}: {exc.strerror}; create it or set "
-            "AUTHTOKEN_DATABASE_URL"
-        ) from exc
-
-
-def default_database_url() -> str:
-    """``AUTHTOKEN_DATABASE_URL`` if set, else the embedded SQLite file (folder created)."""
-    url = os.environ.get("AUTHTOKEN_DATABASE_URL", "").strip()
-    if url:
-        return url
-    path = default_database_path()
-    _private_dir(path.parent)
-    return f"sqlite:///{path}"
-
-
-def _parse_keys(text: str, origin: str, *, comments: bool = False) -> list[str]:
-    if comments:  # a key file may carry '#' comment lines; an environment variable not
-        text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    keys = [k.strip() for k in text.replace("\n", ",").split(",")]
-    keys = [k for k in keys if k]
-    if not keys:
-        raise InvalidArgument(f"{origin} holds no secret key; put at least one key in it")
-    return keys
-
-
-def load_key_file(path: Path) -> list[str]:
-    """The keys of a key file (one per line or comma-separated, newest first)."""
-    try:
-        info = path.stat()
-        if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise InvalidArgument(
-                f"the key file {str(path)!r} is readable by other users; run "
-                f"'chmod 600 {path}' (and consider rotating the key)"
-            )
-        return _parse_keys(path.read_text("ascii"), f"the key file {str(path)!r}",
-                           comments=True)
-    except OSError as exc:
-        raise RepositoryError(f"cannot read the key file {str(path)!r}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise InvalidArgument(f"the key file {str(path)!r} is not ASCII text") from exc
-
-
-def create_key_file(path: Path) -> list[str]:
-    """Read the key file at ``path``, creating it (mode 0600) with a fresh key if absent.
-
-    Creation is atomic: several processes racing to create it all end up with the key
-    of the one that won.
-    """
-    if path.exists():
-        return load_key_file(path)
-    _private_dir(path.parent)
-    key = secrets.token_urlsafe(32)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(
-                "# authtoken secret keys, newest first: the first signs, all verify.\n"
-                f"{key}\n"
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    except OSError as exc:
-        raise RepositoryError(f"cannot create the key file {str(path)!r}: {exc.strerror}") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    return load_key_file(path)
-
-
-def default_secret_keys() -> list[str]:
-    """``AUTHTOKEN_SECRET_KEYS`` (comma-separated, newest first), else the key file."""
-    env = os.environ.get("AUTHTOKEN_SECRET_KEYS", "")
-    if env.strip():
-        return _parse_keys(env, "AUTHTOKEN_SECRET_KEYS")
-    return create_key_file(default_key_path())
-
-
+# -- open_security (the default store lives in _defaults) ---------------------------------
 def open_repository(url: str) -> Repository:
     """The repository for a URL: ``memory://``, ``sqlite:///…`` or ``postgresql://…``."""
     if not isinstance(url, str):
@@ -942,7 +840,11 @@ def open_security(
     ``url`` defaults to ``AUTHTOKEN_DATABASE_URL``, else the embedded SQLite file at
     ``default_database_path()``.  ``secret_keys`` default to ``AUTHTOKEN_SECRET_KEYS``
     (comma-separated, newest first), else the key file at ``default_key_path()``,
-    created with mode 0600 on first use.
+    created with mode 0600 on first use.  The default folder is created 0700; a folder
+    of another user or one that others can write, and a key file that is not a regular
+    file of the current user closed to everyone else, are refused with
+    ``InvalidArgument`` saying how to fix them (see ``authtoken._defaults``).
+    ``RepositoryError`` when storage cannot be reached or a file cannot be read.
     """
     keys: str | bytes | list[str | bytes]
     if secret_keys is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -38,7 +40,7 @@ def test_default_paths_and_permissions(tmp_path: Path) -> None:
 
 def test_key_file_race_has_one_winner() -> None:
     """Processes or threads creating the key file at once all end up with one key."""
-    from authtoken._security import create_key_file
+    from authtoken._defaults import create_key_file
 
     results: list[list[str]] = []
     threads = [threading.Thread(target=lambda: results.append(create_key_file(default_key_path())))
@@ -146,3 +148,137 @@ def test_unusable_urls_are_invalid_argument(url: str) -> None:
     """A URL that cannot be used gives InvalidArgument, not a raw ValueError."""
     with pytest.raises(InvalidArgument):
         open_security(url, secret_keys="k")
+
+
+# -- the default store is private or refused ------------------------------------------------
+OTHER_UID = 54321
+
+
+def _first_use() -> tuple[Path, Path]:
+    """Open the default store once, so that its folder and key file exist."""
+    with open_security("memory://"):
+        pass
+    return default_key_path().parent, default_key_path()
+
+
+def _refused(match: str) -> InvalidArgument:
+    """The InvalidArgument that open_security() raises, its message matching ``match``."""
+    with pytest.raises(InvalidArgument, match=match) as info:
+        open_security()
+    return info.value
+
+
+@pytest.fixture
+def as_root() -> None:
+    """Skip unless the tests run as root, who can hand a file to another user."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user")
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o720, 0o702, 0o1777])
+def test_folder_writable_by_others_is_refused(mode: int) -> None:
+    """An existing data folder that group or others can write is refused, with the fix."""
+    folder, _ = _first_use()
+    folder.chmod(mode)
+    error = _refused("chmod 700")
+    assert str(folder) in str(error)
+    folder.chmod(0o700)
+    with open_security():
+        pass
+
+
+def test_folder_made_by_someone_else_before_first_use_is_refused() -> None:
+    """A world-writable folder planted before first use is not adopted."""
+    folder = default_key_path().parent
+    folder.mkdir(parents=True)
+    folder.chmod(0o777)
+    _refused("chmod 700")
+    assert not default_key_path().exists() and not default_database_path().exists()
+
+
+def test_folder_of_another_user_is_refused(as_root: None) -> None:
+    """An existing data folder owned by someone else is refused."""
+    folder, _ = _first_use()
+    os.chown(folder, OTHER_UID, -1)
+    _refused("belongs to")
+
+
+def test_symlinked_key_file_is_refused(tmp_path: Path) -> None:
+    """A key file that is a symbolic link is refused, even to a private regular file."""
+    _, key = _first_use()
+    elsewhere = tmp_path / "planted.key"
+    elsewhere.write_text("planted-key\n")
+    elsewhere.chmod(0o600)
+    key.unlink()
+    key.symlink_to(elsewhere)
+    _refused("symbolic link")
+
+
+def test_key_file_of_another_user_is_refused(as_root: None) -> None:
+    """A key file owned by someone else is refused, whatever its mode."""
+    _, key = _first_use()
+    os.chown(key, OTHER_UID, -1)
+    _refused("belongs to")
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o606])
+def test_key_file_open_to_others_is_refused(mode: int) -> None:
+    """A key file that group or others have any permission on is refused with the fix."""
+    _, key = _first_use()
+    key.chmod(mode)
+    _refused("chmod 600")
+
+
+def test_key_file_that_is_a_directory_is_refused() -> None:
+    """A directory where the key file belongs is refused, not read."""
+    _, key = _first_use()
+    key.unlink()
+    key.mkdir(mode=0o700)
+    _refused("regular file")
+
+
+def test_key_file_that_is_a_fifo_is_refused_without_hanging() -> None:
+    """A named pipe in place of the key file is refused at once instead of blocking."""
+    _, key = _first_use()
+    key.unlink()
+    os.mkfifo(key, 0o600)
+    code = "import authtoken\nauthtoken.open_security('memory://')\n"
+    try:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("open_security() blocked on a named pipe")
+    assert result.returncode != 0
+    assert "InvalidArgument" in result.stderr and "regular file" in result.stderr
+
+
+def test_private_store_is_used() -> None:
+    """A folder that is ours and not writable by others, and a 0400/0600 key file, work."""
+    folder, key = _first_use()
+    folder.chmod(0o755)  # readable by others is fine: the files in it are private
+    key.chmod(0o400)
+    with open_security() as security:
+        string = security.authorize_token(AuthToken("a"), user=1)
+    key.chmod(0o600)
+    with open_security() as security:
+        assert security.login_by_auth_token(string).user == 1
+
+
+def test_folder_is_private_whatever_the_umask() -> None:
+    """The folder is created 0700 and the key file 0600 even under umask 000."""
+    old = os.umask(0)
+    try:
+        _first_use()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(default_key_path().parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(default_key_path().stat().st_mode) == 0o600
+
+
+def test_explicit_url_and_keys_skip_the_default_store() -> None:
+    """With a URL and keys given, the default folder is neither made nor checked."""
+    folder = default_key_path().parent
+    folder.mkdir(parents=True)
+    folder.chmod(0o777)
+    with open_security("memory://", secret_keys="k"):
+        pass
