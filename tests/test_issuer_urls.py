@@ -104,7 +104,7 @@ URLS = st.builds(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.one_of(URLS, st.text(max_size=40)))
 def test_what_is_accepted_is_what_an_http_client_sends_to(url: str) -> None:
     """For any text: an accepted URL is one httpx sends to the same place -- https, or

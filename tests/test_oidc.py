@@ -170,6 +170,7 @@ def test_refresh_tokens_are_rotated_and_never_reused(provider: Provider,
     assert provider.reused_refresh_tokens == 0
 
 
+@pytest.mark.slow
 def test_one_second_tokens_stay_usable_in_real_time() -> None:
     """With 1-second tokens, calls spread over several lifetimes all succeed first time."""
     provider = Provider(password=PASSWORD, lifetime=1.0).start()
@@ -328,6 +329,7 @@ def test_async_session_auth_refuses_a_sync_client(provider: Provider) -> None:
 
 # -- background refresh ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_background_refresh_keeps_the_token_fresh_without_callers() -> None:
     """start() refreshes 1-second tokens on its own; stop() ends it."""
     provider = Provider(password=PASSWORD, lifetime=1.0).start()
@@ -363,6 +365,7 @@ def test_background_refresh_survives_failures(provider: Provider,
     assert "background refresh failed" in caplog.text
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_async_background_refresh_keeps_the_token_fresh() -> None:
     """The async session's start() runs an asyncio task that refreshes on its own."""

@@ -69,7 +69,6 @@ from .._errors import (
 )
 from .._redact import redact
 from ._core import (
-    BACKOFF_FIRST,
     Flow,
     Grant,
     Refresher,
@@ -102,7 +101,7 @@ BACKGROUND_LEAD: Final = 5.0
 #: ...and sleeps at most this long at a time (it looks at the clock again on waking)...
 BACKGROUND_NAP: Final = 60.0
 #: ...and at least this long, so that a clock that stands still never makes it spin.
-BACKGROUND_MIN_NAP: Final = BACKOFF_FIRST
+BACKGROUND_MIN_NAP: Final = 0.05
 DEFAULT_TIMEOUT: Final = 10.0
 MAX_TOKEN_LENGTH: Final = 65536
 _MAX_LIFETIME: Final = 10 * 365 * 86400.0
