@@ -1,8 +1,11 @@
-"""A TCP proxy on 127.0.0.1 that makes a healthy server slow: for the watchdog's tests.
+"""A TCP proxy on 127.0.0.1 that makes a healthy server slow, or loses its answers.
 
 ``connect_delay``: seconds before each new connection reaches the server;
 ``reply_delay``: seconds before each chunk of the server's bytes reaches the client
-(the protocol is request/answer, so that is a delay per round trip).
+(the protocol is request/answer, so that is a delay per round trip);
+``lose_commit_answers``: how many of the next COMMITs (simple query protocol, as
+psycopg sends them) reach the server, which commits, while its answer never reaches
+the client: the proxy cuts that connection once the server has answered.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ class SlowProxy:
         self.upstream = ("127.0.0.1", port)
         self.connect_delay = connect_delay
         self.reply_delay = reply_delay
+        self.lose_commit_answers = 0
+        self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._closed = False
@@ -46,13 +51,28 @@ class SlowProxy:
         except OSError:
             client.close()
             return
-        threading.Thread(target=self._pump, args=(client, server, 0.0), daemon=True).start()
-        self._pump(server, client, self.reply_delay)
+        cut = threading.Event()  # a COMMIT went to the server: drop its answer, then cut
+        threading.Thread(target=self._pump, args=(client, server, 0.0, cut, True),
+                         daemon=True).start()
+        self._pump(server, client, self.reply_delay, cut, False)
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket, delay: float) -> None:
+    def _commit_to_lose(self, chunk: bytes) -> bool:
+        if _COMMIT not in chunk:
+            return False
+        with self._lock:
+            if self.lose_commit_answers <= 0:
+                return False
+            self.lose_commit_answers -= 1
+            return True
+
+    def _pump(self, source: socket.socket, sink: socket.socket, delay: float,
+              cut: threading.Event, to_server: bool) -> None:
         try:
             while chunk := source.recv(65536):
+                if to_server and self._commit_to_lose(chunk):
+                    cut.set()  # before the server can answer: its answer is the next chunk
+                elif not to_server and cut.is_set():
+                    break  # the server committed and answered; the client never hears
                 if delay:
                     time.sleep(delay)
                 sink.sendall(chunk)
@@ -63,3 +83,7 @@ class SlowProxy:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
+
+
+# A simple-protocol query message: 'Q', its length (4 + 7), the text and its NUL.
+_COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from authtoken import AuthToken, RepositoryError, Security, SQLRepository, TokenRevoked
+from authtoken import (
+    AuthToken,
+    InvalidArgument,
+    RepositoryError,
+    Security,
+    SQLRepository,
+    TokenRevoked,
+)
 from authtoken.testing import FakeClock
 
 
@@ -52,6 +59,34 @@ def test_repository_error_hides_the_password() -> None:
     assert redact_url("postgresql://u:hunter2@h/db") == "postgresql://u:***@h/db"
     error = _failure(RuntimeError("could not connect to postgresql://u:hunter2@h/db"), "hunter2")
     assert "hunter2" not in str(error) and "***" in str(error)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://u@127.0.0.1:1/db?password=SENTINEL",
+    "postgresql://u@127.0.0.1:99999/db?password=SENTINEL",
+    "postgresql://u@127.0.0.1:1/db?bogus=1&password=SENTINEL",
+    "postgresql://u@127.0.0.1:1/db?password=SENTINEL&bogus=1",
+    "postgresql://u@127.0.0.1:abc/db?password=SENTINEL",
+    "postgresql://u@[::1:1/db?password=SENTINEL",
+    "postgresql://u:SENTINEL@127.0.0.1:99999/db",
+])
+def test_a_password_in_the_query_string_never_shows(url: str) -> None:
+    """Not in the repository's repr, a malformed URL's error or a failed call's error."""
+    pytest.importorskip("psycopg")
+    shown: list[object] = []
+    try:
+        repository = SQLRepository(url, timeout=1)
+    except InvalidArgument as exc:
+        shown.append(exc)
+    else:
+        shown.append(repository)
+        with pytest.raises(RepositoryError) as info:
+            repository.list(user=None, include_revoked=True)
+        shown.append(info.value)
+        repository.close()
+    for thing in shown:
+        texts = [str(thing), repr(thing), *map(str, getattr(thing, "args", ()))]
+        assert not [text for text in texts if "SENTINEL" in text], thing
 
 
 def test_bad_timeout_is_refused(tmp_path: Path) -> None:
