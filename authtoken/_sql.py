@@ -16,6 +16,11 @@ transactions.  On SQLite, write transactions start with ``BEGIN IMMEDIATE`` so t
 processes never both read and then both try to upgrade to a write lock (which SQLite can
 only resolve by failing one); the file is in WAL mode so readers never wait for writers.
 
+Usage batches are increments, so each carries an id (``BatchId``): the transaction that
+writes one first records it in ``authtoken_usage_batch`` and writes nothing if it was
+there already -- a batch written again because its commit's answer was lost.  A call's
+waits on the server, retries included, share one deadline (``timeout`` + 1 s).
+
 Logins take a lean path: a per-thread connection in autocommit mode runs one prepared
 ``SELECT`` by primary key (``sqlite3`` on SQLite; libpq through psycopg's ``pgconn`` on
 PostgreSQL).  Each statement starts a fresh read transaction, so a revocation committed
@@ -296,8 +301,7 @@ def _no_answer(seconds: float) -> RepositoryError:
 # SQLAlchemy's first queries on a new connection (server version, settings, a rollback:
 # about five round trips, with no event between them) run as one step of this many
 # times the patience.  At the default timeout that is 9 s: a healthy server may take up
-# to ~2 s a round trip, and one that freezes mid-setup still fails within the 10 s the
-# contract allows.
+# to ~2 s a round trip, and one that freezes mid-setup still fails within the promised 10 s.
 _SETUP_STRETCH: Final = 1.5
 
 
@@ -878,7 +882,7 @@ class SQLRepository:
                     raise self._failure(exc, watch) from exc
         raise AssertionError("unreachable")
 
-    # -- the contract -----------------------------------------------------------------
+    # -- the Repository protocol ------------------------------------------------------
     def login_row(self, key: str) -> LoginRow | None:
         if self._fast_path:
             rows = self._fast_rows(_LOGIN_SQL, (key,))

@@ -1,4 +1,4 @@
-"""The Repository contract, one test class run against every backend."""
+"""The Repository protocol, one test class run against every backend."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def record(key: str, *, user: int | str = 1, parent: str | None = None,
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-class TestRepositoryContract:
+class TestRepositoryProtocol:
     """Every backend keeps the same promises."""
 
     def test_is_a_repository(self, repository: Repository) -> None:
