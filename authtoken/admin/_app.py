@@ -533,7 +533,10 @@ class _AdminAPI:
         string = call.identity.session(self.security).authorize_token(token)
         view = token_view(token)
         view["token"] = string
-        view["warnings"] = list(written.warnings)
+        if written.warnings:
+            # Only when there is something to say: the usual answer stays the view
+            # plus the token, as clients written against it expect.
+            view["warnings"] = list(written.warnings)
         location = str(call.request.url_for("token", key=str(token.key)))
         return JSONResponse(view, status_code=201, headers={"Location": location})
 
@@ -929,7 +932,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
             "schemas": {
                 "TokenView": token_view,
                 "NewToken": {"allOf": [_ref("TokenView"), {
-                    "type": "object", "required": ["token", "warnings"],
+                    "type": "object", "required": ["token"],
                     "properties": {
                         "token": {
                             "type": "string", "pattern": "^atk_",
@@ -939,8 +942,9 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                         "warnings": {
                             "type": "array", "items": {"type": "string"},
                             "description": "What the scope, as written, does that its "
-                                           "writer probably did not mean; empty if "
-                                           "nothing.  The token was made as written.",
+                                           "writer probably did not mean; present only "
+                                           "when there is something to say.  The token "
+                                           "was made as written.",
                         },
                     },
                 }]},
