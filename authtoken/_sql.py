@@ -262,10 +262,6 @@ def _record(row: Any) -> TokenRecord:
     )
 
 
-# The command line masks URLs under this name too.
-redact_url: Final = redact
-
-
 def _detail(exc: BaseException, password: str | None) -> str:
     """What went wrong, in one line, with no password: ``Class: first line``."""
     inner = getattr(exc, "orig", None) or exc
