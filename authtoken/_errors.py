@@ -144,7 +144,7 @@ class LoginError(AuthTokenError):
     def __init__(self, message: str, *, token_key: str | None = None) -> None:
         super().__init__(message)
         #: the key of the token, once the secret has matched; ``None`` before
-        self.token_key = _masked_or_none(token_key)
+        self.token_key = None if token_key is None else _masked(str(token_key))
 
 
 class InvalidToken(LoginError):
