@@ -322,7 +322,10 @@ class _Activity:
         """Write ``batch``; ``True`` if written, ``False`` if kept (and logged)."""
         # caller holds _flush_lock
         try:
-            repository.record_usage(batch.usage, batch.events, batch=batch.id)
+            if _takes_batch_ids(repository):
+                repository.record_usage(batch.usage, batch.events, batch=batch.id)
+            else:  # a repository written before batch ids: as before, without one
+                repository.record_usage(batch.usage, batch.events)
         except RepositoryError:
             self._keep_batch(batch)  # storage is down, or its answer was lost: all waits
             raise
@@ -356,6 +359,17 @@ class _Activity:
                                       + [u.last_used for u in batch.usage.values()])
             self._kept = batch
             self._room = MAX_BUFFERED_EVENTS - len(batch.events)
+
+
+def _takes_batch_ids(repository: Repository) -> bool:
+    """Whether ``repository.record_usage`` takes ``batch`` (checked per batch, not login)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(repository.record_usage).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: assume the current protocol
+        return True
+    return any(p.name == "batch" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _flush_quietly_now(activity: _Activity, repository: Repository) -> None:

@@ -67,3 +67,22 @@ def test_a_batch_whose_answer_was_lost_is_written_once(lossy: Any, clock: FakeCl
         logins = [e for e in other.audit_events() if e.action == "login"]
         assert len(logins) == 4
     security.close()
+
+
+class WrittenBeforeBatchIds(MemoryRepository):
+    """A repository of someone's own, written when ``record_usage`` took no batch id."""
+
+    def record_usage(self, usage: Mapping[str, Usage],  # type: ignore[override]
+                     events: Sequence[EventRow] = ()) -> None:
+        super().record_usage(usage, events)
+
+
+def test_a_repository_without_batch_ids_still_gets_its_usage(clock: FakeClock) -> None:
+    """Its batches are written as before, without an id, rather than jam the buffer."""
+    repository = WrittenBeforeBatchIds()
+    with Security(repository, secret_keys="k", clock=clock) as security:
+        string = security.authorize_token(AuthToken("a"), user=1)
+        security.login_by_auth_token(string)
+        security.flush()
+    record = repository.get(string[4:20])
+    assert record is not None and record.use_count == 1
