@@ -110,9 +110,9 @@ def _check_expires(value: object) -> ExpirySpec:
     return spec
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class TokenRecord:
-    """A token as storage keeps it: the secret only as a digest."""
+    """A token as storage keeps it: the secret only as a digest (never in its ``repr``)."""
 
     key: str
     user: UserKey
@@ -128,6 +128,14 @@ class TokenRecord:
     parent_key: str | None
     secret_hash: bytes = field(repr=False)
     version: int = 1
+
+    def __repr__(self) -> str:
+        # Masked: a token string accepted by mistake as a scope or a user shows here.
+        return redact(
+            f"TokenRecord(key={self.key!r}, user={self.user!r}, scope={self.scope!r}, "
+            f"expires={self.expires!r}, revoked_at={self.revoked_at!r}, "
+            f"parent_key={self.parent_key!r}, version={self.version!r})"
+        )
 
 
 class AuthToken:
