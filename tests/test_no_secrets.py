@@ -389,3 +389,15 @@ def test_no_password_from_the_command_line(url: str) -> None:
         result = _run_cli(*args)
         assert result.returncode != 0, result
         assert PASSWORD not in result.stdout + result.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("atkATK_.=:/@?&eyJpassword Ab1-xyz9")), max_size=60)
+       | st.text(max_size=50))
+def test_quick_test_before_masking_skips_nothing(text: str) -> None:
+    """The errors' quick test before redact never lets through a text redact would change."""
+    from authtoken._errors import _masked
+    from authtoken._redact import redact
+
+    assert _masked(text) == redact(text)
+    assert str(AuthTokenError(text)) == redact(text)
