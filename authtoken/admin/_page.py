@@ -206,9 +206,15 @@ class _Page:
             raise _PageError(401, "")
         return await self._identify(request, credential), credential
 
-    async def _form(self, request: Request, fields: Iterable[str]) -> dict[str, str]:
+    def _check_origin(self, request: Request) -> None:
+        """403 unless the POST shows it comes from this page.  Every POST calls this
+        first: a cross-site post must not get as far as the credential (no failed
+        sign-in counted against the visitor's address, no cookie set or cleared)."""
         if not self._same_origin(request):
             raise _PageError(403, _CROSS_SITE)
+
+    async def _form(self, request: Request, fields: Iterable[str]) -> dict[str, str]:
+        self._check_origin(request)
         if not _form_type(request.headers.get("content-type")):
             raise _PageError(415, "Send the form as application/x-www-form-urlencoded.")
         size, chunks = 0, []
@@ -281,6 +287,7 @@ class _Page:
         )
 
     async def sign_in(self, request: Request) -> Response:
+        self._check_origin(request)
         self._check_rate(request)
         form = await self._form(request, ("csrf", "credential"))
         pre_session = request.cookies.get(PRE_SESSION_COOKIE, "")
@@ -302,13 +309,13 @@ class _Page:
         return response
 
     async def sign_out(self, request: Request) -> Response:
-        if not self._same_origin(request):
-            raise _PageError(403, _CROSS_SITE)
+        self._check_origin(request)
         response = RedirectResponse(f"{self._base(request)}/", status_code=303)
         response.delete_cookie(COOKIE, path=self._base(request))
         return response
 
     async def create(self, request: Request) -> Response:
+        self._check_origin(request)
         identity, credential = await self._signed_in(request)
         form = await self._form(request, ("csrf", "scope", "description", "expires", "data",
                                           "bind_paths", "bind_keys"))
@@ -347,6 +354,7 @@ class _Page:
                             csrf=self._csrf(credential))
 
     async def revoke(self, request: Request) -> Response:
+        self._check_origin(request)
         identity, credential = await self._signed_in(request)
         form = await self._form(request, ("csrf",))
         self._check_csrf(form, self._csrf(credential))
