@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterator
+
 import pytest
 
 from authtoken import AuthToken, MemoryRepository, Security
@@ -62,3 +63,48 @@ def test_a_cross_site_post_is_refused_before_the_credential_is_looked_at(
         assert "set-cookie" not in answer.headers
     assert limiter.retry_after("10.0.0.9") is None
     assert [e for e in mem.audit_events() if e.action in ("authenticate", "login")] == []
+
+
+@pytest.mark.parametrize(("base_url", "host", "origin"), [
+    ("https://admin.example.com", "admin.example.com:443", "https://admin.example.com"),
+    ("http://admin.example.com", "admin.example.com:80", "http://admin.example.com"),
+    ("https://admin.example.com", "Admin.Example.COM", "https://admin.example.com"),
+    ("https://admin.example.com", "admin.example.com", "https://admin.example.com:443"),
+    ("https://admin.example.com", "admin.example.com", "HTTPS://Admin.example.com"),
+    ("http://[::1]:8181", "[::1]:8181", "http://[::1]:8181"),
+])
+def test_the_same_origin_written_another_way_is_the_same_origin(
+        mem: Security, base_url: str, host: str, origin: str) -> None:
+    """A default port spelled out (a proxy sending ``Host: x:443``) and a host in
+    another case name the same origin, as browsers see it."""
+    token = mem.authorize_token(AuthToken("jobs:run"), user="alice")
+    client = client_for(mem, base_url, host=host)
+    csrf = csrf_of(client.get("/ui/").text)
+    answer = client.post("/ui/sign-in", data={"csrf": csrf, "credential": token},
+                         headers={"origin": origin}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+
+
+@pytest.mark.parametrize(("base_url", "host", "origin"), [
+    ("https://admin.example.com", "admin.example.com", "http://admin.example.com"),
+    ("https://admin.example.com", "admin.example.com", "https://admin.example.com:8443"),
+    ("https://admin.example.com", "admin.example.com:8443", "https://admin.example.com"),
+    ("https://admin.example.com", "admin.example.com", "https://admin.example.com."),
+    ("https://admin.example.com", "admin.example.com", "https://evil.example.com"),
+    ("https://admin.example.com", "admin.example.com", "https://admin.example.com/ui"),
+    ("https://admin.example.com", "admin.example.com",
+     "https://user@admin.example.com"),
+    ("https://admin.example.com", "admin.example.com", "https://admin.example.com:x"),
+    ("https://admin.example.com", "admin.example.com", "null"),
+    ("https://admin.example.com", "admin.example.com", ""),
+])
+def test_another_origin_is_refused(mem: Security, base_url: str, host: str,
+                                   origin: str) -> None:
+    """Another scheme, port or host -- or anything that is not an origin -- is 403."""
+    token = mem.authorize_token(AuthToken("jobs:run"), user="alice")
+    client = client_for(mem, base_url, host=host)
+    csrf = csrf_of(client.get("/ui/").text)
+    answer = client.post("/ui/sign-in", data={"csrf": csrf, "credential": token},
+                         headers={"origin": origin}, follow_redirects=False)
+    assert answer.status_code == 403, answer.text
+    assert "set-cookie" not in answer.headers

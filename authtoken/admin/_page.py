@@ -42,7 +42,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -84,6 +84,7 @@ _EXPIRED_FORM: Final = ("The form expired or did not come from this page; reload
 _CROSS_SITE: Final = ("This form was not sent from this page (another site, or a browser "
                       "that does not say where it comes from); it was refused.")
 _MAX_FIELDS: Final = 16
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 _templates = Environment(
     loader=PackageLoader("authtoken.admin", "templates"),
@@ -185,7 +186,8 @@ class _Page:
         if site is not None and site not in ("same-origin", "none"):
             return False
         if origin is not None:
-            return origin == f"{request.url.scheme}://{request.url.netloc}"
+            own = _origin(f"{request.url.scheme}://{request.url.netloc}")
+            return own is not None and _origin(origin) == own
         return site == "same-origin"
 
     async def _identify(self, request: Request, credential: str) -> Identity:
@@ -362,6 +364,24 @@ class _Page:
         await run_in_threadpool(
             lambda: identity.session(self.api.security).revoke_auth_token_by_key(key))
         return RedirectResponse(f"{self._base(request)}/", status_code=303)
+
+
+def _origin(text: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of an origin (``https://host[:port]``), compared as
+    browsers compare them: scheme and host in any case, a default port written or not
+    (a proxy may send ``Host: example.com:443``; a browser never puts ``:443`` in
+    ``Origin``).  ``None`` for anything else -- ``null``, a path, a user part, a bad
+    port, another scheme -- which then matches nothing."""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return None
+    default = _DEFAULT_PORTS.get(parts.scheme)
+    if default is None or not parts.hostname or parts.path or parts.query \
+            or parts.fragment or "@" in parts.netloc:
+        return None
+    return parts.scheme, parts.hostname, default if port is None else port
 
 
 def _script_paths(text: str) -> list[str]:
