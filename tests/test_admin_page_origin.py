@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -108,3 +109,17 @@ def test_another_origin_is_refused(mem: Security, base_url: str, host: str,
                          headers={"origin": origin}, follow_redirects=False)
     assert answer.status_code == 403, answer.text
     assert "set-cookie" not in answer.headers
+
+
+def test_page_errors_never_echo_what_was_sent(mem: Security) -> None:
+    """A form field the page does not know is refused without repeating its name, which
+    could be anything -- a token string pasted in the wrong place included."""
+    secret_holder = mem.authorize_token(AuthToken("jobs:run"), user="alice")
+    client = client_for(mem)
+    csrf = csrf_of(client.get("/ui/").text)
+    body: dict[str, Any] = {"csrf": csrf, secret_holder.split(".", 1)[1]: "x"}
+    answer = client.post("/ui/sign-in", data=body,
+                         headers={"origin": "http://testserver"})
+    assert answer.status_code == 422
+    for part in secret_holder.split("."):
+        assert part[:12] not in answer.text

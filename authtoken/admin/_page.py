@@ -234,8 +234,11 @@ class _Page:
         allowed = set(fields)
         form: dict[str, str] = {}
         for name, value in pairs:
-            if name not in allowed or name in form:
-                raise _PageError(422, f"Unexpected form field {name[:40]!r}.")
+            # The name is not echoed: it could be anything, a pasted token included.
+            if name not in allowed:
+                raise _PageError(422, "The form holds a field this page does not know.")
+            if name in form:
+                raise _PageError(422, f"The form holds the field {name!r} twice.")
             form[name] = value
         return form
 
@@ -248,13 +251,13 @@ class _Page:
     def _error(self, request: Request, error: _PageError) -> Response:
         if error.status == 401:
             response = self._sign_in_page(
-                request, status=401, message=error.message or None,
+                request, status=401, message=self.mask(error.message) or None,
                 headers={"WWW-Authenticate": 'Bearer realm="authtoken"'})
             if request.cookies.get(COOKIE):
                 response.delete_cookie(COOKIE, path=self._base(request))
             return response
         return self._render(request, "error.html", status=error.status,
-                            headers=error.headers, message=error.message)
+                            headers=error.headers, message=self.mask(error.message))
 
     def handle(self, action: Callable[[Request], Awaitable[Response]]
                ) -> Callable[[Request], Awaitable[Response]]:
