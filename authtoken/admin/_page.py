@@ -17,7 +17,9 @@ so it is bound to a *pre-session* instead: the signed-out page gives the browser
 value in a cookie of its own (``HttpOnly``, ``SameSite=Strict``) and puts an HMAC of it,
 under another derived key, in the form -- so another site can neither read a valid value
 nor make one, and cannot sign a visitor in to the attacker's account (login CSRF).
-Signing in ends the pre-session.
+Signing in ends the pre-session.  Over HTTPS at the root of its host both cookies are
+``__Host-`` cookies, which a sibling subdomain cannot plant (cookie tossing); see
+``_Page._cookie``.
 
 Every POST must also be *shown* to come from this page: an ``Origin`` naming the page's
 own origin or, without one, ``Sec-Fetch-Site: same-origin``; and no ``Sec-Fetch-Site``
@@ -41,7 +43,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -94,6 +96,14 @@ _templates = Environment(
 )
 
 
+class _Cookie(NamedTuple):
+    """A cookie's name, path and ``Secure`` flag, as the page sets and reads it."""
+
+    name: str
+    path: str
+    secure: bool
+
+
 class _PageError(Exception):
     """Ends a page request with an error page (or the sign-in page for a 401)."""
 
@@ -128,6 +138,34 @@ class _Page:
     def _base(self, request: Request) -> str:
         return f"{request.scope.get('root_path', '')}/ui"
 
+    def _cookie(self, request: Request, name: str) -> _Cookie:
+        """Where the page keeps cookie ``name`` for ``request``.
+
+        Over HTTPS at the root of its host, a ``__Host-`` cookie: browsers take it only
+        from this host, with ``Secure`` and ``Path=/``, so a sibling subdomain cannot
+        plant a credential or a pre-session (cookie tossing), and the plain name, which
+        it could plant, is never read.  Mounted under a path, ``Path=/`` would hand the
+        credential to the whole host, so the plain name scoped to the page is kept.
+        """
+        https = request.url.scheme == "https"
+        if https and not request.scope.get("root_path"):
+            return _Cookie("__Host-" + name, "/", True)
+        return _Cookie(name, self._base(request), https)
+
+    def _set_cookie(self, request: Request, response: Response, name: str,
+                    value: str) -> None:
+        cookie = self._cookie(request, name)
+        response.set_cookie(cookie.name, value, path=cookie.path, httponly=True,
+                            samesite="strict", secure=cookie.secure)
+
+    def _delete_cookie(self, request: Request, response: Response, name: str) -> None:
+        cookie = self._cookie(request, name)
+        response.delete_cookie(cookie.name, path=cookie.path, secure=cookie.secure,
+                               httponly=True, samesite="strict")
+
+    def _read_cookie(self, request: Request, name: str) -> str:
+        return request.cookies.get(self._cookie(request, name).name, "")
+
     def _render(self, request: Request, template: str, status: int = 200,
                 headers: dict[str, str] | None = None, **values: Any) -> HTMLResponse:
         nonce = secrets.token_urlsafe(16)
@@ -153,16 +191,14 @@ class _Page:
                       headers: dict[str, str] | None = None) -> HTMLResponse:
         """The sign-in form, bound to the browser's pre-session (started here if the
         browser has none, kept if it has: a second tab shows a form that still works)."""
-        pre_session = request.cookies.get(PRE_SESSION_COOKIE, "")
+        pre_session = self._read_cookie(request, PRE_SESSION_COOKIE)
         started = not _PRE_SESSION.fullmatch(pre_session)
         if started:
             pre_session = secrets.token_urlsafe(32)
         response = self._render(request, "signin.html", status=status, headers=headers,
                                 message=message, csrf=self._sign_in_csrf(pre_session))
         if started:
-            response.set_cookie(PRE_SESSION_COOKIE, pre_session, path=self._base(request),
-                                httponly=True, samesite="strict",
-                                secure=request.url.scheme == "https")
+            self._set_cookie(request, response, PRE_SESSION_COOKIE, pre_session)
         return response
 
     def _check_rate(self, request: Request) -> None:
@@ -203,7 +239,7 @@ class _Page:
 
     async def _signed_in(self, request: Request) -> tuple[Identity, str]:
         self._check_rate(request)
-        credential = request.cookies.get(COOKIE)
+        credential = self._read_cookie(request, COOKIE)
         if not credential:
             raise _PageError(401, "")
         return await self._identify(request, credential), credential
@@ -253,8 +289,8 @@ class _Page:
             response = self._sign_in_page(
                 request, status=401, message=self.mask(error.message) or None,
                 headers={"WWW-Authenticate": 'Bearer realm="authtoken"'})
-            if request.cookies.get(COOKIE):
-                response.delete_cookie(COOKIE, path=self._base(request))
+            if self._read_cookie(request, COOKIE):
+                self._delete_cookie(request, response, COOKIE)
             return response
         return self._render(request, "error.html", status=error.status,
                             headers=error.headers, message=self.mask(error.message))
@@ -295,7 +331,7 @@ class _Page:
         self._check_origin(request)
         self._check_rate(request)
         form = await self._form(request, ("csrf", "credential"))
-        pre_session = request.cookies.get(PRE_SESSION_COOKIE, "")
+        pre_session = self._read_cookie(request, PRE_SESSION_COOKIE)
         if not _PRE_SESSION.fullmatch(pre_session):
             raise _PageError(403, _EXPIRED_FORM)
         self._check_csrf(form, self._sign_in_csrf(pre_session))
@@ -308,15 +344,14 @@ class _Page:
             raise _PageError(401, "That is not a token.")
         await self._identify(request, credential)
         response = RedirectResponse(f"{self._base(request)}/", status_code=303)
-        response.set_cookie(COOKIE, credential, path=self._base(request), httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
-        response.delete_cookie(PRE_SESSION_COOKIE, path=self._base(request))
+        self._set_cookie(request, response, COOKIE, credential)
+        self._delete_cookie(request, response, PRE_SESSION_COOKIE)
         return response
 
     async def sign_out(self, request: Request) -> Response:
         self._check_origin(request)
         response = RedirectResponse(f"{self._base(request)}/", status_code=303)
-        response.delete_cookie(COOKIE, path=self._base(request))
+        self._delete_cookie(request, response, COOKIE)
         return response
 
     async def create(self, request: Request) -> Response:
