@@ -2,15 +2,22 @@
 
 Everything that decides lives in ``_core``; the sync and async shells differ only in
 ``send``/``await send`` and ``threading.Lock``/``asyncio.Lock``.  Both map transport
-errors to ``TransportFailure`` (thrown into the flow, which decides) and read every
-response whole.
+errors to ``TransportFailure`` (thrown into the flow, which decides).
+
+What a shell sends is exactly the checked request: it never follows a redirect, not
+even with a given client made with ``follow_redirects=True`` (a 307 would resend a
+password to a URL nobody checked; the flow sees the 3xx as a failed answer).  It reads
+at most ``MAX_BODY`` bytes of an answer, and gives up on a body still arriving
+``timeout`` seconds after the headers, so a broken or hostile issuer can neither fill
+the memory nor hold the session's lock forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Generator
+import time
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any, TypeVar
 
 import httpx
@@ -32,24 +39,62 @@ def check_timeout(timeout: object) -> float:
     return float(timeout)
 
 
-def _kwargs(request: Request, timeout: float) -> dict[str, Any]:
+_SEND_ERRORS = (httpx.HTTPError,)
+
+
+def _build(client: httpx.Client | httpx.AsyncClient, request: Request,
+           timeout: float) -> httpx.Request:
     kwargs: dict[str, Any] = {"headers": dict(request.headers), "timeout": timeout}
     if request.form is not None:
         kwargs["data"] = dict(request.form)
     elif request.json is not None:
         kwargs["json"] = request.json
-    return kwargs
+    return client.build_request(request.method, request.url, **kwargs)
 
 
-def _failure(exc: httpx.HTTPError) -> TransportFailure:
+def _failure(exc: Exception) -> TransportFailure:
     # A request that never connected cannot have been seen by the issuer.
     sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
     return TransportFailure(type(exc).__name__, sent=sent)
 
 
-def _response(raw: httpx.Response) -> Response:
+class _Body:
+    """An answer's body as it arrives: at most ``MAX_BODY`` bytes, by a deadline."""
+
+    def __init__(self, timeout: float) -> None:
+        self.deadline = time.monotonic() + timeout
+        self.data = bytearray()
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk``; whether to stop reading (enough, or too late)."""
+        self.data += chunk
+        if len(self.data) >= MAX_BODY:
+            return True
+        if time.monotonic() > self.deadline:
+            raise httpx.ReadTimeout("the answer's body took too long")
+        return False
+
+
+def _response(raw: httpx.Response, body: _Body) -> Response:
     headers = {k.lower(): v for k, v in raw.headers.items()}
-    return Response(raw.status_code, headers, raw.content[:MAX_BODY])
+    return Response(raw.status_code, headers, bytes(body.data[:MAX_BODY]))
+
+
+def _read(raw: httpx.Response, chunks: Iterator[bytes], timeout: float) -> Response:
+    body = _Body(timeout)
+    for chunk in chunks:
+        if body.add(chunk):
+            break
+    return _response(raw, body)
+
+
+async def _aread(raw: httpx.Response, chunks: AsyncIterator[bytes], timeout: float,
+                 ) -> Response:
+    body = _Body(timeout)
+    async for chunk in chunks:
+        if body.add(chunk):
+            break
+    return _response(raw, body)
 
 
 def _step(flow: Generator[Request, Response, T], value: Response | TransportFailure,
@@ -72,11 +117,14 @@ class SyncDriver:
 
     def send(self, request: Request) -> Response | TransportFailure:
         try:
-            raw = self.client.request(request.method, request.url,
-                                      **_kwargs(request, self.timeout))
-        except httpx.HTTPError as exc:
+            raw = self.client.send(_build(self.client, request, self.timeout),
+                                   stream=True, follow_redirects=False)
+            try:
+                return _read(raw, raw.iter_bytes(), self.timeout)
+            finally:
+                raw.close()
+        except _SEND_ERRORS as exc:
             return _failure(exc)
-        return _response(raw)
 
     def run(self, flow: Generator[Request, Response, T]) -> T:
         try:
@@ -104,11 +152,14 @@ class AsyncDriver:
 
     async def send(self, request: Request) -> Response | TransportFailure:
         try:
-            raw = await self.client.request(request.method, request.url,
-                                            **_kwargs(request, self.timeout))
-        except httpx.HTTPError as exc:
+            raw = await self.client.send(_build(self.client, request, self.timeout),
+                                         stream=True, follow_redirects=False)
+            try:
+                return await _aread(raw, raw.aiter_bytes(), self.timeout)
+            finally:
+                await raw.aclose()
+        except _SEND_ERRORS as exc:
             return _failure(exc)
-        return _response(raw)
 
     async def run(self, flow: Generator[Request, Response, T]) -> T:
         try:
