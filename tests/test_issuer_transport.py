@@ -19,6 +19,8 @@ import pytest
 from served import raw_served, served
 
 from authtoken import IssuerError
+from authtoken.issuers._core import Request, TransportFailure
+from authtoken.issuers._shell import AsyncDriver, SyncDriver
 from authtoken.issuers.oidc import (
     AsyncClientCredentialsSession,
     AsyncOIDCPasswordSession,
@@ -193,3 +195,32 @@ async def test_async_an_answer_trickling_in_gives_up_after_the_timeout() -> None
             with pytest.raises(IssuerError) as info:
                 await asyncio.wait_for(session.get_access_token(), 30)
     assert info.value.status is None
+
+
+UNSENDABLE = ["https://a..b/t", "https://" + "a" * 64 + ".example/t", "https://999.1.1.1/t",
+              "https://xn--a.example/t"]
+
+
+@pytest.mark.parametrize("url", UNSENDABLE)
+def test_a_url_the_client_cannot_send_to_is_a_transport_failure(url: str) -> None:
+    """Whatever httpx or the resolver raise for a URL they cannot use (InvalidURL,
+    UnicodeError) reaches the flow as a failure that sent nothing, like a refused
+    connection -- never as an exception of its own."""
+    driver = SyncDriver(None, 2.0)
+    try:
+        outcome = driver.send(Request("POST", url, json={"secret": SECRET}))
+    finally:
+        driver.close()
+    assert isinstance(outcome, TransportFailure) and not outcome.sent
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("url", UNSENDABLE)
+async def test_async_a_url_the_client_cannot_send_to_is_a_transport_failure(url: str) -> None:
+    """The async shell maps the same errors the same way."""
+    driver = AsyncDriver(None, 2.0)
+    try:
+        outcome = await driver.send(Request("POST", url, json={"secret": SECRET}))
+    finally:
+        await driver.aclose()
+    assert isinstance(outcome, TransportFailure) and not outcome.sent

@@ -38,6 +38,10 @@ def test_accepted(url: str) -> None:
     "https://id.example.com/t#frag", "https://id.example.com /t", "https://ид.пример/t",
     "http://127.0.0.1:99999/t", "http://127.0.0.1:x/t", "https://[zz]/t", "https://",
     "http://127.0.0.1%2eevil.example/t", "",
+    # hosts an HTTP client or resolver would choke on (UnicodeError, InvalidURL)
+    "https://a..b/t", "https://" + "a" * 64 + ".example/t", "https://999.1.1.1/t",
+    "https://xn--a.example/t", "https://xn--.example/t", "https://a-.example/t",
+    "https://" + "a." * 127 + "example/t",
 ])
 def test_refused(url: str) -> None:
     """Plain http off loopback, credentials in the URL and anything the check could
@@ -93,6 +97,7 @@ HOSTS = st.one_of(
                      "id.example.com", "10.0.0.1", "[::2]", "127.0.0.1.example.com",
                      "[::ffff:127.0.0.1]", "127.1", "0177.0.0.1", "localhost.", "a_b.test"]),
     st.from_regex(r"[a-z0-9.\-_%\[\]:\\@]{1,20}", fullmatch=True),
+    st.from_regex(r"(xn--)?[a-z0-9\-]{0,70}(\.[a-z0-9\-]{0,70}){0,3}", fullmatch=True),
 )
 URLS = st.builds(
     lambda scheme, userinfo, host, port, path: f"{scheme}://{userinfo}{host}{port}{path}",
@@ -119,6 +124,7 @@ def test_what_is_accepted_is_what_an_http_client_sends_to(url: str) -> None:
         assert SECRET not in refusal
         return
     parsed = httpx.URL(checked)
+    parsed.host.encode("idna")  # what a resolver does with the name: no UnicodeError
     assert parsed.scheme in ("http", "https")
     assert not parsed.userinfo
     if parsed.scheme == "http":

@@ -966,6 +966,37 @@ def test_discovered_token_endpoint_must_be_usable_for_credentials(
     assert PASSWORD not in str(info.value) and "pw" not in str(info.value)
 
 
+UNUSABLE_ENDPOINTS = ["https://a..b/token", "https://" + "a" * 64 + ".example/token",
+                      "https://999.1.1.1/token", "https://xn--a.example/token"]
+
+
+@pytest.mark.parametrize("endpoint", UNUSABLE_ENDPOINTS)
+def test_discovered_token_endpoint_no_client_can_use_is_an_issuer_error(
+        provider: Provider, endpoint: str) -> None:
+    """A discovered https token endpoint whose host no resolver takes (an empty or
+    64-character label, a bad dotted quad, a broken xn-- label) is an IssuerError, not a
+    UnicodeError from deep inside the HTTP client."""
+    provider.discovery_overrides["token_endpoint"] = endpoint
+    with password_session(provider) as session, pytest.raises(IssuerError) as info:
+        session.get_access_token()
+    assert "token_endpoint" in str(info.value)
+    assert provider.token_requests() == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("endpoint", UNUSABLE_ENDPOINTS)
+async def test_async_discovered_token_endpoint_no_client_can_use_is_an_issuer_error(
+        provider: Provider, endpoint: str) -> None:
+    """The async session refuses the same endpoints the same way."""
+    provider.discovery_overrides["token_endpoint"] = endpoint
+    async with AsyncOIDCPasswordSession(provider.issuer, PUBLIC_CLIENT, "alice",
+                                        PASSWORD) as session:
+        with pytest.raises(IssuerError) as info:
+            await session.get_access_token()
+    assert "token_endpoint" in str(info.value)
+    assert provider.token_requests() == 0
+
+
 @pytest.mark.parametrize("issuer", ["http://127.0.0.1:1/realms/test", "https://evil.example",
                                     None])
 def test_discovery_issuer_must_be_the_authority(provider: Provider, issuer: str | None) -> None:

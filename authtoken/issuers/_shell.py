@@ -39,7 +39,9 @@ def check_timeout(timeout: object) -> float:
     return float(timeout)
 
 
-_SEND_ERRORS = (httpx.HTTPError,)
+# What httpx (and the resolver under it) raises for a request it could not carry out:
+# InvalidURL and UnicodeError (a host the resolver cannot encode) are no HTTPError.
+_SEND_ERRORS = (httpx.HTTPError, httpx.InvalidURL, UnicodeError)
 
 
 def _build(client: httpx.Client | httpx.AsyncClient, request: Request,
@@ -54,7 +56,8 @@ def _build(client: httpx.Client | httpx.AsyncClient, request: Request,
 
 def _failure(exc: Exception) -> TransportFailure:
     # A request that never connected cannot have been seen by the issuer.
-    sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+    sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+                                httpx.InvalidURL, UnicodeError))
     return TransportFailure(type(exc).__name__, sent=sent)
 
 

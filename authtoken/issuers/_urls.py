@@ -11,7 +11,10 @@ is sent to it.
 The grammar is deliberately narrow (printable ASCII, a host of letters, digits, dots,
 hyphens and underscores or a bracketed IPv6 address, no ``user:password@``, no
 backslash, no fragment) so that the host checked here is the host an HTTP client
-connects to.
+connects to -- and one it can connect to: a name's labels are 1 to 63 characters that
+neither start nor end with a hyphen, an ``xn--`` label is valid IDNA, and a host of
+four dotted numbers is a valid IPv4 address (anything else would fail inside the HTTP
+client or the resolver, with an error that is no ``IssuerError``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ __all__ = ["credential_url", "is_loopback"]
 
 _PRINTABLE: Final = re.compile(r"[\x21-\x7e]+\Z")
 _HOST: Final = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?\Z")
+_LABEL: Final = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
+# What httpx takes for an IPv4 address (and then refuses unless it is a valid one).
+_DOTTED_QUAD: Final = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+\Z")
+_MAX_HOST: Final = 253
 _MAX_LENGTH: Final = 2048
 _LOOPBACK_RULE: Final = "http:// is allowed only on a loopback host (127.0.0.1, ::1, localhost)"
 
@@ -109,10 +116,42 @@ def _host(netloc: str, name: str) -> str:
     else:
         host, _, rest = netloc.partition(":")
         port = ":" + rest if _ else ""
-        if not _HOST.match(host):
+        if not _HOST.match(host) or not _usable_name(host):
             raise InvalidArgument(
-                f"{name} must name a host of letters, digits, dots and hyphens "
-                "(IDNA-encode international names)")
+                f"{name} must name a host of letters, digits, dots and hyphens, in labels "
+                "of at most 63 characters (IDNA-encode international names)")
     if port and not (port[0] == ":" and port[1:].isdigit() and 0 < int(port[1:]) < 65536):
         raise InvalidArgument(f"{name} has a malformed port")
     return host
+
+
+def _usable_name(host: str) -> bool:
+    """Whether a host that passed ``_HOST`` is one the HTTP client and the resolver take."""
+    if _DOTTED_QUAD.match(host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return False
+        return True
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > _MAX_HOST:
+        return False
+    for label in name.split("."):
+        if not _LABEL.match(label):
+            return False
+        if label[:4].lower() == "xn--" and not _idna_label(label):
+            return False
+    return True
+
+
+def _idna_label(label: str) -> bool:
+    """Whether an ``xn--`` label is a valid IDNA A-label (as the resolvers require)."""
+    try:
+        import idna  # httpx's own dependency: present wherever a request can be sent
+    except ImportError:  # pragma: no cover - no httpx, so nothing is sent anyway
+        return False
+    try:
+        idna.decode(label)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return False
+    return True
