@@ -579,3 +579,20 @@ def test_failures_space_the_requests_and_stay_typed(
         if sent:
             failed = refresher.last_error is not None or refresher.grant is None
             failed_at = clock() if failed else None
+
+
+def test_a_flow_abandoned_mid_refresh_never_resends_its_refresh_token() -> None:
+    """A shell that closes the flow while the refresh request is in flight (its caller
+    was cancelled) may have delivered the refresh token: it is dropped, the access token
+    still serves, and no later request carries it."""
+    clock = Clock()
+    refresher, _ = ready(clock, on_refused="reissue")
+    clock.advance(85)
+    flow = refresher.ensure()
+    assert next(flow).json == {"refresh": "refresh-1"}
+    flow.close()
+    assert refresher.grant is not None and refresher.grant.refresh_token is None
+    assert refresher.grant.access_token == "access-1"
+    token, sent = drive(refresher.ensure(), [ok()])
+    assert token == "access-2"
+    assert [r.url for r in sent] == ["https://issuer.test/issue"]  # by key, not by refresh-1

@@ -428,6 +428,26 @@ async def test_64_coroutines_make_exactly_one_token_request(provider: Provider,
     assert provider.token_requests() == (1 if phase == "first" else 2)
 
 
+@pytest.mark.asyncio
+async def test_a_caller_cancelled_mid_refresh_does_not_waste_the_refresh_token(
+        provider: Provider, clock: FakeClock) -> None:
+    """A caller that times out while the refresh is in flight leaves; the refresh still
+    completes and is kept: no refresh token is presented twice, no password grant again."""
+    async with AsyncOIDCPasswordSession(provider.issuer, PUBLIC_CLIENT, "alice", PASSWORD,
+                                        clock=clock) as session:
+        first = await session.get_access_token()
+        clock.advance(seconds=LIFETIME * 0.95)
+        provider.token_delay = 0.5
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(session.get_access_token(), 0.05)
+        provider.token_delay = 0.0
+        second = await session.get_access_token()
+        assert second != first
+    assert provider.counts["password"] == 1
+    assert provider.counts["refresh_token"] == 1
+    assert provider.reused_refresh_tokens == 0
+
+
 # -- transient failures ----------------------------------------------------------------------
 
 def test_503_while_the_token_is_valid_is_not_raised(provider: Provider,

@@ -957,3 +957,25 @@ def test_key_session_outage_is_not_hammered(authority: SpatiumAuthority, clock: 
         authority.clear_faults()
         clock.advance(minutes=1)
         assert backend.get_permission_token()
+
+
+@pytest.mark.asyncio
+async def test_a_caller_cancelled_mid_refresh_does_not_end_the_session(
+        authority: SpatiumAuthority, clock: FakeClock) -> None:
+    """A caller that gives up while the refresh is in flight (asyncio.wait_for) leaves;
+    the refresh still completes and is kept, so its refresh token is never sent again and
+    the session lives on."""
+    async with AsyncAuthorizationSession(authority.url, "device-1", ["read"],
+                                         clock=clock) as user:
+        await user.establish(login(authority))
+        first = await user.get_permission_token()
+        clock.advance(minutes=14, seconds=30)
+        authority.delay(REFRESH, 0.5)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(user.get_permission_token(), 0.05)
+        second = await user.get_permission_token()
+        assert second != first
+        assert await user.get_permission_token() == second
+        await asyncio.sleep(0.6)  # the delayed request has surely been answered by now
+    attempts = authority.refresh_attempts
+    assert len(attempts) == 1 and attempts[0].accepted

@@ -33,7 +33,8 @@ Failures:
   the same refresh token in two requests at once (one flow at a time), never again once
   the issuer answered it (a 2xx that cannot be read counts as an answer), and after a
   transient failure only when the issuer cannot have used it (the connection failed, or
-  it answered with a server error).
+  it answered with a server error).  A flow closed with a request in flight (the shell's
+  caller was cancelled) counts as sent.
 - Whatever goes wrong surfaces as ``IssuerError``: an adapter that trips over an answer
   (``ValueError``, ``LookupError``...) is reported as an unreadable answer.
 
@@ -289,6 +290,12 @@ class Refresher:
             raise _again(self._last_error)
         try:
             new = yield from _readable(self._obtain(grant, now))
+        except GeneratorExit:
+            # The shell abandoned the flow with a request in flight (its caller was
+            # cancelled or interrupted): the issuer may have used the refresh token.
+            self._burn(grant)
+            self._keep(grant)
+            raise
         except TransportFailure as exc:
             if exc.sent:
                 self._burn(grant)

@@ -136,7 +136,12 @@ class SyncDriver:
             return stop.value  # type: ignore[no-any-return]
         while True:
             assert request is not None
-            request, result = _step(flow, self.send(request))
+            try:
+                outcome = self.send(request)
+            except BaseException:  # interrupted mid-request: the flow must know
+                flow.close()
+                raise
+            request, result = _step(flow, outcome)
             if request is None:
                 return result  # type: ignore[return-value]
 
@@ -171,7 +176,12 @@ class AsyncDriver:
             return stop.value  # type: ignore[no-any-return]
         while True:
             assert request is not None
-            request, result = _step(flow, await self.send(request))
+            try:
+                outcome = await self.send(request)
+            except BaseException:  # cancelled mid-request: the flow must know
+                flow.close()
+                raise
+            request, result = _step(flow, outcome)
             if request is None:
                 return result  # type: ignore[return-value]
 
@@ -205,8 +215,21 @@ class SyncCredential:
             return self.driver.run(flow)
 
 
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # A refresh whose caller left: its outcome is in the refresher; silence "never
+    # retrieved" for its exception.
+    if not task.cancelled():
+        task.exception()
+
+
 class AsyncCredential:
-    """A ``Refresher`` behind an ``asyncio.Lock``: one refresh at a time."""
+    """A ``Refresher`` behind an ``asyncio.Lock``: one refresh at a time.
+
+    Each flow runs in a task of its own, shielded from its caller: a caller cancelled
+    mid-refresh (``asyncio.wait_for``, a request timeout) leaves, and the refresh it
+    started still completes and stores its grant -- the refresh token it sent is not
+    lost, and the session is not cut short by one impatient caller.
+    """
 
     def __init__(self, refresher: Refresher, driver: AsyncDriver) -> None:
         self.refresher = refresher
@@ -217,13 +240,16 @@ class AsyncCredential:
         token = self.refresher.token()
         if token is not None:
             return token
-        async with self._lock:
-            return await self.driver.run(self.refresher.ensure())
+        return await self.run(self.refresher.ensure())
 
     async def refresh(self) -> str:
-        async with self._lock:
-            return await self.driver.run(self.refresher.ensure(force=True))
+        return await self.run(self.refresher.ensure(force=True))
 
     async def run(self, flow: Generator[Request, Response, T]) -> T:
+        task = asyncio.ensure_future(self._locked(flow))
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+
+    async def _locked(self, flow: Generator[Request, Response, T]) -> T:
         async with self._lock:
             return await self.driver.run(flow)
