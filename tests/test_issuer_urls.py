@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from authtoken import InvalidArgument
-from authtoken.issuers._urls import credential_url, is_loopback
+from authtoken.issuers._urls import credential_url, is_loopback, same_issuer
 
 SECRET = "pw-SENTINEL-91d0"
 
@@ -130,3 +130,23 @@ def test_what_is_accepted_is_what_an_http_client_sends_to(url: str) -> None:
     if parsed.scheme == "http":
         assert is_loopback(parsed.host)
     assert SECRET not in checked
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    ("https://id.example.com/realms/x", "https://id.example.com/realms/x/", True),
+    ("HTTPS://ID.Example.COM/realms/x", "https://id.example.com/realms/x", True),
+    ("https://id.example.com:443/realms/x", "https://id.example.com/realms/x", True),
+    ("http://127.0.0.1:80/r", "http://127.0.0.1/r", True),
+    ("https://id.example.com/Realms/x", "https://id.example.com/realms/x", False),
+    ("https://id.example.com:8443/realms/x", "https://id.example.com/realms/x", False),
+    ("http://id.example.com/realms/x", "https://id.example.com/realms/x", False),
+    ("https://id.example.com./realms/x", "https://id.example.com/realms/x", False),
+    ("https://id.example.com/realms/x?a=1", "https://id.example.com/realms/x", False),
+    ("https://evil@id.example.com/realms/x", "https://id.example.com/realms/x", False),
+    ("https://id.example.com:443/realms/x", "https://id.example.com:80/realms/x", False),
+])
+def test_same_issuer_is_one_url_spelt_two_ways(a: str, b: str, same: bool) -> None:
+    """The issuer check forgives what does not change the URL (case of scheme and host, a
+    default port, a trailing slash) and nothing else."""
+    assert same_issuer(a, b) is same
+    assert same_issuer(b, a) is same

@@ -1032,6 +1032,18 @@ def test_discovery_issuer_must_be_the_authority(provider: Provider, issuer: str 
     assert provider.token_requests() == 0
 
 
+def test_discovery_issuer_spelt_like_the_authority_is_accepted(provider: Provider) -> None:
+    """An authority given with an upper-case scheme and host and a trailing slash is the
+    issuer the document names: the session works."""
+    authority = provider.issuer.replace("http://", "HTTP://") + "/"
+    with OIDCPasswordSession(authority, PUBLIC_CLIENT, "alice", PASSWORD) as session:
+        assert session.get_access_token()
+    provider.discovery_overrides["issuer"] = provider.issuer.replace("/realms/test",
+                                                                     "/realms/TEST")
+    with password_session(provider) as session, pytest.raises(IssuerError):
+        session.get_access_token()
+
+
 def test_discovered_jwks_uri_is_held_to_the_same_rule(provider: Provider) -> None:
     """A discovery document naming an http JWKS on another machine is refused."""
     provider.discovery_overrides["jwks_uri"] = "http://keys.example.test/certs"

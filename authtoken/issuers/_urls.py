@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from .._errors import ArgumentTypeError, InvalidArgument
 from .._redact import redact
 
-__all__ = ["credential_url", "is_loopback"]
+__all__ = ["credential_url", "is_loopback", "same_issuer"]
 
 _PRINTABLE: Final = re.compile(r"[\x21-\x7e]+\Z")
 _HOST: Final = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?\Z")
@@ -155,3 +155,29 @@ def _idna_label(label: str) -> bool:
     except (idna.IDNAError, UnicodeError, ValueError):
         return False
     return True
+
+
+_DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
+
+
+def same_issuer(a: str, b: str) -> bool:
+    """Whether two issuer URLs name the same issuer: equal once the scheme and host are
+    lower-cased, a default port (``:443``, ``:80``) is dropped and trailing slashes are
+    stripped -- the spellings of one URL (RFC 3986 §6.2.2-6.2.3).  The path, the query
+    and everything else must match exactly."""
+    return _issuer_key(a) == _issuer_key(b)
+
+
+def _issuer_key(url: str) -> tuple[str, str, str, str] | str:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""  # lower-cased by urlsplit
+    shown_port = "" if port is None or str(port) == _DEFAULT_PORTS.get(scheme) else str(port)
+    if parts.username is not None or parts.password is not None or parts.fragment:
+        return url
+    rest = parts.path.rstrip("/") + ("?" + parts.query if parts.query else "")
+    return scheme, host, shown_port, rest

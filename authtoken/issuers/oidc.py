@@ -79,7 +79,7 @@ from ._core import (
     issuer_error,
 )
 from ._shell import AsyncCredential, AsyncDriver, SyncCredential, SyncDriver, check_timeout
-from ._urls import credential_url
+from ._urls import credential_url, same_issuer
 
 __all__ = [
     "AsyncClientCredentialsSession",
@@ -228,7 +228,8 @@ def discovery_flow(authority: str) -> Generator[Request, Response, Discovery]:
     """The token endpoint (and issuer, JWKS) from the authority's discovery document.
 
     The document's ``issuer`` must be the authority it was fetched for (RFC 8414 §3.3,
-    OpenID Connect Discovery §4.3), and its URLs are held to the https rule: else
+    OpenID Connect Discovery §4.3; spelt alike up to the case of the scheme and host, a
+    default port and a trailing slash), and its URLs are held to the https rule: else
     ``IssuerError``, before anything is sent to them.
     """
     what = "reading the OpenID configuration"
@@ -238,7 +239,7 @@ def discovery_flow(authority: str) -> Generator[Request, Response, Discovery]:
         raise issuer_error(response, what)
     body = _json_object(response, what)
     issuer = body.get("issuer")
-    if not isinstance(issuer, str) or issuer.rstrip("/") != authority.rstrip("/"):
+    if not isinstance(issuer, str) or not same_issuer(issuer, authority):
         raise IssuerError(
             f"{what}: the document's issuer is not the authority it was fetched from "
             f"({redact(authority)}); a document naming another issuer could send the "
