@@ -128,16 +128,20 @@ def usage_error(args: argparse.Namespace, message: str) -> NoReturn:
 
 
 def _scope(args: argparse.Namespace) -> str | None:
-    """The scope given by ``--scope``, ``--bind-path`` and ``--bind-key``, warning on stderr
-    about each ``--scope`` slip; ``None`` when none was given."""
-    parts: list[str] = []
-    for text in args.scope or ():
-        for warning in scope_warnings(text):
-            warn(warning)
-        parts.append(text)
+    """The scope given by ``--scope``, ``--bind-path`` and ``--bind-key``; ``None`` when
+    none was given."""
+    parts: list[str] = list(args.scope or ())
     parts.extend(path_binding(path) for path in args.bind_path or ())
     parts.extend(key_binding(key) for key in args.bind_key or ())
     return " ".join(parts) if parts else None
+
+
+def _warn_about_scope(args: argparse.Namespace) -> None:
+    """Warn on stderr about each ``--scope`` slip.  Called once the command succeeded,
+    so that a failure stays its error's one line on stderr."""
+    for text in args.scope or ():
+        for warning in scope_warnings(text):
+            warn(warning)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -180,6 +184,7 @@ def cmd_authorize(args: argparse.Namespace) -> int:
         token = AuthToken(scope, args.data, description=description, expires=args.expires)
     with _open(args) as security:
         string = security.authorize_token(token, user=user)
+    _warn_about_scope(args)
     if json_mode(args):
         print_json({**token_view(token), "token": string})
     else:
@@ -297,6 +302,7 @@ def cmd_update(args: argparse.Namespace) -> int:
         if args.description is not None:
             token.description = args.description
         security.update_auth_token(token)
+    _warn_about_scope(args)
     if json_mode(args):
         print_json(token_view(token))
     else:
