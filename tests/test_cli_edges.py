@@ -1,8 +1,11 @@
-"""The command line at its edges: a failure stays one line on stderr."""
+"""The command line at its edges: a failure stays one line on stderr, and a refused
+login's hint is a command line that works."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,3 +46,38 @@ def test_warnings_still_follow_a_successful_update(cli: Cli) -> None:
     assert result.code == 0, result.err
     assert isinstance(result.json(), dict)
     assert [set(json.loads(line)) for line in result.err.splitlines()] == [{"warning"}]
+
+
+# -- the refused login's hint is a command line that works --------------------------------------
+def test_hint_for_a_path_starting_with_a_dash_parses(cli: Cli) -> None:
+    """A path that starts with ``-`` is suggested as ``--script-path=-P``, which parses."""
+    token = cli("authorize", "--user", "7", "--bind-path=-job.py").out.strip()
+    refused = cli("login", stdin=token)
+    assert refused.code == 1
+    assert "--script-path=-job.py" in refused.err
+    assert cli("login", "--script-path=-job.py", stdin=token).code == 0
+
+
+def test_hint_for_a_path_with_a_newline_is_pasteable(cli: Cli) -> None:
+    """A path with a control character is suggested in ``$'...'`` quoting, on one line."""
+    path = "/jobs/a\nb's.py"
+    token = cli("authorize", "--user", "7", "--bind-path", path).out.strip()
+    refused = cli("login", "--script-key", "1", stdin=token)
+    assert refused.code == 1 and refused.err.count("\n") == 1
+    assert "--script-path $'/jobs/a\\nb\\'s.py'" in refused.err
+    bash = shutil.which("bash")
+    if bash is not None:
+        shown = subprocess.run(
+            [bash, "-c", "printf %s $'/jobs/a\\nb\\'s.py'"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        assert shown == path
+
+
+def test_hint_without_a_script_speaks_command_line(cli: Cli) -> None:
+    """Logging in without a script is told which option to pass, not about a class."""
+    token = cli("authorize", "--user", "7", "--bind-key", "42").out.strip()
+    refused = cli("login", stdin=token)
+    assert refused.code == 1
+    assert refused.err.startswith("ScriptNotAuthorized: ")
+    assert "--script-key 42" in refused.err and "Script " not in refused.err

@@ -201,6 +201,26 @@ def _show_principal(principal: Principal) -> None:
         out(f"data: {safe(principal.data)}")
 
 
+_SHELL_ESCAPES: Final = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _shell_word(text: str) -> str:
+    """``text`` quoted for a POSIX shell, on one line: ``$'...'`` when it holds a
+    character that cannot be shown as it is (a newline, an escape)."""
+    if text.isprintable():
+        return shlex.quote(text)
+    inner = "".join(
+        _SHELL_ESCAPES.get(c) or (c if c.isprintable() else ascii(c)[1:-1]) for c in text
+    )
+    return f"$'{inner}'"
+
+
+def _path_option(path: str) -> str:
+    # argparse takes '--script-path -x' for a missing value: glue one that starts with '-'.
+    word = _shell_word(path)
+    return f"--script-path={word}" if path.startswith("-") else f"--script-path {word}"
+
+
 def _binding_options(token: AuthToken) -> str:
     """The login options that satisfy ``token``'s script bindings, ready to paste."""
     options: list[str] = []
@@ -208,11 +228,11 @@ def _binding_options(token: AuthToken) -> str:
         if scope.startswith("vfs:ikey?"):
             options.append(f"--script-key {scope[len('vfs:ikey?'):]}")
         elif scope.startswith("ufs:"):
-            options.append(f"--script-path {shlex.quote(safe(unescape(scope[4:])))}")
+            options.append(_path_option(unescape(scope[4:])))
     if not options:
         return ""
     shown = " or ".join(options[:4]) + (" or ..." if len(options) > 4 else "")
-    return f"; pass {shown} to log in as a script it is bound to"
+    return f"pass {shown} to log in as a script it is bound to"
 
 
 def cmd_login(args: argparse.Namespace) -> int:
@@ -226,8 +246,11 @@ def cmd_login(args: argparse.Namespace) -> int:
         except ScriptNotAuthorized as exc:
             # Raised only after the secret matched: the caller holds the token and may
             # learn what it is bound to.
-            hint = _binding_options(security.restore_auth_token(string))
-            fail(type(exc).__name__, f"{exc}{hint or '; pass --script-key or --script-path'}")
+            hint = _binding_options(security.restore_auth_token(string)) \
+                or "pass --script-key or --script-path"
+            # The engine's message speaks of the Python API when no script was named.
+            told = "the token is bound to scripts" if script is None else str(exc)
+            fail(type(exc).__name__, f"{told}; {hint}")
             return 1
     if json_mode(args):
         print_json(principal_view(principal))
