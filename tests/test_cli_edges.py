@@ -1,5 +1,5 @@
-"""The command line at its edges: a failure stays one line on stderr, and a refused
-login's hint is a command line that works."""
+"""The command line at its edges: a failure stays one line on stderr, a refused login's
+hint is a command line that works, hostile arguments reach no terminal raw."""
 
 from __future__ import annotations
 
@@ -81,3 +81,16 @@ def test_hint_without_a_script_speaks_command_line(cli: Cli) -> None:
     assert refused.code == 1
     assert refused.err.startswith("ScriptNotAuthorized: ")
     assert "--script-key 42" in refused.err and "Script " not in refused.err
+
+
+# -- hostile arguments never reach a terminal raw ------------------------------------------------
+@pytest.mark.parametrize("args", [
+    ("list", "\x1b[2J\x1b]0;owned\x07"),
+    ("\x1b[31mrevoke",),
+    ("serve-admin", "--port", "\x1b[2J"),
+])
+def test_usage_errors_escape_control_characters(cli: Cli, args: tuple[str, ...]) -> None:
+    """A usage error that quotes an argument escapes its control characters."""
+    result = cli(*args)
+    assert result.code == 2
+    assert "\x1b" not in result.err and "\x07" not in result.err

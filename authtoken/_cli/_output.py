@@ -2,7 +2,8 @@
 
 Everything written to standard error passes through :func:`authtoken._redact.redact`,
 so no token string, secret-shaped run or database password reaches a terminal or a log
-by way of an error message.  With ``--json`` (:data:`JSON_ERRORS` set by ``main``),
+by way of an error message, and through :func:`safe`, so no argument quoted in a message
+sends the terminal an escape sequence.  With ``--json`` (:data:`JSON_ERRORS` set by ``main``),
 errors and warnings are JSON objects, one a line: ``{"error": CLASS, "message": TEXT}``
 and ``{"warning": TEXT}``.
 """
@@ -65,12 +66,14 @@ def print_json(value: object) -> None:
 
 
 def note(text: str) -> None:
-    """A line for people on standard error, redacted (progress, not an error)."""
-    _write(sys.stderr, redact(text))
+    """A line for people on standard error, redacted, its control characters escaped
+    (progress, not an error)."""
+    _write(sys.stderr, safe(redact(text)))
 
 
 def fail(kind: str, message: str, *, text: str | None = None) -> None:
-    """Report an error on standard error, one line, redacted.
+    """Report an error on standard error, one line, redacted, control characters escaped
+    (a usage error may quote an argument, and a terminal obeys escape sequences).
 
     ``kind`` is the error's class name (``"UsageError"`` for a bad command line).  As
     text the line is ``text``, or ``"kind: message"`` without one; with ``--json`` it is
@@ -80,8 +83,8 @@ def fail(kind: str, message: str, *, text: str | None = None) -> None:
     if JSON_ERRORS.get():
         _write(sys.stderr, json.dumps({"error": kind, "message": message}))
     else:
-        _write(sys.stderr, redact(one_line(text)) if text is not None
-               else f"{kind}: {message}")
+        _write(sys.stderr, safe(redact(one_line(text)) if text is not None
+                                else f"{kind}: {message}"))
 
 
 def warn(message: str) -> None:
@@ -90,7 +93,7 @@ def warn(message: str) -> None:
     if JSON_ERRORS.get():
         _write(sys.stderr, json.dumps({"warning": message}))
     else:
-        _write(sys.stderr, f"{PROG}: warning: {message}")
+        _write(sys.stderr, safe(f"{PROG}: warning: {message}"))
 
 
 def safe(text: str) -> str:
