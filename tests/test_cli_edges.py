@@ -1,5 +1,6 @@
 """The command line at its edges: a failure stays one line on stderr, a refused login's
-hint is a command line that works, hostile arguments reach no terminal raw."""
+hint is a command line that works, hostile arguments reach no terminal raw,
+help says what the command really does."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from test_cli import SECRET_KEY, Cli
+
+from authtoken._cli import main
 
 
 @pytest.fixture
@@ -94,3 +97,15 @@ def test_usage_errors_escape_control_characters(cli: Cli, args: tuple[str, ...])
     result = cli(*args)
     assert result.code == 2
     assert "\x1b" not in result.err and "\x07" not in result.err
+
+
+# -- help -----------------------------------------------------------------------------------------
+def test_demo_help_does_not_claim_the_environment_database(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``demo --help`` describes ``--database`` as the demo uses it."""
+    assert main(["demo", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    options = text[text.index("options:"):]
+    assert "default: AUTHTOKEN_DATABASE_URL" not in options
+    assert "temporary" in options

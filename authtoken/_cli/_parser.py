@@ -111,14 +111,23 @@ _DEMO_DETAIL: Final = (
 )
 
 
-def _common_options() -> Parser:
+_DATABASE_HELP: Final = (
+    "'sqlite:///path.db', 'postgresql://...' or 'memory://' "
+    "(default: AUTHTOKEN_DATABASE_URL, else the per-user SQLite file)"
+)
+_DEMO_DATABASE_HELP: Final = (
+    "'sqlite:///path.db', 'postgresql://...' or 'memory://', used with your secret keys "
+    "(default: a temporary database and a throwaway key; AUTHTOKEN_DATABASE_URL is "
+    "ignored)"
+)
+
+
+def _common_options(database_help: str = _DATABASE_HELP) -> Parser:
     # SUPPRESS defaults: a value given before the command survives the subparser, and
     # one given after it wins.
     common = Parser(add_help=False)
     common.add_argument(
-        "--database", metavar="URL", default=argparse.SUPPRESS,
-        help="'sqlite:///path.db', 'postgresql://...' or 'memory://' "
-             "(default: AUTHTOKEN_DATABASE_URL, else the per-user SQLite file)",
+        "--database", metavar="URL", default=argparse.SUPPRESS, help=database_help,
     )
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS,
@@ -173,9 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     def command(name: str, handler: Callable[[argparse.Namespace], int],
-                summary: str, detail: str = "") -> argparse.ArgumentParser:
+                summary: str, detail: str = "",
+                options: Parser = common) -> argparse.ArgumentParser:
         sub = commands.add_parser(
-            name, parents=[common], allow_abbrev=False, help=summary,
+            name, parents=[options], allow_abbrev=False, help=summary,
             description=f"{summary}. {detail}" if detail else summary,
         )
         sub.set_defaults(handler=handler, command_parser=sub)
@@ -224,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --user U: revoke every token of that user, and every "
                           "token derived from them; prints how many")
 
-    command("demo", _demo.cmd_demo, _DEMO, _DEMO_DETAIL)
+    command("demo", _demo.cmd_demo, _DEMO, _DEMO_DETAIL,
+            options=_common_options(_DEMO_DATABASE_HELP))
 
     sub = command("audit", _commands.cmd_audit,
                   "the audit trail, newest first: who authorized, updated, revoked and "
