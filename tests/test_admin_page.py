@@ -32,6 +32,7 @@ from authtoken import (
     MemoryRepository,
     PermissionDenied,
     RepositoryError,
+    Script,
     Security,
     SQLRepository,
     TokenNotFound,
@@ -588,3 +589,36 @@ def test_a_cross_site_form_cannot_sign_in(chrome: Any, site: tuple[Security, str
             assert not chrome.find_elements(By.ID, "user"), page
     key = security.restore_auth_token(mallory).key
     assert [e for e in security.audit_events(token_key=key) if e.action == "login"] == []
+
+
+@pytest.mark.slow
+def test_warnings_and_bindings_in_chromium(chrome: Any, site: tuple[Security, str]) -> None:
+    """Markup in a scope comes back in the warnings as text: no element is made from
+    it and no handler runs; a path typed with a space binds that very script."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    security, url = site
+    wait = WebDriverWait(chrome, 10)
+    hostile = ["x,<img/src=x/onerror=window.pwned=1>", "VFS:<svg/onload=window.pwned=2>"]
+    root = security.authorize_token(AuthToken(hostile), user="alice")
+    chrome.get(f"{url}/ui/")
+    wait.until(ready.presence_of_element_located((By.ID, "credential"))).send_keys(root)
+    chrome.find_element(By.ID, "sign-in").click()
+    wait.until(ready.presence_of_element_located((By.ID, "create")))
+    chrome.find_element(By.ID, "scope").send_keys(" ".join(hostile))
+    chrome.find_element(By.ID, "bind-paths").send_keys("/jobs/my job.py")
+    chrome.get_log("browser")  # forget what came before (a 401 of an older cookie)
+    chrome.find_element(By.ID, "create-token").click()
+    shown = wait.until(ready.presence_of_element_located((By.ID, "warnings")))
+    items = [li.text for li in shown.find_elements(By.TAG_NAME, "li")]
+    assert len(items) == 2 and "<img/src=x/onerror=" in items[0], items
+    assert "<svg/onload=" in items[1], items
+    assert chrome.find_elements(By.CSS_SELECTOR, "#warnings img, #warnings svg") == []
+    assert chrome.execute_script("return window.pwned === undefined")
+    string = chrome.find_element(By.ID, "token-string").get_attribute("value")
+    assert string is not None
+    made = security.login_by_auth_token(string, script=Script(path="/jobs/my job.py"))
+    assert made.scopes == (*hostile, "ufs:/jobs/my%20job.py")
+    assert [e["message"] for e in chrome.get_log("browser") if e["level"] == "SEVERE"] == []
