@@ -115,6 +115,24 @@ def test_bind_fields_are_strictly_typed(mem: Security, body: dict[str, Any]) -> 
     assert mem.list_auth_tokens(user="alice") == []
 
 
+@pytest.mark.parametrize(("field", "many"), [
+    ("bind_paths", [f"/jobs/{i}.py" for i in range(257)]),
+    ("bind_paths", [f"/{i:x}" for i in range(10_000)]),
+    ("bind_keys", list(range(257))),
+])
+def test_more_scripts_than_a_scope_holds_are_refused_by_name(
+        mem: Security, field: str, many: list[Any]) -> None:
+    """A list of more scripts than a token can be bound to is a 422 that names the
+    field, before any of them is escaped; the document says so too."""
+    answer = create(mem, scope="a", **{field: many})
+    assert answer.status_code == 422, answer.text
+    assert field in answer.json()["detail"] and "256" in answer.json()["detail"]
+    assert mem.list_auth_tokens(user="alice") == []
+    document = api(mem).get("/openapi.json").json()
+    assert document["components"]["schemas"]["CreateToken"]["properties"][field][
+        "maxItems"] == 256
+
+
 def test_bind_fields_are_only_for_creating(mem: Security) -> None:
     """PATCH takes the four fields it always took: a bind field is unknown there."""
     key = create(mem, scope="a").json()["key"]

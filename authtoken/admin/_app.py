@@ -73,6 +73,7 @@ from .._errors import (
 )
 from .._redact import redact
 from .._repository import AuditEvent
+from .._scopes import MAX_IDENTIFIERS
 from .._security import Security
 from .._token import AuthToken, UserKey, check_user
 from .._views import event_view, token_view
@@ -310,10 +311,15 @@ _FIELD_TYPES: Final[Mapping[str, tuple[Callable[[object], bool], str]]] = {
     "description": (lambda v: isinstance(v, str), "a string"),
     "expires": (lambda v: v is None or isinstance(v, str),
                 "a string such as '30d', '12h', '2027-01-31T00:00:00Z' or 'never', or null"),
-    "bind_paths": (lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v),
-                   "a list of script paths (strings, as the script runner sees them)"),
-    "bind_keys": (lambda v: isinstance(v, list) and all(_is_int(k) for k in v),
-                  "a list of script keys (integers)"),
+    # A token holds at most MAX_IDENTIFIERS identifiers: a longer list is refused by
+    # name here, before thousands of paths are escaped only to be refused as a scope.
+    "bind_paths": (lambda v: isinstance(v, list) and len(v) <= MAX_IDENTIFIERS
+                   and all(isinstance(p, str) for p in v),
+                   f"a list of at most {MAX_IDENTIFIERS} script paths (strings, as the "
+                   "script runner sees them)"),
+    "bind_keys": (lambda v: isinstance(v, list) and len(v) <= MAX_IDENTIFIERS
+                  and all(_is_int(k) for k in v),
+                  f"a list of at most {MAX_IDENTIFIERS} script keys (integers)"),
 }
 
 
@@ -740,11 +746,13 @@ def _fields(required: bool) -> dict[str, Any]:
         schema["properties"] |= {
             "bind_paths": {
                 "type": "array", "items": {"type": "string", "minLength": 1},
+                "maxItems": MAX_IDENTIFIERS,
                 "description": "Scripts the token is for, by plain path as the script "
                                "runner sees it ('/jobs/my job.py'): each becomes a ufs: "
                                "binding, escaped for you, added to the scope."},
             "bind_keys": {
                 "type": "array", "items": {"type": "integer"},
+                "maxItems": MAX_IDENTIFIERS,
                 "description": "Scripts the token is for, by integer key: each becomes "
                                "vfs:ikey?K, added to the scope."},
         }
