@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-from authtoken import AuthToken, MemoryRepository, Script, Security
+from authtoken import AuthToken, MemoryRepository, Script, Security, escape
 from authtoken.admin import DelegationTokenAuth, Identity, create_app
 from authtoken.testing import FakeClock
 
@@ -212,3 +212,16 @@ def test_the_page_shows_warnings_escaped_and_without_token_strings(mem: Security
     assert "<b>" not in shown.group(1) and "&lt;b&gt;" in shown.group(1)
     assert other not in html.unescape(shown.group(1))
     assert other.split(".", 1)[1] not in html.unescape(shown.group(1))
+
+
+@pytest.mark.parametrize("odd", ["\u2028", "\u2029", "\x85", "\x1c", "\x1e", "\x0b", "\x0c"])
+def test_the_page_splits_script_paths_at_line_ends_only(mem: Security, odd: str) -> None:
+    """A path holding a character that Python also counts as a line end (U+2028, NEL,
+    the file separators...) is one path: it never becomes bindings to other scripts."""
+    client, csrf = page_client(mem, "jobs:run")
+    path = f"/jobs/a{odd}/etc/b.py"
+    answer = client.post("/ui/tokens", data={"csrf": csrf,
+                                              "bind_paths": f"{path}\r\n/c.py\n/d.py"})
+    assert answer.status_code == 200, answer.text
+    made = next(t for t in mem.list_auth_tokens(user="alice") if t.parent_key)
+    assert made.scopes == ("ufs:" + escape(path), "ufs:/c.py", "ufs:/d.py")

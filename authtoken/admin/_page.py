@@ -87,6 +87,7 @@ _CROSS_SITE: Final = ("This form was not sent from this page (another site, or a
                       "that does not say where it comes from); it was refused.")
 _MAX_FIELDS: Final = 16
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_LINE_END: Final = re.compile(r"\r\n|\r|\n")
 
 _templates = Environment(
     loader=PackageLoader("authtoken.admin", "templates"),
@@ -423,8 +424,14 @@ def _origin(text: str) -> tuple[str, str, int] | None:
 
 
 def _script_paths(text: str) -> list[str]:
-    """The form's script paths: one a line, blank lines and surrounding spaces ignored."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    """The form's script paths: one a line, blank lines and surrounding spaces ignored.
+
+    Lines end at CR and LF only (a browser sends a textarea's line ends as CRLF):
+    ``str.splitlines`` would also cut at U+2028, NEL, the file separators and more,
+    turning one odd path into bindings to other scripts.
+    """
+    lines = (line.strip(" \t") for line in _LINE_END.split(text))
+    return [line for line in lines if line]
 
 
 def _script_keys(text: str) -> list[int]:
