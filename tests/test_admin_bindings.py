@@ -225,3 +225,23 @@ def test_the_page_splits_script_paths_at_line_ends_only(mem: Security, odd: str)
     assert answer.status_code == 200, answer.text
     made = next(t for t in mem.list_auth_tokens(user="alice") if t.parent_key)
     assert made.scopes == ("ufs:" + escape(path), "ufs:/c.py", "ufs:/d.py")
+
+
+def test_a_script_bound_caller_cannot_bind_other_scripts(mem: Security) -> None:
+    """A caller acting as a token bound to scripts binds a child only to those: another
+    path or key is the engine's PermissionDenied, a 403 problem, and nothing is made."""
+    parent = mem.authorize_token(AuthToken("jobs:run ufs:/a vfs:ikey?1"), user="alice")
+
+    def as_parent(request: Request) -> Identity:
+        return Identity("alice", principal=mem.login_by_auth_token(
+            parent, script=Script(path="/a")))
+
+    client = TestClient(create_app(mem, authenticate=as_parent))
+    for extra in ({"bind_paths": ["/b"]}, {"bind_keys": [2]},
+                  {"bind_paths": ["/a", "/b"]}, {"bind_paths": ["/a/../b"]}):
+        answer = client.post("/tokens", json={"scope": "jobs:run", **extra})
+        assert answer.status_code == 403, (extra, answer.text)
+        assert answer.headers["content-type"].startswith(PROBLEM)
+    assert len(mem.list_auth_tokens(user="alice")) == 1
+    allowed = client.post("/tokens", json={"scope": "", "bind_paths": ["/x/../a"]})
+    assert allowed.status_code == 201 and allowed.json()["scopes"] == ["ufs:/a"]
