@@ -109,3 +109,27 @@ def test_demo_help_does_not_claim_the_environment_database(
     options = text[text.index("options:"):]
     assert "default: AUTHTOKEN_DATABASE_URL" not in options
     assert "temporary" in options
+
+
+# -- script keys as long as a scope can bind -----------------------------------------------------
+def test_any_key_a_scope_binds_can_log_in(cli: Cli) -> None:
+    """A key of 40 digits binds by ``--scope`` or ``--bind-key`` and logs in by ``--script-key``."""
+    key = "-" + "9" * 40
+    by_scope = cli.authorize("7", f"vfs:ikey?{key}")
+    assert cli("login", f"--script-key={key}", stdin=by_scope).code == 0
+    by_option = cli("authorize", "--user", "7", f"--bind-key={key}")
+    assert by_option.code == 0, by_option.err
+    assert cli("login", f"--script-key={key}", stdin=by_option.out.strip()).code == 0
+
+
+@pytest.mark.parametrize("key", ["9" * 504, "9" * 100_000, "1e3", "4.2", "--"])
+def test_a_key_no_scope_can_hold_is_a_usage_error(cli: Cli, key: str) -> None:
+    """A key longer than an identifier allows, or not an integer, exits 2 saying why."""
+    for option in ("--script-key", "--bind-key"):
+        command = ("login",) if option == "--script-key" else ("authorize", "--user", "7")
+        result = cli(*command, f"{option}={key}", stdin="")
+        assert result.code == 2 and result.out == ""
+        said = result.err.splitlines()[-1]
+        assert "script key" in said and len(result.err) < 2000
+        assert ("at most" in said) == key.isdigit()
+

@@ -16,12 +16,16 @@ from datetime import datetime, timezone
 from typing import Final, NoReturn
 
 from .._errors import AuthTokenError
+from .._scopes import MAX_IDENTIFIER_LENGTH
 from . import _commands, _demo
 from ._output import JSON_ERRORS, PROG, fail, note, one_line
 
 __all__ = ["Parser", "build_parser", "with_suggestion"]
 
-_SCRIPT_KEY: Final = re.compile(r"-?[0-9]{1,30}", re.ASCII)
+_SCRIPT_KEY: Final = re.compile(r"-?[0-9]+", re.ASCII)
+# As many characters as a vfs:ikey? identifier leaves for the key: any key a scope can
+# bind, login can name.
+_SCRIPT_KEY_LENGTH: Final = MAX_IDENTIFIER_LENGTH - len("vfs:ikey?")
 _INVALID_CHOICE: Final = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
 
 
@@ -51,6 +55,10 @@ class Parser(argparse.ArgumentParser):
 def _script_key(text: str) -> int:
     if not _SCRIPT_KEY.fullmatch(text):
         raise argparse.ArgumentTypeError("a script key is an integer, such as 42")
+    if len(text) > _SCRIPT_KEY_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"a script key has at most {_SCRIPT_KEY_LENGTH} characters"
+        )
     return int(text)
 
 
