@@ -133,3 +133,19 @@ def test_a_key_no_scope_can_hold_is_a_usage_error(cli: Cli, key: str) -> None:
         assert "script key" in said and len(result.err) < 2000
         assert ("at most" in said) == key.isdigit()
 
+
+# -- '--opt=--' is the value '--' ---------------------------------------------------------------
+def test_an_option_glued_to_double_dash_has_that_value(cli: Cli) -> None:
+    """``--user=--`` is the user ``"--"`` on every Python, never a crash or an empty value."""
+    made = cli("--json", "authorize", "--user=--", "--scope=--", "--description=--",
+               "--data=--", "--bind-path=--")
+    assert made.code == 0, made.err
+    view = made.json()
+    assert isinstance(view, dict)
+    assert (view["user"], view["description"], view["data"]) == ("--", "--", "--")
+    assert view["scopes"] == ["--", "ufs:--"]
+    listed = cli("--json", "list", "--user=--")
+    assert listed.code == 0, listed.err
+    assert [t["key"] for t in listed.json()["tokens"]] == [view["key"]]  # type: ignore[index]
+    login = cli("login", "--script-path=--", stdin=str(view["token"]))
+    assert login.code == 0, login.err

@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 
 from .._errors import AuthTokenError
 from .._scopes import MAX_IDENTIFIER_LENGTH
@@ -41,6 +41,14 @@ def with_suggestion(message: str) -> str:
 
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose usage errors never echo a token string."""
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # Before Python 3.13, argparse drops the '--' of '--user=--' and hands the
+        # command an empty list (a crash, or an option silently emptied); give it '--',
+        # as 3.13 does.  Only '--opt=--' gets here with ['--']: '--opt --' is refused.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            return self._get_value(action, "--")
+        return super()._get_values(action, arg_strings)
 
     def error(self, message: str) -> NoReturn:
         message = with_suggestion(message)
