@@ -149,3 +149,18 @@ def test_an_option_glued_to_double_dash_has_that_value(cli: Cli) -> None:
     assert [t["key"] for t in listed.json()["tokens"]] == [view["key"]]  # type: ignore[index]
     login = cli("login", "--script-path=--", stdin=str(view["token"]))
     assert login.code == 0, login.err
+
+
+def test_hint_for_a_path_that_is_not_utf8_names_its_bytes(cli: Cli) -> None:
+    """A path given as non-UTF-8 bytes is suggested byte for byte, ``$'\\xff'``."""
+    path = "/jobs/r\udcffport.py"  # b"/jobs/r\xffport.py" as Python decodes argv
+    token = cli("authorize", "--user", "7", "--bind-path", path).out.strip()
+    refused = cli("login", stdin=token)
+    assert refused.code == 1
+    assert "--script-path $'/jobs/r\\xffport.py'" in refused.err
+    bash = shutil.which("bash")
+    if bash is not None:
+        shown = subprocess.run(
+            [bash, "-c", "printf %s $'/jobs/r\\xffport.py'"], capture_output=True, check=True,
+        ).stdout
+        assert shown == b"/jobs/r\xffport.py"

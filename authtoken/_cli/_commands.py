@@ -205,14 +205,19 @@ _SHELL_ESCAPES: Final = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r
 
 
 def _shell_word(text: str) -> str:
-    """``text`` quoted for a POSIX shell, on one line: ``$'...'`` when it holds a
+    """``text`` quoted for a shell, on one line: bash's ``$'...'`` when it holds a
     character that cannot be shown as it is (a newline, an escape)."""
     if text.isprintable():
         return shlex.quote(text)
-    inner = "".join(
-        _SHELL_ESCAPES.get(c) or (c if c.isprintable() else ascii(c)[1:-1]) for c in text
-    )
-    return f"$'{inner}'"
+    return "$'" + "".join(_shell_character(c) for c in text) + "'"
+
+
+def _shell_character(c: str) -> str:
+    if c in _SHELL_ESCAPES:
+        return _SHELL_ESCAPES[c]
+    if "\udc80" <= c <= "\udcff":  # a byte of a non-UTF-8 path (surrogateescape)
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    return c if c.isprintable() else ascii(c)[1:-1]
 
 
 def _path_option(path: str) -> str:
