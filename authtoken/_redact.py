@@ -49,7 +49,7 @@ _PATTERNS: Final = re.compile(
 _URL_PASSWORD: Final = re.compile(r"(://[^:/@\s?#]*:)[^\s]*@(?=[^@\s]*(?:[/?#\s]|\Z))")
 # ?password=… / &password=… / a libpq keyword string's password=…
 _PASSWORD_PARAMETER: Final = re.compile(
-    r"((?:^|[?&;\s])(?i:password)\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&\s#;]*)"
+    r"((?:^|[?&;\s])(?i:password)\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&\s#;']*)"
 )
 
 

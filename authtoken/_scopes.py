@@ -253,6 +253,10 @@ class Script:
         # Computed once: every login of this script compares against it.
         object.__setattr__(self, "_identifiers", frozenset(found))
 
+    def __repr__(self) -> str:
+        # a token string pasted as the path must not come back in a log line
+        return redact(f"Script(key={self.key!r}, path={self.path!r})")
+
     def identifiers(self) -> frozenset[str]:
         """The canonical binding identifiers this script satisfies."""
         return self._identifiers

@@ -456,9 +456,10 @@ def _missing_sqlite_file(url: str) -> str | None:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
+    from .._defaults import default_database_path, default_database_url
     from .._migrate import HEAD
     from .._redact import redact
-    from .._security import default_database_path, default_database_url, open_repository
+    from .._security import open_repository
     from .._sql import SQLRepository
 
     database: str | None = getattr(args, "database", None)
