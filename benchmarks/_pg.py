@@ -3,7 +3,7 @@
 In this order: the ``--postgres URL`` argument, the ``AUTHTOKEN_BENCH_POSTGRES``
 environment variable, or -- if PostgreSQL server binaries are installed
 (``/usr/lib/postgresql/*/bin`` or ``initdb``/``pg_ctl`` on ``PATH``) -- a throwaway
-cluster started for the run with the test suite's ``tests/pgcluster.py`` (initdb and
+cluster started for the run with the test suite's ``tests/support/pgcluster.py`` (initdb and
 pg_ctl in a temporary folder, a free port on 127.0.0.1, ``fsync = off``; run as the
 ``postgres`` user when we are root) and stopped and removed afterwards.  Otherwise the
 PostgreSQL rows are skipped, and ``Source.skipped`` says why.
@@ -23,7 +23,7 @@ from types import ModuleType
 import sqlalchemy as sa
 
 ENV = "AUTHTOKEN_BENCH_POSTGRES"
-PGCLUSTER = Path(__file__).resolve().parents[1] / "tests" / "pgcluster.py"
+PGCLUSTER = Path(__file__).resolve().parents[1] / "tests" / "support" / "pgcluster.py"
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def conninfo(url: str) -> str:
 
 
 def _load_pgcluster() -> ModuleType | None:
-    """``tests/pgcluster.py``, loaded from its file (``sys.path`` is left alone)."""
+    """``tests/support/pgcluster.py``, loaded from its file (``sys.path`` is left alone)."""
     if not PGCLUSTER.is_file():
         return None
     spec = importlib.util.spec_from_file_location("_authtoken_bench_pgcluster", PGCLUSTER)

@@ -81,7 +81,7 @@ The URL comes from ``--postgres URL``, else the environment variable
 ``AUTHTOKEN_BENCH_POSTGRES``; point either at a scratch database (the schema is created
 there if missing; the benchmark's tokens, for user 7, are revoked at the end).  With
 neither, if PostgreSQL server binaries are installed, a throwaway cluster is started
-for the run on a free port of 127.0.0.1 (``tests/pgcluster.py``, the test suite's) and
+for the run on a free port of 127.0.0.1 (``tests/support/pgcluster.py``, the test suite's) and
 stopped and removed afterwards.  Otherwise the PostgreSQL rows are skipped and a line
 says why.
 

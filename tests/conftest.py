@@ -1,6 +1,6 @@
 """Shared fixtures: a fake clock, and a Security over each repository backend.
 
-The ``postgresql`` backend runs on a throwaway cluster (``tests/pgcluster.py``) started
+The ``postgresql`` backend runs on a throwaway cluster (``tests/support/pgcluster.py``) started
 once per test session.  Without PostgreSQL's server binaries those tests skip with the
 reason -- except in CI (``CI=true``), where a skip would hide a gap, so they fail.
 """
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pgcluster import Cluster, find_bindir
+from support.pgcluster import Cluster, find_bindir
 
 from authtoken import MemoryRepository, Repository, Security
 from authtoken.testing import FakeClock

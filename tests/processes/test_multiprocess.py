@@ -41,7 +41,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", WORKER, url, key],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
         )
 
     def ask(self, line: str) -> str:
@@ -98,7 +98,7 @@ with open_security(url, secret_keys="k") as security:
         for _ in range(5):
             security.login_by_auth_token(string)
 """
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     procs = [subprocess.Popen([sys.executable, "-c", code, url, f"u{n}"], env=env)
              for n in range(4)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_cli import SECRET_KEY, Cli
+from support.cli import SECRET_KEY, Cli
 
 from authtoken._cli import main
 

@@ -22,7 +22,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from oidc_provider import AUDIENCE, PUBLIC_CLIENT, SERVICE_CLIENT, Provider, rsa_key
+from support.oidc_provider import AUDIENCE, PUBLIC_CLIENT, SERVICE_CLIENT, Provider, rsa_key
 
 from authtoken import InvalidArgument, InvalidToken, IssuerError
 from authtoken.issuers._core import Response

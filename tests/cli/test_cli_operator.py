@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_cli import SECRET_KEY, Cli, files_under
+from support.cli import SECRET_KEY, Cli, files_under
 
 import authtoken
 

@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
-from pgcluster import PASSWORD, Cluster, find_bindir
-from slowproxy import SlowProxy
+from support.pgcluster import PASSWORD, Cluster, find_bindir
+from support.slowproxy import SlowProxy
 
 from authtoken import (
     AuthToken,

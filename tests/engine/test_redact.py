@@ -65,6 +65,13 @@ def test_url_passwords_masked(url: str, secret: str) -> None:
     assert "***" in masked
 
 
+def test_password_mask_keeps_the_closing_quote() -> None:
+    """An unquoted password quoted as a whole URL keeps the quote that closes the URL."""
+    assert redact("bad URL 'postgresql://u@db/app?password=hunter2'") == (
+        "bad URL 'postgresql://u@db/app?password=***'"
+    )
+
+
 def test_jwt_masked() -> None:
     """A JSON Web Token is masked."""
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"

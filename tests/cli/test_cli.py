@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -11,84 +10,17 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
+from support.cli import SECRET_KEY, TOKEN_RE, BareReader, Cli, FakeTerminal, files_under
 
 import authtoken
 from authtoken._cli import build_parser, main, parse_user
 from authtoken._views import VIEW_FIELDS
 
-TOKEN_RE = re.compile(r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}")
-SECRET_KEY = "test-secret-key-for-the-cli-tests-0123456789"
 VIEW_KEYS = set(VIEW_FIELDS)
 LOGIN_KEYS = {"user", "token_key", "scopes", "data", "expires"}
 FULLWIDTH_42 = "\uff14\uff12"
-
-
-class Result(NamedTuple):
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-    def json(self) -> object:
-        return json.loads(self.out)
-
-
-class FakeTerminal(io.StringIO):
-    """Standard input that is a terminal: whatever it holds must not be read."""
-
-    def isatty(self) -> bool:
-        return True
-
-
-class BareReader:
-    """Standard input with ``read`` but neither ``isatty`` nor ``buffer``."""
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-
-    def read(self, size: int = -1) -> str:
-        text, self._text = self._text, ""
-        return text if size < 0 else text[:size]
-
-
-class Cli:
-    """Runs ``main`` in process against one SQLite database, capturing its output."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                 url: str) -> None:
-        self.monkeypatch = monkeypatch
-        self.capsys = capsys
-        self.url = url
-
-    def raw(self, *args: str, stdin: object = None) -> Result:
-        self.capsys.readouterr()
-        self.monkeypatch.setattr("sys.stdin", FakeTerminal() if stdin is None else stdin)
-        code = main(list(args))
-        out, err = self.capsys.readouterr()
-        return Result(code, out, err)
-
-    def __call__(self, *args: str, stdin: str | object | None = None) -> Result:
-        """Run ``authtoken --database URL *args``; a ``str`` stdin is piped in."""
-        feed = io.StringIO(stdin) if isinstance(stdin, str) else stdin
-        return self.raw("--database", self.url, *args, stdin=feed)
-
-    def authorize(self, user: str = "7", scope: str = "reports:read", *extra: str) -> str:
-        result = self("authorize", "--user", user, "--scope", scope, *extra)
-        assert result.code == 0, result.err
-        return result.out.strip()
-
-    def view(self, key: str) -> dict[str, object]:
-        result = self("--json", "show", key)
-        assert result.code == 0, result.err
-        view = result.json()
-        assert isinstance(view, dict)
-        return view
 
 
 @pytest.fixture
@@ -109,10 +41,6 @@ def cli(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     """The command line over a fresh SQLite file, keys from AUTHTOKEN_SECRET_KEYS."""
     monkeypatch.setenv("AUTHTOKEN_SECRET_KEYS", SECRET_KEY)
     return Cli(monkeypatch, capsys, f"sqlite:///{tmp_path}/t.db")
-
-
-def files_under(path: Path) -> list[Path]:
-    return sorted(path.rglob("*")) if path.exists() else []
 
 
 def aware(text: object) -> datetime:

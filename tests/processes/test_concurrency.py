@@ -41,7 +41,7 @@ PROCESSES = 4
 THREADS = 4  # even: the different-fields test gives half the threads each field
 KEY = "concurrency-test-key"
 ANSWER_TIMEOUT = 60.0
-REPO_ROOT = Path(__file__).parents[1]
+REPO_ROOT = Path(__file__).parents[2]
 UTC = timezone.utc
 
 WORKER = r'''

@@ -1,7 +1,7 @@
 """The OIDC provider the tests run against: ``authtoken.testing.OIDCProvider``.
 
 It lives in the package (``authtoken/testing/_oidc.py``) so that users can test their
-own code against it; this module keeps the names ``tests/test_oidc.py`` imports.
+own code against it; this module keeps the names ``tests/issuers/test_oidc.py`` imports.
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from served import served
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Mount, Route
+from support.served import served
 
 import authtoken.admin as admin
 from authtoken import (
@@ -891,7 +891,7 @@ def test_openapi_document_describes_every_route(mem: Security) -> None:
     for route in app.routes:
         assert isinstance(route, Route)
         if route.path == "/ui" or route.path.startswith("/ui/"):
-            continue  # the HTML page (tests/test_admin_page.py), not the JSON API
+            continue  # the HTML page (tests/admin/test_admin_page.py), not the JSON API
         path = route.path.replace(":path}", "}")
         served_routes |= {(path, m) for m in (route.methods or ()) if m != "HEAD"}
     assert documented == served_routes

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from served import served
+from support.served import served
 
 from authtoken import AuthToken, Security, SQLRepository
 from authtoken.admin import DelegationTokenAuth, FailureLimiter, create_app

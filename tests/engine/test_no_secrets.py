@@ -284,7 +284,8 @@ def test_token_accepted_as_scope_or_user_is_masked(token: str) -> None:
     assert "missing" in denied.missing_scopes
     child = raised(lambda: logged_in.authorize_token(AuthToken(["vfs:ikey?1", token + "x"])))
     assert_hidden(token, token_obj, principal, session, runner, logged_in, denied, child,
-                  security.list_auth_tokens()[0], security.repository.get(principal.token_key))
+                  security.list_auth_tokens()[0], security.repository.get(principal.token_key),
+                  Script(path="/jobs/" + token))
 
 
 @pytest.mark.parametrize("make", [

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from pgcluster import PASSWORD
+from support.pgcluster import PASSWORD
 
 pytestmark = pytest.mark.slow
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def test_login_benchmark_measures_every_row(pg_url: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cli import SECRET_KEY, TOKEN_RE, Cli
+from support.cli import SECRET_KEY, TOKEN_RE, Cli
 
 WARNING = "authtoken: warning: "
 

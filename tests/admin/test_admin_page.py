@@ -21,7 +21,7 @@ import markupsafe
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from served import served
+from support.served import served
 
 from authtoken import (
     AuthToken,

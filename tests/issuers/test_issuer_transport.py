@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from served import raw_served, served
+from support.served import raw_served, served
 
 from authtoken import IssuerError
 from authtoken.issuers._core import Request, TransportFailure

@@ -31,7 +31,7 @@ from authtoken.issuers._core import (
     issuer_error,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "authtoken" / "issuers" / "_core.py"
 
 
