@@ -448,6 +448,20 @@ class Security:
     def repository(self) -> Repository:
         return self._repository
 
+    def derive_key(self, purpose: str | bytes) -> bytes:
+        """A 256-bit key for one ``purpose`` (say, signing a page's CSRF tokens).
+
+        Derived from the newest secret key, so every process sharing the secret keys
+        derives the same key for the same purpose, and a new newest key gives new
+        derived keys.  It is never a signing key itself, and reveals nothing of the
+        secret keys or of token signatures.  ``purpose`` as ``str`` is its UTF-8 bytes.
+        """
+        if isinstance(purpose, str):
+            purpose = purpose.encode("utf-8")
+        if not isinstance(purpose, bytes):
+            raise ArgumentTypeError(f"purpose is a str, not {type(purpose).__name__}")
+        return self._codec.derive(purpose)
+
     def now(self) -> datetime:
         """The engine's current time (its clock, as aware UTC)."""
         now = self._clock()
@@ -769,12 +783,20 @@ class Security:
         except RepositoryError:
             pass  # kept in the buffer; written by a later batch or flush()
 
-    def _record_authentication_failure(self, *, actor: str | None, reason: str) -> None:
-        """A failed authentication of an admin-API caller (action ``authenticate``)."""
+    def record_authentication_failure(self, *, actor: str | None, reason: str) -> None:
+        """Put a failed authentication of an API caller on the audit trail.
+
+        Action ``authenticate``, outcome ``refused``; ``actor`` names the caller (say
+        ``address:<ip>``, at most 300 characters kept), ``reason`` the refusal (the
+        error's class name, at most 64 characters kept).  Sampled per actor and reason
+        and written with the next batch, like logins.
+        """
         if self._activity.failure(self._now_us(),
                                   None if actor is None else str(actor)[:300],
                                   str(reason)[:64]):
             self._flush_quietly()
+
+    _record_authentication_failure = record_authentication_failure  # until the admin app moves
 
     def audit_events(self, *, user: UserKey | None = None, token_key: str | None = None,
                      since: datetime | None = None, limit: int = 1000) -> list[AuditEvent]:

@@ -31,13 +31,9 @@ from ._errors import (
 from ._redact import redact
 from ._scopes import Script, bindings_of
 from ._security import Security, is_token_key, not_found_message, shown_key
-from ._token import AuthToken, Principal, TokenRecord, UserKey, check_user
+from ._token import AuthToken, Principal, TokenRecord, UserKey, check_user, same_user
 
 __all__ = ["ScriptRunner", "Session", "check_delegation"]
-
-
-def _same_user(a: UserKey | None, b: UserKey | None) -> bool:
-    return a is not None and b is not None and type(a) is type(b) and a == b
 
 
 def check_delegation(
@@ -131,7 +127,7 @@ class Session:
     def _acting_user(self, user: UserKey | None) -> UserKey:
         if user is not None:
             user = check_user(user)
-            if not self.admin and not _same_user(user, self.user):
+            if not self.admin and not same_user(user, self.user):
                 raise PermissionDenied("only an admin session can act for another user")
             return user
         if self.user is None:
@@ -156,12 +152,12 @@ class Session:
             raise TokenNotFound(not_found_message(key), token_key=shown_key(key))
         return stored
 
-    def _check_owner(self, owner: UserKey) -> None:
+    def _check_owner(self, owner: UserKey | None) -> None:
         if self.user is None and not self.admin:
             raise PermissionDenied(
                 "this session has no user: log in with a token or create it with user=..."
             )
-        if not self.admin and not _same_user(owner, self.user):
+        if not self.admin and not same_user(owner, self.user):
             raise PermissionDenied("the token belongs to another user")
 
     def _parent(self) -> TokenRecord | None:
@@ -286,6 +282,36 @@ class Session:
                           user=stored.user if stored else None)
             raise
         self.security._revoke_key(key, owner=stored.user, actor=self._actor())
+
+    def get_auth_token(self, key: str) -> AuthToken:
+        """The token with ``key``, if the session may see it: one of its user's (any
+        token for an admin session).
+
+        Raises ``TokenNotFound`` for an unknown key (``TypeError`` for a non-``str``)
+        and ``PermissionDenied`` for a token of another user or a session with no
+        user; nothing is returned then.  Reading changes nothing, so a refused read is
+        not an event of the audit trail (whose actions are the changes and logins).
+        """
+        self._require_user()
+        token = self.security.get_auth_token(key)
+        self._check_owner(token.user)
+        self._parent()
+        return token
+
+    def revoke_user_tokens(self, user: UserKey) -> int:
+        """Revoke every live token of ``user`` and their descendants, as this session.
+
+        A non-admin session may name only its own user.  Returns how many tokens were
+        revoked.  Raises ``PermissionDenied`` (recorded as a refused ``revoke_all`` about
+        ``user``; nothing changes) or what ``Security.revoke_user_tokens`` raises.
+        """
+        try:
+            owner = self._acting_user(user)
+            self._parent()
+        except AuthTokenError as exc:
+            self._refused("revoke_all", exc, user=user)
+            raise
+        return self.security._revoke_user(owner, actor=self._actor())
 
     def list_auth_tokens(self, *, include_revoked: bool = False,
                          user: UserKey | None = None) -> list[AuthToken]:

@@ -24,6 +24,7 @@ __all__ = [
     "TokenRecord",
     "UserKey",
     "check_user",
+    "same_user",
 ]
 
 UserKey = int | str
@@ -61,6 +62,15 @@ def check_user(user: object) -> UserKey:
                 "a str user cannot hold control characters or lone surrogates"
             )
     return user
+
+
+def same_user(a: object, b: object) -> bool:
+    """Whether ``a`` and ``b`` name the same user: the one rule for it.
+
+    Type and value must both be equal -- the ``int`` user ``42`` is not the ``str``
+    user ``"42"`` -- and ``None`` is nobody, the same as no one (not even ``None``).
+    """
+    return a is not None and b is not None and type(a) is type(b) and a == b
 
 
 def _check_data(data: object) -> str | None:

@@ -387,8 +387,8 @@ def test_storage_failures_are_not_refusals(clock: FakeClock) -> None:
 def test_failed_api_authentications_are_sampled_per_address(clock: FakeClock) -> None:
     with Security(MemoryRepository(), secret_keys=KEYS, clock=clock) as security:
         for _ in range(50):
-            security._record_authentication_failure(actor="address:10.0.0.9",
-                                                    reason="InvalidToken")
+            security.record_authentication_failure(actor="address:10.0.0.9",
+                                                   reason="InvalidToken")
         failures = [e for e in security.audit_events() if e.action == "authenticate"]
         assert len(failures) == 11 and sum(e.count for e in failures) == 50
         assert {e.actor for e in failures} == {"address:10.0.0.9"}

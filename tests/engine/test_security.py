@@ -474,3 +474,17 @@ def test_updates_of_different_fields_merge(security: Security) -> None:
     stored = security.get_auth_token(token.key or "")
     assert (stored.description, stored.data) == ("from first", "from second")
     assert (second.description, second.data) == ("from first", "from second")
+
+
+def test_derive_key_is_per_purpose_and_per_newest_key(clock: FakeClock) -> None:
+    """derive_key: stable for a purpose and newest key, never the key or another purpose's."""
+    one = Security(MemoryRepository(), secret_keys=["k1", "k0"], clock=clock)
+    again = Security(MemoryRepository(), secret_keys=["k1"], clock=clock)
+    rotated = Security(MemoryRepository(), secret_keys=["k2", "k1"], clock=clock)
+    key = one.derive_key("page csrf")
+    assert len(key) == 32 and key == again.derive_key("page csrf")
+    assert key == one.derive_key(b"page csrf")
+    assert key != one.derive_key("page sign-in") and key != rotated.derive_key("page csrf")
+    assert b"k1" not in key
+    with pytest.raises(TypeError):
+        one.derive_key(5)  # type: ignore[arg-type]

@@ -334,3 +334,85 @@ def test_no_user_is_checked_first(security: Security) -> None:
         session.revoke_auth_token_by_key("aaaaaaaaaaaaaaaa")
     with pytest.raises(PermissionDenied):  # not TokenRevoked: another user's state stays hidden
         Session(security, user=2).update_auth_token(token)
+
+
+def test_get_auth_token_shows_own_tokens_only(security: Security) -> None:
+    """A session reads its own user's tokens; another user's is PermissionDenied."""
+    mine, theirs = AuthToken("a"), AuthToken("b")
+    security.authorize_token(mine, user="alice")
+    security.authorize_token(theirs, user="bob")
+    session = Session(security, user="alice")
+    assert session.get_auth_token(mine.key or "").key == mine.key
+    with pytest.raises(PermissionDenied):
+        session.get_auth_token(theirs.key or "")
+    with pytest.raises(PermissionDenied):  # 42 is not "42"
+        Session(security, user=42).get_auth_token(mine.key or "")
+    with pytest.raises(PermissionDenied):
+        Session(security).get_auth_token(mine.key or "")
+
+
+def test_get_auth_token_for_an_admin_and_unknown_keys(security: Security) -> None:
+    """An admin session reads anyone's token; an unknown key is TokenNotFound."""
+    token = AuthToken("a")
+    security.authorize_token(token, user="bob")
+    assert Session(security, user="root", admin=True).get_auth_token(token.key or "").user == "bob"
+    assert Session(security, admin=True).get_auth_token(token.key or "").key == token.key
+    for session in (Session(security, user="alice"), Session(security, admin=True)):
+        with pytest.raises(TokenNotFound):
+            session.get_auth_token("aaaaaaaaaaaaaaaa")
+        with pytest.raises(TokenNotFound):
+            session.get_auth_token(None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            session.get_auth_token(5)  # type: ignore[arg-type]
+
+
+def test_get_auth_token_of_a_dead_session_token_is_refused(security: Security) -> None:
+    """A session whose own token was revoked reads nothing more."""
+    session = logged_in(security, "a")
+    assert session.principal is not None
+    key = session.principal.token_key
+    assert session.get_auth_token(key).key == key
+    security.revoke_auth_token_by_key(key)
+    with pytest.raises(TokenRevoked):
+        session.get_auth_token(key)
+
+
+def test_revoke_user_tokens_as_the_session(security: Security) -> None:
+    """A session revokes its own user's tokens; the trail names the session as actor."""
+    for scope in ("a", "b"):
+        security.authorize_token(AuthToken(scope), user="alice")
+    bob = AuthToken("c")
+    security.authorize_token(bob, user="bob")
+    assert Session(security, user="alice").revoke_user_tokens("alice") == 2
+    assert Session(security, user="alice").revoke_user_tokens("alice") == 0
+    assert security.list_auth_tokens(user="alice") == []
+    assert [t.key for t in security.list_auth_tokens(user="bob")] == [bob.key]
+    events = [e for e in security.audit_events() if e.action == "revoke_all"]
+    assert [(e.outcome, e.actor, e.user) for e in events] == [
+        ("ok", "user:alice", "alice"), ("ok", "user:alice", "alice")]
+
+
+def test_revoke_user_tokens_of_another_user_is_refused_and_recorded(security: Security) -> None:
+    """A non-admin naming another user is PermissionDenied, recorded; nothing changes."""
+    security.authorize_token(AuthToken("a"), user="bob")
+    session = logged_in(security, "a", user="alice")
+    with pytest.raises(PermissionDenied):
+        session.revoke_user_tokens("bob")
+    with pytest.raises(PermissionDenied):
+        Session(security).revoke_user_tokens("bob")
+    assert len(security.list_auth_tokens(user="bob")) == 1
+    refused = [e for e in security.audit_events() if e.action == "revoke_all"]
+    assert session.principal is not None
+    assert sorted((e.outcome, e.reason, e.user, str(e.actor)) for e in refused) == [
+        ("refused", "PermissionDenied", "bob", "None"),
+        ("refused", "PermissionDenied", "bob", f"token:{session.principal.token_key}"),
+    ]
+
+
+def test_admin_revokes_any_users_tokens(security: Security) -> None:
+    """An admin session revokes another user's tokens, recorded as the admin."""
+    security.authorize_token(AuthToken("a"), user=7)
+    assert Session(security, user="root", admin=True).revoke_user_tokens(7) == 1
+    assert Session(security, admin=True).revoke_user_tokens("7") == 0  # "7" is not 7
+    events = [e for e in security.audit_events() if e.action == "revoke_all"]
+    assert {(e.actor, e.user) for e in events} == {("admin", "7"), ("user:root (admin)", 7)}

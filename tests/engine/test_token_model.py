@@ -11,7 +11,7 @@ from dateutil.relativedelta import relativedelta
 from authtoken._errors import InvalidArgument, PermissionDenied, ScopeError
 from authtoken._expiry import ExpirySpec
 from authtoken._scopes import Script
-from authtoken._token import AuthToken, Principal, check_user
+from authtoken._token import AuthToken, Principal, check_user, same_user
 
 UTC = timezone.utc
 SENTINEL = "s3cr3t-SENTINEL-value"
@@ -469,3 +469,18 @@ def test_check_user_int_fits_64_bits(user: int) -> None:
     """An int user outside 64 bits is refused, since databases store it as BIGINT."""
     with pytest.raises(InvalidArgument):
         check_user(user)
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    ("alice", "alice", True),
+    (42, 42, True),
+    (42, "42", False),
+    ("alice", "bob", False),
+    (1, True, False),
+    (None, None, False),
+    ("alice", None, False),
+    (None, 0, False),
+])
+def test_same_user(a: object, b: object, same: bool) -> None:
+    """The same user means the same type and value; None is nobody."""
+    assert same_user(a, b) is same and same_user(b, a) is same
