@@ -11,7 +11,8 @@ A token string is ``atk_<key>.<secret>.<signature>``:
   newest secret key, 43 characters.
 
 The signature lets a forged or mangled string be refused without touching storage.
-Every part has a fixed length and alphabet and the signature is compared as *text*, so
+Every part has a fixed length and alphabet (``_shape``, where the redaction and the
+command line find them too) and the signature is compared as *text*, so
 exactly one string is valid per token: a base64 character that differs only in unused
 bits (which a decoder would accept) is refused.  Old secret keys still verify; only the
 first (newest) signs.
@@ -30,18 +31,13 @@ from typing import Final
 from itsdangerous import Signer
 
 from ._errors import ArgumentTypeError, InvalidArgument, InvalidToken
+from ._shape import PREFIX, SIGNATURE_LENGTH, TOKEN_LENGTH, TOKEN_PATTERN
 
 __all__ = ["PREFIX", "TOKEN_LENGTH", "TokenCodec", "new_key", "secret_digest"]
 
-PREFIX: Final = "atk_"
-KEY_LENGTH: Final = 16
-SECRET_LENGTH: Final = 43
-SIGNATURE_LENGTH: Final = 43
-TOKEN_LENGTH: Final = len(PREFIX) + KEY_LENGTH + 1 + SECRET_LENGTH + 1 + SIGNATURE_LENGTH
 _SALT: Final = b"authtoken.token.v1"
-_SHAPE: Final = re.compile(
-    rb"atk_([a-z2-7]{16})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{43})\Z"
-)
+# Exactly one token string, nothing before or after: the shape of ``_shape``.
+_SHAPE: Final = re.compile(TOKEN_PATTERN.encode("ascii") + rb"\Z")
 
 _INVALID: Final = "not a valid authtoken token string"
 

@@ -26,22 +26,25 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from ._shape import BODY_PATTERN, PART_CHARS, PREFIX, SECRET_LENGTH
+
 __all__ = ["MASK", "redact"]
 
 #: What a masked secret is replaced with.
 MASK: Final = "[redacted]"
 
-_STRING_CHARS = r"A-Za-z0-9._\-"
+_P = PART_CHARS  # URL-safe base64: a secret's, a signature's, a JWT segment's characters
+_N = SECRET_LENGTH - 1
 _PATTERNS: Final = re.compile(
     # a token string, whole or cut, in any case
-    rf"(?i:atk_)(?!\[redacted\])[{_STRING_CHARS}]*"
+    rf"(?i:{PREFIX})(?!\[redacted\])[.{_P}]*"
     # a token body without its prefix: <16 base32>.<43 base64url>
-    r"|(?<![A-Za-z0-9_\-])[a-zA-Z2-7]{16}\.[A-Za-z0-9_\-]{43}"
+    rf"|{BODY_PATTERN}"
     # a JSON Web Token
-    r"|eyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-.]*"
+    rf"|eyJ[{_P}]*\.[{_P}.]*"
     # a lone secret or signature part: 43 URL-safe base64 characters, mixed
-    r"|(?<![A-Za-z0-9_\-])(?=[A-Za-z0-9_\-]{0,42}[A-Z])(?=[A-Za-z0-9_\-]{0,42}[a-z])"
-    r"(?=[A-Za-z0-9_\-]{0,42}[0-9])[A-Za-z0-9_\-]{43}(?![A-Za-z0-9_\-])"
+    rf"|(?<![{_P}])(?=[{_P}]{{0,{_N}}}[A-Z])(?=[{_P}]{{0,{_N}}}[a-z])"
+    rf"(?=[{_P}]{{0,{_N}}}[0-9])[{_P}]{{{SECRET_LENGTH}}}(?![{_P}])"
 )
 # scheme://user:password@host -- the password is whatever lies between ':' and the
 # last '@' of the authority (a password may itself hold '@' or '/'; libpq allows both
@@ -55,8 +58,8 @@ _PASSWORD_PARAMETER: Final = re.compile(
 
 def _mask_token(match: re.Match[str]) -> str:
     text = match.group(0)
-    if text[:4].lower() == "atk_":
-        return text[:4] + MASK
+    if text[:len(PREFIX)].lower() == PREFIX:
+        return text[:len(PREFIX)] + MASK
     return MASK
 
 

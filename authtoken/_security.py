@@ -71,6 +71,7 @@ from ._repository import (
     new_writer,
 )
 from ._scopes import Script
+from ._shape import is_token_key
 from ._token import AuthToken, Principal, TokenRecord, UserKey, check_user
 
 __all__ = [
@@ -87,12 +88,6 @@ FLUSH_EVERY_MICROS: Final = 1_000_000
 # fields) -> None, or raises.
 _UpdateCheck = Callable[[TokenRecord, TokenRecord, "set[str]"], None]
 _BINDING_PREFIXES = ("vfs:", "ufs:")
-_KEY_SHAPE = frozenset("abcdefghijklmnopqrstuvwxyz234567")
-
-
-def is_token_key(key: str) -> bool:
-    """Whether ``key`` has the shape of a token key (16 characters of a-z, 2-7)."""
-    return len(key) == 16 and set(key) <= _KEY_SHAPE
 
 
 def shown_key(key: str) -> str | None:

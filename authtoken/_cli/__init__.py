@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 from .._errors import AuthTokenError
+from .._shape import BODY_PATTERN, KEY_CHARS, KEY_LENGTH, PREFIX
 from ._commands import TOKEN_ENV, parse_user, read_token
 from ._output import JSON_ERRORS, PROG, fail, one_line
 from ._parser import build_parser
@@ -43,8 +44,7 @@ __all__ = ["build_parser", "main", "parse_user", "read_token"]
 # What a token string looks like, loosely: anything matching is refused as an argument.
 # Its key and dot in any case, glued to anything; or its body without the prefix.
 _TOKEN_ARGUMENT: Final = re.compile(
-    r"(?i:atk_[a-z2-7]{16}\.)"
-    r"|(?<![A-Za-z0-9_\-])[A-Za-z2-7]{16}\.[A-Za-z0-9_\-]{43}"
+    rf"(?i:{PREFIX}[{KEY_CHARS}]{{{KEY_LENGTH}}}\.)|{BODY_PATTERN}"
 )
 
 _TOKEN_AS_ARGUMENT: Final = (
