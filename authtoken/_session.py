@@ -30,7 +30,8 @@ from ._errors import (
 )
 from ._redact import redact
 from ._scopes import Script, bindings_of
-from ._security import Security, is_token_key, not_found_message, shown_key
+from ._security import Security, not_found_message, shown_key
+from ._shape import is_token_key
 from ._token import AuthToken, Principal, TokenRecord, UserKey, check_user, same_user
 
 __all__ = ["ScriptRunner", "Session", "check_delegation"]
