@@ -73,11 +73,23 @@ def new_writer() -> str:
     return secrets.token_hex(8)
 
 
-# An audit event as the engine buffers and hands it to ``record_usage`` -- a plain tuple,
-# cheap on the login path: (at µs, action, outcome, actor, token key, user, script,
-# reason, count).
-EventRow = tuple[int, str, str, "str | None", "str | None", "UserKey | None",
-                 "Script | None", "str | None", int]
+class EventRow(NamedTuple):
+    """An audit event as the engine buffers it and hands it to ``record_usage``.
+
+    A tuple, cheap on the login path, read by name; ``at`` in microseconds since 1970,
+    ``times`` is ``AuditEvent.count`` (``count`` is a method of every tuple), the other
+    fields are those of ``AuditEvent``.
+    """
+
+    at: int
+    action: str
+    outcome: str
+    actor: str | None
+    token_key: str | None
+    user: UserKey | None
+    script: Script | None
+    reason: str | None
+    times: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +115,9 @@ class AuditEvent:
 
 def audit_event(row: EventRow) -> AuditEvent:
     """The ``AuditEvent`` of a buffered event."""
-    return AuditEvent(at=from_micros(row[0]), action=row[1], outcome=row[2], actor=row[3],
-                      token_key=row[4], user=row[5], script=row[6], reason=row[7],
-                      count=row[8])
+    return AuditEvent(at=from_micros(row.at), action=row.action, outcome=row.outcome,
+                      actor=row.actor, token_key=row.token_key, user=row.user,
+                      script=row.script, reason=row.reason, count=row.times)
 
 
 @runtime_checkable
@@ -183,13 +195,13 @@ class MemoryRepository:
         with self._lock:
             found = [
                 e for e in self._events
-                if (user is None or (e[5] == user and type(e[5]) is type(user)))
-                and (token_key is None or e[4] == token_key)
-                and (after is None or e[0] >= after)
+                if (user is None or (e.user == user and type(e.user) is type(user)))
+                and (token_key is None or e.token_key == token_key)
+                and (after is None or e.at >= after)
             ]
         # newest first; among equal times the later recorded first
         found.reverse()
-        found.sort(key=lambda e: e[0], reverse=True)
+        found.sort(key=lambda e: e.at, reverse=True)
         return [audit_event(e) for e in found[:limit]]
 
     def insert(self, record: TokenRecord) -> None:
@@ -299,7 +311,7 @@ class MemoryRepository:
                 if self._batches.get(batch.writer, 0) >= batch.number:
                     return  # written already: its answer was lost
                 self._batches[batch.writer] = batch.number
-            self._events.extend(events)
+            self._events.extend(EventRow._make(e) for e in events)  # named, however given
             for key, (count, last) in usage.items():
                 row = self._rows.get(key)
                 if row is None:
