@@ -26,10 +26,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError('authtoken.admin needs Starlette: pip install "authtoken[admin]"') from exc
 
-from ._app import FailureLimiter as FailureLimiter
+from ._api import user_candidates as user_candidates
 from ._app import create_app as create_app
-from ._app import openapi_document as openapi_document
-from ._app import user_candidates as user_candidates
 from ._auth import AuthenticationFailed as AuthenticationFailed
 from ._auth import Authenticator as Authenticator
 from ._auth import DelegationTokenAuth as DelegationTokenAuth
@@ -37,6 +35,8 @@ from ._auth import Identity as Identity
 from ._auth import JWTAuth as JWTAuth
 from ._auth import SpatiumAuth as SpatiumAuth
 from ._auth import bearer_token as bearer_token
+from ._limiter import FailureLimiter as FailureLimiter
+from ._openapi import openapi_document as openapi_document
 
 __all__ = [
     "AuthenticationFailed",

@@ -42,7 +42,7 @@ from .._errors import (
 )
 from .._security import Security
 from .._session import Session
-from .._token import Principal, UserKey, check_user
+from .._token import Principal, UserKey, check_user, same_user
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -79,10 +79,6 @@ class AuthenticationFailed(AuthTokenError):
         self.presented = presented
 
 
-def _same_user(a: UserKey, b: UserKey) -> bool:
-    return type(a) is type(b) and a == b
-
-
 @dataclass(frozen=True, slots=True)
 class Identity:
     """The authenticated caller: a ``user``, whether it is an ``admin``, and the
@@ -106,7 +102,7 @@ class Identity:
                 raise ArgumentTypeError(
                     f"principal must be a Principal, not {type(self.principal).__name__}"
                 )
-            if not _same_user(self.principal.user, self.user):
+            if not same_user(self.principal.user, self.user):
                 raise InvalidArgument("the principal belongs to another user than the identity")
 
     def session(self, security: Security) -> Session:

@@ -1,4 +1,4 @@
-"""The token management page: server-rendered HTML over the admin API's engine.
+"""The token management page: server-rendered HTML, the admin application's second face.
 
 Theory of operation
 -------------------
@@ -33,6 +33,10 @@ the warnings about the scope as written (``authtoken.scope_warnings``: a comma, 
 binding in capitals, a path with a space); scripts are best bound through the form's
 own path and key fields, which escape for the user.  Pages carry a strict
 Content-Security-Policy with a per-response nonce for the one small script.
+
+The page shares the API's ``AdminContext`` (authenticator, rate limit, body limit), acts
+through the caller's ``Session`` as the API does, and shows a failure with the status
+the API would answer: a ``Problem``, through the one table of ``_problems``.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -52,23 +56,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .._errors import (
-    AuthTokenError,
-    ConcurrentUpdate,
-    InvalidArgument,
-    IssuerError,
-    LoginError,
-    PermissionDenied,
-    RepositoryError,
-    TokenNotFound,
-    TokenRevoked,
-)
+from .._redact import redact
 from .._token import AuthToken
-from ._auth import MAX_CREDENTIAL_LENGTH, AuthenticationFailed, Identity, client_address
+from ._auth import MAX_CREDENTIAL_LENGTH, Identity, client_address
 from ._bindings import written_scope
-
-if TYPE_CHECKING:
-    from ._app import _AdminAPI
+from ._context import AdminContext
+from ._problems import Problem, problem_for
 
 __all__ = ["page_routes"]
 
@@ -105,17 +98,6 @@ class _Cookie(NamedTuple):
     secure: bool
 
 
-class _PageError(Exception):
-    """Ends a page request with an error page (or the sign-in page for a 401)."""
-
-    def __init__(self, status: int, message: str, *,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
 def _when(value: datetime | None, never: str = "never") -> str:
     return never if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
 
@@ -126,14 +108,13 @@ def _form_type(content_type: str | None) -> bool:
 
 
 class _Page:
-    """The page's routes.  ``api`` is the admin API's state (security, authenticator,
-    limiter, body limit); ``mask`` hides secret-shaped text in messages."""
+    """The page's routes over the admin application's ``AdminContext``."""
 
-    def __init__(self, api: _AdminAPI, mask: Callable[[str], str]) -> None:
-        self.api = api
-        self.mask = mask
-        self.csrf_key = api.security._codec.derive(_CSRF_PURPOSE)
-        self.sign_in_key = api.security._codec.derive(_SIGN_IN_PURPOSE)
+    def __init__(self, context: AdminContext) -> None:
+        self.context = context
+        self.security = context.security
+        self.csrf_key = context.security.derive_key(_CSRF_PURPOSE)
+        self.sign_in_key = context.security.derive_key(_SIGN_IN_PURPOSE)
 
     # -- plumbing ---------------------------------------------------------------------
     def _base(self, request: Request) -> str:
@@ -203,10 +184,10 @@ class _Page:
         return response
 
     def _check_rate(self, request: Request) -> None:
-        wait = self.api.retry_after(request)
+        wait = self.context.retry_after(request)
         if wait is not None:
-            raise _PageError(429, "Too many failed sign-ins from this address; try again "
-                                  "later.", headers={"Retry-After": str(wait)})
+            raise Problem(429, "Too many failed sign-ins from this address; try again "
+                               "later.", headers={"Retry-After": str(wait)})
 
     @staticmethod
     def _same_origin(request: Request) -> bool:
@@ -228,21 +209,20 @@ class _Page:
         return site == "same-origin"
 
     async def _identify(self, request: Request, credential: str) -> Identity:
-        """Who ``credential`` is, through the application's authenticator."""
+        """Who ``credential`` is, through the application's authenticator; a refusal is
+        a 401 ``Problem`` (``AdminContext.authenticated``), shown as the sign-in form
+        with the reason."""
         headers = [(k, v) for k, v in request.scope["headers"]
                    if k not in (b"authorization", b"cookie")]
         headers.append((b"authorization", b"Bearer " + credential.encode()))
-        try:
-            return await self.api.authenticated(
-                request, Request({**request.scope, "headers": headers}))
-        except (AuthenticationFailed, LoginError) as exc:
-            raise _PageError(401, self.mask(str(exc))) from None
+        return await self.context.authenticated(
+            request, Request({**request.scope, "headers": headers}))
 
     async def _signed_in(self, request: Request) -> tuple[Identity, str]:
         self._check_rate(request)
         credential = self._read_cookie(request, COOKIE)
         if not credential:
-            raise _PageError(401, "")
+            raise Problem(401, "")
         return await self._identify(request, credential), credential
 
     def _check_origin(self, request: Request) -> None:
@@ -250,32 +230,32 @@ class _Page:
         first: a cross-site post must not get as far as the credential (no failed
         sign-in counted against the visitor's address, no cookie set or cleared)."""
         if not self._same_origin(request):
-            raise _PageError(403, _CROSS_SITE)
+            raise Problem(403, _CROSS_SITE)
 
     async def _form(self, request: Request, fields: Iterable[str]) -> dict[str, str]:
         self._check_origin(request)
         if not _form_type(request.headers.get("content-type")):
-            raise _PageError(415, "Send the form as application/x-www-form-urlencoded.")
+            raise Problem(415, "Send the form as application/x-www-form-urlencoded.")
         size, chunks = 0, []
         async for chunk in request.stream():
             size += len(chunk)
-            if size > self.api.max_body:
-                raise _PageError(413, f"The form is larger than {self.api.max_body} bytes.")
+            if size > self.context.max_body:
+                raise Problem(413, f"The form is larger than {self.context.max_body} bytes.")
             chunks.append(chunk)
         try:
             pairs = parse_qsl(b"".join(chunks).decode("utf-8"), keep_blank_values=True,
                               strict_parsing=False, max_num_fields=_MAX_FIELDS,
                               errors="strict")
         except (UnicodeDecodeError, ValueError):
-            raise _PageError(422, "The form could not be read.") from None
+            raise Problem(422, "The form could not be read.") from None
         allowed = set(fields)
         form: dict[str, str] = {}
         for name, value in pairs:
             # The name is not echoed: it could be anything, a pasted token included.
             if name not in allowed:
-                raise _PageError(422, "The form holds a field this page does not know.")
+                raise Problem(422, "The form holds a field this page does not know.")
             if name in form:
-                raise _PageError(422, f"The form holds the field {name!r} twice.")
+                raise Problem(422, f"The form holds the field {name!r} twice.")
             form[name] = value
         return form
 
@@ -283,28 +263,33 @@ class _Page:
     def _check_csrf(form: dict[str, str], expected: str) -> None:
         sent = form.get("csrf", "").encode("utf-8", "replace")
         if not hmac.compare_digest(sent, expected.encode()):
-            raise _PageError(403, _EXPIRED_FORM)
+            raise Problem(403, _EXPIRED_FORM)
 
-    def _error(self, request: Request, error: _PageError) -> Response:
-        if error.status == 401:
+    def _error(self, request: Request, problem: Problem) -> Response:
+        """``problem`` as a page: the sign-in form for a 401 (clearing a refused
+        credential's cookie), else the error page; the message masked."""
+        if problem.status == 401:
             response = self._sign_in_page(
-                request, status=401, message=self.mask(error.message) or None,
+                request, status=401, message=redact(problem.detail) or None,
                 headers={"WWW-Authenticate": 'Bearer realm="authtoken"'})
             if self._read_cookie(request, COOKIE):
                 self._delete_cookie(request, response, COOKIE)
             return response
-        return self._render(request, "error.html", status=error.status,
-                            headers=error.headers, message=self.mask(error.message))
+        return self._render(request, "error.html", status=problem.status,
+                            headers=problem.headers, message=redact(problem.detail))
 
     def handle(self, action: Callable[[Request], Awaitable[Response]]
                ) -> Callable[[Request], Awaitable[Response]]:
+        """``action`` as an endpoint whose failures are pages, with the status the
+        admin API would answer (the one table of ``_problems``)."""
+
         async def run(request: Request) -> Response:
             try:
                 return await action(request)
-            except _PageError as error:
-                return self._error(request, error)
-            except AuthTokenError as exc:
-                return self._error(request, _page_error(exc, self.mask))
+            except Problem as problem:
+                return self._error(request, problem)
+            except Exception as exc:
+                return self._error(request, problem_for(exc))
 
         return run
 
@@ -312,14 +297,14 @@ class _Page:
     async def index(self, request: Request) -> Response:
         try:
             identity, credential = await self._signed_in(request)
-        except _PageError as error:
-            if error.status == 401 and not error.message:
+        except Problem as error:
+            if error.status == 401 and not error.detail:
                 return self._sign_in_page(request)
             raise
         include_revoked = request.query_params.get("revoked") == "1"
 
         def tokens() -> list[AuthToken]:
-            return identity.session(self.api.security).list_auth_tokens(
+            return identity.session(self.security).list_auth_tokens(
                 include_revoked=include_revoked)
 
         listed = await run_in_threadpool(tokens)
@@ -334,15 +319,15 @@ class _Page:
         form = await self._form(request, ("csrf", "credential"))
         pre_session = self._read_cookie(request, PRE_SESSION_COOKIE)
         if not _PRE_SESSION.fullmatch(pre_session):
-            raise _PageError(403, _EXPIRED_FORM)
+            raise Problem(403, _EXPIRED_FORM)
         self._check_csrf(form, self._sign_in_csrf(pre_session))
         credential = form.get("credential", "").strip()
         if not credential:
-            raise _PageError(401, "Paste a token to sign in.")
+            raise Problem(401, "Paste a token to sign in.")
         if len(credential) > MAX_CREDENTIAL_LENGTH or not credential.isascii() \
                 or not credential.isprintable():
-            self.api.limiter.failed(client_address(request))
-            raise _PageError(401, "That is not a token.")
+            self.context.limiter.failed(client_address(request))
+            raise Problem(401, "That is not a token.")
         await self._identify(request, credential)
         response = RedirectResponse(f"{self._base(request)}/", status_code=303)
         self._set_cookie(request, response, COOKIE, credential)
@@ -365,7 +350,7 @@ class _Page:
         paths = _script_paths(form.get("bind_paths", ""))
         keys = _script_keys(form.get("bind_keys", ""))
         if not scope and not paths and not keys:
-            raise _PageError(422, "A token needs at least one scope or script.")
+            raise Problem(422, "A token needs at least one scope or script.")
         expires = form.get("expires", "").strip()
         options: dict[str, Any] = {"description": form.get("description", "")}
         if expires:
@@ -374,7 +359,7 @@ class _Page:
         def authorize() -> tuple[AuthToken, str, tuple[str, ...]]:
             written = written_scope(scope, paths, keys)
             token = AuthToken(written.scope, form.get("data") or None, **options)
-            string = identity.session(self.api.security).authorize_token(token)
+            string = identity.session(self.security).authorize_token(token)
             return token, string, written.warnings
 
         token, string, warnings = await run_in_threadpool(authorize)
@@ -385,12 +370,7 @@ class _Page:
         identity, credential = await self._signed_in(request)
         key = request.path_params["key"]
 
-        def load() -> AuthToken:
-            token: AuthToken = self.api.security.get_auth_token(key)
-            self.api._check_owner(identity, token.user)
-            return token
-
-        token = await run_in_threadpool(load)
+        token = await run_in_threadpool(identity.session(self.security).get_auth_token, key)
         return self._render(request, "confirm.html", token=_row(token),
                             csrf=self._csrf(credential))
 
@@ -401,7 +381,7 @@ class _Page:
         self._check_csrf(form, self._csrf(credential))
         key = request.path_params["key"]
         await run_in_threadpool(
-            lambda: identity.session(self.api.security).revoke_auth_token_by_key(key))
+            lambda: identity.session(self.security).revoke_auth_token_by_key(key))
         return RedirectResponse(f"{self._base(request)}/", status_code=303)
 
 
@@ -438,8 +418,8 @@ def _script_keys(text: str) -> list[int]:
     """The form's script keys: integers separated by spaces or commas; else a 422."""
     words = [word for word in re.split(r"[\s,]+", text) if word]
     if not all(_KEY.fullmatch(word) for word in words):
-        raise _PageError(422, "Script keys are integers (such as 42), separated by "
-                              "spaces or commas.")
+        raise Problem(422, "Script keys are integers (such as 42), separated by "
+                           "spaces or commas.")
     return [int(word) for word in words]
 
 
@@ -458,27 +438,9 @@ def _row(token: AuthToken) -> dict[str, Any]:
     }
 
 
-def _page_error(exc: AuthTokenError, mask: Callable[[str], str]) -> _PageError:
-    message = mask(str(exc))
-    if isinstance(exc, PermissionDenied):
-        return _PageError(403, message)
-    if isinstance(exc, TokenNotFound):
-        return _PageError(404, message)
-    if isinstance(exc, (TokenRevoked, ConcurrentUpdate)):  # as the API answers them
-        return _PageError(409, message)
-    if isinstance(exc, LoginError):
-        return _PageError(401, message)
-    if isinstance(exc, InvalidArgument):
-        return _PageError(422, message)
-    if isinstance(exc, (RepositoryError, IssuerError)):
-        return _PageError(503, "The token store cannot be reached; try again shortly.",
-                          headers={"Retry-After": "5"})
-    return _PageError(400, message)
-
-
-def page_routes(api: _AdminAPI, mask: Callable[[str], str]) -> list[Route]:
-    """The page's routes, to add to the admin application."""
-    page = _Page(api, mask)
+def page_routes(context: AdminContext) -> list[Route]:
+    """The page's routes over ``context``, to add to the admin application."""
+    page = _Page(context)
 
     async def to_page(request: Request) -> Response:
         return RedirectResponse(f"{page._base(request)}/", status_code=307)

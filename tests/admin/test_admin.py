@@ -335,6 +335,21 @@ def test_revoke_all_counts_and_covers_both_user_forms(mem: Security) -> None:
                     ("ok", f"token:{admin_key}"), ("ok", f"token:{bob_key}")]
 
 
+def test_revoke_all_by_a_non_admin_means_itself(mem: Security) -> None:
+    """The integer user 42 revoking /users/42 revokes its own tokens, not those of "42";
+    naming another user is refused, recorded about the user named."""
+    mem.authorize_token(AuthToken("a"), user=42)
+    other = mem.authorize_token(AuthToken("c"), user="42")
+    caller = root_token(mem, "own", user=42)
+    client = client_for(mem)
+    assert_problem(client.post("/users/carol/revoke-all", headers=bearer(caller)), 403, caller)
+    refused = [e for e in mem.audit_events(user="carol") if e.action == "revoke_all"]
+    assert [(e.outcome, e.reason) for e in refused] == [("refused", "PermissionDenied")]
+    answer = client.post("/users/42/revoke-all", headers=bearer(caller))
+    assert answer.json() == {"revoked": 2}
+    assert not mem.restore_auth_token(other).revoked
+
+
 def test_revoke_all_for_users_with_slashes(mem: Security) -> None:
     """A user holding a slash is reachable, percent-encoded, in the revoke-all path."""
     mem.authorize_token(AuthToken("a"), user="team/ops")

@@ -25,6 +25,7 @@ from support.served import served
 
 from authtoken import (
     AuthToken,
+    AuthTokenError,
     ConcurrentUpdate,
     InvalidArgument,
     InvalidToken,
@@ -34,14 +35,19 @@ from authtoken import (
     RepositoryError,
     Script,
     Security,
+    Session,
     SQLRepository,
+    TokenExpired,
     TokenNotFound,
     TokenRevoked,
 )
-from authtoken._redact import redact
-from authtoken.admin import DelegationTokenAuth, FailureLimiter, create_app
-from authtoken.admin._app import _problem_for
-from authtoken.admin._page import _page_error
+from authtoken.admin import (
+    AuthenticationFailed,
+    DelegationTokenAuth,
+    FailureLimiter,
+    Identity,
+    create_app,
+)
 from authtoken.testing import FakeClock
 
 with warnings.catch_warnings():
@@ -342,16 +348,65 @@ def test_sign_out_clears_the_cookie(security: Security) -> None:
     assert answer.status_code == 303 and 'authtoken_ui=""' in answer.headers["set-cookie"]
 
 
-def test_page_and_api_map_errors_to_the_same_status() -> None:
-    """An error the engine raises gets the same status on the page as in the API."""
-    errors: list[Exception] = [
-        PermissionDenied("no"), TokenNotFound("gone"), TokenRevoked("revoked"),
-        ConcurrentUpdate("changed meanwhile", token_key="aaaaaaaaaaaaaaaa"),
-        InvalidToken("bad"), InvalidArgument("wrong"), RepositoryError("down"),
-        IssuerError("down"),
-    ]
-    for error in errors:
-        assert _page_error(error, redact).status == _problem_for(error).status, error
+@pytest.mark.parametrize(("error", "status"), [
+    (PermissionDenied("no"), 403),
+    (TokenNotFound("gone"), 404),
+    (TokenRevoked("revoked"), 409),
+    (ConcurrentUpdate("changed meanwhile", token_key="aaaaaaaaaaaaaaaa"), 409),
+    (InvalidToken("bad"), 401),
+    (AuthenticationFailed("who are you?"), 401),
+    (InvalidArgument("wrong"), 422),
+    (RepositoryError("down"), 503),
+    (IssuerError("down"), 503),
+    # The two faces used to disagree here: the page answered 400, the API 500.
+    (AuthTokenError("odd"), 500),
+    # ... and here the page had no answer of its own (the server's plain 500).
+    (RuntimeError("a bug"), 500),
+], ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value))
+def test_page_and_api_answer_an_error_with_the_same_status(
+        security: Security, monkeypatch: pytest.MonkeyPatch, error: Exception,
+        status: int) -> None:
+    """An error raised while acting gets the same status on the page as in the API:
+    one table for both."""
+    def failing(self: Session, **options: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(Session, "list_auth_tokens", failing)
+    client = TestClient(create_app(security, authenticate=lambda request: Identity("alice")),
+                        base_url=ORIGIN, raise_server_exceptions=False)
+    api = client.get("/tokens")
+    page = client.get("/ui/", headers={"cookie": "authtoken_ui=x"})
+    assert api.status_code == page.status_code == status, (api.text, page.text)
+    assert api.headers["content-type"].startswith("application/problem+json")
+    assert page.headers["content-type"].startswith("text/html")
+    if status == 503:
+        assert api.headers["retry-after"] == page.headers["retry-after"]
+    if status == 401:
+        assert 'name="credential"' in page.text  # the sign-in form, with the reason
+        assert api.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("error", [
+    InvalidToken("bad"), TokenRevoked("revoked"), TokenExpired("expired"),
+    AuthenticationFailed("who are you?"),
+], ids=lambda error: type(error).__name__)
+def test_every_refused_credential_is_401_on_both_faces(security: Security,
+                                                       error: Exception) -> None:
+    """Whatever the authenticator refuses with -- a revoked token included, which is a
+    409 while acting -- both faces answer 401 and count the failure."""
+    def refusing(request: Any) -> Any:
+        raise error
+
+    limiter = FailureLimiter(limit=10)
+    client = TestClient(create_app(security, authenticate=refusing, limiter=limiter),
+                        base_url=ORIGIN, client=("10.0.0.9", 5000))
+    api = client.get("/tokens", headers={"authorization": "Bearer x"})
+    page = client.get("/ui/", headers={"cookie": "authtoken_ui=x"})
+    assert api.status_code == page.status_code == 401
+    assert "Bearer" in api.headers["www-authenticate"]
+    assert 'name="credential"' in page.text
+    failures = [e for e in security.audit_events() if e.action == "authenticate"]
+    assert [e.reason for e in failures] == [type(error).__name__] * 2
 
 
 @settings(max_examples=40, deadline=None,

@@ -1,0 +1,337 @@
+"""The OpenAPI 3.1 document of the admin API (``GET /openapi.json``).
+
+It names every JSON route, body and answer, and points every error at the shared problem
+responses (``application/problem+json``); ``tests/admin`` checks that the document and
+the routes agree, and CI runs schemathesis against it.  The HTML page under ``/ui`` is
+not part of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from .._scopes import MAX_IDENTIFIERS
+from ._api import MAX_AUDIT_EVENTS
+from ._problems import PROBLEM_JSON
+
+__all__ = ["openapi_document"]
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _problem(description: str, *headers: str) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": _ref("Problem")}},
+    }
+    if headers:
+        response["headers"] = {h: {"$ref": f"#/components/headers/{h}"} for h in headers}
+    return response
+
+
+def _json(description: str, schema: str, **extra: Any) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": _ref(schema)}}, **extra}
+
+
+def _responses(ok: Mapping[str, Any], *errors: str) -> dict[str, Any]:
+    """``ok`` plus references to the shared problem responses: 401, 429, 503 always."""
+    shared = ("401", *errors, "429", "503")
+    return {**ok, **{code: {"$ref": f"#/components/responses/{code}"} for code in shared},
+            "default": {"$ref": "#/components/responses/default"}}
+
+
+_NULLABLE_TIME: Final = {"type": ["string", "null"], "format": "date-time"}
+_USER: Final = {"type": ["string", "integer"],
+                "description": "A user: an integer or a string (1 to 256 characters)."}
+_USER_TEXT: Final = {"type": "string", "minLength": 1, "maxLength": 256,
+                     "pattern": r"^[^\u0000-\u001f\u007f-\u009f]+$"}
+_KEY_PARAM: Final = {"name": "key", "in": "path", "required": True,
+                     "description": "The token's key (16 characters of a-z and 2-7).",
+                     "schema": {"type": "string"}}
+
+
+def _fields(required: bool) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "scope": {
+                "description": "Identifiers separated by whitespace, an integer script "
+                               "key (vfs:ikey?K), or a list of identifiers and keys.",
+                "oneOf": [
+                    {"type": "string"},
+                    {"type": "integer"},
+                    {"type": "array", "items": {"type": ["string", "integer"]}},
+                ],
+            },
+            "data": {"type": ["string", "null"],
+                     "description": "A payload for the token's users, at most 65,536 bytes "
+                                    "of UTF-8."},
+            "description": {"type": "string", "maxLength": 1024},
+            "expires": {"type": ["string", "null"],
+                        "description": "An ISO 8601 time, a duration such as '90m', "
+                                       "'12h', '30d' or '2w' (from now), 'never', or null "
+                                       "(never).  Omitted on creation: 30 days, and never "
+                                       "later than the caller's own token."},
+        },
+    }
+    if required:
+        schema["required"] = ["scope"]
+        schema["properties"] |= {
+            "bind_paths": {
+                "type": "array", "items": {"type": "string", "minLength": 1},
+                "maxItems": MAX_IDENTIFIERS,
+                "description": "Scripts the token is for, by plain path as the script "
+                               "runner sees it ('/jobs/my job.py'): each becomes a ufs: "
+                               "binding, escaped for you, added to the scope."},
+            "bind_keys": {
+                "type": "array", "items": {"type": "integer"},
+                "maxItems": MAX_IDENTIFIERS,
+                "description": "Scripts the token is for, by integer key: each becomes "
+                               "vfs:ikey?K, added to the scope."},
+        }
+    return schema
+
+
+def openapi_document(root_path: str = "") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the admin API; ``root_path`` is where it is mounted."""
+    token_routes = {
+        "get": {
+            "operationId": "listTokens",
+            "summary": "List tokens, newest first",
+            "description": "The caller's tokens; an admin may name any user.  A decimal "
+                           "user also matches the integer user.",
+            "parameters": [
+                {"name": "user", "in": "query", "required": False, "schema": _USER_TEXT,
+                 "description": "Whose tokens (default: the caller's)."},
+                {"name": "include_revoked", "in": "query", "required": False,
+                 "schema": {"type": "boolean", "default": False}},
+            ],
+            "responses": _responses({"200": _json("The tokens.", "TokenList")},
+                                    "403", "422"),
+        },
+        "post": {
+            "operationId": "createToken",
+            "summary": "Authorize a new token for the caller",
+            "description": "The answer carries the token string, this once only, and "
+                           "warnings about a scope that is probably not what its writer "
+                           "meant (a comma, a binding in capitals, a path with a space).  "
+                           "A caller authenticated by a delegation token creates a child "
+                           "of it, no wider than it.",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("CreateToken")}}},
+            "responses": _responses(
+                {"201": _json("The token, with its string.", "NewToken", headers={
+                    "Location": {"description": "The token's URL.",
+                                 "schema": {"type": "string"}}}, links={
+                    name: {"operationId": operation,
+                           "parameters": {"key": "$response.body#/key"}}
+                    for name, operation in (("ShowToken", "showToken"),
+                                            ("UpdateToken", "updateToken"),
+                                            ("RevokeToken", "revokeToken"))})},
+                "400", "403", "409", "413", "415", "422"),
+        },
+    }
+    one_token = {
+        "parameters": [_KEY_PARAM],
+        "get": {
+            "operationId": "showToken",
+            "summary": "Show one token",
+            "responses": _responses({"200": _json("The token.", "TokenView")},
+                                    "403", "404"),
+        },
+        "patch": {
+            "operationId": "updateToken",
+            "summary": "Change a token's scope, data, description or expiry",
+            "description": "Only the fields given change.  A caller authenticated by a "
+                           "delegation token cannot make scope or expiry wider than its "
+                           "own.",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("UpdateToken")}}},
+            "responses": _responses({"200": _json("The updated token.", "TokenView")},
+                                    "400", "403", "404", "409", "413", "415", "422"),
+        },
+        "delete": {
+            "operationId": "revokeToken",
+            "summary": "Revoke a token and every token derived from it (idempotent)",
+            "description": "Revoking is not deleting: the token stays readable, with "
+                           "revoked_at set, and can no longer log in or be changed.",
+            "responses": _responses({"204": {"description": "Revoked."}},
+                                    "403", "404", "409"),
+        },
+    }
+    revoke_all = {
+        "post": {
+            "operationId": "revokeAll",
+            "summary": "Revoke every token of a user",
+            "description": "And, transitively, the tokens derived from them.  A decimal "
+                           "user also revokes the integer user's tokens.",
+            "parameters": [{"name": "user", "in": "path", "required": True,
+                            "schema": _USER_TEXT}],
+            "responses": _responses({"200": _json("How many were revoked.", "Revoked")},
+                                    "403", "422"),
+        },
+    }
+    audit = {
+        "get": {
+            "operationId": "readAudit",
+            "summary": "Read the audit trail, newest first",
+            "description": "A non-admin sees only events about its own user's tokens.",
+            "parameters": [
+                {"name": "user", "in": "query", "required": False, "schema": _USER_TEXT},
+                {"name": "token", "in": "query", "required": False,
+                 "schema": {"type": "string"}, "description": "A token key."},
+                {"name": "since", "in": "query", "required": False,
+                 "schema": {"type": "string", "format": "date-time"}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_AUDIT_EVENTS}},
+            ],
+            "responses": _responses({"200": _json("The events.", "AuditList")},
+                                    "403", "422"),
+        },
+    }
+    openapi = {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "security": [],
+            "responses": {"200": {"description": "The OpenAPI document.",
+                                  "content": {"application/json": {
+                                      "schema": {"type": "object"}}}}},
+        },
+    }
+    token_view = {
+        "type": "object",
+        "required": ["key", "user", "scope", "scopes", "description", "data", "expires",
+                     "created_at", "updated_at", "revoked_at", "last_used_at", "use_count",
+                     "parent_key"],
+        "properties": {
+            "key": {"type": "string"},
+            "user": _USER,
+            "scope": {"type": "string"},
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "description": {"type": "string"},
+            "data": {"type": ["string", "null"]},
+            "expires": {**_NULLABLE_TIME, "description": "null: never expires."},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "revoked_at": _NULLABLE_TIME,
+            "last_used_at": _NULLABLE_TIME,
+            "use_count": {"type": "integer", "minimum": 0},
+            "parent_key": {"type": ["string", "null"]},
+        },
+    }
+    problem_codes = {
+        "400": "The request is malformed (a Content-Length that is not a number).",
+        "401": "No or bad credentials.",
+        "403": "The caller may not do that (another user's token, or wider than its own "
+               "token).",
+        "404": "No token with that key.",
+        "409": "The token is revoked, or was changed concurrently.",
+        "413": "The body is too large.",
+        "415": "The body is not application/json.",
+        "422": "The body or a parameter is invalid.",
+        "429": "Too many failed authentications from this address.",
+        "503": "The token store or the identity provider cannot be reached.",
+        "default": "Any other error.",
+    }
+    responses: dict[str, Any] = {code: _problem(text) for code, text in problem_codes.items()}
+    responses["401"] = _problem(problem_codes["401"], "WWW-Authenticate")
+    responses["429"] = _problem(problem_codes["429"], "Retry-After")
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "authtoken admin API",
+            "version": "1",
+            "description": "Manage delegation tokens: list, authorize, show, update, "
+                           "revoke, revoke all of a user's, and read the audit trail.  "
+                           "Errors are RFC 9457 problems (application/problem+json) and "
+                           "never carry a token string.",
+        },
+        "servers": [{"url": root_path or "/"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/tokens": token_routes,
+            "/tokens/{key}": one_token,
+            "/users/{user}/revoke-all": revoke_all,
+            "/audit": audit,
+            "/openapi.json": openapi,
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "What the application's authenticator accepts: "
+                                          "an atk_ delegation token, an OIDC access token "
+                                          "or a Spatium permission token."},
+            },
+            "headers": {
+                "WWW-Authenticate": {"description": "The Bearer challenge.",
+                                     "schema": {"type": "string"}},
+                "Retry-After": {"description": "Seconds to wait.",
+                                "schema": {"type": "integer", "minimum": 1}},
+            },
+            "responses": responses,
+            "schemas": {
+                "TokenView": token_view,
+                "NewToken": {"allOf": [_ref("TokenView"), {
+                    "type": "object", "required": ["token"],
+                    "properties": {
+                        "token": {
+                            "type": "string", "pattern": "^atk_",
+                            "description": "The token string: shown this once, never "
+                                           "again.",
+                        },
+                        "warnings": {
+                            "type": "array", "items": {"type": "string"},
+                            "description": "What the scope, as written, does that its "
+                                           "writer probably did not mean; present only "
+                                           "when there is something to say.  The token "
+                                           "was made as written.",
+                        },
+                    },
+                }]},
+                "TokenList": {"type": "object", "required": ["tokens"], "properties": {
+                    "tokens": {"type": "array", "items": _ref("TokenView")}}},
+                "CreateToken": _fields(required=True),
+                "UpdateToken": _fields(required=False),
+                "Revoked": {"type": "object", "required": ["revoked"], "properties": {
+                    "revoked": {"type": "integer", "minimum": 0}}},
+                "Script": {"type": "object", "required": ["key", "path"], "properties": {
+                    "key": {"type": ["integer", "null"]},
+                    "path": {"type": ["string", "null"]}}},
+                "AuditEvent": {
+                    "type": "object",
+                    "required": ["at", "actor", "action", "token_key", "script", "outcome",
+                                 "reason"],
+                    "properties": {
+                        "at": {"type": "string", "format": "date-time"},
+                        "actor": {"type": ["string", "null"]},
+                        "action": {"enum": ["authorize", "update", "revoke", "revoke_all",
+                                            "login", "authenticate"]},
+                        "token_key": {"type": ["string", "null"]},
+                        "script": {"oneOf": [_ref("Script"), {"type": "null"}]},
+                        "outcome": {"enum": ["ok", "refused"]},
+                        "reason": {"type": ["string", "null"]},
+                        "count": {"type": "integer", "minimum": 2, "description":
+                                  "only on a summary event: how many like login "
+                                  "attempts of one batch it stands for"},
+                    },
+                },
+                "AuditList": {"type": "object", "required": ["events"], "properties": {
+                    "events": {"type": "array", "items": _ref("AuditEvent")}}},
+                "Problem": {
+                    "type": "object",
+                    "required": ["type", "title", "status", "detail"],
+                    "properties": {
+                        "type": {"type": "string", "format": "uri-reference"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                    },
+                },
+            },
+        },
+    }
