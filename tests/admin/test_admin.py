@@ -11,7 +11,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +26,6 @@ from authtoken import (
     AuthToken,
     InvalidArgument,
     InvalidToken,
-    MemoryRepository,
     Principal,
     RepositoryError,
     Security,
@@ -52,7 +50,6 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
     from starlette.testclient import TestClient
 
-SECRET_KEYS = ["admin-test-key"]
 PROBLEM = "application/problem+json"
 ADMIN = "authtoken:admin"
 
@@ -66,29 +63,6 @@ class Ticker:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def security(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock,
-             ) -> Iterator[Security]:
-    """A Security over memory and over a real SQLite file, on a fake clock."""
-    if request.param == "memory":
-        repository: Any = MemoryRepository()
-    else:
-        from authtoken import SQLRepository
-
-        repository = SQLRepository(f"sqlite:///{tmp_path / 'admin.db'}")
-    sec = Security(repository, secret_keys=SECRET_KEYS, clock=clock)
-    yield sec
-    sec.close()
-
-
-@pytest.fixture
-def mem(clock: FakeClock) -> Iterator[Security]:
-    """A Security over memory, for tests that need no second backend."""
-    sec = Security(MemoryRepository(), secret_keys=SECRET_KEYS, clock=clock)
-    yield sec
-    sec.close()
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -6,30 +6,20 @@ from __future__ import annotations
 import html
 import re
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from starlette.requests import Request
 
-from authtoken import AuthToken, MemoryRepository, Script, Security, escape
+from authtoken import AuthToken, Script, Security, escape
 from authtoken.admin import DelegationTokenAuth, Identity, create_app
-from authtoken.testing import FakeClock
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
     from starlette.testclient import TestClient
 
-KEYS = ["bindings-test-key"]
 ORIGIN = "http://testserver"
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def mem(clock: FakeClock) -> Iterator[Security]:
-    sec = Security(MemoryRepository(), secret_keys=KEYS, clock=clock)
-    yield sec
-    sec.close()
 
 
 def as_alice(request: Request) -> Identity:

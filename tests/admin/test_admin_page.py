@@ -59,16 +59,6 @@ FORM = "application/x-www-form-urlencoded"
 TOKEN_SHAPE = re.compile(r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}")
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def security(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-             ) -> Iterator[Security]:
-    repository: Any = (MemoryRepository() if request.param == "memory"
-                       else SQLRepository(f"sqlite:///{tmp_path / 'page.db'}"))
-    sec = Security(repository, secret_keys=KEYS, clock=clock)
-    yield sec
-    sec.close()
-
-
 ORIGIN = "http://testserver"
 
 

@@ -6,31 +6,20 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from authtoken import AuthToken, MemoryRepository, Security
+from authtoken import AuthToken, Security
 from authtoken.admin import DelegationTokenAuth, create_app
-from authtoken.testing import FakeClock
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
     from starlette.testclient import TestClient
 
-KEYS = ["page-cookie-test-key"]
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 HTTPS = "https://admin.example.com"
-
-
-@pytest.fixture
-def mem(clock: FakeClock) -> Iterator[Security]:
-    sec = Security(MemoryRepository(), secret_keys=KEYS, clock=clock)
-    yield sec
-    sec.close()
 
 
 def https_client(security: Security, mount: str = "") -> TestClient:

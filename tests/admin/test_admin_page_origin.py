@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from authtoken import AuthToken, MemoryRepository, Security
+from authtoken import AuthToken, Security
 from authtoken.admin import DelegationTokenAuth, FailureLimiter, create_app
-from authtoken.testing import FakeClock
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
     from starlette.testclient import TestClient
 
-KEYS = ["page-origin-test-key"]
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
-
-
-@pytest.fixture
-def mem(clock: FakeClock) -> Iterator[Security]:
-    sec = Security(MemoryRepository(), secret_keys=KEYS, clock=clock)
-    yield sec
-    sec.close()
 
 
 def client_for(security: Security, base_url: str = "http://testserver", *,
