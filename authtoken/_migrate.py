@@ -26,7 +26,8 @@ from sqlalchemy.engine import Connection
 
 from ._errors import RepositoryError
 
-__all__ = ["HEAD", "REVISIONS", "VERSION_TABLE", "schema_state", "upgrade"]
+__all__ = ["HEAD", "REVISIONS", "VERSION_TABLE", "current_revision", "ensure_current", "lock",
+           "refusal", "schema_state", "upgrade", "upgrade_to_head"]
 
 VERSION_TABLE: Final = "authtoken_schema_version"
 # Every revision this code knows, oldest first.
@@ -87,7 +88,42 @@ def upgrade(conn: Connection, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+def ensure_current(conn: Connection) -> None:
+    """Create the schema of an empty database; refuse an old or a newer one.
+
+    Runs in the caller's write transaction.  Raises ``RepositoryError`` (``refusal``)
+    for a schema that is not at ``HEAD`` and could not be created.
+    """
+    try:
+        state = schema_state(conn)
+    except RepositoryError:
+        state = "unsure"  # maybe read half-way through a creation
+    if state != "current":
+        # Lock, then look again: another process may have been creating the schema
+        # while we looked.
+        lock(conn)
+        state = schema_state(conn)
+        if state == "empty":
+            upgrade(conn)
+            state = "current"
+    if state != "current":
+        raise refusal(state, current_revision(conn))
+
+
+def upgrade_to_head(conn: Connection) -> str | None:
+    """Migrate to ``HEAD`` under the schema lock, in the caller's write transaction;
+    return the revision before.  Refuses (``RepositoryError``) a schema newer than
+    this code."""
+    lock(conn)
+    before = current_revision(conn)
+    if schema_state(conn) == "newer":
+        raise refusal("newer", before)
+    upgrade(conn)
+    return before
+
+
 def refusal(state: str, revision: str | None) -> RepositoryError:
+    """The error that refuses a schema at ``revision``, ``state`` "old" or "newer"."""
     if state == "old":
         return RepositoryError(
             f"the database schema is at revision {revision}, older than this authtoken "
