@@ -95,7 +95,7 @@ def test_db_command_refuses_memory(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_password_not_in_failure(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """A wrong password fails with RepositoryError that shows neither password."""
-    from pgcluster import PASSWORD
+    from support.pgcluster import PASSWORD
 
     wrong = pg_url.replace(PASSWORD, "Wrong-Pa55word-xyz")
     with Security(SQLRepository(wrong), secret_keys="k") as security:
