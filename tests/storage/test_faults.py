@@ -54,8 +54,10 @@ def test_locked_store_fails_fast_and_recovers(tmp_path: Path) -> None:
 
 def test_repository_error_hides_the_password() -> None:
     """A failing URL's password never appears in the error."""
-    from authtoken._sql import _failure
-    error = _failure(RuntimeError("could not connect to postgresql://u:hunter2@h/db"), "hunter2")
+    from authtoken._sql._failures import Failures
+
+    failures = Failures("hunter2", patience=6)
+    error = failures.of(RuntimeError("could not connect to postgresql://u:hunter2@h/db"))
     assert "hunter2" not in str(error) and "***" in str(error)
 
 

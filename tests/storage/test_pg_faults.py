@@ -30,8 +30,10 @@ from authtoken import (
     Security,
     SQLRepository,
     TokenRevoked,
-    _sql,
 )
+from authtoken._sql import _pg_login
+from authtoken._sql._pg_login import PgReads, PgThread
+from authtoken._sql._repository import WRITE_CHUNK
 
 pytestmark = pytest.mark.slow
 
@@ -134,6 +136,14 @@ def test_unreachable_from_the_start(cluster: Cluster) -> None:
     security.close()
 
 
+def _login_connection(security: Security) -> PgThread:
+    """This thread's login connection (see ``_pg_login``), with what its logins learned."""
+    reads: PgReads = security.repository._reads  # type: ignore[attr-defined]
+    state = reads.current()
+    assert state is not None
+    return state
+
+
 def _login_backends(cluster: Cluster) -> list[int]:
     """The server processes serving a login connection (the prepared login SELECT)."""
     with psycopg.connect(cluster.url, autocommit=True) as conn:
@@ -233,44 +243,45 @@ def test_a_slow_answer_is_slept_for_and_polling_stops(
     """
     string = security.authorize_token(AuthToken("a"), user=1)
     security.login_by_auth_token(string)
-    local: Any = security.repository._local  # type: ignore[attr-defined]
     with psycopg.connect(cluster.url) as locker:
         for _ in range(4):  # 8 -> 4 -> 2 -> 1 -> 0 at the most
             locker.execute("LOCK TABLE authtoken_token IN ACCESS EXCLUSIVE MODE")
             threading.Timer(0.1, locker.rollback).start()
             assert security.login_by_auth_token(string).user == 1
-    assert local.pg_poll_trust == 0
+    assert _login_connection(security).poll_trust == 0
     budgets: list[int] = []
-    wait = _sql.SQLRepository._pg_wait
+    wait = PgReads.wait
 
-    def spy(self: _sql.SQLRepository, pgconn: Any, started: int, budget: int) -> bool:
+    def spy(self: PgReads, state: PgThread, started: int, budget: int) -> bool:
         budgets.append(budget)
-        return wait(self, pgconn, started, budget)
+        return wait(self, state, started, budget)
 
-    monkeypatch.setattr(_sql.SQLRepository, "_pg_wait", spy)
+    monkeypatch.setattr(PgReads, "wait", spy)
     with psycopg.connect(cluster.url) as locker:  # keep every answer slow: no catch
-        for _ in range(2 * _sql._POLL_PROBE_EVERY):
+        for _ in range(2 * _pg_login.POLL_PROBE_EVERY):
             locker.execute("LOCK TABLE authtoken_token IN ACCESS EXCLUSIVE MODE")
             threading.Timer(0.005, locker.rollback).start()
             assert security.login_by_auth_token(string).user == 1
     polled = [b for b in budgets if b > 0]
-    assert polled == [_sql._POLL_NS, _sql._POLL_NS]  # one probe per 32 logins, missed
+    assert polled == [_pg_login.POLL_NS, _pg_login.POLL_NS]  # one probe per 32, missed
     security.flush()
-    assert security.restore_auth_token(string).use_count == 1 + 4 + 2 * _sql._POLL_PROBE_EVERY
+    assert security.restore_auth_token(string).use_count == (
+        1 + 4 + 2 * _pg_login.POLL_PROBE_EVERY
+    )
 
 
-@given(st.integers(0, _sql._POLL_TRUST_MAX), st.lists(st.booleans(), max_size=40))
+@given(st.integers(0, _pg_login.POLL_TRUST_MAX), st.lists(st.booleans(), max_size=40))
 def test_poll_trust_stays_bounded_and_four_misses_end_it(start: int, caught: list[bool]) -> None:
     trust = start
     for hit in caught:
-        after = _sql.next_poll_trust(trust, hit)
-        assert 0 <= after <= _sql._POLL_TRUST_MAX
+        after = _pg_login.next_poll_trust(trust, hit)
+        assert 0 <= after <= _pg_login.POLL_TRUST_MAX
         assert after >= trust if hit else after == trust // 2
         trust = after
     for _ in range(4):
-        trust = _sql.next_poll_trust(trust, False)
+        trust = _pg_login.next_poll_trust(trust, False)
     assert trust == 0
-    assert _sql.next_poll_trust(0, True) == 1  # a caught probe turns polling back on
+    assert _pg_login.next_poll_trust(0, True) == 1  # a caught probe turns polling back on
 
 
 @pytest.mark.parametrize("has_poll", [True, False], ids=["poll", "select"])
@@ -287,7 +298,7 @@ def test_the_sleep_on_the_socket_wakes_on_data_and_times_out_without(
         pytest.skip("this platform has no select.poll")
     left, right = socket.socketpair()
     with left, right:
-        readable = _sql._readable(left.fileno())
+        readable = _pg_login.read_waiter(left.fileno())
         assert readable(0.01) is False
         right.send(b"x")
         assert readable(5) is True
@@ -300,13 +311,13 @@ def test_a_statement_the_server_cancels_is_the_answer_not_retried(
     string = security.authorize_token(AuthToken("a"), user=1)
     security.login_by_auth_token(string)
     drops: list[None] = []
-    drop = _sql.SQLRepository._drop_fast_connection
+    drop = PgReads.drop
 
-    def counted(self: _sql.SQLRepository) -> None:
+    def counted(self: PgReads) -> None:
         drops.append(None)
         drop(self)
 
-    monkeypatch.setattr(_sql.SQLRepository, "_drop_fast_connection", counted)
+    monkeypatch.setattr(PgReads, "drop", counted)
     with psycopg.connect(cluster.url) as locker:  # held past the 2 s statement timeout
         locker.execute("LOCK TABLE authtoken_token IN ACCESS EXCLUSIVE MODE")
         with pytest.raises(RepositoryError, match=r"DatabaseError: .*statement timeout"):
@@ -321,16 +332,16 @@ def test_a_server_frozen_before_the_login_statement_is_prepared(
     """A new connection's PREPARE is bounded like the login itself."""
     string = security.authorize_token(AuthToken("a"), user=1)
     frozen: list[int] = []
-    connect = _sql.SQLRepository._pg_connection
+    connect = PgReads.connection
 
-    def connect_then_freeze(self: _sql.SQLRepository) -> Any:
-        conn = connect(self)
+    def connect_then_freeze(self: PgReads, connect_timeout: int | None = None) -> PgThread:
+        state = connect(self, connect_timeout)
         if not frozen:
-            frozen.append(conn.info.backend_pid)
+            frozen.append(state.conn.info.backend_pid)
             os.kill(frozen[0], signal.SIGSTOP)
-        return conn
+        return state
 
-    monkeypatch.setattr(_sql.SQLRepository, "_pg_connection", connect_then_freeze)
+    monkeypatch.setattr(PgReads, "connection", connect_then_freeze)
     try:
         with pytest.raises(RepositoryError, match="did not answer within 3 s"):
             security.login_by_auth_token(string)
@@ -400,7 +411,7 @@ def test_a_large_usage_backlog_is_written_in_steps(security: Security) -> None:
 
     strings = [security.authorize_token(AuthToken("a"), user=1) for _ in range(3)]
     keys = [s[4:20] for s in strings]
-    usage = {f"gone{i:012d}": Usage(1, 1) for i in range(2 * _sql._WRITE_CHUNK + 5)}
+    usage = {f"gone{i:012d}": Usage(1, 1) for i in range(2 * WRITE_CHUNK + 5)}
     usage.update({key: Usage(7, 1_700_000_000_000_000) for key in keys})
     security.repository.record_usage(usage)  # type: ignore[attr-defined]
     assert [security.restore_auth_token(s).use_count for s in strings] == [7, 7, 7]
@@ -412,8 +423,7 @@ def test_a_prepared_login_statement_that_vanished_is_prepared_again(
     """A pooler's DISCARD, say: one retry on a new connection prepares it afresh."""
     string = security.authorize_token(AuthToken("a"), user=1)
     security.login_by_auth_token(string)
-    conn = security.repository._local.pg  # type: ignore[attr-defined]
-    conn.execute("DEALLOCATE authtoken_login")
+    _login_connection(security).conn.execute("DEALLOCATE authtoken_login")
     assert security.login_by_auth_token(string).user == 1
 
 
@@ -579,13 +589,13 @@ def test_a_login_and_its_retry_share_one_deadline(
     string = security.authorize_token(AuthToken("a"), user=1)
     security.login_by_auth_token(string)
     starts: list[int] = []
-    answer = _sql.SQLRepository._pg_answer
+    answer = PgReads.answer
 
-    def spy(self: _sql.SQLRepository, pgconn: Any, started: int, *, poll: bool) -> Any:
+    def spy(self: PgReads, state: PgThread, started: int, *, poll: bool) -> Any:
         starts.append(started)
-        return answer(self, pgconn, started, poll=poll)
+        return answer(self, state, started, poll=poll)
 
-    monkeypatch.setattr(_sql.SQLRepository, "_pg_answer", spy)
+    monkeypatch.setattr(PgReads, "answer", spy)
     (pid,) = _login_backends(cluster)
     with psycopg.connect(cluster.url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
