@@ -18,8 +18,6 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
-from hypothesis import given
-from hypothesis import strategies as st
 from support.pgcluster import PASSWORD, Cluster, find_bindir
 from support.slowproxy import SlowProxy
 
@@ -268,40 +266,6 @@ def test_a_slow_answer_is_slept_for_and_polling_stops(
     assert security.restore_auth_token(string).use_count == (
         1 + 4 + 2 * _pg_login.POLL_PROBE_EVERY
     )
-
-
-@given(st.integers(0, _pg_login.POLL_TRUST_MAX), st.lists(st.booleans(), max_size=40))
-def test_poll_trust_stays_bounded_and_four_misses_end_it(start: int, caught: list[bool]) -> None:
-    trust = start
-    for hit in caught:
-        after = _pg_login.next_poll_trust(trust, hit)
-        assert 0 <= after <= _pg_login.POLL_TRUST_MAX
-        assert after >= trust if hit else after == trust // 2
-        trust = after
-    for _ in range(4):
-        trust = _pg_login.next_poll_trust(trust, False)
-    assert trust == 0
-    assert _pg_login.next_poll_trust(0, True) == 1  # a caught probe turns polling back on
-
-
-@pytest.mark.parametrize("has_poll", [True, False], ids=["poll", "select"])
-def test_the_sleep_on_the_socket_wakes_on_data_and_times_out_without(
-    has_poll: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Both ways of sleeping on the login socket: poll, and select where poll is missing."""
-    import select
-    import socket
-
-    if not has_poll:
-        monkeypatch.delattr(select, "poll", raising=False)
-    elif not hasattr(select, "poll"):
-        pytest.skip("this platform has no select.poll")
-    left, right = socket.socketpair()
-    with left, right:
-        readable = _pg_login.read_waiter(left.fileno())
-        assert readable(0.01) is False
-        right.send(b"x")
-        assert readable(5) is True
 
 
 def test_a_statement_the_server_cancels_is_the_answer_not_retried(
