@@ -56,6 +56,11 @@ class Watch:
 
 
 class Watchdog:
+    """The watches of this process and the daemon thread that fires them.
+
+    One per process (``WATCHDOG``); tests make their own.  Thread-safe.
+    """
+
     def __init__(self) -> None:
         self._reset()
 
