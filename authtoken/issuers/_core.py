@@ -106,6 +106,11 @@ class Response:
     def __repr__(self) -> str:
         return f"Response({self.status})"
 
+    @property
+    def request_id(self) -> str | None:
+        """The answer's ``request-id`` header (Spatium's), else its ``x-request-id``."""
+        return self.headers.get("request-id") or self.headers.get("x-request-id")
+
     def json(self) -> Any:
         """The body as JSON; ``IssuerError`` if it is not."""
         try:
@@ -113,7 +118,7 @@ class Response:
         except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." bodies
             raise IssuerError(
                 f"the issuer answered HTTP {self.status} with a body that is not JSON",
-                status=self.status, request_id=self.headers.get("request-id"),
+                status=self.status, request_id=self.request_id,
             ) from exc
 
 
@@ -180,7 +185,7 @@ def issuer_error(response: Response, what: str) -> IssuerError:
             raw = raw.get("code") or raw.get("type")
         if isinstance(raw, (str, int)):
             code = str(raw)[:100]
-    request_id = response.headers.get("request-id") or response.headers.get("x-request-id")
+    request_id = response.request_id
     if isinstance(body, dict) and isinstance(body.get("requestId"), str):
         request_id = request_id or body["requestId"]
     detail = f" ({code})" if code else ""

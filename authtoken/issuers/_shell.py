@@ -22,21 +22,14 @@ from typing import Any, TypeVar
 
 import httpx
 
-from .._errors import ArgumentTypeError, InvalidArgument
+from ._args import check_timeout
 from ._core import Refresher, Request, Response, TransportFailure
 
-__all__ = ["AsyncCredential", "AsyncDriver", "SyncCredential", "SyncDriver", "check_timeout"]
+__all__ = ["MAX_BODY", "AsyncCredential", "AsyncDriver", "SyncCredential", "SyncDriver"]
 
 T = TypeVar("T")
+#: The most of an answer's body a shell reads, in bytes.
 MAX_BODY = 1 << 20
-
-
-def check_timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise ArgumentTypeError("timeout is a number of seconds")
-    if not 0 < timeout <= 300:
-        raise InvalidArgument("timeout must be more than 0 and at most 300 seconds")
-    return float(timeout)
 
 
 # What httpx (and the resolver under it) raises for a request it could not carry out:

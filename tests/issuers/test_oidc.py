@@ -302,7 +302,7 @@ def test_callers_reporting_the_same_rejected_token_share_one_refresh(
     with password_session(provider) as session:
         rejected = session.get_access_token()
         with ThreadPoolExecutor(16) as pool:
-            fresh = set(pool.map(lambda _: session._renew(rejected), range(16)))
+            fresh = set(pool.map(lambda _: session._auth_token(rejected), range(16)))
     assert len(fresh) == 1 and rejected not in fresh
     assert provider.counts["refresh_token"] == 1
 
