@@ -36,6 +36,7 @@ from ._errors import TokenNotFound as TokenNotFound
 from ._errors import TokenRevoked as TokenRevoked
 from ._escape import escape as escape
 from ._escape import unescape as unescape
+from ._open import open_security as open_security
 from ._repository import MemoryRepository as MemoryRepository
 from ._repository import Repository as Repository
 from ._scopes import Script as Script
@@ -43,7 +44,6 @@ from ._scopes import key_binding as key_binding
 from ._scopes import path_binding as path_binding
 from ._scopes import scope_warnings as scope_warnings
 from ._security import Security as Security
-from ._security import open_security as open_security
 from ._session import ScriptRunner as ScriptRunner
 from ._session import Session as Session
 from ._token import AuthToken as AuthToken

@@ -263,16 +263,16 @@ class Script:
 
 
 def script_matches(bindings: tuple[str, ...], script: Script | None) -> bool:
-    """Whether ``script`` may use a token with these canonical ``bindings``."""
+    """Whether ``script`` may use a token with these canonical ``bindings``.
+
+    No binding: any script, or none.  Otherwise the script must satisfy one of them --
+    ``vfs:ikey?K`` its key ``K``, ``ufs:P`` its path normalised and escaped as ``P`` is
+    -- exactly: no prefixes, no globbing, case-sensitive.  Every login decides with this
+    function (against the identifiers the ``Script`` computed once).
+    """
     if not bindings:
         return True
-    if script is None:
-        return False
-    if script.key is not None and _vfs_binding(script.key) in bindings:
-        return True
-    if script.path:
-        return _UFS_PREFIX + escape(posixpath.normpath(script.path)) in bindings
-    return False
+    return script is not None and not script.identifiers().isdisjoint(bindings)
 
 
 # -- helping people write what they mean ---------------------------------------------------

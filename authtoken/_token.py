@@ -1,4 +1,11 @@
-"""The token model (``AuthToken``), what storage keeps of it, and ``Principal``."""
+"""The token model (``AuthToken``), what storage keeps of it, and ``Principal``.
+
+An ``AuthToken`` is what users hold and change; a ``TokenRecord`` is what storage keeps.
+The engine moves between the two through four functions (``token_from_record``,
+``load_record``, ``read_record``, ``assigned_changes``) and nothing else: a token
+remembers the record it was last read as, so that an update writes only the fields its
+holder assigned since.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +30,12 @@ __all__ = [
     "ScopeLike",
     "TokenRecord",
     "UserKey",
+    "assigned_changes",
     "check_user",
+    "load_record",
+    "read_record",
     "same_user",
+    "token_from_record",
 ]
 
 UserKey = int | str
@@ -362,6 +373,30 @@ class AuthToken:
             f"AuthToken(key={self._key!r}, user={self._user!r}, scope={self.scope!r}, "
             f"expires={shown}, revoked={self._revoked_at is not None})"
         )
+
+
+# -- the engine's side of a token ---------------------------------------------------------
+def token_from_record(record: TokenRecord) -> AuthToken:
+    """A token object showing ``record`` as storage holds it."""
+    return AuthToken._from_record(record)
+
+
+def load_record(token: AuthToken, record: TokenRecord) -> None:
+    """Make ``token`` show ``record``, just written by the engine (authorize, update)."""
+    token._load(record)
+
+
+def read_record(token: AuthToken) -> TokenRecord | None:
+    """The record ``token`` was last read or written as (``None``: never authorized)."""
+    return token._base
+
+
+def assigned_changes(token: AuthToken, now: datetime) -> dict[str, object]:
+    """The editable fields assigned on ``token`` since it was read or written.
+
+    A relative expiry is resolved at ``now``.  Empty for a token never authorized.
+    """
+    return token._changes(now)
 
 
 class ReadOnlyAttribute(InvalidArgument, AttributeError):

@@ -60,9 +60,9 @@ by the issue:
   of the concurrent run is compared too, but on a machine with fewer CPUs than worker
   processes plus their server backends it measures how the CPUs are shared), and
 - **the audit trail slows a login by less than 20 %** (issue 6): the "audit trail off"
-  context rows log in on the same database with the engine's activity buffer swapped
-  for one that counts usage but records no login event -- the login path as it was
-  before the trail.  The cost is not read off those rows' best rounds: a case's place
+  context rows log in on the same database with an audit buffer that counts usage but
+  records no login event (``AuditBuffer(login_events=False)``) -- the login path as it
+  was before the trail.  The cost is not read off those rows' best rounds: a case's place
   in the round-robin moves its figure by more than the trail costs (a fixed order once
   showed +29 % that an alternating one did not).  So each audited/unaudited pair is
   also run in 16 short rounds alternating which goes first (ABBA...), and the cost is
@@ -137,7 +137,8 @@ from authtoken import (
     Security,
     open_security,
 )
-from authtoken._security import _Activity
+from authtoken._audit import AuditBuffer
+from authtoken._open import open_repository
 
 ROUNDS = 3
 BATCH_SECONDS = 0.005
@@ -210,24 +211,18 @@ def _refuse(security: Security, forged: str) -> None:
         pass
 
 
-class _UsageOnly(_Activity):
+def _usage_only() -> AuditBuffer:
     """The login path as it was before the audit trail: usage counted, no login event.
 
     Only for the "audit trail off" context rows, so that the audit trail's cost on the
-    login path is read off one run.  Reaches into the engine's private buffer.
+    login path is read off one run.
     """
-
-    def login(self, key: str, at: int, user: object, script: object,
-              reason: str | None = None) -> bool:
-        with self._lock:
-            self._count_use(key, at)
-            self._attempts += 1
-            return self._due(at)
+    return AuditBuffer(login_events=False)
 
 
 def _audit_off(label: str, url: str, stack: ExitStack, token: str) -> Case:
-    security = stack.enter_context(open_security(url, secret_keys=SECRET_KEY))
-    security._activity = _UsageOnly()
+    security = stack.enter_context(
+        Security(open_repository(url), secret_keys=SECRET_KEY, audit=_usage_only()))
     return Case(f"{label} login, audit trail off (context)",
                 partial(security.login_by_auth_token, token))
 
@@ -250,7 +245,7 @@ def _postgres(stack: ExitStack, source: _pg.Source, setup: Setup) -> list[Case]:
         return []
     import psycopg
 
-    from authtoken._sql import _LOGIN_SQL  # the very statement a login runs
+    from authtoken._sql import LOGIN_SQL  # the very statement a login runs
 
     url = source.url
     with ExitStack() as pg:  # on failure, close whatever was opened
@@ -265,10 +260,10 @@ def _postgres(stack: ExitStack, source: _pg.Source, setup: Setup) -> list[Case]:
             conn = pg.enter_context(psycopg.connect(_pg.conninfo(url), autocommit=True))
             key = security.restore_auth_token(store.tokens[0]).key
             assert key is not None  # a stored token always has one
-            select = partial(_fetch, conn, _LOGIN_SQL.replace("?", "%s"), (key,))
+            select = partial(_fetch, conn, LOGIN_SQL.replace("?", "%s"), (key,))
             select()
             raw = pg.enter_context(psycopg.connect(_pg.conninfo(url), autocommit=True))
-            raw.pgconn.prepare(b"bench", _LOGIN_SQL.replace("?", "$1").encode())
+            raw.pgconn.prepare(b"bench", LOGIN_SQL.replace("?", "$1").encode())
             exec_prepared = partial(raw.pgconn.exec_prepared, b"bench", [key.encode()],
                                     result_format=1)
             exec_prepared()
@@ -336,9 +331,8 @@ def _setup(source: _pg.Source) -> Iterator[Setup]:
         memory_store = Store("memory", "memory://", memory)
         cases += _login_cases("memory", memory_store)
         # (same repository: the memory one is per Security)
-        memory_off = Security(memory.repository, secret_keys=SECRET_KEY)
+        memory_off = Security(memory.repository, secret_keys=SECRET_KEY, audit=_usage_only())
         stack.callback(memory_off.flush)
-        memory_off._activity = _UsageOnly()
         cases.append(Case("memory login, audit trail off (context)",
                           partial(memory_off.login_by_auth_token, memory_store.tokens[0])))
         setup.audit_pairs["memory"] = (

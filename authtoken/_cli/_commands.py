@@ -15,8 +15,9 @@ from typing import Any, Final, NoReturn
 
 from .._errors import InvalidArgument, InvalidToken, RepositoryError, ScriptNotAuthorized
 from .._escape import unescape
+from .._open import open_security
 from .._scopes import Script, key_binding, path_binding, scope_warnings
-from .._security import Security, open_security
+from .._security import Security
 from .._token import AuthToken, Principal, UserKey, check_user
 from .._views import event_view, principal_view, token_view
 from ._output import (
@@ -458,8 +459,8 @@ def _missing_sqlite_file(url: str) -> str | None:
 def cmd_db(args: argparse.Namespace) -> int:
     from .._defaults import default_database_path, default_database_url
     from .._migrate import HEAD
+    from .._open import open_repository
     from .._redact import redact
-    from .._security import open_repository
     from .._sql import SQLRepository
 
     database: str | None = getattr(args, "database", None)

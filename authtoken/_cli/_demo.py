@@ -16,9 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .._errors import AuthTokenError, PermissionDenied, ScriptNotAuthorized, TokenRevoked
+from .._open import open_security
 from .._redact import redact
 from .._scopes import Script
-from .._security import Security, open_security
+from .._security import Security
 from .._session import ScriptRunner
 from .._token import AuthToken, Principal
 from .._views import principal_view, token_view

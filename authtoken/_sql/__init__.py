@@ -29,6 +29,3 @@ from ._schema import LOGIN_SQL as LOGIN_SQL
 from ._schema import METADATA as METADATA
 
 __all__ = ["LOGIN_SQL", "METADATA", "SQLRepository"]
-
-# benchmarks/login.py times the very statement a login runs under this older name.
-_LOGIN_SQL = LOGIN_SQL

@@ -33,8 +33,8 @@ from authtoken import (
     TokenExpired,
     TokenRevoked,
 )
+from authtoken._audit import SAMPLED_INVALID, AuditBuffer
 from authtoken._repository import BatchId, EventRow, Usage
-from authtoken._security import SAMPLED_INVALID
 from authtoken.testing import FakeClock
 
 KEYS = ["test-key-newest"]
@@ -351,19 +351,16 @@ def test_forged_strings_never_write(clock: FakeClock) -> None:
     security.close()
 
 
-def test_the_buffer_is_bounded_while_storage_is_down(clock: FakeClock,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import authtoken._security as engine
-
-    monkeypatch.setattr(engine, "MAX_BUFFERED_EVENTS", 50)
+def test_the_buffer_is_bounded_while_storage_is_down(clock: FakeClock) -> None:
+    buffer = AuditBuffer(max_buffered_events=50)
     repository = FailingOnce()
-    security = Security(repository, secret_keys=KEYS, clock=clock)
+    security = Security(repository, secret_keys=KEYS, clock=clock, audit=buffer)
     strings = [security.authorize_token(AuthToken("x"), user="u") for _ in range(20)]
     repository.fail = 10**9
     for _ in range(5):
         for s in strings:
             security.login_by_auth_token(s)
-    assert len(security._activity._events) <= 50
+    assert buffer.held_events <= 50
     repository.fail = 0
     security.flush()
     assert sum(t.use_count for t in security.list_auth_tokens()) == 100  # counts kept

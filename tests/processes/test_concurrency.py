@@ -51,8 +51,9 @@ import threading
 import time
 import traceback
 
-import authtoken._security as engine
-from authtoken import AuthToken, Script, Session, open_security
+from authtoken import AuthToken, Script, Security, Session
+from authtoken._audit import FLUSH_EVERY_LOGINS, AuditBuffer
+from authtoken._open import open_repository
 
 _out = threading.Lock()
 
@@ -122,8 +123,8 @@ class Background:
 
 
 def task_logins(security, index, threads, config):
-    # Tiny batches: many usage flushes from every process race each other.
-    engine.FLUSH_EVERY_LOGINS = config["batch"]
+    # Tiny batches (config["batch"], given to the AuditBuffer): many usage flushes from
+    # every process race each other.
     tokens, rounds = config["tokens"], config["rounds"]
     receive()  # go
     start = threading.Barrier(threads)
@@ -263,9 +264,9 @@ def task_authorize(security, index, threads, config):
 
 
 def task_delegate(security, index, threads, config):
-    # Usage of the trees' tokens is written often, as by a busy service: those writes
-    # contend with the revocations for the same rows.
-    engine.FLUSH_EVERY_LOGINS = config["batch"]
+    # Usage of the trees' tokens is written often (config["batch"], given to the
+    # AuditBuffer), as by a busy service: those writes contend with the revocations for
+    # the same rows.
     while True:
         message = receive()
         if message["cmd"] == "stop":
@@ -331,8 +332,6 @@ TASKS = {
     "delegate": task_delegate,
 }
 
-DEFAULT_BATCH = engine.FLUSH_EVERY_LOGINS
-
 # Import the heavy parts now, so that tasks start at the same moment in every process.
 import authtoken._sql
 try:
@@ -344,9 +343,10 @@ send(hello=True)
 # One task per test, each with a Security of its own, closed before the next task.
 for line in sys.stdin:
     config = json.loads(line)
-    engine.FLUSH_EVERY_LOGINS = DEFAULT_BATCH
     try:
-        security = open_security(config["url"], secret_keys=config["key"])
+        audit = AuditBuffer(flush_every_logins=config.get("batch", FLUSH_EVERY_LOGINS))
+        security = Security(open_repository(config["url"]), secret_keys=config["key"],
+                            audit=audit)
         security.list_auth_tokens(user="nobody")  # connected, schema checked
         send(ready=True)
         TASKS[config["task"]](security, config["index"], config["threads"], config)
