@@ -39,6 +39,14 @@ from types import TracebackType
 from typing import Final
 
 from ._audit import AuditBuffer, flush_forgotten
+from ._changes import (
+    check_key,
+    child_expiry,
+    new_record,
+    not_found_message,
+    shown_key,
+    updated_record,
+)
 from ._clock import Clock, system_clock, system_micros
 from ._codec import TokenCodec, new_key
 from ._errors import (
@@ -59,8 +67,6 @@ from ._repository import AuditEvent, EventRow, Repository
 from ._rules import (
     Actor,
     acting_user,
-    check_child,
-    check_delegation,
     check_owner,
     live_parent,
     require_user,
@@ -72,38 +78,15 @@ from ._token import (
     Principal,
     TokenRecord,
     UserKey,
-    assigned_changes,
     check_user,
     load_record,
     read_record,
     token_from_record,
 )
 
-__all__ = ["AUDIT_LIMIT", "Security", "not_found_message", "shown_key"]
+__all__ = ["AUDIT_LIMIT", "Security"]
 
 AUDIT_LIMIT: Final = 10_000
-
-
-def shown_key(key: str) -> str | None:
-    """``key`` if it is safe to show; something else -- a pasted token string, its
-    secret -- is never echoed."""
-    return key if is_token_key(key) else None
-
-
-def not_found_message(key: str) -> str:
-    """What ``TokenNotFound`` says of ``key``, without echoing what is not a key."""
-    if is_token_key(key):
-        return f"no token with key {key!r}"
-    return ("no token with that key: a token key is 16 characters of a-z and 2-7, as "
-            "'authtoken list' shows (not shown here, in case it was a token string)")
-
-
-def _check_key(key: object) -> str:
-    if key is None:
-        raise TokenNotFound("no token key given (the token was never authorized?)")
-    if not isinstance(key, str):
-        raise ArgumentTypeError(f"a token key is a str, not {type(key).__name__}")
-    return key
 
 
 class Security:
@@ -198,7 +181,7 @@ class Security:
     def _stored(self, key: object) -> TokenRecord:
         """The stored token with ``key``: ``TokenNotFound`` if none (``TypeError`` for a
         non-``str``)."""
-        key = _check_key(key)
+        key = check_key(key)
         record = self._repository.get(key) if is_token_key(key) else None
         if record is None:
             raise TokenNotFound(not_found_message(key), token_key=shown_key(key))
@@ -249,28 +232,11 @@ class Security:
                 f"token {token.key!r} is already authorized; create a new AuthToken"
             )
         now = self.now()
-        spec = token.expiry_spec
-        expires = spec.resolve(now)
-        if parent is not None:
-            if spec.is_default and parent.expires is not None \
-                    and (expires is None or expires > parent.expires):
-                expires = parent.expires
-            # the very value that is stored: no second reading of the clock
-            check_child(parent, token.scopes, expires, explicit=not spec.is_default)
-        if expires is not None and expires <= now:
-            raise InvalidArgument(
-                f"expires {expires.isoformat()} is not in the future; give a later time "
-                "or a duration such as '30d'"
-            )
+        expires = child_expiry(token.expiry_spec, now, parent, token.scopes)
         key = new_key()
         string, digest = self._codec.issue(key)
-        record = TokenRecord(
-            key=key, user=user, scope=token.scope, data=token.data,
-            description=token.description, expires=expires, created_at=now,
-            updated_at=now, revoked_at=None, last_used_at=None, use_count=0,
-            parent_key=None if parent is None else parent.key, secret_hash=digest,
-            version=1,
-        )
+        record = new_record(token, key=key, digest=digest, user=user, expires=expires,
+                            now=now, parent=parent)
         self._repository.insert(record)
         load_record(token, record)
         return string
@@ -377,47 +343,14 @@ class Security:
         self._record_event("update", None, actor=actor, token_key=key, user=owner)
 
     def _update_now(self, token: AuthToken, parent: TokenRecord | None) -> None:
-        """Write the fields assigned on ``token`` on top of what storage holds now.
-
-        Only assigned fields are written, so two writers changing different fields
-        both win.  If another writer changed a field this one also assigned, since this
-        object was read, that is ``ConcurrentUpdate``: nobody's change is silently lost.
-        A change of ``scope`` or ``expires`` must stay within ``parent``, if given.
-        """
+        """Write what ``updated_record`` makes of ``token`` on what storage holds now."""
         if not isinstance(token, AuthToken):
             raise ArgumentTypeError(f"expected an AuthToken, not {type(token).__name__}")
-        key = _check_key(token.key)
+        key = check_key(token.key)
         base = read_record(token)
         for _attempt in range(5):
-            stored = self._repository.get(key)
-            if stored is None or base is None:
-                raise TokenNotFound(not_found_message(key), token_key=shown_key(key))
-            if stored.revoked_at is not None:
-                raise TokenRevoked("the token is revoked and cannot be updated",
-                                   token_key=key, revoked_at=stored.revoked_at)
-            now = self.now()
-            changes = assigned_changes(token, now)
-            clashes = sorted(
-                name for name, value in changes.items()
-                if getattr(stored, name) != getattr(base, name)
-                and getattr(stored, name) != value
-            )
-            if clashes:
-                raise ConcurrentUpdate(
-                    f"token {key!r} had its {', '.join(clashes)} changed by someone else "
-                    "since it was read; read it again with get_auth_token and reapply "
-                    "the change",
-                    token_key=key,
-                )
-            expires = changes.get("expires")
-            if isinstance(expires, datetime) and expires <= now:
-                raise InvalidArgument(
-                    f"expires {expires.isoformat()} is not in the future; give a later "
-                    "time or a duration such as '30d'"
-                )
-            record = replace(stored, updated_at=now, **changes)  # type: ignore[arg-type]
-            if parent is not None and changes.keys() & {"scope", "expires"}:
-                check_delegation(parent, tuple(record.scope.split(" ")), record.expires)
+            record = updated_record(token, key=key, stored=self._repository.get(key),
+                                    base=base, now=self.now(), parent=parent)
             new = self._repository.update(record)
             if new is not None:
                 load_record(token, self._overlay(new))
@@ -484,7 +417,7 @@ class Security:
                     actor: str | None = None) -> None:
         shown = shown_key(key) if isinstance(key, str) else None
         try:
-            key = _check_key(key)
+            key = check_key(key)
             if owner is None and is_token_key(key):  # the trail files it under its user
                 record = self._repository.get(key)
                 owner = None if record is None else record.user
@@ -623,8 +556,6 @@ class Security:
                                None if actor is None else str(actor)[:300],
                                str(reason)[:64]):
             self._flush_quietly()
-
-    _record_authentication_failure = record_authentication_failure  # until the admin app moves
 
     def audit_events(self, *, user: UserKey | None = None, token_key: str | None = None,
                      since: datetime | None = None, limit: int = 1000) -> list[AuditEvent]:
