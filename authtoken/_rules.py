@@ -35,6 +35,7 @@ from ._token import TokenRecord, UserKey, check_user, same_user
 __all__ = [
     "Actor",
     "acting_user",
+    "audit_user",
     "check_child",
     "check_delegation",
     "check_owner",
@@ -89,6 +90,20 @@ def acting_user(actor: Actor, user: UserKey | None) -> UserKey:
     if actor.user is None:
         raise PermissionDenied(_NO_USER)
     return actor.user
+
+
+def audit_user(actor: Actor, user: UserKey | None) -> UserKey | None:
+    """Whose events on the audit trail ``actor`` may read: ``user``'s (``None``: everyone's).
+
+    An admin reads anyone's, or everyone's; anyone else only its own user's (``user``
+    ``None`` means its own), else ``PermissionDenied``.
+    """
+    if actor.admin:
+        return None if user is None else check_user(user)
+    if user is not None and not same_user(check_user(user), actor.user):
+        raise PermissionDenied("only an admin can read the audit trail of another user's "
+                               "tokens")
+    return acting_user(actor, user)
 
 
 def check_owner(actor: Actor, owner: UserKey | None) -> None:

@@ -67,6 +67,7 @@ from ._repository import AuditEvent, EventRow, Repository
 from ._rules import (
     Actor,
     acting_user,
+    audit_user,
     check_owner,
     live_parent,
     require_user,
@@ -558,15 +559,22 @@ class Security:
             self._flush_quietly()
 
     def audit_events(self, *, user: UserKey | None = None, token_key: str | None = None,
-                     since: datetime | None = None, limit: int = 1000) -> list[AuditEvent]:
+                     since: datetime | None = None, limit: int = 1000,
+                     actor: Actor | None = None) -> list[AuditEvent]:
         """The audit trail, newest first, at most ``limit`` (≤ 10,000) events.
 
         ``user`` keeps the events about that user's tokens, ``token_key`` one token's,
         ``since`` those at or after it.  Every event this ``Security`` recorded before
         the call is written first, so it is seen.  Raises ``RepositoryError`` if storage
         fails.
+
+        With ``actor``: a non-admin reads only its own user's events (``user=None``
+        means its own), else ``PermissionDenied``; an admin reads anyone's.
         """
-        if user is not None:
+        if actor is not None:
+            user = audit_user(actor, user)
+            self._parent_of(actor)
+        elif user is not None:
             user = check_user(user)
         if token_key is not None and not isinstance(token_key, str):
             raise ArgumentTypeError(f"token_key is a str, not {type(token_key).__name__}")

@@ -18,8 +18,11 @@ once.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ._errors import ArgumentTypeError
 from ._redact import redact
+from ._repository import AuditEvent
 from ._rules import Actor
 from ._scopes import Script
 from ._security import Security
@@ -137,6 +140,17 @@ class Session:
         """
         return self.security.list_auth_tokens(user=user, include_revoked=include_revoked,
                                               actor=self.actor)
+
+    def audit_events(self, *, user: UserKey | None = None, token_key: str | None = None,
+                     since: datetime | None = None, limit: int = 1000) -> list[AuditEvent]:
+        """The audit trail as this session may read it, newest first.
+
+        A non-admin session reads the events about its own user's tokens (naming
+        another ``user`` is ``PermissionDenied``); an admin session anyone's, and
+        everyone's when ``user`` is ``None``.  Otherwise as ``Security.audit_events``.
+        """
+        return self.security.audit_events(user=user, token_key=token_key, since=since,
+                                          limit=limit, actor=self.actor)
 
 
 class ScriptRunner:

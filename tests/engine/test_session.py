@@ -416,3 +416,31 @@ def test_admin_revokes_any_users_tokens(security: Security) -> None:
     assert Session(security, admin=True).revoke_user_tokens("7") == 0  # "7" is not 7
     events = [e for e in security.audit_events() if e.action == "revoke_all"]
     assert {(e.actor, e.user) for e in events} == {("admin", "7"), ("user:root (admin)", 7)}
+
+
+def test_audit_events_as_the_session(security: Security) -> None:
+    """A user's session reads its own user's events only; an admin reads anyone's."""
+    alice = logged_in(security, "a")
+    bob = Session(security, user="bob")
+    bob.authorize_token(AuthToken("b"))
+    own = alice.audit_events()
+    assert own and {e.user for e in own} == {"alice"}
+    assert {e.user for e in alice.audit_events(user="alice")} == {"alice"}
+    with pytest.raises(PermissionDenied, match="audit trail of another user"):
+        alice.audit_events(user="bob")
+    with pytest.raises(PermissionDenied, match="audit trail of another user"):
+        bob.audit_events(user=7)
+    with pytest.raises(PermissionDenied):
+        Session(security).audit_events()  # no user, not admin: nobody's events
+    admin = Session(security, user="root", admin=True)
+    assert {e.user for e in admin.audit_events()} >= {"alice", "bob"}
+    assert {e.user for e in admin.audit_events(user="bob")} == {"bob"}
+
+
+def test_audit_events_of_a_dead_session_token_are_refused(security: Security) -> None:
+    """A session whose token was revoked since it logged in reads nothing more."""
+    session = logged_in(security, "a")
+    assert session.principal is not None
+    security.revoke_auth_token_by_key(session.principal.token_key)
+    with pytest.raises(TokenRevoked):
+        session.audit_events()
