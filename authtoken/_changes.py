@@ -54,7 +54,7 @@ def not_found_message(key: str) -> str:
 def check_key(key: object) -> str:
     """``key`` as a ``str``: ``TokenNotFound`` for ``None``, ``TypeError`` for others."""
     if key is None:
-        raise TokenNotFound("no token key given (the token was never authorized?)")
+        raise TokenNotFound("the token was never authorized (it has no key)")
     if not isinstance(key, str):
         raise ArgumentTypeError(f"a token key is a str, not {type(key).__name__}")
     return key

@@ -76,16 +76,18 @@ def require_user(actor: Actor) -> None:
         raise PermissionDenied(_NO_USER)
 
 
-def acting_user(actor: Actor, user: UserKey | None) -> UserKey:
+def acting_user(actor: Actor, user: UserKey | None, *,
+                refusal: str = "only an admin session can act for another user") -> UserKey:
     """The user ``actor`` acts for: ``user`` when given, else its own.
 
-    Raises ``PermissionDenied`` when a non-admin names another user or there is no user
-    at all, and what ``check_user`` raises for a bad ``user``.
+    Raises ``PermissionDenied`` (saying ``refusal``) when a non-admin names another
+    user, ``PermissionDenied`` when there is no user at all, and what ``check_user``
+    raises for a bad ``user``.
     """
     if user is not None:
         user = check_user(user)
         if not actor.admin and not same_user(user, actor.user):
-            raise PermissionDenied("only an admin session can act for another user")
+            raise PermissionDenied(refusal)
         return user
     if actor.user is None:
         raise PermissionDenied(_NO_USER)
@@ -100,10 +102,8 @@ def audit_user(actor: Actor, user: UserKey | None) -> UserKey | None:
     """
     if actor.admin:
         return None if user is None else check_user(user)
-    if user is not None and not same_user(check_user(user), actor.user):
-        raise PermissionDenied("only an admin can read the audit trail of another user's "
-                               "tokens")
-    return acting_user(actor, user)
+    return acting_user(actor, user, refusal="only an admin can read the audit trail of "
+                       "another user's tokens")
 
 
 def check_owner(actor: Actor, owner: UserKey | None) -> None:

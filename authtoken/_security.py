@@ -294,7 +294,8 @@ class Security:
         admin actor with no user -- and another user needs an admin actor.
         """
         if actor is not None and not (user is None and actor.user is None and actor.admin):
-            user = acting_user(actor, user)
+            user = acting_user(actor, user,
+                               refusal="only an admin can list another user's tokens")
             self._parent_of(actor)
         elif user is not None:
             user = check_user(user)
@@ -442,7 +443,8 @@ class Security:
         if actor is None:
             return self._revoke_user(user, None)
         try:
-            owner = acting_user(actor, check_user(user))
+            owner = acting_user(actor, check_user(user),
+                                refusal="only an admin can revoke another user's tokens")
             self._parent_of(actor)
         except AuthTokenError as exc:
             self._record_event("revoke_all", exc, actor=actor.name, user=user)

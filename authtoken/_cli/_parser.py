@@ -12,7 +12,7 @@ import difflib
 import re
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Final, NoReturn
 
 from .._errors import AuthTokenError
@@ -71,12 +71,13 @@ def _script_key(text: str) -> int:
 
 
 def _since(text: str) -> datetime:
+    from .._clock import system_clock
     from .._expiry import parse_expires
 
     try:
         spec = parse_expires(text)
         if spec.relative is not None:
-            return datetime.now(timezone.utc) - spec.relative
+            return system_clock() - spec.relative
         if spec.absolute is not None:
             return spec.absolute
     except (AuthTokenError, OverflowError, ValueError):

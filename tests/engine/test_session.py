@@ -444,3 +444,19 @@ def test_audit_events_of_a_dead_session_token_are_refused(security: Security) ->
     security.revoke_auth_token_by_key(session.principal.token_key)
     with pytest.raises(TokenRevoked):
         session.audit_events()
+
+
+def test_refusals_say_what_was_refused(security: Security) -> None:
+    """Naming another user says which act needs an admin; a token never authorized
+    says so."""
+    alice = Session(security, user="alice")
+    with pytest.raises(PermissionDenied, match="only an admin can list another user's"):
+        alice.list_auth_tokens(user="bob")
+    with pytest.raises(PermissionDenied, match="only an admin can revoke another user's"):
+        alice.revoke_user_tokens("bob")
+    with pytest.raises(PermissionDenied, match="only an admin session can act for another"):
+        alice.authorize_token(AuthToken("a"), user="bob")
+    with pytest.raises(TokenNotFound, match="never authorized"):
+        alice.update_auth_token(AuthToken("a"))
+    with pytest.raises(TokenNotFound, match="never authorized"):
+        alice.revoke_auth_token_by_key(None)  # type: ignore[arg-type]
