@@ -12,8 +12,9 @@ the refresher its adapter -- how to get, refresh and replace a grant -- and subc
   presents it (``Authorization: <token_type> <token>``, or the token alone in another
   header, such as Brainysoft's ``bsauth``);
 - ``.auth``, an ``httpx.Auth`` that sends that header and, after a 401, retires the
-  token, gets a fresh one and retries the request once.  The policy is written once, as
-  a generator of steps (``_auth_steps``); a sync and an async driver only fetch tokens;
+  token, gets a fresh one and retries the request once (not a request whose body was a
+  stream: that cannot be sent again).  The policy is written once, as a generator of
+  steps (``_auth_steps``); a sync and an async driver only fetch tokens;
 - a forced refresh (``_refresh_now``) that each issuer's ``refresh()`` runs;
 - optional background refresh (``start()``/``stop()``): a daemon thread or an asyncio
   task that refreshes a little before each refresh is due, so that callers never wait;
@@ -84,17 +85,24 @@ class _Fetch:
     rejected: str | None = field(default=None, repr=False)
 
 
+def _replayable(request: httpx.Request) -> bool:
+    """Whether the request's body can be sent again as it was: held in memory (bytes, a
+    form, JSON), not a stream (a generator, a file) that the first attempt used up."""
+    return isinstance(request.stream, httpx.ByteStream)
+
+
 def _auth_steps(request: httpx.Request, header_for: Callable[[str], dict[str, str]],
                 ) -> Generator[_Fetch | httpx.Request, Any, None]:
-    """The ``.auth`` policy: send the session's header; after a 401, one retry with a
-    fresh token -- unless the session has no fresher token than the one refused."""
+    """The ``.auth`` policy: send the session's header; after a 401, retire the refused
+    token and retry once with a fresh one -- unless the session has no fresher token, or
+    the body was a stream that cannot be sent again (then the 401 is the answer)."""
     token: str = yield _Fetch()
     request.headers.update(header_for(token))
     response: httpx.Response = yield request
     if response.status_code != 401:
         return
     fresh: str = yield _Fetch(rejected=token)
-    if hmac.compare_digest(fresh, token):
+    if hmac.compare_digest(fresh, token) or not _replayable(request):
         return
     request.headers.update(header_for(fresh))
     yield request

@@ -153,17 +153,21 @@ def _unchanged(grant: Grant) -> Flow:
     yield  # a generator that sends nothing
 
 
+# ``_adapter``'s default: a user's session.  (``None`` is a missing merchant key, refused.)
+_NO_KEY: Final = object()
+
+
 def _adapter(url: str, token_id: str, permissions: Iterable[str],
              leeway: float | timedelta, clock: ClockOrSeconds | None,
-             merchant_key: str | None = None) -> tuple[_UserAdapter | _KeyAdapter,
-                                                       Callable[[], float]]:
+             merchant_key: object = _NO_KEY) -> tuple[_UserAdapter | _KeyAdapter,
+                                                      Callable[[], float]]:
     """A session's adapter and clock from its arguments, each checked."""
     protocol = SpatiumProtocol(url)
     token_id = required_text(token_id, "token_id")
     names = permission_names(permissions)
     lead = seconds(leeway, "leeway")
     now = seconds_clock(clock)
-    if merchant_key is None:
+    if merchant_key is _NO_KEY:
         return _UserAdapter(protocol, token_id, names, lead, now), now
     key = required_text(merchant_key, "merchant_key")
     return _KeyAdapter(protocol, token_id, names, lead, now, merchant_key=key), now
