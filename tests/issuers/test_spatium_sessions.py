@@ -8,7 +8,8 @@ sessions of ``authtoken/issuers/_session.py``: ``get_access_token()``,
 is mocked.  Its account API takes the permission token as a Bearer token, so it serves
 as the protected resource: ``fail(path, 401)`` makes it refuse a valid token.  Where
 time matters the authority and the session share a ``FakeClock``; background refresh
-needs real time, so those tests use 2-second tokens and poll with a deadline.
+needs real time, so those tests use 2-second tokens and poll with a deadline (each takes
+about a second).
 """
 
 from __future__ import annotations
@@ -67,6 +68,14 @@ def live(rsa_key: rsa.RSAPrivateKey) -> Iterator[SpatiumAuthority]:
     """A running authority on real time with 2-second permission tokens."""
     with SpatiumAuthority(private_key=rsa_key, permission_lifetime=2) as running:
         running.add_account(USERNAME, PASSWORD)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def idle(rsa_key: rsa.RSAPrivateKey) -> Iterator[SpatiumAuthority]:
+    """One running authority for the tests of arguments refused before any request (a
+    request would show in its ``calls``)."""
+    with SpatiumAuthority(private_key=rsa_key) as running:
         yield running
 
 
@@ -330,7 +339,6 @@ async def test_sync_session_auth_works_in_an_async_client(authority: SpatiumAuth
 
 
 # -- background refresh -------------------------------------------------------------------
-@pytest.mark.slow
 def test_background_refresh_keeps_a_key_session_fresh_without_callers(
         live: SpatiumAuthority) -> None:
     """``start()`` issues and then refreshes ahead of expiry with no caller asking;
@@ -349,7 +357,6 @@ def test_background_refresh_keeps_a_key_session_fresh_without_callers(
     assert 401 not in api_statuses(live)
 
 
-@pytest.mark.slow
 def test_background_refresh_of_a_user_session_waits_for_establish(
         live: SpatiumAuthority) -> None:
     """Before ``establish`` the background refresher sends nothing; ``establish`` wakes it
@@ -378,7 +385,6 @@ def test_background_failures_are_logged_and_retried(live: SpatiumAuthority,
     assert "background refresh failed" in caplog.text
 
 
-@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_async_background_refresh_keeps_the_session_fresh(
         live: SpatiumAuthority) -> None:
@@ -611,18 +617,18 @@ def constructors(authority: SpatiumAuthority) -> dict[str, Callable[..., Any]]:
     ({"client": object()}, TypeError, "client"),
 ])
 def test_bad_arguments_are_refused_before_anything_is_sent(
-        authority: SpatiumAuthority, kind: str, arguments: dict[str, Any],
+        idle: SpatiumAuthority, kind: str, arguments: dict[str, Any],
         error: type[Exception], words: str) -> None:
     """A bad ``leeway``, ``timeout``, ``clock`` or ``client``: a clear error that names
     the argument, raised by the constructor."""
     with pytest.raises(error, match=words):
-        constructors(authority)[kind](**arguments)
-    assert authority.calls == []
+        constructors(idle)[kind](**arguments)
+    assert idle.calls == []
 
 
-def test_a_client_of_the_other_kind_is_refused(authority: SpatiumAuthority) -> None:
+def test_a_client_of_the_other_kind_is_refused(idle: SpatiumAuthority) -> None:
     """A sync session takes an ``httpx.Client``, an async one an ``httpx.AsyncClient``."""
-    make = constructors(authority)
+    make = constructors(idle)
     with httpx.Client() as sync_client:
         with pytest.raises(TypeError, match="AsyncClient"):
             make["AsyncKeyAuthorizationSession"](client=sync_client)
@@ -644,25 +650,25 @@ def test_a_client_of_the_other_kind_is_refused(authority: SpatiumAuthority) -> N
     (lambda url: KeyAuthorizationSession("ftp://x.example", "b", ["read"], "k"),
      InvalidArgument),
 ])
-def test_bad_names_and_permissions_are_refused(authority: SpatiumAuthority, call: Any,
+def test_bad_names_and_permissions_are_refused(idle: SpatiumAuthority, call: Any,
                                                error: type[Exception]) -> None:
     """A wrong type is a ``TypeError``, a wrong value ``InvalidArgument``."""
     with pytest.raises(error):
-        call(authority.url)
-    assert authority.calls == []
+        call(idle.url)
+    assert idle.calls == []
 
 
 def test_establish_refuses_bad_security_tokens_without_sending(
-        authority: SpatiumAuthority) -> None:
+        idle: SpatiumAuthority) -> None:
     """``establish`` with no token, or with no list of tokens at all, sends nothing."""
-    with AuthorizationSession(authority.url, "device-1", ["read"]) as session:
+    with AuthorizationSession(idle.url, "device-1", ["read"]) as session:
         with pytest.raises(InvalidArgument):
             session.establish([])
         with pytest.raises(TypeError):
             session.establish(42)  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             session.establish([None])  # type: ignore[list-item]
-    assert authority.calls == []
+    assert idle.calls == []
 
 
 # -- no secret anywhere ---------------------------------------------------------------------
