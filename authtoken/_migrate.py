@@ -31,7 +31,7 @@ __all__ = ["HEAD", "REVISIONS", "VERSION_TABLE", "current_revision", "ensure_cur
 
 VERSION_TABLE: Final = "authtoken_schema_version"
 # Every revision this code knows, oldest first.
-REVISIONS: Final = ("0001", "0002", "0003")
+REVISIONS: Final = ("0001", "0002", "0003", "0004")
 HEAD: Final = REVISIONS[-1]
 # Serialises schema creation across processes on PostgreSQL (an arbitrary constant).
 _PG_LOCK_ID: Final = 0x61746B5F7363686D  # "atk_schm"

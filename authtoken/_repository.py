@@ -22,18 +22,22 @@ from __future__ import annotations
 import builtins
 import secrets
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Final, NamedTuple, Protocol, runtime_checkable
 
 from ._errors import InvalidArgument, TokenRevoked
 from ._expiry import from_micros, to_micros
 from ._scopes import Script
 from ._token import TokenRecord, UserKey
 
-__all__ = ["AuditEvent", "BatchId", "EventRow", "LoginRow", "MemoryRepository", "Repository",
-           "Usage", "new_writer"]
+__all__ = ["MEMORY_EVENTS", "AuditEvent", "BatchId", "EventRow", "LoginRow",
+           "MemoryRepository", "Repository", "Usage", "new_writer"]
+
+#: The newest audit events a ``MemoryRepository`` keeps; older ones are dropped.
+MEMORY_EVENTS: Final = 100_000
 
 
 class LoginRow(NamedTuple):
@@ -177,13 +181,21 @@ class Repository(Protocol):
 
 
 class MemoryRepository:
-    """A ``Repository`` in this process's memory: for tests and throwaway runs."""
+    """A ``Repository`` in this process's memory: for tests and throwaway runs.
 
-    def __init__(self) -> None:
+    Its audit trail keeps the newest ``max_events`` events (default ``MEMORY_EVENTS``)
+    and drops older ones, so that a long run's memory stays bounded; usage counts are
+    never dropped.
+    """
+
+    def __init__(self, *, max_events: int = MEMORY_EVENTS) -> None:
+        if isinstance(max_events, bool) or not isinstance(max_events, int) \
+                or max_events < 1:
+            raise InvalidArgument("max_events is a whole number of events, 1 or more")
         self._rows: dict[str, TokenRecord] = {}
         self._order: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._events: list[EventRow] = []
+        self._events: deque[EventRow] = deque(maxlen=max_events)
         self._batches: dict[str, int] = {}  # writer -> highest batch number written
 
     def __repr__(self) -> str:
@@ -323,6 +335,15 @@ class MemoryRepository:
                     last_used_at=when if row.last_used_at is None or when > row.last_used_at
                     else row.last_used_at,
                 )
+
+    def prune_events(self, before: int) -> int:
+        """Drop the audit events recorded before ``before`` (µs); return how many."""
+        with self._lock:
+            kept = deque((e for e in self._events if e.at >= before),
+                         maxlen=self._events.maxlen)
+            dropped = len(self._events) - len(kept)
+            self._events = kept
+        return dropped
 
     def close(self) -> None:
         """Nothing to release; the tokens stay readable."""

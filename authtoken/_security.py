@@ -36,7 +36,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
-from typing import Final
 
 from ._audit import AuditBuffer, flush_forgotten
 from ._changes import (
@@ -84,10 +83,10 @@ from ._token import (
     read_record,
     token_from_record,
 )
+from ._trail import Pruning, check_before, check_query
 
-__all__ = ["AUDIT_LIMIT", "Security"]
+__all__ = ["Security"]
 
-AUDIT_LIMIT: Final = 10_000
 
 
 class Security:
@@ -578,19 +577,27 @@ class Security:
             self._parent_of(actor)
         elif user is not None:
             user = check_user(user)
-        if token_key is not None and not isinstance(token_key, str):
-            raise ArgumentTypeError(f"token_key is a str, not {type(token_key).__name__}")
-        if since is not None:
-            if not isinstance(since, datetime):
-                raise ArgumentTypeError(f"since is a datetime, not {type(since).__name__}")
-            since = aware_utc(since)
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise ArgumentTypeError(f"limit is an int, not {type(limit).__name__}")
-        if not 1 <= limit <= AUDIT_LIMIT:
-            raise InvalidArgument(f"limit is from 1 to {AUDIT_LIMIT}, not {limit}")
+        since = check_query(token_key, since, limit)
         self._audit.flush(self._repository, wait=True)
         return self._repository.events(user=user, token_key=token_key, since=since,
                                        limit=limit)
+
+    def prune_audit(self, *, before: datetime) -> int:
+        """Drop the audit events recorded before ``before``; return how many.
+
+        What this ``Security`` has buffered is written first, so no event escapes the
+        prune by being late.  Raises ``InvalidArgument`` for a ``before`` later than now
+        or a repository that cannot prune, ``RepositoryError`` if storage fails (what
+        was dropped before the failure stays dropped).  Usage counts are not touched.
+        """
+        at = check_before(before, self.now())
+        if not isinstance(self._repository, Pruning):
+            raise InvalidArgument(
+                f"{type(self._repository).__name__} cannot prune its audit trail: it has "
+                "no prune_events(before) method"
+            )
+        self._audit.flush(self._repository, wait=True)
+        return self._repository.prune_events(at)
 
     def _flush_quietly(self) -> None:
         try:

@@ -382,6 +382,10 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    if args.action == "prune":
+        return _prune(args)
+    if args.before is not None:
+        usage_error(args, "--before is for 'audit prune --before WHEN'")
     user = None if args.user is None else parse_user(args.user)
     with _open(args) as security:
         events = security.audit_events(user=user, token_key=args.token_key,
@@ -404,6 +408,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
                      cut(user_text(e.user), 24), cut(safe(e.actor or "-"), 30), script,
                      e.reason or "-"))
     _table(rows)
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    if args.before is None:
+        usage_error(args, "audit prune needs --before WHEN (say --before 90d)")
+    if args.user is not None or args.token_key is not None or args.since is not None:
+        usage_error(args, "audit prune drops every event before --before: it takes no "
+                          "--user, --token or --since")
+    with _open(args) as security:
+        dropped = security.prune_audit(before=args.before)
+    if json_mode(args):
+        print_json({"pruned": dropped, "before": args.before.isoformat()})
+    else:
+        out(f"pruned {dropped} audit event{'' if dropped == 1 else 's'} recorded before "
+            f"{short_time(args.before, seconds=True)}")
     return 0
 
 

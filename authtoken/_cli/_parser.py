@@ -256,7 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("audit", _commands.cmd_audit,
                   "the audit trail, newest first: who authorized, updated, revoked and "
-                  "logged in with which token, and what was refused")
+                  "logged in with which token, and what was refused; 'audit prune "
+                  "--before WHEN' drops the events older than WHEN")
+    sub.add_argument("action", nargs="?", choices=("prune",),
+                     help="prune: drop the events recorded before --before")
+    sub.add_argument("--before", metavar="WHEN", type=_since,
+                     help="with prune: an ISO 8601 time, or a duration such as '90d' "
+                          "meaning that long ago")
     sub.add_argument("--user", metavar="U", help="only events about this user's tokens")
     sub.add_argument("--token", metavar="KEY", dest="token_key",
                      help="only events about the token with this key")

@@ -20,7 +20,7 @@ from .._repository import BatchId
 from .._watchdog import Watch
 from ._calls import Calls
 from ._failures import Failures
-from ._schema import AUDIT_INSERT, BATCHES, TOKENS
+from ._schema import AUDIT_INSERT, BATCHES, STAGED_INSERT, TOKENS
 
 __all__ = ["Dialect", "FastReads", "claim_by_upsert"]
 
@@ -126,6 +126,17 @@ class Dialect:
     def insert_events(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         """Append audit rows (``_schema.audit_rows``)."""
         conn.exec_driver_sql(AUDIT_INSERT, rows)
+
+    def stage(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Append staged rows (``_staging.staged_rows``)."""
+        conn.exec_driver_sql(STAGED_INSERT, rows)
+
+    def staged_span(self, conn: Connection) -> int:
+        """About how many rows are staged (the span of their ids: cheap on any size)."""
+        low, high = conn.exec_driver_sql(
+            "SELECT MIN(id), MAX(id) FROM authtoken_staged"
+        ).one()
+        return 0 if low is None else int(high) - int(low) + 1
 
 
 def claim_by_upsert(conn: Connection, batch: BatchId, now: int) -> bool:

@@ -29,7 +29,7 @@ from ._calls import Calls
 from ._dialect import Dialect, claim_by_upsert
 from ._failures import Failures
 from ._pg_login import PgReads
-from ._schema import AUDIT_INSERT
+from ._schema import AUDIT_INSERT, STAGED_INSERT
 
 __all__ = ["PostgreSQL"]
 
@@ -48,6 +48,7 @@ _ADD_USAGE: Final = sa.text(
     "AS v(k, n, last) WHERE t.key = v.k"
 )
 _AUDIT_INSERT: Final = AUDIT_INSERT.replace("?", "%s")
+_STAGED_INSERT: Final = STAGED_INSERT.replace("?", "%s")
 
 
 class PostgreSQL(Dialect):
@@ -105,3 +106,6 @@ class PostgreSQL(Dialect):
 
     def insert_events(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         conn.exec_driver_sql(_AUDIT_INSERT, rows)
+
+    def stage(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        conn.exec_driver_sql(_STAGED_INSERT, rows)

@@ -51,7 +51,6 @@ from ._schema import (
     LOGIN_SELECT,
     StoredToken,
     audit_event,
-    audit_rows,
     login_row,
     micros_or_none,
     time_or_none,
@@ -61,6 +60,17 @@ from ._schema import (
 )
 from ._schema import TOKENS as T
 from ._sqlite import SQLite
+from ._staging import (
+    FOLD_CHUNK,
+    FOLD_ROWS,
+    FOLD_SECONDS,
+    file_rows,
+    staged_events,
+    staged_rows,
+    staged_usage,
+    take_staged,
+    with_usage,
+)
 
 __all__ = ["DEFAULT_TIMEOUT", "WRITE_CHUNK", "SQLRepository"]
 
@@ -106,6 +116,7 @@ class SQLRepository:
         self._engine = _create_engine(self._dialect, engine_options, shown)
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        self._folded_at = time.monotonic()
         # A repository dropped without close() still releases its connections.
         self._finalizer = weakref.finalize(self, _release, self._calls, self._engine)
 
@@ -253,10 +264,20 @@ class SQLRepository:
         reads = self._reads
         if reads is not None:
             stored = self._fast(reads.get, key)
-            return None if stored is None else token_record(StoredToken(*stored))
+            if stored is None:
+                return None
+            *columns, logins, last = stored  # the token's row, then its staged usage
+            return with_usage(token_record(StoredToken(*columns)), logins, last)
         with self._tx(write=False) as conn:
             row = conn.execute(sa.select(T).where(T.c.key == key)).first()
-        return None if row is None else token_record(row)
+            staged = staged_usage(conn, [key]) if row is not None else {}
+        return None if row is None else self._with_staged(token_record(row), staged)
+
+    @staticmethod
+    def _with_staged(record: TokenRecord, staged: Mapping[str, tuple[int, int]],
+                     ) -> TokenRecord:
+        logins, last = staged.get(record.key, (0, None))
+        return with_usage(record, logins, last)
 
     def insert(self, record: TokenRecord) -> None:
         values = token_values(record)
@@ -308,7 +329,7 @@ class SQLRepository:
                         token_key=record.key, revoked_at=time_or_none(row.revoked_at),
                     )
                 return None
-            return token_record(row)
+            return self._with_staged(token_record(row), staged_usage(conn, [record.key]))
 
         return self._write(update)
 
@@ -368,28 +389,65 @@ class SQLRepository:
         if not include_revoked:
             query = query.where(T.c.revoked_at.is_(None))
         with self._tx(write=False) as conn:
-            return [token_record(row) for row in conn.execute(query)]
+            records = [token_record(row) for row in conn.execute(query)]
+            staged = staged_usage(conn) if records else {}
+        return [self._with_staged(record, staged) for record in records]
 
     def record_usage(self, usage: Mapping[str, Usage],
                      events: Sequence[EventRow] = (), batch: BatchId | None = None) -> None:
+        """Stage the batch (see ``_staging``): one append, whatever tokens it used;
+        then, now and then, fold what is staged."""
         if not usage and not events:
             return
-        # Rows are updated in key order, the order revocations lock them in.
-        params = [{"k": k, "n": u.logins, "last": u.last_used} for k, u in sorted(usage.items())]
-        rows = audit_rows(events)
+        rows = staged_rows(usage, events)
         dialect = self._dialect
 
-        def write(conn: Connection) -> None:
+        def write(conn: Connection) -> int:
             if batch is not None and not self._claim(conn, batch):
-                return  # written already: this is a retry after a lost answer
-            # In chunks: a backlog kept while the database was down can hold any number
-            # of tokens.
-            for i in range(0, len(params), WRITE_CHUNK):
-                dialect.add_usage(conn, params[i:i + WRITE_CHUNK])
+                return 0  # written already: this is a retry after a lost answer
+            # In chunks: a backlog kept while the database was down can be any size.
             for i in range(0, len(rows), WRITE_CHUNK):
-                dialect.insert_events(conn, rows[i:i + WRITE_CHUNK])
+                dialect.stage(conn, rows[i:i + WRITE_CHUNK])
+            return dialect.staged_span(conn)
 
-        self._write(write, unknown=BATCH_UNKNOWN)
+        staged = self._write(write, unknown=BATCH_UNKNOWN)
+        if staged >= FOLD_ROWS or time.monotonic() - self._folded_at >= FOLD_SECONDS:
+            self._fold_quietly()
+
+    def fold(self, max_rows: int | None = None) -> int:
+        """File staged usage and events into the tokens and the audit trail now.
+
+        Takes ``FOLD_CHUNK`` rows per transaction until none is left (or ``max_rows``
+        were filed); returns how many staged rows it filed.  Nothing a read returns
+        changes (reads add what is staged); the trail's login events of one kind become
+        one event with their count.  Raises ``RepositoryError`` if storage fails; what
+        was filed before stays filed, the rest stays staged.
+        """
+        dialect = self._dialect
+
+        def chunk(conn: Connection) -> int:
+            taken = take_staged(conn, FOLD_CHUNK)
+            usage, audit = file_rows(taken)
+            for i in range(0, len(usage), WRITE_CHUNK):
+                dialect.add_usage(conn, usage[i:i + WRITE_CHUNK])
+            for i in range(0, len(audit), WRITE_CHUNK):
+                dialect.insert_events(conn, audit[i:i + WRITE_CHUNK])
+            return len(taken)
+
+        self._folded_at = time.monotonic()
+        filed = 0
+        while max_rows is None or filed < max_rows:
+            done = self._write(chunk)
+            filed += done
+            if done < FOLD_CHUNK:
+                break
+        return filed
+
+    def _fold_quietly(self) -> None:
+        try:
+            self.fold(max_rows=FOLD_ROWS)
+        except RepositoryError:
+            pass  # the rows stay staged, and reads still count them: folded later
 
     def _claim(self, conn: Connection, batch: BatchId) -> bool:
         """Record ``batch`` as written, in the caller's transaction; ``False`` if its
@@ -407,15 +465,40 @@ class SQLRepository:
 
     def events(self, *, user: UserKey | None, token_key: str | None,
                since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
+        after = None if since is None else to_micros(since)
         query = sa.select(A).order_by(A.c.at.desc(), A.c.id.desc()).limit(limit)
         if user is not None:
             query = query.where(A.c.user_ref == user_ref(user))
         if token_key is not None:
             query = query.where(A.c.token_key == token_key)
-        if since is not None:
-            query = query.where(A.c.at >= to_micros(since))
+        if after is not None:
+            query = query.where(A.c.at >= after)
         with self._tx(write=False) as conn:
-            return [audit_event(row) for row in conn.execute(query).mappings()]
+            staged = staged_events(conn, user=user, token_key=token_key, since=after,
+                                   limit=limit)
+            filed = [audit_event(row) for row in conn.execute(query).mappings()]
+        # Staged events were recorded after the filed ones of the same time.
+        merged = sorted(staged + filed, key=lambda e: e.at, reverse=True)
+        return merged[:limit]
+
+    def prune_events(self, before: int) -> int:
+        """Drop the audit events recorded before ``before`` (µs); return how many.
+
+        Staged events are filed first, so that none escapes; then the old events go
+        ``FOLD_CHUNK`` at a time, each chunk its own short transaction.
+        """
+        self.fold()
+        old = sa.select(A.c.id).where(A.c.at < before).order_by(A.c.at).limit(FOLD_CHUNK)
+
+        def chunk(conn: Connection) -> int:
+            return int(conn.execute(A.delete().where(A.c.id.in_(old))).rowcount)
+
+        dropped = 0
+        while True:
+            done = self._write(chunk)
+            dropped += done
+            if done < FOLD_CHUNK:
+                return dropped
 
     def close(self) -> None:
         """Refuse new calls, let calls in flight finish (up to 2 x (``timeout`` + 1 s)),

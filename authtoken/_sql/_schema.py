@@ -29,7 +29,8 @@ from .._token import TokenRecord, UserKey
 
 __all__ = [
     "AUDIT", "AUDIT_INSERT", "BATCHES", "COLUMNS", "GET_SQL", "LOGIN_SELECT", "LOGIN_SQL",
-    "METADATA", "TOKENS", "AuditRow", "StoredToken", "TokenRow", "UsageBatchRow",
+    "METADATA", "STAGED", "STAGED_INSERT", "TOKENS", "AuditRow", "StagedRow", "StoredToken",
+    "TokenRow", "UsageBatchRow",
     "audit_event", "audit_rows", "decode_utf8", "fit", "login_row", "micros_or_none",
     "time_or_none", "token_record", "token_values", "user_of", "user_ref",
 ]
@@ -66,24 +67,61 @@ class TokenRow(_Base, table=True):
 
 
 class AuditRow(_Base, table=True):
-    """One audit event; never a token string or secret."""
+    """One audit event; never a token string or secret.
+
+    Indexed so that the newest ``limit`` events of a user, of a token or of everyone
+    are read in ``limit`` steps: each index ends with ``(at, id)``, the order of a read.
+    """
 
     __tablename__ = "authtoken_audit"
-    __table_args__ = (sa.PrimaryKeyConstraint("id", name="pk_authtoken_audit"),)
+    __table_args__ = (
+        sa.PrimaryKeyConstraint("id", name="pk_authtoken_audit"),
+        sa.Index("ix_authtoken_audit_at_id", "at", "id"),
+        sa.Index("ix_authtoken_audit_user_at", "user_ref", "at", "id"),
+        sa.Index("ix_authtoken_audit_token_at", "token_key", "at", "id"),
+    )
 
     id: int | None = Field(
         default=None, nullable=False, sa_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite")
     )
-    at: int = Field(sa_type=sa.BigInteger, nullable=False, index=True)
+    at: int = Field(sa_type=sa.BigInteger, nullable=False)
     action: str = Field(sa_type=sa.String(16), nullable=False)
     outcome: str = Field(sa_type=sa.String(8), nullable=False)
     actor: str | None = Field(default=None, sa_type=sa.String(300))
-    token_key: str | None = Field(default=None, sa_type=sa.String(32), index=True)
-    user_ref: str | None = Field(default=None, sa_type=sa.String(300), index=True)
+    token_key: str | None = Field(default=None, sa_type=sa.String(32))
+    user_ref: str | None = Field(default=None, sa_type=sa.String(300))
     script_key: int | None = Field(default=None, sa_type=sa.BigInteger)
     script_path: str | None = Field(default=None, sa_type=sa.Text)
     reason: str | None = Field(default=None, sa_type=sa.String(64))
     count: int = Field(default=1, sa_type=sa.BigInteger, nullable=False)
+
+
+class StagedRow(_Base, table=True):
+    """A usage count or an audit event written by a batch and not yet folded in.
+
+    The columns of an audit row (``action`` and ``outcome`` ``NULL`` for a row that is
+    usage only) plus ``uses``: how many logins of ``token_key`` it adds to the token's
+    ``use_count``, the latest at ``at``.  Appended, read in ``id`` order, never indexed
+    otherwise: see ``_staging``.
+    """
+
+    __tablename__ = "authtoken_staged"
+    __table_args__ = (sa.PrimaryKeyConstraint("id", name="pk_authtoken_staged"),)
+
+    id: int | None = Field(
+        default=None, nullable=False, sa_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    )
+    at: int = Field(sa_type=sa.BigInteger, nullable=False)
+    action: str | None = Field(default=None, sa_type=sa.String(16))
+    outcome: str | None = Field(default=None, sa_type=sa.String(8))
+    actor: str | None = Field(default=None, sa_type=sa.String(300))
+    token_key: str | None = Field(default=None, sa_type=sa.String(32))
+    user_ref: str | None = Field(default=None, sa_type=sa.String(300))
+    script_key: int | None = Field(default=None, sa_type=sa.BigInteger)
+    script_path: str | None = Field(default=None, sa_type=sa.Text)
+    reason: str | None = Field(default=None, sa_type=sa.String(64))
+    count: int = Field(default=1, sa_type=sa.BigInteger, nullable=False)
+    uses: int = Field(default=0, sa_type=sa.BigInteger, nullable=False)
 
 
 class UsageBatchRow(_Base, table=True):
@@ -101,8 +139,9 @@ METADATA = _Base.metadata
 TOKENS: sa.Table = TokenRow.__table__  # type: ignore[attr-defined]
 AUDIT: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
 BATCHES: sa.Table = UsageBatchRow.__table__  # type: ignore[attr-defined]
+STAGED: sa.Table = StagedRow.__table__  # type: ignore[attr-defined]
 COLUMNS: Final = tuple(c.name for c in TOKENS.columns)
-# A token's row as a driver returns it for GET_SQL, with the columns' names.
+# A token's row as a driver returns it (the first columns of GET_SQL), with their names.
 StoredToken = NamedTuple("StoredToken", [(name, Any) for name in COLUMNS])  # type: ignore[misc]
 
 # The two reads by key of the per-thread login connections, in qmark placeholders
@@ -111,7 +150,17 @@ LOGIN_SQL: Final = (
     "SELECT secret_hash, user_ref, scope, data, expires, revoked_at "
     "FROM authtoken_token WHERE key = ?"
 )
-GET_SQL: Final = f"SELECT {', '.join(COLUMNS)} FROM authtoken_token WHERE key = ?"  # noqa: S608
+# A token's row and what the staging table still holds of its usage (logins, latest),
+# so that a read by key is exact before the fold (``_staging``).
+_STAGED_OF_T: Final = (
+    "FROM authtoken_staged s WHERE s.token_key = t.key AND (s.uses > 0 OR s.action IS NULL)"
+)
+GET_SQL: Final = (
+    f"SELECT {', '.join('t.' + c for c in COLUMNS)}, "  # noqa: S608
+    f"(SELECT CAST(COALESCE(SUM(s.uses), 0) AS BIGINT) {_STAGED_OF_T}), "
+    f"(SELECT MAX(s.at) {_STAGED_OF_T}) "
+    "FROM authtoken_token t WHERE t.key = ?"
+)
 # The login read through SQLAlchemy, for a dialect without a login path of its own.
 LOGIN_SELECT: Final = sa.select(
     TOKENS.c.secret_hash, TOKENS.c.user_ref, TOKENS.c.scope, TOKENS.c.data,
@@ -122,6 +171,12 @@ LOGIN_SELECT: Final = sa.select(
 AUDIT_INSERT: Final = (
     'INSERT INTO authtoken_audit (at, action, outcome, actor, token_key, user_ref, '
     'script_key, script_path, reason, "count") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'
+)
+# Staged rows: the columns of an audit row, then ``uses``.
+STAGED_INSERT: Final = (
+    'INSERT INTO authtoken_staged (at, action, outcome, actor, token_key, user_ref, '
+    'script_key, script_path, reason, "count", uses) '
+    'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'
 )
 
 

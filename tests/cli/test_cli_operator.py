@@ -243,3 +243,29 @@ def test_token_arguments_in_any_shape_are_refused(cli: Cli, shape: str) -> None:
         "show", argument)
     assert result.code == 2
     assert argument not in result.text and token[21:].upper() not in result.text.upper()
+
+
+# -- audit prune ----------------------------------------------------------------------------------
+def test_audit_prune_drops_old_events(cli: Cli) -> None:
+    """``audit prune --before`` drops what is older and says how many; JSON too."""
+    cli.authorize("alice")
+    result = cli("audit", "prune", "--before", "1d")
+    assert result.code == 0, result.err
+    assert result.out.startswith("pruned 0 audit events recorded before ")
+    future = cli("--json", "audit", "prune", "--before", "2999-01-01T00:00Z")
+    assert future.code == 1 and "in the future" in future.err
+    done = cli("--json", "audit", "prune", "--before", "0s")
+    assert done.code == 0, done.err
+    assert done.json()["pruned"] == 1  # type: ignore[index]
+    assert cli("audit").out.strip() == "no events"
+
+
+@pytest.mark.parametrize("args", [
+    ("audit", "prune"), ("audit", "--before", "1d"),
+    ("audit", "prune", "--before", "1d", "--user", "alice"),
+    ("audit", "prune", "--before", "yesterday"), ("audit", "purge", "--before", "1d"),
+])
+def test_audit_prune_usage_errors(cli: Cli, args: tuple[str, ...]) -> None:
+    result = cli(*args)
+    assert result.code == 2, result
+    assert result.err.strip()

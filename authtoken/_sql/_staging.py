@@ -1,0 +1,184 @@
+"""Usage and audit events on their way in: the staging table, and the fold that files them.
+
+Theory of operation
+-------------------
+A batch of logins (``Repository.record_usage``) could update the row of every token it
+used and insert an indexed audit row per event.  With many distinct tokens in use that
+writes a page at a random place per token and per index entry -- tens of kilobytes per
+login, and a write lock held long enough for a revocation to queue behind it.  Instead a
+batch appends its rows to ``authtoken_staged``: one table with no index but its key, so
+that a batch writes a few consecutive pages however many tokens it used.
+
+The fold files staged rows, oldest first and ``FOLD_CHUNK`` per transaction: each
+token's logins are added to its ``use_count`` (and ``last_used_at`` advanced) with one
+update per token, and the login events of one kind -- action, outcome, actor, token,
+user, script and reason -- in the same minute become one audit event that carries their
+``count`` and the time of the last.  The more batches one fold takes, the cheaper each
+login: a token used a hundred times since the last fold has its row written once.
+Other events (authorize, update, revoke, revoke-all) are filed one by one, as recorded.
+
+Reads never wait for a fold.  A read by key adds what is staged for the token, a list
+adds the staged usage of the tokens it returns, and a read of the trail merges the staged
+events with the filed ones.  So ``use_count`` and ``last_used_at`` are exact as soon as a
+batch is written, and a fold changes nothing anyone can read but the number of rows.
+
+Durability: staged rows commit with their batch (and its ``BatchId``, so a batch written
+again is not staged twice); a fold deletes the rows it files in the transaction that
+files them.  A process killed at any moment loses no staged row and files none twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .._expiry import from_micros
+from .._repository import AuditEvent, EventRow, Usage
+from .._token import TokenRecord, UserKey
+from ._schema import STAGED as S
+from ._schema import audit_event, audit_rows, user_ref
+
+__all__ = [
+    "FOLD_CHUNK", "FOLD_ROWS", "FOLD_SECONDS", "SUMMARY_MICROS", "file_rows",
+    "staged_events", "staged_rows", "staged_usage", "take_staged", "with_usage",
+]
+
+#: Staged rows filed per fold transaction: short enough not to keep a revocation waiting.
+FOLD_CHUNK: Final = 2000
+#: A repository folds after its batch once about this many rows are staged, ...
+FOLD_ROWS: Final = 20_000
+#: ... or this long (seconds) after its last fold.
+FOLD_SECONDS: Final = 2.0
+
+#: Login events of one kind are summed per minute (of their time): a summary never
+#: hides when the attempts were by more than that.
+SUMMARY_MICROS: Final = 60_000_000
+_FOLDED: Final = frozenset({"login", "authenticate"})  # the actions summed per kind
+_USES: Final = sa.or_(S.c.uses > 0, S.c.action.is_(None))  # rows that carry usage
+_COLUMNS: Final = (S.c.id, S.c.at, S.c.action, S.c.outcome, S.c.actor, S.c.token_key,
+                   S.c.user_ref, S.c.script_key, S.c.script_path, S.c.reason, S.c.count,
+                   S.c.uses)
+
+
+def staged_rows(usage: Mapping[str, Usage], events: Sequence[EventRow],
+                ) -> list[tuple[Any, ...]]:
+    """The rows of ``STAGED_INSERT`` for one batch.
+
+    Each event is an audit row plus ``uses``: a successful login event carries the
+    logins it stands for, so that usage costs no row of its own.  Logins no event
+    stands for (events not recorded, or dropped while storage was down) get a row of
+    usage only; so does a token whose latest login is later than its events say.
+    """
+    left = {key: use.logins for key, use in usage.items()}
+    latest: dict[str, int] = {}
+    rows = []
+    for given, row in zip(events, audit_rows(events), strict=True):
+        event = EventRow._make(given)  # named, however the caller built it
+        uses = 0
+        key = event.token_key
+        if event.action == "login" and event.outcome == "ok" and key in left:
+            assert key is not None
+            uses = min(event.times, left[key])
+            left[key] -= uses
+            if event.at > latest.get(key, -1):
+                latest[key] = event.at
+        rows.append((*row, uses))
+    for key, use in usage.items():
+        if left[key] > 0 or latest.get(key, -1) < use.last_used:
+            rows.append((use.last_used, None, None, None, key, None, None, None, None, 0,
+                         left[key]))
+    return rows
+
+
+def take_staged(conn: Connection, limit: int) -> Sequence[Sequence[Any]]:
+    """Remove and return the oldest ``limit`` staged rows, in ``conn``'s transaction.
+
+    On PostgreSQL the rows are locked as they are read and rows locked by another fold
+    are skipped, so two folds never take the same row; on SQLite the write transaction
+    is the only one.
+    """
+    rows = conn.execute(
+        sa.select(*_COLUMNS).order_by(S.c.id).limit(limit).with_for_update(skip_locked=True)
+    ).all()
+    if rows:
+        ids = [row[0] for row in rows]
+        conn.execute(S.delete().where(S.c.id.in_(ids)))
+    return rows
+
+
+def file_rows(rows: Sequence[Sequence[Any]],
+              ) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+    """What taken rows file: usage per token (``Dialect.add_usage``'s chunks, in key
+    order) and audit rows (``AUDIT_INSERT``'s, oldest first), login events summed per
+    kind."""
+    usage: dict[str, list[int]] = {}
+    kinds: dict[tuple[Any, ...], list[int]] = {}
+    audit: list[tuple[Any, ...]] = []
+    for _id, at, action, outcome, actor, key, ref, skey, spath, reason, count, uses in rows:
+        if key is not None and (uses > 0 or action is None):
+            use = usage.get(key)
+            if use is None:
+                usage[key] = [uses, at]
+            else:
+                use[0] += uses
+                if at > use[1]:
+                    use[1] = at
+        if action is None:
+            continue
+        if action in _FOLDED:
+            kind = (action, outcome, actor, key, ref, skey, spath, reason,
+                    at // SUMMARY_MICROS)
+            seen = kinds.get(kind)
+            if seen is None:
+                kinds[kind] = [at, count]
+            else:
+                seen[0] = max(seen[0], at)
+                seen[1] += count
+        else:
+            audit.append((at, action, outcome, actor, key, ref, skey, spath, reason, count))
+    audit.extend((at, *kind[:-1], count) for kind, (at, count) in kinds.items())
+    audit.sort(key=lambda row: row[0])
+    params = [{"k": key, "n": n, "last": last} for key, (n, last) in sorted(usage.items())]
+    return params, audit
+
+
+def staged_usage(conn: Connection, keys: Sequence[str] | None = None,
+                 ) -> dict[str, tuple[int, int]]:
+    """What is staged of the usage of ``keys`` (every token's if ``None``): logins and
+    the latest login (µs), per key."""
+    query = (sa.select(S.c.token_key, sa.func.sum(S.c.uses), sa.func.max(S.c.at))
+             .where(_USES).group_by(S.c.token_key))
+    if keys is not None:
+        query = query.where(S.c.token_key.in_(list(keys)))
+    return {key: (int(n), int(last)) for key, n, last in conn.execute(query)
+            if key is not None}
+
+
+def with_usage(record: TokenRecord, logins: int, last: int | None) -> TokenRecord:
+    """``record`` with staged usage added: ``logins`` more uses, the latest at ``last``."""
+    if last is None:
+        return record
+    when = from_micros(last)
+    return replace(
+        record, use_count=record.use_count + logins,
+        last_used_at=when if record.last_used_at is None or when > record.last_used_at
+        else record.last_used_at,
+    )
+
+
+def staged_events(conn: Connection, *, user: UserKey | None, token_key: str | None,
+                  since: int | None, limit: int) -> list[AuditEvent]:
+    """The newest ``limit`` staged events that pass the filters, newest first."""
+    query = (sa.select(S).where(S.c.action.is_not(None))
+             .order_by(S.c.at.desc(), S.c.id.desc()).limit(limit))
+    if user is not None:
+        query = query.where(S.c.user_ref == user_ref(user))
+    if token_key is not None:
+        query = query.where(S.c.token_key == token_key)
+    if since is not None:
+        query = query.where(S.c.at >= since)
+    return [audit_event(row) for row in conn.execute(query).mappings()]
