@@ -207,6 +207,22 @@ class SessionCore:
         wait = max(wake, self._refresher.retry_at) - now
         return min(max(wait, BACKGROUND_MIN_NAP), BACKGROUND_NAP)
 
+    def _background_refreshed(self) -> float:
+        """How long to sleep after a round that refreshed.
+
+        A token due again at once, just after a refresh, means this host's clock is
+        ahead of the issuer's by more than a token's life: refreshing again at once
+        would only send the refresh token over and over.  Then the refresher naps
+        (``BACKGROUND_NAP``) and says why; callers still refresh when they need to.
+        """
+        delay = self._background_delay()
+        if delay > BACKGROUND_MIN_NAP or self._refresher.retry_at > self._now():
+            return delay
+        log.warning("background refresh of %s: the new token is due at once; is this "
+                    "host's clock ahead of the issuer's? napping %.0f s",
+                    type(self).__name__, BACKGROUND_NAP)
+        return BACKGROUND_NAP
+
     def _background_failed(self, exc: Exception) -> float:
         """Log a failed round; how long to sleep before the next."""
         if isinstance(exc, _WAITING):
@@ -302,7 +318,7 @@ class SyncSession(SessionCore):
             except Exception as exc:  # keep refreshing; the callers see the error
                 delay = self._background_failed(exc)
             else:
-                delay = self._background_delay()
+                delay = self._background_refreshed()
 
     def close(self) -> None:
         """Stop the background refresh and close the HTTP client (if the session made it);
@@ -398,7 +414,7 @@ class AsyncSession(SessionCore):
             except Exception as exc:  # keep refreshing; the callers see the error
                 delay = self._background_failed(exc)
             else:
-                delay = self._background_delay()
+                delay = self._background_refreshed()
 
     async def close(self) -> None:
         """Stop the background refresh and close the HTTP client (if the session made it);
