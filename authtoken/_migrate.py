@@ -25,13 +25,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ._errors import RepositoryError
+from ._migrations import REVISIONS as _REVISIONS
 
 __all__ = ["HEAD", "REVISIONS", "VERSION_TABLE", "current_revision", "ensure_current", "lock",
            "refusal", "schema_state", "upgrade", "upgrade_to_head"]
 
 VERSION_TABLE: Final = "authtoken_schema_version"
-# Every revision this code knows, oldest first.
-REVISIONS: Final = ("0001", "0002", "0003", "0004")
+# Every revision this code knows, oldest first (kept where the revisions are).
+REVISIONS: Final = _REVISIONS
 HEAD: Final = REVISIONS[-1]
 # Serialises schema creation across processes on PostgreSQL (an arbitrary constant).
 _PG_LOCK_ID: Final = 0x61746B5F7363686D  # "atk_schm"

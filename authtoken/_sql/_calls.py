@@ -15,13 +15,22 @@ import contextlib
 import threading
 from typing import Any, Final
 
-from .._errors import RepositoryError
+from .._errors import InvalidArgument, RepositoryError
 
-__all__ = ["MIN_RETRY", "Calls"]
+__all__ = ["MIN_RETRY", "Calls", "check_timeout"]
 
 # A retry of a call gets what is left of its deadline, if at least this many seconds:
 # less would not do (psycopg gives a new connection at least 2 s to connect).
 MIN_RETRY: Final = 2.0
+
+
+def check_timeout(timeout: object) -> float:
+    """A repository's ``timeout``: seconds in (0, 60]."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
+        0 < timeout <= 60
+    ):
+        raise InvalidArgument("timeout is a number of seconds in (0, 60]")
+    return float(timeout)
 
 
 class Calls:

@@ -20,7 +20,8 @@ from .._repository import BatchId
 from .._watchdog import Watch
 from ._calls import Calls
 from ._failures import Failures
-from ._schema import AUDIT_INSERT, BATCHES, STAGED_INSERT, TOKENS
+from ._schema import BATCHES, TOKENS
+from ._statements import AUDIT_INSERT, STAGED_INSERT, STAGED_SPAN
 
 __all__ = ["Dialect", "FastReads", "claim_by_upsert"]
 
@@ -133,9 +134,7 @@ class Dialect:
 
     def staged_span(self, conn: Connection) -> int:
         """About how many rows are staged (the span of their ids: cheap on any size)."""
-        low, high = conn.exec_driver_sql(
-            "SELECT MIN(id), MAX(id) FROM authtoken_staged"
-        ).one()
+        low, high = conn.exec_driver_sql(STAGED_SPAN).one()
         return 0 if low is None else int(high) - int(low) + 1
 
 

@@ -39,7 +39,7 @@ from typing import Any, Final
 from .._watchdog import WATCHDOG, Watch
 from ._calls import MIN_RETRY, Calls
 from ._failures import Failures
-from ._schema import GET_SQL, LOGIN_SQL
+from ._statements import GET_SQL, LOGIN_SQL
 
 __all__ = ["POLL_NS", "POLL_PROBE_EVERY", "POLL_TRUST_MAX", "PgReads", "PgThread",
            "next_poll_trust", "read_waiter"]

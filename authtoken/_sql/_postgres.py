@@ -29,7 +29,7 @@ from ._calls import Calls
 from ._dialect import Dialect, claim_by_upsert
 from ._failures import Failures
 from ._pg_login import PgReads
-from ._schema import AUDIT_INSERT, STAGED_INSERT
+from ._statements import AUDIT_INSERT, STAGED_INSERT
 
 __all__ = ["PostgreSQL"]
 

@@ -2,91 +2,65 @@
 
 Theory of operation
 -------------------
-Admin paths (authorize, update, revoke, list, usage batches) go through SQLAlchemy Core
-in short transactions on pooled connections (``_tx``); writes run under ``_write``,
-which retries a transaction the server broke off to end a deadlock.  Logins and reads
-by key take the dialect's lean path when it has one (``Dialect.reads``: ``_sqlite``,
-``_pg_login``), else a pooled transaction too.  The schema is checked once, at the first
-call (``_migrate``).
+Every call goes to a ``SQLStore`` (``_store``): SQLAlchemy Core in short transactions,
+the schema check, the retries, the fold.  Building one imports SQLAlchemy, which takes
+longer than everything else ``authtoken login`` does.  So for a plain SQLite file
+(``sqlite:///path``) the repository builds its store only when a call needs it, and
+serves on ``sqlite3`` alone (``_lean``) the calls of a process that only logs in and
+records its usage: ``login_row``, ``get`` and ``record_usage`` (the batch append).  The
+schema is checked on that path too, by reading its revision: a file at the newest
+revision needs no store; any other -- new, old or newer -- is handed to the store, which
+creates or refuses it as always.  PostgreSQL, other databases and the URLs the lean path
+does not read (a query string, ``engine_options``) get their store at once.
 
-A call's waits on the server, retries included, share one deadline (``timeout`` + 1 s
-from its start).  Usage batches are increments, so each carries an id (``BatchId``):
-the transaction that writes one first records it in ``authtoken_usage_batch`` and
-writes nothing if it was there already -- a batch written again because its commit's
-answer was lost.
-
-What differs between databases lives with its dialect (``_dialect``, ``_sqlite``,
-``_postgres``); every driver error leaves as ``RepositoryError`` (``_failures``).
+Both paths are one repository: the same file, statements and errors; ``close()`` closes
+what either opened.
 """
 
 from __future__ import annotations
 
 import builtins
-import random
-import sqlite3
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-
-from .. import _migrate
-from .._errors import AuthTokenError, InvalidArgument, RepositoryError, TokenRevoked
-from .._expiry import to_micros
+from .._errors import RepositoryError
+from .._migrations import REVISIONS
 from .._redact import redact
 from .._repository import AuditEvent, BatchId, EventRow, LoginRow, Usage
 from .._token import TokenRecord, UserKey
-from ._calls import MIN_RETRY, Calls
-from ._dialect import Dialect
-from ._failures import BATCH_UNKNOWN, CHANGE_UNKNOWN, Failures
-from ._postgres import PostgreSQL
-from ._schema import AUDIT as A
-from ._schema import BATCHES as B
-from ._schema import (
-    LOGIN_SELECT,
-    StoredToken,
-    audit_event,
-    login_row,
-    micros_or_none,
-    time_or_none,
-    token_record,
-    token_values,
-    user_ref,
-)
-from ._schema import TOKENS as T
-from ._sqlite import SQLite
-from ._staging import (
-    FOLD_CHUNK,
-    FOLD_ROWS,
-    FOLD_SECONDS,
-    file_rows,
-    staged_events,
-    staged_rows,
-    staged_usage,
-    take_staged,
-    with_usage,
-)
+from ._calls import Calls, check_timeout
+from ._failures import Failures
+from ._lean import SQLiteAppend, SQLiteReads, create_file, plain_sqlite_path
+from ._rows import StoredToken, login_row, token_record
+from ._staging import FOLD_ROWS, FOLD_SECONDS, staged_rows, with_usage
 
-__all__ = ["DEFAULT_TIMEOUT", "WRITE_CHUNK", "SQLRepository"]
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
-_R = TypeVar("_R")
+    from ._store import SQLStore
+
+__all__ = ["DEFAULT_TIMEOUT", "SQLRepository"]
 
 DEFAULT_TIMEOUT: Final = 5.0
-WRITE_CHUNK: Final = 1000  # rows per statement (or executemany) of a usage batch
-# A writer's last batch number is kept this long after its last batch: a batch whose
-# answer was lost is written again at the next flush, or once the database is back.
-_KEEP_WRITERS_MICROS: Final = 30 * 24 * 3600 * 1_000_000
-_PRUNE_EVERY: Final = 1000  # a writer's 1st, 1001st, ... batch forgets old writers
-_DIALECTS: Final[dict[str, type[Dialect]]] = {"sqlite": SQLite, "postgresql": PostgreSQL}
+_WRITE_CHUNK: Final = 1000  # rows per executemany of a batch, as in the store
+
+
+class _Lean:
+    """The ``sqlite3`` side of a repository on a plain SQLite file."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.calls = Calls()
+        failures = Failures(None, timeout + 1)
+        self.reads = SQLiteReads(path, timeout, self.calls, failures)
+        self.append = SQLiteAppend(path, timeout, self.calls, failures)
+        self.ready = False  # the file holds the newest schema
 
 
 class SQLRepository:
-    """A ``Repository`` in a SQL database reached through SQLAlchemy.
+    """A ``Repository`` in a SQL database.
 
     ``SQLRepository("sqlite:///path/to/tokens.db")`` or a ``postgresql://`` URL.  The
     schema is created on first use.  ``timeout`` (seconds) bounds how long a call waits
@@ -95,136 +69,47 @@ class SQLRepository:
     password); the repository recovers by itself once the database is back.
     """
 
-    def __init__(self, url: str | sa.URL, *, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, url: Any, *, timeout: float = DEFAULT_TIMEOUT,
                  engine_options: Mapping[str, Any] | None = None) -> None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
-            0 < timeout <= 60
-        ):
-            raise InvalidArgument("timeout is a number of seconds in (0, 60]")
-        self._timeout = float(timeout)
-        shown = redact(str(url))
-        parsed = _parse(url, shown)
-        # A password given in the query string (?password=) is one too.
-        password = parsed.password or parsed.query.get("password")
-        self._failures = Failures(password if isinstance(password, str) and password else None,
-                                  self._timeout + 1)
-        self._calls = Calls()
-        kind = _DIALECTS.get(parsed.get_backend_name(), Dialect)
-        self._dialect = kind(parsed, shown=shown, timeout=self._timeout, calls=self._calls,
-                             failures=self._failures)
-        self._reads = self._dialect.reads
-        self._engine = _create_engine(self._dialect, engine_options, shown)
-        self._schema_ready = False
-        self._schema_lock = threading.Lock()
+        self._timeout = check_timeout(timeout)
+        self._url = url
+        self._engine_options = engine_options
+        self._built: SQLStore | None = None
+        self._build_lock = threading.Lock()
         self._folded_at = time.monotonic()
-        # A repository dropped without close() still releases its connections.
-        self._finalizer = weakref.finalize(self, _release, self._calls, self._engine)
+        path = plain_sqlite_path(url) if engine_options is None else None
+        self._lean = None if path is None else _Lean(create_file(path), self._timeout)
+        if self._lean is None:
+            self._store()  # at once: its errors (a bad URL, a missing driver) are now
+
+    def _store(self) -> SQLStore:
+        """The SQLAlchemy side, built at its first use."""
+        built = self._built
+        if built is None:
+            with self._build_lock:
+                built = self._built
+                if built is None:
+                    if self._lean is not None:
+                        self._lean.calls.check_open()
+                    from ._store import SQLStore
+
+                    built = self._built = SQLStore(self._url, timeout=self._timeout,
+                                                   engine_options=self._engine_options)
+        return built
 
     def __repr__(self) -> str:
-        shown = self._dialect.url.render_as_string(hide_password=True)
-        return f"SQLRepository({redact(shown)!r})"
+        if self._built is not None or self._lean is None:
+            return repr(self._store())
+        return f"SQLRepository({redact(str(self._url))!r})"
 
     @property
     def engine(self) -> Engine:
         """The SQLAlchemy engine (for migrations and diagnostics)."""
-        return self._engine
-
-    # -- transactions ---------------------------------------------------------------
-    def _write(self, body: Callable[[Connection], _R], *,
-               unknown: str = CHANGE_UNKNOWN) -> _R:
-        """Run ``body`` in a write transaction, again if the server broke a deadlock.
-
-        Deadlocks and serialization failures are the server's way of asking for a
-        retry; the transaction was rolled back, so running it again is safe.  The call
-        has one deadline, ``timeout`` + 1 s from its start: a retry gets what is left of
-        it (its statements and waits are cut at the deadline), and there is none when
-        less than ``MIN_RETRY`` seconds are left.  ``unknown``: what the error of a
-        commit that was sent but never answered tells the caller to do.
-        """
-        deadline = time.monotonic() + self._timeout + 1
-        for attempt in range(4):
-            try:
-                with self._tx(limit=deadline if attempt else None, unknown=unknown) as conn:
-                    if attempt:
-                        self._dialect.limit_statements(
-                            conn, deadline - time.monotonic() - 0.5
-                        )
-                    return body(conn)
-            except RepositoryError as exc:
-                sqlstate = getattr(getattr(exc.__cause__, "orig", None), "sqlstate", None)
-                if sqlstate not in ("40P01", "40001") or attempt == 3:
-                    raise
-                pause = 0.01 * (attempt + 1) * (1 + random.random())
-                if deadline - time.monotonic() - pause < MIN_RETRY:
-                    raise
-                time.sleep(pause)
-        raise AssertionError("unreachable")
-
-    @contextmanager
-    def _tx(self, write: bool = True, *, limit: float | None = None,
-            unknown: str = CHANGE_UNKNOWN) -> Iterator[Connection]:
-        """A transaction on a pooled connection; ``limit``: see ``Watch``."""
-        self._calls.enter()
-        try:
-            self._ensure_schema()
-            with self._dialect.watching(limit) as watch:
-                committing = False
-                try:
-                    with self._transaction(write) as conn:
-                        yield conn
-                        committing = True  # the commit runs as this block ends
-                except AuthTokenError:
-                    raise
-                except (sa.exc.SQLAlchemyError, sqlite3.Error, OSError) as exc:
-                    # A commit whose connection died (or was cut by the watchdog) may
-                    # have landed; one the server refused on a live connection did not.
-                    if write and committing and (
-                        (watch is not None and watch.fired)
-                        or getattr(exc, "connection_invalidated", False)
-                    ):
-                        raise self._failures.unknown(exc, watch, unknown) from exc
-                    raise self._failures.of(exc, watch) from exc
-        finally:
-            self._calls.leave()
-
-    @contextmanager
-    def _transaction(self, write: bool) -> Iterator[Connection]:
-        """A pooled connection in a transaction, which a write begins as one (SQLite:
-        ``BEGIN IMMEDIATE``); committed as the block ends, rolled back on an error."""
-        with self._engine.connect() as conn:
-            if write:
-                conn = conn.execution_options(authtoken_write=True)
-            with conn.begin():
-                yield conn
-
-    @contextmanager
-    def _schema_tx(self, *, write: bool) -> Iterator[Connection]:
-        """A transaction for the schema check or a migration, not itself checked."""
-        self._calls.check_open()
-        with self._dialect.watching() as watch:
-            try:
-                with self._transaction(write) as conn:
-                    yield conn
-            except AuthTokenError:
-                raise
-            except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
-                raise self._failures.of(exc, watch) from exc
-
-    def _ensure_schema(self) -> None:
-        if self._schema_ready:
-            return
-        self._calls.check_open()
-        with self._schema_lock:
-            if self._schema_ready:
-                return
-            with self._schema_tx(write=True) as conn:
-                _migrate.ensure_current(conn)
-            self._schema_ready = True
+        return self._store().engine
 
     def schema_revision(self) -> str | None:
         """The schema revision the database holds (``None``: empty)."""
-        with self._schema_tx(write=False) as conn:
-            return _migrate.current_revision(conn)
+        return self._store().schema_revision()
 
     def upgrade_schema(self) -> tuple[str | None, str]:
         """Migrate the database to the newest schema; return (before, after) revisions.
@@ -232,312 +117,104 @@ class SQLRepository:
         Refuses a schema newer than this code.  Safe to run while other processes use
         the database: it runs in one transaction under the schema lock.
         """
-        with self._schema_tx(write=True) as conn:
-            before = _migrate.upgrade_to_head(conn)
-        self._schema_ready = True
-        return before, _migrate.HEAD
+        return self._store().upgrade_schema()
 
-    def _fast(self, read: Callable[[str], Sequence[Any] | None], key: str,
-              ) -> Sequence[Any] | None:
-        """A read by key through the dialect's ``reads``, counted as in flight so that
-        close() does not close a connection under it."""
-        calls = self._calls
-        calls.enter()
-        try:
-            if not self._schema_ready:
-                self._ensure_schema()
-            return read(key)
-        finally:
-            calls.leave()
+    def fold(self, max_rows: int | None = None) -> int:
+        """File staged usage and events into the tokens and the trail now (see
+        ``_staging``); return how many staged rows were filed."""
+        self._folded_at = time.monotonic()
+        return self._store().fold(max_rows)
 
-    # -- the Repository protocol ------------------------------------------------------
+    def prune_events(self, before: int) -> int:
+        """Drop the audit events recorded before ``before`` (µs); return how many."""
+        return self._store().prune_events(before)
+
+    # -- the lean path ------------------------------------------------------------------
+    def _ready(self, lean: _Lean) -> None:
+        """Check the schema once on the lean path; anything but the newest goes to the
+        store, which creates or refuses it."""
+        if not lean.ready:
+            if lean.reads.revision() != REVISIONS[-1]:
+                self._store().ensure_schema()
+            lean.ready = True
+
     def login_row(self, key: str) -> LoginRow | None:
-        reads = self._reads
-        if reads is not None:
-            row = self._fast(reads.login, key)
-        else:
-            with self._tx(write=False) as conn:
-                row = conn.execute(LOGIN_SELECT, {"key": key}).first()
+        lean = self._lean
+        if lean is None:
+            return self._store().login_row(key)
+        lean.calls.enter()
+        try:
+            self._ready(lean)
+            row = lean.reads.login(key)
+        finally:
+            lean.calls.leave()
         return None if row is None else login_row(row)
 
     def get(self, key: str) -> TokenRecord | None:
-        reads = self._reads
-        if reads is not None:
-            stored = self._fast(reads.get, key)
-            if stored is None:
-                return None
-            *columns, logins, last = stored  # the token's row, then its staged usage
-            return with_usage(token_record(StoredToken(*columns)), logins, last)
-        with self._tx(write=False) as conn:
-            row = conn.execute(sa.select(T).where(T.c.key == key)).first()
-            staged = staged_usage(conn, [key]) if row is not None else {}
-        return None if row is None else self._with_staged(token_record(row), staged)
-
-    @staticmethod
-    def _with_staged(record: TokenRecord, staged: Mapping[str, tuple[int, int]],
-                     ) -> TokenRecord:
-        logins, last = staged.get(record.key, (0, None))
-        return with_usage(record, logins, last)
-
-    def insert(self, record: TokenRecord) -> None:
-        values = token_values(record)
-
-        def insert(conn: Connection) -> None:
-            if record.parent_key is not None:
-                # FOR UPDATE (ignored by SQLite, whose BEGIN IMMEDIATE already
-                # serialises writers) keeps a concurrent revocation of the parent from
-                # slipping between this check and the insert.
-                parent = conn.execute(
-                    sa.select(T.c.revoked_at).where(T.c.key == record.parent_key)
-                    .with_for_update()
-                ).first()
-                if parent is None or parent.revoked_at is not None:
-                    raise TokenRevoked(
-                        "the parent token was revoked: it can no longer delegate",
-                        token_key=record.parent_key,
-                        revoked_at=time_or_none(parent.revoked_at) if parent else None,
-                    )
-            exists = conn.execute(sa.select(T.c.id).where(T.c.key == record.key)).first()
-            if exists is not None:
-                raise InvalidArgument(f"a token with key {record.key!r} already exists")
-            conn.execute(T.insert().values(**values))
-
-        self._write(insert)
-
-    def update(self, record: TokenRecord) -> TokenRecord | None:
-        def update(conn: Connection) -> TokenRecord | None:
-            result = conn.execute(
-                T.update()
-                .where(T.c.key == record.key, T.c.version == record.version,
-                       T.c.revoked_at.is_(None))
-                .values(
-                    scope=record.scope,
-                    data=None if record.data is None else record.data.encode("utf-8"),
-                    description=record.description.encode("utf-8"),
-                    expires=micros_or_none(record.expires),
-                    updated_at=to_micros(record.updated_at),
-                    version=T.c.version + 1,
-                )
-            )
-            row = conn.execute(sa.select(T).where(T.c.key == record.key)).first()
-            if row is None:
-                return None
-            if result.rowcount != 1:
-                if row.revoked_at is not None:
-                    raise TokenRevoked(
-                        "the token is revoked and cannot be updated",
-                        token_key=record.key, revoked_at=time_or_none(row.revoked_at),
-                    )
-                return None
-            return self._with_staged(token_record(row), staged_usage(conn, [record.key]))
-
-        return self._write(update)
-
-    def _revoke_tree(self, conn: Connection, roots: sa.Select[Any], at: int) -> int:
-        # nesting=True keeps the WITH inside the subquery, so the statement starts with
-        # UPDATE and drivers report its row count (pysqlite reports -1 for "WITH ...").
-        tree = roots.cte("tree", recursive=True, nesting=True)
-        child = T.alias("child")
-        tree = tree.union(sa.select(child.c.key).join(tree, child.c.parent_key == tree.c.key))
-        # Rows are locked in key order -- the order usage batches update them in -- so
-        # a revocation and a usage write never wait for each other in a cycle.
-        find = (
-            sa.select(T.c.key)
-            .where(T.c.key.in_(sa.select(tree.c.key)), T.c.revoked_at.is_(None))
-            .order_by(T.c.key)
-            .with_for_update()
-        )
-        # Under READ COMMITTED (PostgreSQL) the tree is read from the statement's
-        # snapshot, but a child being inserted holds its parent's row lock, so our
-        # UPDATE of that parent waits for the insert to commit -- and the new child was
-        # not in our snapshot.  Looking again until nothing changes catches every such
-        # child: later inserts under a parent we revoked wait for our commit and then
-        # see the parent revoked, and are refused.  (SQLite serialises writers; there
-        # the second pass finds nothing.)
-        total = 0
-        while True:
-            keys = [row[0] for row in conn.execute(find)]
-            if not keys:
-                return total
-            for start in range(0, len(keys), 500):
-                total += int(conn.execute(
-                    T.update()
-                    .where(T.c.key.in_(keys[start:start + 500]), T.c.revoked_at.is_(None))
-                    .values(revoked_at=at, version=T.c.version + 1)
-                ).rowcount)
-
-    def revoke(self, key: str, at: int) -> int | None:
-        def revoke(conn: Connection) -> int | None:
-            if conn.execute(sa.select(T.c.id).where(T.c.key == key)).first() is None:
-                return None
-            return self._revoke_tree(conn, sa.select(T.c.key).where(T.c.key == key), at)
-
-        return self._write(revoke)
-
-    def revoke_user(self, user: UserKey, at: int) -> int:
-        # The tokens revoked by this call stay roots on the second pass.
-        roots = sa.select(T.c.key).where(
-            T.c.user_ref == user_ref(user),
-            sa.or_(T.c.revoked_at.is_(None), T.c.revoked_at == at),
-        )
-        return self._write(lambda conn: self._revoke_tree(conn, roots, at))
-
-    def list(self, user: UserKey | None, include_revoked: bool) -> list[TokenRecord]:
-        query = sa.select(T).order_by(T.c.created_at.desc(), T.c.id.desc())
-        if user is not None:
-            query = query.where(T.c.user_ref == user_ref(user))
-        if not include_revoked:
-            query = query.where(T.c.revoked_at.is_(None))
-        with self._tx(write=False) as conn:
-            records = [token_record(row) for row in conn.execute(query)]
-            staged = staged_usage(conn) if records else {}
-        return [self._with_staged(record, staged) for record in records]
+        lean = self._lean
+        if lean is None:
+            return self._store().get(key)
+        lean.calls.enter()
+        try:
+            self._ready(lean)
+            stored = lean.reads.get(key)
+        finally:
+            lean.calls.leave()
+        if stored is None:
+            return None
+        *columns, logins, last = stored  # the token's row, then its staged usage
+        return with_usage(token_record(StoredToken(*columns)), logins, last)
 
     def record_usage(self, usage: Mapping[str, Usage],
                      events: Sequence[EventRow] = (), batch: BatchId | None = None) -> None:
-        """Stage the batch (see ``_staging``): one append, whatever tokens it used;
-        then, now and then, fold what is staged."""
+        lean = self._lean
+        if lean is None:
+            self._store().record_usage(usage, events, batch)
+            return
         if not usage and not events:
             return
         rows = staged_rows(usage, events)
-        dialect = self._dialect
-
-        def write(conn: Connection) -> int:
-            if batch is not None and not self._claim(conn, batch):
-                return 0  # written already: this is a retry after a lost answer
-            # In chunks: a backlog kept while the database was down can be any size.
-            for i in range(0, len(rows), WRITE_CHUNK):
-                dialect.stage(conn, rows[i:i + WRITE_CHUNK])
-            return dialect.staged_span(conn)
-
-        staged = self._write(write, unknown=BATCH_UNKNOWN)
-        if staged >= FOLD_ROWS or time.monotonic() - self._folded_at >= FOLD_SECONDS:
-            self._fold_quietly()
-
-    def fold(self, max_rows: int | None = None) -> int:
-        """File staged usage and events into the tokens and the audit trail now.
-
-        Takes ``FOLD_CHUNK`` rows per transaction until none is left (or ``max_rows``
-        were filed); returns how many staged rows it filed.  Nothing a read returns
-        changes (reads add what is staged); the trail's login events of one kind become
-        one event with their count.  Raises ``RepositoryError`` if storage fails; what
-        was filed before stays filed, the rest stays staged.
-        """
-        dialect = self._dialect
-
-        def chunk(conn: Connection) -> int:
-            taken = take_staged(conn, FOLD_CHUNK)
-            usage, audit = file_rows(taken)
-            for i in range(0, len(usage), WRITE_CHUNK):
-                dialect.add_usage(conn, usage[i:i + WRITE_CHUNK])
-            for i in range(0, len(audit), WRITE_CHUNK):
-                dialect.insert_events(conn, audit[i:i + WRITE_CHUNK])
-            return len(taken)
-
-        self._folded_at = time.monotonic()
-        filed = 0
-        while max_rows is None or filed < max_rows:
-            done = self._write(chunk)
-            filed += done
-            if done < FOLD_CHUNK:
-                break
-        return filed
-
-    def _fold_quietly(self) -> None:
+        lean.calls.enter()
         try:
-            self.fold(max_rows=FOLD_ROWS)
-        except RepositoryError:
-            pass  # the rows stay staged, and reads still count them: folded later
+            self._ready(lean)
+            staged = lean.append.append(rows, batch, _WRITE_CHUNK)
+        finally:
+            lean.calls.leave()
+        if staged >= FOLD_ROWS or time.monotonic() - self._folded_at >= FOLD_SECONDS:
+            try:
+                self.fold(max_rows=FOLD_ROWS)
+            except RepositoryError:
+                pass  # the rows stay staged, and reads still count them: folded later
 
-    def _claim(self, conn: Connection, batch: BatchId) -> bool:
-        """Record ``batch`` as written, in the caller's transaction; ``False`` if its
-        writer has written it (or a later one) already.
+    # -- everything else: the store -----------------------------------------------------
+    def insert(self, record: TokenRecord) -> None:
+        self._store().insert(record)
 
-        On PostgreSQL a first attempt still in flight on a dead connection holds the
-        writer's row: this waits for its outcome, then sees it.  Now and then it also
-        forgets writers that wrote nothing for ``_KEEP_WRITERS_MICROS``.
-        """
-        now = time.time_ns() // 1000  # wall time, for pruning only: not a token's clock
-        claimed = self._dialect.claim(conn, batch, now)
-        if claimed and batch.number % _PRUNE_EVERY == 1:
-            conn.execute(B.delete().where(B.c.written_at < now - _KEEP_WRITERS_MICROS))
-        return claimed
+    def update(self, record: TokenRecord) -> TokenRecord | None:
+        return self._store().update(record)
+
+    def revoke(self, key: str, at: int) -> int | None:
+        return self._store().revoke(key, at)
+
+    def revoke_user(self, user: UserKey, at: int) -> int:
+        return self._store().revoke_user(user, at)
+
+    def list(self, user: UserKey | None, include_revoked: bool) -> builtins.list[TokenRecord]:
+        return self._store().list(user, include_revoked)
 
     def events(self, *, user: UserKey | None, token_key: str | None,
                since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
-        after = None if since is None else to_micros(since)
-        query = sa.select(A).order_by(A.c.at.desc(), A.c.id.desc()).limit(limit)
-        if user is not None:
-            query = query.where(A.c.user_ref == user_ref(user))
-        if token_key is not None:
-            query = query.where(A.c.token_key == token_key)
-        if after is not None:
-            query = query.where(A.c.at >= after)
-        with self._tx(write=False) as conn:
-            staged = staged_events(conn, user=user, token_key=token_key, since=after,
-                                   limit=limit)
-            filed = [audit_event(row) for row in conn.execute(query).mappings()]
-        # Staged events were recorded after the filed ones of the same time.
-        merged = sorted(staged + filed, key=lambda e: e.at, reverse=True)
-        return merged[:limit]
-
-    def prune_events(self, before: int) -> int:
-        """Drop the audit events recorded before ``before`` (µs); return how many.
-
-        Staged events are filed first, so that none escapes; then the old events go
-        ``FOLD_CHUNK`` at a time, each chunk its own short transaction.
-        """
-        self.fold()
-        old = sa.select(A.c.id).where(A.c.at < before).order_by(A.c.at).limit(FOLD_CHUNK)
-
-        def chunk(conn: Connection) -> int:
-            return int(conn.execute(A.delete().where(A.c.id.in_(old))).rowcount)
-
-        dropped = 0
-        while True:
-            done = self._write(chunk)
-            dropped += done
-            if done < FOLD_CHUNK:
-                return dropped
+        return self._store().events(user=user, token_key=token_key, since=since,
+                                    limit=limit)
 
     def close(self) -> None:
         """Refuse new calls, let calls in flight finish (up to 2 x (``timeout`` + 1 s)),
         and close every connection."""
-        # A connection still checked out (say, a batch another thread is writing) would
-        # escape ``dispose``: wait for it, as long as one call may take -- a step may
-        # last the timeout plus the watchdog's second, and a login may try twice.
-        self._calls.close(wait=2 * (self._timeout + 1))
-        self._finalizer()  # closes the per-thread connections, disposes the pool
-
-
-def _parse(url: str | sa.URL, shown: str) -> sa.URL:
-    try:
-        return sa.make_url(url)
-    except Exception as exc:
-        raise InvalidArgument(
-            f"not a database URL: {shown!r}; use e.g. "
-            "'sqlite:///path/to/tokens.db' or 'postgresql://user@host/db'"
-        ) from exc
-
-
-def _create_engine(dialect: Dialect, given: Mapping[str, Any] | None, shown: str) -> Engine:
-    """The engine for ``dialect``, its options completed and its listeners installed."""
-    try:
-        engine = sa.create_engine(dialect.url, **dialect.engine_options(given))
-    except (ValueError, TypeError, sa.exc.ArgumentError) as exc:
-        raise InvalidArgument(
-            f"the database URL {shown!r} has an option that cannot be "
-            f"used ({type(exc).__name__}); check its query string"
-        ) from exc
-    except ModuleNotFoundError as exc:
-        raise RepositoryError(
-            f"no driver for {dialect.name}: install it with "
-            f'pip install "authtoken[{dialect.extra}]"'
-        ) from exc
-    dialect.install(engine)
-    return engine
-
-
-def _release(calls: Calls, engine: Engine) -> None:
-    calls.release()
-    engine.dispose()
+        lean = self._lean
+        if lean is not None:
+            lean.calls.close(wait=2 * (self._timeout + 1))
+            lean.calls.release()
+        with self._build_lock:
+            built = self._built
+        if built is not None:
+            built.close()

@@ -33,18 +33,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Final
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from .._expiry import from_micros
-from .._repository import AuditEvent, EventRow, Usage
-from .._token import TokenRecord, UserKey
-from ._schema import STAGED as S
-from ._schema import audit_event, audit_rows, user_ref
+from .._repository import EventRow, Usage
+from .._token import TokenRecord
+from ._rows import audit_rows
 
 __all__ = [
-    "FOLD_CHUNK", "FOLD_ROWS", "FOLD_SECONDS", "SUMMARY_MICROS", "file_rows",
-    "staged_events", "staged_rows", "staged_usage", "take_staged", "with_usage",
+    "FOLD_CHUNK", "FOLD_ROWS", "FOLD_SECONDS", "SUMMARY_MICROS", "file_rows", "staged_rows",
+    "with_usage",
 ]
 
 #: Staged rows filed per fold transaction: short enough not to keep a revocation waiting.
@@ -58,10 +54,6 @@ FOLD_SECONDS: Final = 2.0
 #: hides when the attempts were by more than that.
 SUMMARY_MICROS: Final = 60_000_000
 _FOLDED: Final = frozenset({"login", "authenticate"})  # the actions summed per kind
-_USES: Final = sa.or_(S.c.uses > 0, S.c.action.is_(None))  # rows that carry usage
-_COLUMNS: Final = (S.c.id, S.c.at, S.c.action, S.c.outcome, S.c.actor, S.c.token_key,
-                   S.c.user_ref, S.c.script_key, S.c.script_path, S.c.reason, S.c.count,
-                   S.c.uses)
 
 
 def staged_rows(usage: Mapping[str, Usage], events: Sequence[EventRow],
@@ -91,22 +83,6 @@ def staged_rows(usage: Mapping[str, Usage], events: Sequence[EventRow],
         if left[key] > 0 or latest.get(key, -1) < use.last_used:
             rows.append((use.last_used, None, None, None, key, None, None, None, None, 0,
                          left[key]))
-    return rows
-
-
-def take_staged(conn: Connection, limit: int) -> Sequence[Sequence[Any]]:
-    """Remove and return the oldest ``limit`` staged rows, in ``conn``'s transaction.
-
-    On PostgreSQL the rows are locked as they are read and rows locked by another fold
-    are skipped, so two folds never take the same row; on SQLite the write transaction
-    is the only one.
-    """
-    rows = conn.execute(
-        sa.select(*_COLUMNS).order_by(S.c.id).limit(limit).with_for_update(skip_locked=True)
-    ).all()
-    if rows:
-        ids = [row[0] for row in rows]
-        conn.execute(S.delete().where(S.c.id.in_(ids)))
     return rows
 
 
@@ -146,18 +122,6 @@ def file_rows(rows: Sequence[Sequence[Any]],
     return params, audit
 
 
-def staged_usage(conn: Connection, keys: Sequence[str] | None = None,
-                 ) -> dict[str, tuple[int, int]]:
-    """What is staged of the usage of ``keys`` (every token's if ``None``): logins and
-    the latest login (µs), per key."""
-    query = (sa.select(S.c.token_key, sa.func.sum(S.c.uses), sa.func.max(S.c.at))
-             .where(_USES).group_by(S.c.token_key))
-    if keys is not None:
-        query = query.where(S.c.token_key.in_(list(keys)))
-    return {key: (int(n), int(last)) for key, n, last in conn.execute(query)
-            if key is not None}
-
-
 def with_usage(record: TokenRecord, logins: int, last: int | None) -> TokenRecord:
     """``record`` with staged usage added: ``logins`` more uses, the latest at ``last``."""
     if last is None:
@@ -168,17 +132,3 @@ def with_usage(record: TokenRecord, logins: int, last: int | None) -> TokenRecor
         last_used_at=when if record.last_used_at is None or when > record.last_used_at
         else record.last_used_at,
     )
-
-
-def staged_events(conn: Connection, *, user: UserKey | None, token_key: str | None,
-                  since: int | None, limit: int) -> list[AuditEvent]:
-    """The newest ``limit`` staged events that pass the filters, newest first."""
-    query = (sa.select(S).where(S.c.action.is_not(None))
-             .order_by(S.c.at.desc(), S.c.id.desc()).limit(limit))
-    if user is not None:
-        query = query.where(S.c.user_ref == user_ref(user))
-    if token_key is not None:
-        query = query.where(S.c.token_key == token_key)
-    if since is not None:
-        query = query.where(S.c.at >= since)
-    return [audit_event(row) for row in conn.execute(query).mappings()]

@@ -31,7 +31,7 @@ from authtoken import (
 )
 from authtoken._sql import _pg_login
 from authtoken._sql._pg_login import PgReads, PgThread
-from authtoken._sql._repository import WRITE_CHUNK
+from authtoken._sql._store import WRITE_CHUNK
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +136,7 @@ def test_unreachable_from_the_start(cluster: Cluster) -> None:
 
 def _login_connection(security: Security) -> PgThread:
     """This thread's login connection (see ``_pg_login``), with what its logins learned."""
-    reads: PgReads = security.repository._reads  # type: ignore[attr-defined]
+    reads: PgReads = security.repository._store()._reads  # type: ignore[attr-defined]
     state = reads.current()
     assert state is not None
     return state
@@ -353,7 +353,7 @@ def test_time_between_steps_is_not_on_the_clock(cluster: Cluster) -> None:
         waited: list[object] = []
 
         def hold_the_only_connection() -> None:
-            with repository._tx() as conn:  # type: ignore[attr-defined]
+            with repository._store()._tx() as conn:  # type: ignore[attr-defined]
                 conn.exec_driver_sql("SELECT 1")
                 held.set()
                 time.sleep(2)  # the call's own work: four times its patience

@@ -1,0 +1,67 @@
+"""The staging table's queries: take rows for a fold, and read what is still staged.
+
+``_staging`` says what staged rows are and how a fold files them; these are the
+statements that read and remove them, through SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .._repository import AuditEvent
+from .._token import UserKey
+from ._rows import audit_event, user_ref
+from ._schema import STAGED as S
+
+__all__ = ["staged_events", "staged_usage", "take_staged"]
+
+_USES: Final = sa.or_(S.c.uses > 0, S.c.action.is_(None))  # rows that carry usage
+_COLUMNS: Final = (S.c.id, S.c.at, S.c.action, S.c.outcome, S.c.actor, S.c.token_key,
+                   S.c.user_ref, S.c.script_key, S.c.script_path, S.c.reason, S.c.count,
+                   S.c.uses)
+
+
+def take_staged(conn: Connection, limit: int) -> Sequence[Sequence[Any]]:
+    """Remove and return the oldest ``limit`` staged rows, in ``conn``'s transaction.
+
+    On PostgreSQL the rows are locked as they are read and rows locked by another fold
+    are skipped, so two folds never take the same row; on SQLite the write transaction
+    is the only one.
+    """
+    rows = conn.execute(
+        sa.select(*_COLUMNS).order_by(S.c.id).limit(limit).with_for_update(skip_locked=True)
+    ).all()
+    if rows:
+        ids = [row[0] for row in rows]
+        conn.execute(S.delete().where(S.c.id.in_(ids)))
+    return rows
+
+
+def staged_usage(conn: Connection, keys: Sequence[str] | None = None,
+                 ) -> dict[str, tuple[int, int]]:
+    """What is staged of the usage of ``keys`` (every token's if ``None``): logins and
+    the latest login (µs), per key."""
+    query = (sa.select(S.c.token_key, sa.func.sum(S.c.uses), sa.func.max(S.c.at))
+             .where(_USES).group_by(S.c.token_key))
+    if keys is not None:
+        query = query.where(S.c.token_key.in_(list(keys)))
+    return {key: (int(n), int(last)) for key, n, last in conn.execute(query)
+            if key is not None}
+
+
+def staged_events(conn: Connection, *, user: UserKey | None, token_key: str | None,
+                  since: int | None, limit: int) -> list[AuditEvent]:
+    """The newest ``limit`` staged events that pass the filters, newest first."""
+    query = (sa.select(S).where(S.c.action.is_not(None))
+             .order_by(S.c.at.desc(), S.c.id.desc()).limit(limit))
+    if user is not None:
+        query = query.where(S.c.user_ref == user_ref(user))
+    if token_key is not None:
+        query = query.where(S.c.token_key == token_key)
+    if since is not None:
+        query = query.where(S.c.at >= since)
+    return [audit_event(row) for row in conn.execute(query).mappings()]
