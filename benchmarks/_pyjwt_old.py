@@ -106,3 +106,16 @@ def make_venv(folder: str) -> str:
     subprocess.run([str(python), "-m", "pip", "install", "--quiet",
                     f"PyJWT=={OLD_VERSION}"], check=True, capture_output=True)
     return str(python)
+
+
+def interpreter(python: str | None, make: str | None) -> tuple[str | None, str | None]:
+    """The old PyJWT's interpreter -- ``python``, or made in the folder ``make`` -- or
+    ``None`` and why there is none."""
+    if make:
+        try:
+            return make_venv(make), None
+        except (OSError, subprocess.CalledProcessError) as exc:
+            return None, f"could not make {make}: {exc}"
+    if python:
+        return python, None
+    return None, f"no --pyjwt-old PYTHON with PyJWT {OLD_VERSION}"

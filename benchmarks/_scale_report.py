@@ -72,8 +72,8 @@ def targets(r: dict[str, Any]) -> list[dict[str, str]]:
         "SQL stores)", all(e["mismatched"]["events"] == 0 for e in durable),
         "; ".join(f"{e['store']}: {e['mismatched']['events']} of "
                   f"{e['events_checked_tokens']:,} tokens off"
-                  + (f" ({n} beyond the {AUDIT_MAX:,}-event read limit)"
-                     if (n := e["mismatched"]["events_beyond_limit"]) else "")
+                  + (f" (and {n} not read: over {AUDIT_MAX:,} events)"
+                     if (n := e["events_beyond_limit"]) else "")
                   + (" (not judged)" if e not in durable else "") for e in exact))
     runs = [(rv["store"], load, rv[load]) for rv in r["revocation"]
             for load in ("alone", "loaded") if rv.get(load)]
@@ -147,6 +147,8 @@ def show(r: dict[str, Any]) -> None:
     print()
     for e in r["exactness"]:
         off = ", ".join(f"{k} {n}" for k, n in e["mismatched"].items() if n) or "none off"
+        if e["events_beyond_limit"]:
+            off += f" ({e['events_beyond_limit']} trails over {AUDIT_MAX:,} events not read)"
         print(f"exactness, {e['store']}: {e['tokens']:,} tokens, {e['logins']:,} logins "
               f"(trail read for {e['events_checked_tokens']:,} tokens): {off}")
     if r["revocation"]:
