@@ -196,6 +196,9 @@ class MemoryRepository:
         self._order: dict[str, int] = {}
         self._lock = threading.Lock()
         self._events: deque[EventRow] = deque(maxlen=max_events)
+        # Usage not yet folded into the records: key -> [logins, latest µs].  A batch
+        # adds to these lists in place; reads add them to the records they return.
+        self._usage: dict[str, list[int]] = {}
         self._batches: dict[str, int] = {}  # writer -> highest batch number written
 
     def __repr__(self) -> str:
@@ -231,10 +234,22 @@ class MemoryRepository:
             self._rows[record.key] = replace(record)
             self._order[record.key] = len(self._order)
 
+    def _used(self, row: TokenRecord) -> TokenRecord:
+        """``row`` with its usage (caller holds the lock)."""
+        use = self._usage.get(row.key)
+        if use is None:
+            return replace(row)
+        when = from_micros(use[1])
+        return replace(
+            row, use_count=row.use_count + use[0],
+            last_used_at=when if row.last_used_at is None or when > row.last_used_at
+            else row.last_used_at,
+        )
+
     def get(self, key: str) -> TokenRecord | None:
         with self._lock:
             row = self._rows.get(key)
-            return None if row is None else replace(row)
+            return None if row is None else self._used(row)
 
     def login_row(self, key: str) -> LoginRow | None:
         row = self._rows.get(key)  # one dict read is atomic; the record is replaced, not mutated
@@ -269,7 +284,7 @@ class MemoryRepository:
                 version=row.version + 1,
             )
             self._rows[record.key] = new
-            return replace(new)
+            return self._used(new)
 
     def _revoke_tree(self, roots: Sequence[str], at: int) -> int:
         children: dict[str, list[str]] = {}
@@ -309,7 +324,7 @@ class MemoryRepository:
     def list(self, user: UserKey | None, include_revoked: bool) -> list[TokenRecord]:
         with self._lock:
             rows = [
-                replace(r) for r in self._rows.values()
+                self._used(r) for r in self._rows.values()
                 if (user is None or (r.user == user and type(r.user) is type(user)))
                 and (include_revoked or r.revoked_at is None)
             ]
@@ -324,17 +339,17 @@ class MemoryRepository:
                     return  # written already: its answer was lost
                 self._batches[batch.writer] = batch.number
             self._events.extend(EventRow._make(e) for e in events)  # named, however given
+            rows, used = self._rows, self._usage
             for key, (count, last) in usage.items():
-                row = self._rows.get(key)
-                if row is None:
+                if key not in rows:
                     continue
-                when = from_micros(last)
-                self._rows[key] = replace(
-                    row,
-                    use_count=row.use_count + count,
-                    last_used_at=when if row.last_used_at is None or when > row.last_used_at
-                    else row.last_used_at,
-                )
+                use = used.get(key)
+                if use is None:
+                    used[key] = [count, last]
+                else:
+                    use[0] += count
+                    if last > use[1]:
+                        use[1] = last
 
     def prune_events(self, before: int) -> int:
         """Drop the audit events recorded before ``before`` (µs); return how many."""

@@ -73,6 +73,9 @@ class Dialect:
     """
 
     reads: FastReads | None = None  # None: logins read through a pooled transaction
+    # The isolation of a read transaction, if the default would let two statements of
+    # one read see different commits (a fold landing between them); None: the default.
+    read_isolation: str | None = None
 
     def __init__(self, url: sa.URL, *, shown: str, timeout: float, calls: Calls,
                  failures: Failures) -> None:

@@ -54,6 +54,10 @@ _STAGED_INSERT: Final = STAGED_INSERT.replace("?", "%s")
 class PostgreSQL(Dialect):
     """A PostgreSQL server reached through psycopg 3, every wait on it bounded."""
 
+    # A read of the trail or a list reads the staging table and the filed rows in two
+    # statements; READ COMMITTED would let a fold commit between them.
+    read_isolation = "REPEATABLE READ"
+
     def __init__(self, url: sa.URL, *, shown: str, timeout: float, calls: Calls,
                  failures: Failures) -> None:
         if url.drivername == "postgresql":

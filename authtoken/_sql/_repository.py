@@ -35,7 +35,7 @@ from ._calls import Calls, check_timeout
 from ._failures import Failures
 from ._lean import SQLiteAppend, SQLiteReads, create_file, plain_sqlite_path
 from ._rows import StoredToken, login_row, token_record
-from ._staging import FOLD_ROWS, FOLD_SECONDS, staged_rows, with_usage
+from ._staging import FOLD_CHUNK, FOLD_ROWS, FOLD_SECONDS, staged_rows, with_usage
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -72,13 +72,16 @@ class SQLRepository:
     def __init__(self, url: Any, *, timeout: float = DEFAULT_TIMEOUT,
                  engine_options: Mapping[str, Any] | None = None) -> None:
         self._timeout = check_timeout(timeout)
-        self._url = url
+        self._url = self._shown = url
         self._engine_options = engine_options
         self._built: SQLStore | None = None
         self._build_lock = threading.Lock()
         self._folded_at = time.monotonic()
         path = plain_sqlite_path(url) if engine_options is None else None
-        self._lean = None if path is None else _Lean(create_file(path), self._timeout)
+        if path is not None:
+            path = create_file(path)
+            self._url = f"sqlite:///{path}"  # the store opens the very file (~ expanded)
+        self._lean = None if path is None else _Lean(path, self._timeout)
         if self._lean is None:
             self._store()  # at once: its errors (a bad URL, a missing driver) are now
 
@@ -100,7 +103,7 @@ class SQLRepository:
     def __repr__(self) -> str:
         if self._built is not None or self._lean is None:
             return repr(self._store())
-        return f"SQLRepository({redact(str(self._url))!r})"
+        return f"SQLRepository({redact(str(self._shown))!r})"
 
     @property
     def engine(self) -> Engine:
@@ -182,7 +185,7 @@ class SQLRepository:
             lean.calls.leave()
         if staged >= FOLD_ROWS or time.monotonic() - self._folded_at >= FOLD_SECONDS:
             try:
-                self.fold(max_rows=FOLD_ROWS)
+                self.fold(max_rows=FOLD_CHUNK)  # one chunk: the flushing login waits
             except RepositoryError:
                 pass  # the rows stay staged, and reads still count them: folded later
 

@@ -19,6 +19,7 @@ from ._schema import STAGED as S
 
 __all__ = ["staged_events", "staged_usage", "take_staged"]
 
+_IDS_PER_DELETE: Final = 500
 _USES: Final = sa.or_(S.c.uses > 0, S.c.action.is_(None))  # rows that carry usage
 _COLUMNS: Final = (S.c.id, S.c.at, S.c.action, S.c.outcome, S.c.actor, S.c.token_key,
                    S.c.user_ref, S.c.script_key, S.c.script_path, S.c.reason, S.c.count,
@@ -35,9 +36,9 @@ def take_staged(conn: Connection, limit: int) -> Sequence[Sequence[Any]]:
     rows = conn.execute(
         sa.select(*_COLUMNS).order_by(S.c.id).limit(limit).with_for_update(skip_locked=True)
     ).all()
-    if rows:
-        ids = [row[0] for row in rows]
-        conn.execute(S.delete().where(S.c.id.in_(ids)))
+    ids = [row[0] for row in rows]
+    for i in range(0, len(ids), _IDS_PER_DELETE):  # SQLite before 3.32 binds 999 at most
+        conn.execute(S.delete().where(S.c.id.in_(ids[i:i + _IDS_PER_DELETE])))
     return rows
 
 

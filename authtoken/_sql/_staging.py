@@ -20,7 +20,8 @@ Other events (authorize, update, revoke, revoke-all) are filed one by one, as re
 Reads never wait for a fold.  A read by key adds what is staged for the token, a list
 adds the staged usage of the tokens it returns, and a read of the trail merges the staged
 events with the filed ones.  So ``use_count`` and ``last_used_at`` are exact as soon as a
-batch is written, and a fold changes nothing anyone can read but the number of rows.
+batch is written, and a fold changes no count a read returns -- only the grain of the
+trail: a minute's summed login events are one event at the time of the last.
 
 Durability: staged rows commit with their batch (and its ``BatchId``, so a batch written
 again is not staged twice); a fold deletes the rows it files in the transaction that

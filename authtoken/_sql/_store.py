@@ -123,7 +123,7 @@ class SQLStore:
 
     # -- transactions ---------------------------------------------------------------
     def _write(self, body: Callable[[Connection], _R], *,
-               unknown: str = CHANGE_UNKNOWN) -> _R:
+               unknown: str = CHANGE_UNKNOWN, urgent: bool = False) -> _R:
         """Run ``body`` in a write transaction, again if the server broke a deadlock.
 
         Deadlocks and serialization failures are the server's way of asking for a
@@ -136,7 +136,8 @@ class SQLStore:
         deadline = time.monotonic() + self._timeout + 1
         for attempt in range(4):
             try:
-                with self._tx(limit=deadline if attempt else None, unknown=unknown) as conn:
+                with self._tx(limit=deadline if attempt else None, unknown=unknown,
+                              urgent=urgent) as conn:
                     if attempt:
                         self._dialect.limit_statements(
                             conn, deadline - time.monotonic() - 0.5
@@ -154,7 +155,7 @@ class SQLStore:
 
     @contextmanager
     def _tx(self, write: bool = True, *, limit: float | None = None,
-            unknown: str = CHANGE_UNKNOWN) -> Iterator[Connection]:
+            unknown: str = CHANGE_UNKNOWN, urgent: bool = False) -> Iterator[Connection]:
         """A transaction on a pooled connection; ``limit``: see ``Watch``."""
         self._calls.enter()
         try:
@@ -162,7 +163,7 @@ class SQLStore:
             with self._dialect.watching(limit) as watch:
                 committing = False
                 try:
-                    with self._transaction(write) as conn:
+                    with self._transaction(write, urgent=urgent) as conn:
                         yield conn
                         committing = True  # the commit runs as this block ends
                 except AuthTokenError:
@@ -180,12 +181,15 @@ class SQLStore:
             self._calls.leave()
 
     @contextmanager
-    def _transaction(self, write: bool) -> Iterator[Connection]:
+    def _transaction(self, write: bool, *, urgent: bool = False) -> Iterator[Connection]:
         """A pooled connection in a transaction, which a write begins as one (SQLite:
-        ``BEGIN IMMEDIATE``); committed as the block ends, rolled back on an error."""
+        ``BEGIN IMMEDIATE``); committed as the block ends, rolled back on an error.
+        ``urgent``: a revocation, which a dialect may let go ahead of bookkeeping."""
         with self._engine.connect() as conn:
             if write:
-                conn = conn.execution_options(authtoken_write=True)
+                conn = conn.execution_options(authtoken_write=True, authtoken_urgent=urgent)
+            elif self._dialect.read_isolation is not None:
+                conn = conn.execution_options(isolation_level=self._dialect.read_isolation)
             with conn.begin():
                 yield conn
 
@@ -366,7 +370,7 @@ class SQLStore:
                 return None
             return self._revoke_tree(conn, sa.select(T.c.key).where(T.c.key == key), at)
 
-        return self._write(revoke)
+        return self._write(revoke, urgent=True)
 
     def revoke_user(self, user: UserKey, at: int) -> int:
         # The tokens revoked by this call stay roots on the second pass.
@@ -374,7 +378,7 @@ class SQLStore:
             T.c.user_ref == user_ref(user),
             sa.or_(T.c.revoked_at.is_(None), T.c.revoked_at == at),
         )
-        return self._write(lambda conn: self._revoke_tree(conn, roots, at))
+        return self._write(lambda conn: self._revoke_tree(conn, roots, at), urgent=True)
 
     def list(self, user: UserKey | None, include_revoked: bool) -> list[TokenRecord]:
         query = sa.select(T).order_by(T.c.created_at.desc(), T.c.id.desc())
@@ -439,7 +443,7 @@ class SQLStore:
 
     def _fold_quietly(self) -> None:
         try:
-            self.fold(max_rows=FOLD_ROWS)
+            self.fold(max_rows=FOLD_CHUNK)  # one chunk: the flushing login waits for it
         except RepositoryError:
             pass  # the rows stay staged, and reads still count them: folded later
 

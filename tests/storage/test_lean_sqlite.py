@@ -164,3 +164,37 @@ def test_opening_the_file_again_keeps_this_process_locks(tmp_path: Path) -> None
         assert not (tmp_path / "t.db-shm").exists()
     finally:
         first.close()
+
+
+def test_an_urgent_begin_waits_for_the_lock_and_restores_the_busy_timeout(
+        tmp_path: Path) -> None:
+    """A revocation's BEGIN polls for the write lock instead of sleeping in SQLite's
+    busy handler; it gets it once the holder lets go, gives up after the busy timeout,
+    and leaves the connection's busy timeout as it found it."""
+    import sqlite3
+    import threading
+
+    from authtoken._sql._sqlite import begin_urgent
+
+    path = tmp_path / "t.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("CREATE TABLE t (x)")
+    urgent = sqlite3.connect(path, isolation_level=None)
+    urgent.execute("PRAGMA busy_timeout = 5000")
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.2, lambda: holder.execute("COMMIT"))
+    release.start()
+    begin_urgent(urgent)  # waits for the holder's commit
+    urgent.execute("INSERT INTO t VALUES (1)")
+    urgent.execute("COMMIT")
+    release.join()
+    assert urgent.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+    holder.execute("BEGIN IMMEDIATE")
+    urgent.execute("PRAGMA busy_timeout = 50")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        begin_urgent(urgent)  # held past its busy timeout: gives up
+    assert urgent.execute("PRAGMA busy_timeout").fetchone() == (50,)
+    holder.execute("COMMIT")
+    holder.close()
+    urgent.close()

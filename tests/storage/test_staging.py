@@ -247,3 +247,40 @@ def test_login_events_are_summed_per_minute_only() -> None:
     _usage, audit = file_rows([(i, *row) for i, row in enumerate(staged)])
     assert [(row[0], row[-1]) for row in audit] == [(10 * minute - 1, 1),
                                                     (10 * minute + 5, 2)]
+
+
+def test_reads_see_a_fold_whole_or_not_at_all(sql: SQLRepository) -> None:
+    """A fold committing while a trail read or a list runs is never seen half-done:
+    no event counted twice (staged and filed), no staged use missed."""
+    security = Security(sql, secret_keys="k")
+    token = AuthToken("a")
+    security.authorize_token(token, user=1)
+    assert token.key is not None
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def fold_forever() -> None:
+        try:
+            while not stop.is_set():
+                sql.fold()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    folder = threading.Thread(target=fold_forever)
+    folder.start()
+    written = 0
+    try:
+        for i in range(150):
+            sql.record_usage({token.key: Usage(1, 10**15 + i)},
+                             [EventRow(10**15 + i, "login", "ok", None, token.key, 1, None,
+                                       None, 1)])
+            written += 1
+            events = sql.events(user=None, token_key=token.key, since=None, limit=10_000)
+            assert sum(e.count for e in events if e.action == "login") == written
+            listed = sql.list(1, True)
+            assert [t.use_count for t in listed] == [written]
+    finally:
+        stop.set()
+        folder.join(60)
+    assert errors == []
+    security.close()
