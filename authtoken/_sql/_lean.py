@@ -40,7 +40,8 @@ from ._statements import (
     STAGED_SPAN,
 )
 
-__all__ = ["SQLiteAppend", "SQLiteReads", "create_file", "plain_sqlite_path", "tune"]
+__all__ = ["SQLiteAppend", "SQLiteReads", "begin_urgent", "create_file", "plain_sqlite_path",
+           "tune"]
 
 # A plain file URL: no driver option, no query, nothing to decode.
 _PLAIN: Final = re.compile(r"sqlite(?:\+pysqlite)?:///([^?#%\x00]+)")
@@ -190,6 +191,30 @@ class SQLiteReads:
             self._calls.discard(cur.connection)
 
 
+def begin_urgent(raw: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE`` on a ``sqlite3`` connection, polling for the lock every half
+    millisecond for as long as its busy timeout.
+
+    SQLite's busy handler sleeps ever longer between tries (up to 100 ms) while writers
+    that retry sooner keep taking the lock; a revocation, and the event that records
+    it, poll instead, so they get the lock as soon as the writer holding it lets go.
+    """
+    (busy_ms,) = raw.execute("PRAGMA busy_timeout").fetchone()
+    deadline = time.monotonic() + busy_ms / 1000
+    raw.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.0005)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+
+
 class SQLiteAppend:
     """Appends usage batches to the staging table on a ``sqlite3`` connection of its own.
 
@@ -207,13 +232,17 @@ class SQLiteAppend:
         self._conn: sqlite3.Connection | None = None
 
     def append(self, rows: Sequence[tuple[Any, ...]], batch: BatchId | None,
-               chunk: int) -> int:
+               chunk: int, *, urgent: bool = False) -> int:
         """Stage ``rows`` (``chunk`` per statement) unless ``batch`` was written already;
-        return about how many rows are staged now (0 for a batch written already)."""
+        return about how many rows are staged now (0 for a batch written already).
+        ``urgent``: poll for the write lock (see ``begin_urgent``)."""
         with self._lock:
             conn = self._connection()
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                if urgent:
+                    begin_urgent(conn)
+                else:
+                    conn.execute("BEGIN IMMEDIATE")
                 try:
                     staged = self._write(conn, rows, batch, chunk)
                 except BaseException:

@@ -180,10 +180,13 @@ class SQLRepository:
         lean.calls.enter()
         try:
             self._ready(lean)
-            staged = lean.append.append(rows, batch, _WRITE_CHUNK)
+            # A batch without logins is a change's event, written while its caller
+            # (a revocation, say) waits: it goes ahead of bookkeeping, and folds nothing.
+            staged = lean.append.append(rows, batch, _WRITE_CHUNK, urgent=not usage)
         finally:
             lean.calls.leave()
-        if staged >= FOLD_ROWS or time.monotonic() - self._folded_at >= FOLD_SECONDS:
+        if usage and (staged >= FOLD_ROWS
+                      or time.monotonic() - self._folded_at >= FOLD_SECONDS):
             try:
                 self.fold(max_rows=FOLD_CHUNK)  # one chunk: the flushing login waits
             except RepositoryError:

@@ -10,7 +10,6 @@ reads by key go through ``sqlite3`` directly (``_lean.SQLiteReads``), not SQLAlc
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +22,7 @@ from .._repository import BatchId
 from ._calls import Calls
 from ._dialect import Dialect, claim_by_upsert
 from ._failures import Failures
-from ._lean import SQLiteReads, create_file, tune
+from ._lean import SQLiteReads, begin_urgent, create_file, tune
 
 __all__ = ["SQLite", "SQLiteReads", "begin", "begin_urgent", "prepare_file"]
 
@@ -77,34 +76,15 @@ def prepare_file(url: sa.URL) -> str:
 def begin(conn: Connection) -> None:
     """Start a transaction: ``BEGIN IMMEDIATE`` for a write, a plain ``BEGIN`` else.
 
-    A revocation (``authtoken_urgent``) does not wait in SQLite's busy handler, which
-    sleeps ever longer between tries (up to 100 ms) while writers of usage batches and
-    folds, which retry sooner, keep taking the lock: it tries again every half
-    millisecond, so it gets the lock as soon as the writer holding it lets go.
+    A revocation (``authtoken_urgent``) polls for the write lock (``_lean.begin_urgent``)
+    instead of sleeping in SQLite's busy handler behind usage batches and folds.
     """
     options = conn.get_execution_options()
     if not options.get("authtoken_write"):
         conn.exec_driver_sql("BEGIN")
     elif options.get("authtoken_urgent"):
-        begin_urgent(conn.connection.dbapi_connection)
+        raw = conn.connection.dbapi_connection
+        assert isinstance(raw, sqlite3.Connection)
+        begin_urgent(raw)
     else:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def begin_urgent(raw: Any) -> None:
-    """``BEGIN IMMEDIATE`` on a ``sqlite3`` connection, polling for the lock every half
-    millisecond for as long as its busy timeout."""
-    (busy_ms,) = raw.execute("PRAGMA busy_timeout").fetchone()
-    deadline = time.monotonic() + busy_ms / 1000
-    raw.execute("PRAGMA busy_timeout = 0")
-    try:
-        while True:
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(0.0005)
-    finally:
-        raw.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")

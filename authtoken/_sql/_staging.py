@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 #: Staged rows filed per fold transaction: short enough not to keep a revocation waiting.
-FOLD_CHUNK: Final = 2000
+FOLD_CHUNK: Final = 10_000
 #: A repository folds after its batch once about this many rows are staged, ...
 FOLD_ROWS: Final = 20_000
 #: ... or this long (seconds) after its last fold.

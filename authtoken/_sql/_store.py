@@ -409,7 +409,10 @@ class SQLStore:
             return dialect.staged_span(conn)
 
         staged = self._write(write, unknown=BATCH_UNKNOWN)
-        if staged >= FOLD_ROWS or time.monotonic() - self._folded_at >= FOLD_SECONDS:
+        # Only a batch of logins folds: a change's event (a revocation's, say) is
+        # written while its caller waits, and must not wait behind bookkeeping.
+        if usage and (staged >= FOLD_ROWS
+                      or time.monotonic() - self._folded_at >= FOLD_SECONDS):
             self._fold_quietly()
 
     def fold(self, max_rows: int | None = None) -> int:

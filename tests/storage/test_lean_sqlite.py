@@ -174,7 +174,7 @@ def test_an_urgent_begin_waits_for_the_lock_and_restores_the_busy_timeout(
     import sqlite3
     import threading
 
-    from authtoken._sql._sqlite import begin_urgent
+    from authtoken._sql._lean import begin_urgent
 
     path = tmp_path / "t.db"
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
