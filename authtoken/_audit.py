@@ -34,10 +34,10 @@ import threading
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from ._errors import RepositoryError
+from ._errors import ArgumentTypeError, InvalidArgument, RepositoryError
 from ._repository import BatchId, EventRow, Repository, Usage, new_writer
 from ._scopes import Script
-from ._token import UserKey
+from ._token import UserKey, check_user
 
 __all__ = [
     "FLUSH_EVERY_LOGINS",
@@ -47,6 +47,7 @@ __all__ = [
     "SAMPLED_LOGINS",
     "AuditBuffer",
     "Batch",
+    "change_event",
     "flush_forgotten",
 ]
 
@@ -351,6 +352,23 @@ class AuditBuffer:
                                       + [u.last_used for u in batch.usage.values()])
             self._kept = batch
             self._room = self._max_events - len(batch.events)
+
+
+def change_event(at: int, action: str, error: BaseException | None, *,
+                 actor: str | None, token_key: str | None, user: object) -> EventRow:
+    """The event of a change (authorize, update, revoke, revoke-all) or of its refusal
+    by ``error``, at ``at`` (µs).  A ``user`` that is not one (the refusal was for a bad
+    user) is left out; the actor is cut to 300 characters."""
+    try:
+        named = None if user is None else check_user(user)
+    except (ArgumentTypeError, InvalidArgument):
+        named = None  # a refusal for a bad user: the trail keeps the rest
+    return EventRow(
+        at=at, action=action, outcome="ok" if error is None else "refused",
+        actor=None if actor is None else str(actor)[:300], token_key=token_key,
+        user=named, script=None, reason=None if error is None else type(error).__name__,
+        times=1,
+    )
 
 
 def _takes_batch_ids(repository: Repository) -> bool:

@@ -37,7 +37,7 @@ from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 
-from ._audit import AuditBuffer, flush_forgotten
+from ._audit import AuditBuffer, change_event, flush_forgotten
 from ._changes import (
     check_key,
     child_expiry,
@@ -62,7 +62,7 @@ from ._errors import (
 )
 from ._expiry import aware_utc, from_micros, to_micros
 from ._redact import redact
-from ._repository import AuditEvent, EventRow, Repository
+from ._repository import AuditEvent, Repository
 from ._rules import (
     Actor,
     acting_user,
@@ -531,16 +531,8 @@ class Security:
         """
         if isinstance(error, RepositoryError):
             return  # storage failed: nothing was refused, and nothing can be written
-        try:
-            user = None if user is None else check_user(user)
-        except (ArgumentTypeError, InvalidArgument):
-            user = None  # a refusal for a bad user: the trail keeps the rest
-        self._audit.event(EventRow(
-            at=self._now_us(), action=action, outcome="ok" if error is None else "refused",
-            actor=None if actor is None else str(actor)[:300], token_key=token_key,
-            user=user, script=None, reason=None if error is None else type(error).__name__,
-            times=1,
-        ))
+        self._audit.event(change_event(self._now_us(), action, error, actor=actor,
+                                       token_key=token_key, user=user))
         try:
             self._audit.flush(self._repository, wait=True)
         except RepositoryError:
