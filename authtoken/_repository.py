@@ -34,7 +34,7 @@ from ._scopes import Script
 from ._token import TokenRecord, UserKey
 
 __all__ = ["MEMORY_EVENTS", "AuditEvent", "BatchId", "EventRow", "LoginRow",
-           "MemoryRepository", "Repository", "Usage", "new_writer"]
+           "MemoryRepository", "Repository", "Usage", "new_writer", "with_usage"]
 
 #: The newest audit events a ``MemoryRepository`` keeps; older ones are dropped.
 MEMORY_EVENTS: Final = 100_000
@@ -115,6 +115,19 @@ class AuditEvent:
     script: Script | None = None
     reason: str | None = None
     count: int = 1
+
+
+def with_usage(record: TokenRecord, logins: int, last: int | None) -> TokenRecord:
+    """``record`` with usage not yet in it: ``logins`` more uses, the latest at ``last``
+    (µs; ``None``: no usage, ``record`` itself)."""
+    if last is None:
+        return record
+    when = from_micros(last)
+    return replace(
+        record, use_count=record.use_count + logins,
+        last_used_at=when if record.last_used_at is None or when > record.last_used_at
+        else record.last_used_at,
+    )
 
 
 def audit_event(row: EventRow) -> AuditEvent:
@@ -237,14 +250,7 @@ class MemoryRepository:
     def _used(self, row: TokenRecord) -> TokenRecord:
         """``row`` with its usage (caller holds the lock)."""
         use = self._usage.get(row.key)
-        if use is None:
-            return replace(row)
-        when = from_micros(use[1])
-        return replace(
-            row, use_count=row.use_count + use[0],
-            last_used_at=when if row.last_used_at is None or when > row.last_used_at
-            else row.last_used_at,
-        )
+        return replace(row) if use is None else with_usage(row, use[0], use[1])
 
     def get(self, key: str) -> TokenRecord | None:
         with self._lock:

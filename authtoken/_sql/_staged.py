@@ -17,7 +17,7 @@ from .._token import UserKey
 from ._rows import audit_event, user_ref
 from ._schema import STAGED as S
 
-__all__ = ["staged_events", "staged_usage", "take_staged"]
+__all__ = ["staged_events", "staged_usage", "take_staged", "trail_events"]
 
 _IDS_PER_DELETE: Final = 500
 _USES: Final = sa.or_(S.c.uses > 0, S.c.action.is_(None))  # rows that carry usage
@@ -54,15 +54,23 @@ def staged_usage(conn: Connection, keys: Sequence[str] | None = None,
             if key is not None}
 
 
+def trail_events(conn: Connection, table: sa.Table, *, user: UserKey | None,
+                 token_key: str | None, since: int | None, limit: int) -> list[AuditEvent]:
+    """The newest ``limit`` events of ``table`` (the trail, or the staging table) that
+    pass the filters, newest first: the order every index of the trail ends in."""
+    query = (sa.select(table).order_by(table.c.at.desc(), table.c.id.desc()).limit(limit))
+    if table is S:
+        query = query.where(S.c.action.is_not(None))  # usage-only rows are no events
+    if user is not None:
+        query = query.where(table.c.user_ref == user_ref(user))
+    if token_key is not None:
+        query = query.where(table.c.token_key == token_key)
+    if since is not None:
+        query = query.where(table.c.at >= since)
+    return [audit_event(row) for row in conn.execute(query).mappings()]
+
+
 def staged_events(conn: Connection, *, user: UserKey | None, token_key: str | None,
                   since: int | None, limit: int) -> list[AuditEvent]:
     """The newest ``limit`` staged events that pass the filters, newest first."""
-    query = (sa.select(S).where(S.c.action.is_not(None))
-             .order_by(S.c.at.desc(), S.c.id.desc()).limit(limit))
-    if user is not None:
-        query = query.where(S.c.user_ref == user_ref(user))
-    if token_key is not None:
-        query = query.where(S.c.token_key == token_key)
-    if since is not None:
-        query = query.where(S.c.at >= since)
-    return [audit_event(row) for row in conn.execute(query).mappings()]
+    return trail_events(conn, S, user=user, token_key=token_key, since=since, limit=limit)

@@ -31,12 +31,9 @@ files them.  A process killed at any moment loses no staged row and files none t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any, Final
 
-from .._expiry import from_micros
-from .._repository import EventRow, Usage
-from .._token import TokenRecord
+from .._repository import EventRow, Usage, with_usage
 from ._rows import audit_rows
 
 __all__ = [
@@ -121,15 +118,3 @@ def file_rows(rows: Sequence[Sequence[Any]],
     audit.sort(key=lambda row: row[0])
     params = [{"k": key, "n": n, "last": last} for key, (n, last) in sorted(usage.items())]
     return params, audit
-
-
-def with_usage(record: TokenRecord, logins: int, last: int | None) -> TokenRecord:
-    """``record`` with staged usage added: ``logins`` more uses, the latest at ``last``."""
-    if last is None:
-        return record
-    when = from_micros(last)
-    return replace(
-        record, use_count=record.use_count + logins,
-        last_used_at=when if record.last_used_at is None or when > record.last_used_at
-        else record.last_used_at,
-    )

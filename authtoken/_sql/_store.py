@@ -51,7 +51,6 @@ from ._failures import BATCH_UNKNOWN, CHANGE_UNKNOWN, Failures
 from ._postgres import PostgreSQL
 from ._rows import (
     StoredToken,
-    audit_event,
     login_row,
     micros_or_none,
     time_or_none,
@@ -64,7 +63,7 @@ from ._schema import BATCHES as B
 from ._schema import LOGIN_SELECT
 from ._schema import TOKENS as T
 from ._sqlite import SQLite
-from ._staged import staged_events, staged_usage, take_staged
+from ._staged import staged_events, staged_usage, take_staged, trail_events
 from ._staging import (
     FOLD_CHUNK,
     FOLD_ROWS,
@@ -467,17 +466,11 @@ class SQLStore:
     def events(self, *, user: UserKey | None, token_key: str | None,
                since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
         after = None if since is None else to_micros(since)
-        query = sa.select(A).order_by(A.c.at.desc(), A.c.id.desc()).limit(limit)
-        if user is not None:
-            query = query.where(A.c.user_ref == user_ref(user))
-        if token_key is not None:
-            query = query.where(A.c.token_key == token_key)
-        if after is not None:
-            query = query.where(A.c.at >= after)
         with self._tx(write=False) as conn:
             staged = staged_events(conn, user=user, token_key=token_key, since=after,
                                    limit=limit)
-            filed = [audit_event(row) for row in conn.execute(query).mappings()]
+            filed = trail_events(conn, A, user=user, token_key=token_key, since=after,
+                                 limit=limit)
         # Staged events were recorded after the filed ones of the same time.
         merged = sorted(staged + filed, key=lambda e: e.at, reverse=True)
         return merged[:limit]
