@@ -34,7 +34,7 @@ from ._scopes import Script
 from ._token import TokenRecord, UserKey
 
 __all__ = ["MEMORY_EVENTS", "AuditEvent", "BatchId", "EventRow", "LoginRow",
-           "MemoryRepository", "Repository", "Usage", "new_writer", "with_usage"]
+           "MemoryRepository", "Repository", "Usage", "add_use", "new_writer", "with_usage"]
 
 #: The newest audit events a ``MemoryRepository`` keeps; older ones are dropped.
 MEMORY_EVENTS: Final = 100_000
@@ -115,6 +115,18 @@ class AuditEvent:
     script: Script | None = None
     reason: str | None = None
     count: int = 1
+
+
+def add_use(table: dict[str, list[int]], key: str, logins: int, at: int) -> None:
+    """Add ``logins`` uses of ``key``, the latest at ``at`` (µs), to ``table``'s
+    ``[logins, latest]`` entry for it."""
+    use = table.get(key)
+    if use is None:
+        table[key] = [logins, at]
+    else:
+        use[0] += logins
+        if at > use[1]:
+            use[1] = at
 
 
 def with_usage(record: TokenRecord, logins: int, last: int | None) -> TokenRecord:
@@ -347,15 +359,8 @@ class MemoryRepository:
             self._events.extend(EventRow._make(e) for e in events)  # named, however given
             rows, used = self._rows, self._usage
             for key, (count, last) in usage.items():
-                if key not in rows:
-                    continue
-                use = used.get(key)
-                if use is None:
-                    used[key] = [count, last]
-                else:
-                    use[0] += count
-                    if last > use[1]:
-                        use[1] = last
+                if key in rows:
+                    add_use(used, key, count, last)
 
     def prune_events(self, before: int) -> int:
         """Drop the audit events recorded before ``before`` (µs); return how many."""

@@ -17,11 +17,15 @@ from typing import Any, Final
 
 from .._errors import InvalidArgument, RepositoryError
 
-__all__ = ["MIN_RETRY", "Calls", "check_timeout"]
+__all__ = ["DEFAULT_TIMEOUT", "MIN_RETRY", "Calls", "check_timeout"]
 
 # A retry of a call gets what is left of its deadline, if at least this many seconds:
 # less would not do (psycopg gives a new connection at least 2 s to connect).
 MIN_RETRY: Final = 2.0
+
+
+#: A repository's ``timeout`` unless it is given (seconds).
+DEFAULT_TIMEOUT: Final = 5.0
 
 
 def check_timeout(timeout: object) -> float:

@@ -21,7 +21,7 @@ from .._watchdog import Watch
 from ._calls import Calls
 from ._failures import Failures
 from ._schema import BATCHES, TOKENS
-from ._statements import AUDIT_INSERT, STAGED_INSERT, STAGED_SPAN
+from ._statements import AUDIT_INSERT, CLAIM_BATCH, STAGED_INSERT, STAGED_SPAN
 
 __all__ = ["Dialect", "FastReads", "claim_by_upsert"]
 
@@ -38,14 +38,6 @@ _ADD_USAGE: Final = (
             else_=TOKENS.c.last_used_at,
         ),
     )
-)
-# Both PostgreSQL and SQLite (3.24+) take this upsert; it changes no row, and so counts
-# none, when the writer's number is already as high.
-_CLAIM_BATCH: Final = sa.text(
-    "INSERT INTO authtoken_usage_batch (writer, number, written_at) "
-    "VALUES (:writer, :number, :at) ON CONFLICT (writer) DO UPDATE "
-    "SET number = excluded.number, written_at = excluded.written_at "
-    "WHERE authtoken_usage_batch.number < excluded.number"
 )
 
 
@@ -141,9 +133,9 @@ class Dialect:
         return 0 if low is None else int(high) - int(low) + 1
 
 
-def claim_by_upsert(conn: Connection, batch: BatchId, now: int) -> bool:
-    """``Dialect.claim`` in one statement, for a dialect that has ``ON CONFLICT``."""
-    return bool(conn.execute(_CLAIM_BATCH, {
-        "writer": batch.writer, "number": batch.number, "at": now,
-    }).rowcount == 1)
+def claim_by_upsert(conn: Connection, batch: BatchId, now: int, sql: str = CLAIM_BATCH,
+                    ) -> bool:
+    """``Dialect.claim`` in one statement (``_statements.CLAIM_BATCH``, in the driver's
+    placeholders), for a dialect that has ``ON CONFLICT``."""
+    return bool(conn.exec_driver_sql(sql, (batch.writer, batch.number, now)).rowcount == 1)
 

@@ -30,6 +30,7 @@ from .._errors import RepositoryError
 from .._repository import BatchId
 from ._calls import Calls
 from ._failures import Failures
+from ._staging import KEEP_WRITERS_MICROS, PRUNE_EVERY
 from ._statements import (
     CLAIM_BATCH,
     FORGET_WRITERS,
@@ -45,9 +46,6 @@ __all__ = ["SQLiteAppend", "SQLiteReads", "begin_urgent", "create_file", "plain_
 
 # A plain file URL: no driver option, no query, nothing to decode.
 _PLAIN: Final = re.compile(r"sqlite(?:\+pysqlite)?:///([^?#%\x00]+)")
-# A writer's last batch number is kept this long after its last batch (as in SQL).
-KEEP_WRITERS_MICROS: Final = 30 * 24 * 3600 * 1_000_000
-PRUNE_EVERY: Final = 1000  # a writer's 1st, 1001st, ... batch forgets old writers
 
 
 def plain_sqlite_path(url: object) -> str | None:

@@ -29,7 +29,7 @@ from ._calls import Calls
 from ._dialect import Dialect, claim_by_upsert
 from ._failures import Failures
 from ._pg_login import PgReads
-from ._statements import AUDIT_INSERT, STAGED_INSERT
+from ._statements import AUDIT_INSERT, CLAIM_BATCH, STAGED_INSERT
 
 __all__ = ["PostgreSQL"]
 
@@ -49,6 +49,7 @@ _ADD_USAGE: Final = sa.text(
 )
 _AUDIT_INSERT: Final = AUDIT_INSERT.replace("?", "%s")
 _STAGED_INSERT: Final = STAGED_INSERT.replace("?", "%s")
+_CLAIM_BATCH: Final = CLAIM_BATCH.replace("?", "%s")
 
 
 class PostgreSQL(Dialect):
@@ -99,7 +100,7 @@ class PostgreSQL(Dialect):
         conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}")
 
     def claim(self, conn: Connection, batch: BatchId, now: int) -> bool:
-        return claim_by_upsert(conn, batch, now)
+        return claim_by_upsert(conn, batch, now, _CLAIM_BATCH)
 
     def add_usage(self, conn: Connection, chunk: list[dict[str, Any]]) -> None:
         keys = [p["k"] for p in chunk]

@@ -24,18 +24,18 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from .._errors import RepositoryError
 from .._migrations import REVISIONS
 from .._redact import redact
 from .._repository import AuditEvent, BatchId, EventRow, LoginRow, Usage
 from .._token import TokenRecord, UserKey
-from ._calls import Calls, check_timeout
+from ._calls import DEFAULT_TIMEOUT, Calls, check_timeout
 from ._failures import Failures
 from ._lean import SQLiteAppend, SQLiteReads, create_file, plain_sqlite_path
 from ._rows import StoredToken, login_row, token_record
-from ._staging import FOLD_CHUNK, FOLD_ROWS, FOLD_SECONDS, staged_rows, with_usage
+from ._staging import FOLD_CHUNK, WRITE_CHUNK, fold_due, staged_rows, with_usage
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_TIMEOUT", "SQLRepository"]
 
-DEFAULT_TIMEOUT: Final = 5.0
-_WRITE_CHUNK: Final = 1000  # rows per executemany of a batch, as in the store
 
 
 class _Lean:
@@ -182,11 +180,10 @@ class SQLRepository:
             self._ready(lean)
             # A batch without logins is a change's event, written while its caller
             # (a revocation, say) waits: it goes ahead of bookkeeping, and folds nothing.
-            staged = lean.append.append(rows, batch, _WRITE_CHUNK, urgent=not usage)
+            staged = lean.append.append(rows, batch, WRITE_CHUNK, urgent=not usage)
         finally:
             lean.calls.leave()
-        if usage and (staged >= FOLD_ROWS
-                      or time.monotonic() - self._folded_at >= FOLD_SECONDS):
+        if fold_due(usage, staged, self._folded_at, time.monotonic()):
             try:
                 self.fold(max_rows=FOLD_CHUNK)  # one chunk: the flushing login waits
             except RepositoryError:

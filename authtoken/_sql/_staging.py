@@ -33,13 +33,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from .._repository import EventRow, Usage, with_usage
+from .._repository import EventRow, Usage, add_use, with_usage
 from ._rows import audit_rows
 
 __all__ = [
-    "FOLD_CHUNK", "FOLD_ROWS", "FOLD_SECONDS", "SUMMARY_MICROS", "file_rows", "staged_rows",
-    "with_usage",
+    "FOLD_CHUNK", "FOLD_ROWS", "FOLD_SECONDS", "KEEP_WRITERS_MICROS", "PRUNE_EVERY",
+    "SUMMARY_MICROS", "WRITE_CHUNK", "file_rows", "fold_due", "staged_rows", "with_usage",
 ]
+
+#: Rows per statement (or executemany) of a batch or a fold.
+WRITE_CHUNK: Final = 1000
+#: A writer's last batch number is kept this long after its last batch: a batch whose
+#: answer was lost is written again at the next flush, or once the database is back.
+KEEP_WRITERS_MICROS: Final = 30 * 24 * 3600 * 1_000_000
+PRUNE_EVERY: Final = 1000  # a writer's 1st, 1001st, ... batch forgets old writers
 
 #: Staged rows filed per fold transaction: short enough not to keep a revocation waiting.
 FOLD_CHUNK: Final = 10_000
@@ -52,6 +59,14 @@ FOLD_SECONDS: Final = 2.0
 #: hides when the attempts were by more than that.
 SUMMARY_MICROS: Final = 60_000_000
 _FOLDED: Final = frozenset({"login", "authenticate"})  # the actions summed per kind
+
+
+def fold_due(usage: Mapping[str, Usage], staged: int, folded_at: float, now: float) -> bool:
+    """Whether a batch just written should fold: a batch of logins (``usage``) -- a
+    change's own event is written while its caller (a revocation, say) waits, and must
+    not wait behind bookkeeping -- once ``staged`` rows wait or ``FOLD_SECONDS`` passed
+    since ``folded_at`` (``time.monotonic()`` seconds, like ``now``)."""
+    return bool(usage) and (staged >= FOLD_ROWS or now - folded_at >= FOLD_SECONDS)
 
 
 def staged_rows(usage: Mapping[str, Usage], events: Sequence[EventRow],
@@ -94,13 +109,7 @@ def file_rows(rows: Sequence[Sequence[Any]],
     audit: list[tuple[Any, ...]] = []
     for _id, at, action, outcome, actor, key, ref, skey, spath, reason, count, uses in rows:
         if key is not None and (uses > 0 or action is None):
-            use = usage.get(key)
-            if use is None:
-                usage[key] = [uses, at]
-            else:
-                use[0] += uses
-                if at > use[1]:
-                    use[1] = at
+            add_use(usage, key, uses, at)
         if action is None:
             continue
         if action in _FOLDED:

@@ -45,7 +45,7 @@ from .._expiry import to_micros
 from .._redact import redact
 from .._repository import AuditEvent, BatchId, EventRow, LoginRow, Usage
 from .._token import TokenRecord, UserKey
-from ._calls import MIN_RETRY, Calls, check_timeout
+from ._calls import DEFAULT_TIMEOUT, MIN_RETRY, Calls, check_timeout
 from ._dialect import Dialect
 from ._failures import BATCH_UNKNOWN, CHANGE_UNKNOWN, Failures
 from ._postgres import PostgreSQL
@@ -66,9 +66,11 @@ from ._sqlite import SQLite
 from ._staged import staged_events, staged_usage, take_staged, trail_events
 from ._staging import (
     FOLD_CHUNK,
-    FOLD_ROWS,
-    FOLD_SECONDS,
+    KEEP_WRITERS_MICROS,
+    PRUNE_EVERY,
+    WRITE_CHUNK,
     file_rows,
+    fold_due,
     staged_rows,
     with_usage,
 )
@@ -77,12 +79,6 @@ __all__ = ["DEFAULT_TIMEOUT", "WRITE_CHUNK", "SQLStore"]
 
 _R = TypeVar("_R")
 
-DEFAULT_TIMEOUT: Final = 5.0
-WRITE_CHUNK: Final = 1000  # rows per statement (or executemany) of a usage batch
-# A writer's last batch number is kept this long after its last batch: a batch whose
-# answer was lost is written again at the next flush, or once the database is back.
-_KEEP_WRITERS_MICROS: Final = 30 * 24 * 3600 * 1_000_000
-_PRUNE_EVERY: Final = 1000  # a writer's 1st, 1001st, ... batch forgets old writers
 _DIALECTS: Final[dict[str, type[Dialect]]] = {"sqlite": SQLite, "postgresql": PostgreSQL}
 
 
@@ -408,10 +404,7 @@ class SQLStore:
             return dialect.staged_span(conn)
 
         staged = self._write(write, unknown=BATCH_UNKNOWN)
-        # Only a batch of logins folds: a change's event (a revocation's, say) is
-        # written while its caller waits, and must not wait behind bookkeeping.
-        if usage and (staged >= FOLD_ROWS
-                      or time.monotonic() - self._folded_at >= FOLD_SECONDS):
+        if fold_due(usage, staged, self._folded_at, time.monotonic()):
             self._fold_quietly()
 
     def fold(self, max_rows: int | None = None) -> int:
@@ -455,12 +448,12 @@ class SQLStore:
 
         On PostgreSQL a first attempt still in flight on a dead connection holds the
         writer's row: this waits for its outcome, then sees it.  Now and then it also
-        forgets writers that wrote nothing for ``_KEEP_WRITERS_MICROS``.
+        forgets writers that wrote nothing for ``KEEP_WRITERS_MICROS``.
         """
         now = time.time_ns() // 1000  # wall time, for pruning only: not a token's clock
         claimed = self._dialect.claim(conn, batch, now)
-        if claimed and batch.number % _PRUNE_EVERY == 1:
-            conn.execute(B.delete().where(B.c.written_at < now - _KEEP_WRITERS_MICROS))
+        if claimed and batch.number % PRUNE_EVERY == 1:
+            conn.execute(B.delete().where(B.c.written_at < now - KEEP_WRITERS_MICROS))
         return claimed
 
     def events(self, *, user: UserKey | None, token_key: str | None,
