@@ -132,12 +132,12 @@ class SQLRepository:
 
     # -- the lean path ------------------------------------------------------------------
     def _ready(self, lean: _Lean) -> None:
-        """Check the schema once on the lean path; anything but the newest goes to the
-        store, which creates or refuses it."""
-        if not lean.ready:
-            if lean.reads.revision() != REVISIONS[-1]:
-                self._store().ensure_schema()
-            lean.ready = True
+        """Check the schema once on the lean path (callers test ``lean.ready`` first,
+        so a login pays one attribute read); anything but the newest goes to the store,
+        which creates or refuses it."""
+        if lean.reads.revision() != REVISIONS[-1]:
+            self._store().ensure_schema()
+        lean.ready = True
 
     def login_row(self, key: str) -> LoginRow | None:
         lean = self._lean
@@ -145,7 +145,8 @@ class SQLRepository:
             return self._store().login_row(key)
         lean.calls.enter()
         try:
-            self._ready(lean)
+            if not lean.ready:
+                self._ready(lean)
             row = lean.reads.login(key)
         finally:
             lean.calls.leave()
@@ -157,7 +158,8 @@ class SQLRepository:
             return self._store().get(key)
         lean.calls.enter()
         try:
-            self._ready(lean)
+            if not lean.ready:
+                self._ready(lean)
             stored = lean.reads.get(key)
         finally:
             lean.calls.leave()
@@ -177,7 +179,8 @@ class SQLRepository:
         rows = staged_rows(usage, events)
         lean.calls.enter()
         try:
-            self._ready(lean)
+            if not lean.ready:
+                self._ready(lean)
             # A batch without logins is a change's event, written while its caller
             # (a revocation, say) waits: it goes ahead of bookkeeping, and folds nothing.
             staged = lean.append.append(rows, batch, WRITE_CHUNK, urgent=not usage)
