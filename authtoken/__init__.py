@@ -26,19 +26,23 @@ from ._errors import InvalidToken as InvalidToken
 from ._errors import IssuerError as IssuerError
 from ._errors import LoginError as LoginError
 from ._errors import PermissionDenied as PermissionDenied
+from ._errors import PolicyViolation as PolicyViolation
 from ._errors import RepositoryError as RepositoryError
 from ._errors import ScopeError as ScopeError
 from ._errors import ScriptNotAuthorized as ScriptNotAuthorized
 from ._errors import SessionExpired as SessionExpired
 from ._errors import SessionNotEstablished as SessionNotEstablished
+from ._errors import TokenExhausted as TokenExhausted
 from ._errors import TokenExpired as TokenExpired
 from ._errors import TokenNotFound as TokenNotFound
 from ._errors import TokenRevoked as TokenRevoked
 from ._escape import escape as escape
 from ._escape import unescape as unescape
 from ._open import open_security as open_security
+from ._policy import Policy as Policy
 from ._repository import MemoryRepository as MemoryRepository
 from ._repository import Repository as Repository
+from ._run import RunToken as RunToken
 from ._scopes import Script as Script
 from ._scopes import key_binding as key_binding
 from ._scopes import path_binding as path_binding
@@ -65,9 +69,12 @@ __all__ = [
     "LoginError",
     "MemoryRepository",
     "PermissionDenied",
+    "Policy",
+    "PolicyViolation",
     "Principal",
     "Repository",
     "RepositoryError",
+    "RunToken",
     "SQLRepository",
     "ScopeError",
     "Script",
@@ -77,6 +84,7 @@ __all__ = [
     "Session",
     "SessionExpired",
     "SessionNotEstablished",
+    "TokenExhausted",
     "TokenExpired",
     "TokenNotFound",
     "TokenRevoked",

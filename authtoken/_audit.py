@@ -177,12 +177,13 @@ class AuditBuffer:
                 uses.last_at = at
 
     def login(self, key: str, at: int, user: UserKey, script: Script | None,
-              reason: str | None = None) -> bool:
+              reason: str | None = None, *, counted: bool = True) -> bool:
         """Count one login attempt with token ``key`` -- successful when ``reason`` is
         ``None``, else refused for ``reason`` -- and its event; ``True`` when a batch is
-        due."""
+        due.  ``counted=False``: the use is in storage already (a token with
+        ``max_uses`` spends it there), only the event is buffered."""
         with self._lock:
-            if reason is None:
+            if reason is None and counted:
                 self._count_use(key, at)
             self._attempts += 1
             if self._login_events and self._sample(("login", key, script, reason, None),

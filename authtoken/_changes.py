@@ -22,6 +22,8 @@ from ._errors import (
     TokenRevoked,
 )
 from ._expiry import ExpirySpec
+from ._jobs import Limits, check_changed_limits, check_child_uses
+from ._policy import Policy
 from ._rules import check_child, check_delegation
 from ._shape import is_token_key
 from ._token import AuthToken, TokenRecord, UserKey, assigned_changes
@@ -70,14 +72,18 @@ def check_future(expires: datetime | None, now: datetime) -> None:
 
 
 def child_expiry(spec: ExpirySpec, now: datetime, parent: TokenRecord | None,
-                 scopes: tuple[str, ...]) -> datetime | None:
+                 scopes: tuple[str, ...], policy: Policy | None = None) -> datetime | None:
     """The expiry a new token gets from ``spec`` at ``now``, checked against ``parent``.
 
     An omitted expiry (the default) of a child becomes the earlier of the default and
-    its parent's; an expiry given explicitly must not outlive the parent, and the
-    scopes must be within the parent's (``PermissionDenied`` otherwise).
+    its parent's, and under a policy's ``max_lifetime`` no later than that allows; an
+    expiry given explicitly must not outlive the parent, and the scopes must be within
+    the parent's (``PermissionDenied`` otherwise).
     """
     expires = spec.resolve(now)
+    cap = None if policy is None else policy.cap(now)
+    if spec.is_default and cap is not None and (expires is None or expires > cap):
+        expires = cap
     if parent is not None:
         if spec.is_default and parent.expires is not None \
                 and (expires is None or expires > parent.expires):
@@ -88,21 +94,23 @@ def child_expiry(spec: ExpirySpec, now: datetime, parent: TokenRecord | None,
 
 
 def new_record(token: AuthToken, *, key: str, digest: bytes, user: UserKey,
-               expires: datetime | None, now: datetime,
-               parent: TokenRecord | None) -> TokenRecord:
+               expires: datetime | None, now: datetime, parent: TokenRecord | None,
+               limits: Limits, run_id: str | None = None) -> TokenRecord:
     """The record an authorize stores for ``token``, first version, never used."""
     return TokenRecord(
         key=key, user=user, scope=token.scope, data=token.data,
         description=token.description, expires=expires, created_at=now,
         updated_at=now, revoked_at=None, last_used_at=None, use_count=0,
         parent_key=None if parent is None else parent.key, secret_hash=digest,
-        version=1,
+        version=1, max_uses=limits.max_uses, max_lifetime=limits.max_lifetime,
+        lifetime=limits.lifetime, run_id=run_id,
+        ancestors=() if parent is None else (*parent.ancestors, parent.key),
     )
 
 
 def updated_record(token: AuthToken, *, key: str, stored: TokenRecord | None,
                    base: TokenRecord | None, now: datetime,
-                   parent: TokenRecord | None) -> TokenRecord:
+                   parent: TokenRecord | None, policy: Policy | None = None) -> TokenRecord:
     """``stored`` with the fields assigned on ``token`` written on top.
 
     ``base`` is the record ``token`` was read as.  Only assigned fields are written, so
@@ -132,6 +140,33 @@ def updated_record(token: AuthToken, *, key: str, stored: TokenRecord | None,
     if isinstance(expires, datetime):
         check_future(expires, now)
     record = replace(stored, updated_at=now, **changes)  # type: ignore[arg-type]
+    if "max_uses" in changes:
+        check_changed_limits(stored, record.max_uses)
+    if changes.keys() & {"expires", "max_lifetime"}:
+        check_lifetime(record)
     if parent is not None and changes.keys() & {"scope", "expires"}:
         check_delegation(parent, tuple(record.scope.split(" ")), record.expires)
+    if parent is not None and "max_uses" in changes:
+        check_child_uses(parent, record.max_uses)
+    if policy is not None and changes.keys() & {"expires", "max_lifetime"}:
+        policy.check_expiry(record.expires, record.created_at)
+        policy.check_max_lifetime(record.max_lifetime, record.created_at)
     return record
+
+
+def check_lifetime(record: TokenRecord) -> None:
+    """``InvalidArgument`` for a renewable token whose expiry is missing or past its
+    ``created_at + max_lifetime``."""
+    if record.max_lifetime is None:
+        return
+    if record.expires is None:
+        raise InvalidArgument(
+            "a token with a max_lifetime must expire; give an expiry, or remove the "
+            "max_lifetime (max_lifetime=None)"
+        )
+    end = record.created_at + record.max_lifetime
+    if record.expires > end:
+        raise InvalidArgument(
+            f"the token's max_lifetime ends at {end.isoformat()}: give an expiry no "
+            "later, or a longer max_lifetime"
+        )

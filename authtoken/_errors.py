@@ -10,9 +10,11 @@
     │   ├── InvalidToken              malformed, forged, unknown or wrong secret
     │   ├── TokenExpired
     │   ├── TokenRevoked
+    │   ├── TokenExhausted            every use of a max_uses token is spent
     │   └── ScriptNotAuthorized
     ├── TokenNotFound(AuthTokenError, LookupError)
     ├── PermissionDenied
+    │   └── PolicyViolation           a Policy forbids it
     ├── RepositoryError
     └── IssuerError
         ├── SessionNotEstablished
@@ -47,11 +49,13 @@ __all__ = [
     "IssuerError",
     "LoginError",
     "PermissionDenied",
+    "PolicyViolation",
     "RepositoryError",
     "ScopeError",
     "ScriptNotAuthorized",
     "SessionExpired",
     "SessionNotEstablished",
+    "TokenExhausted",
     "TokenExpired",
     "TokenNotFound",
     "TokenRevoked",
@@ -169,6 +173,15 @@ class TokenRevoked(LoginError):
         self.revoked_at = revoked_at
 
 
+class TokenExhausted(LoginError):
+    """Every use of a token with ``max_uses`` is spent."""
+
+    def __init__(self, message: str, *, token_key: str | None = None,
+                 max_uses: int | None = None) -> None:
+        super().__init__(message, token_key=token_key)
+        self.max_uses = max_uses
+
+
 class ScriptNotAuthorized(LoginError):
     """The token is bound to scripts (``vfs:``/``ufs:``) and this one is not among them."""
 
@@ -187,6 +200,15 @@ class PermissionDenied(AuthTokenError):
     def __init__(self, message: str, *, missing_scopes: Iterable[str] = ()) -> None:
         super().__init__(message)
         self.missing_scopes: tuple[str, ...] = tuple(_masked(str(s)) for s in missing_scopes)
+
+
+class PolicyViolation(PermissionDenied):
+    """A ``Policy`` forbids it: ``rule`` names the rule, ``limit`` its value."""
+
+    def __init__(self, message: str, *, rule: str, limit: object = None) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.limit = limit
 
 
 class RepositoryError(AuthTokenError):

@@ -21,9 +21,13 @@ from ._redact import redact
 __all__ = [
     "DEFAULT_LIFETIME",
     "ExpirySpec",
+    "Relative",
     "aware_utc",
     "from_micros",
+    "parse_duration",
     "parse_expires",
+    "shown_duration",
+    "span",
     "to_micros",
 ]
 
@@ -165,3 +169,79 @@ def _parse_text(value: str) -> ExpirySpec:
 def _shown(text: str) -> str:
     """The start of an expiry text for a message, masked before it is cut."""
     return ascii(redact(text)[:40])
+
+
+_REFERENCE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def parse_duration(value: object, what: str) -> Relative | None:
+    """Read a duration argument (``max_lifetime``, a renewal's ``by``): a ``timedelta``
+    or ``relativedelta``, a duration string such as ``"90d"``, or ``None``/``"never"``
+    for none.  ``what`` names the argument in errors.  A time (a ``datetime``, an
+    ISO-8601 string) is ``InvalidArgument``, and so is a duration that is not positive.
+    """
+    if isinstance(value, (datetime, date)) or (
+        isinstance(value, str) and _parse_text_safely(value) == "absolute"
+    ):
+        raise InvalidArgument(
+            f"{what} is a duration such as '90d' or a timedelta, not a point in time"
+        )
+    if value is not None and not isinstance(value, (str, timedelta, relativedelta)):
+        raise ArgumentTypeError(
+            f"{what} must be a duration such as '90d', a timedelta, a relativedelta or "
+            f"None -- not {type(value).__name__}"
+        )
+    if isinstance(value, str):
+        value = value.replace(" ", "")
+    message: str | None = None
+    try:
+        spec = parse_expires(value)
+    except InvalidArgument as exc:  # its message speaks of "expires"; masked already
+        message = str(exc).removeprefix("expires ")
+    if message is not None:
+        raise InvalidArgument(f"{what} {message}")
+    if spec.relative is None:
+        return None
+    try:
+        positive = _REFERENCE + spec.relative > _REFERENCE
+    except (OverflowError, ValueError):
+        positive = None
+    if positive is None:
+        raise InvalidArgument(f"{what} is too long a duration")
+    if not positive:
+        raise InvalidArgument(f"{what} must be a positive duration, such as '90d'")
+    return spec.relative
+
+
+def _parse_text_safely(text: str) -> str | None:
+    """What kind of expiry ``text`` is ("absolute", "relative", "never"), or ``None``."""
+    try:
+        spec = _parse_text(text)
+    except InvalidArgument:
+        return None
+    return "absolute" if spec.absolute else "relative" if spec.relative else "never"
+
+
+def span(duration: Relative, at: datetime) -> timedelta:
+    """``duration`` as a fixed length from ``at`` (a month from January 31 is 29 days
+    in a leap year); ``InvalidArgument`` if unrepresentable."""
+    try:
+        return (at + duration) - at
+    except (OverflowError, ValueError) as exc:
+        raise InvalidArgument("the duration is too long to represent") from exc
+
+
+def shown_duration(duration: Relative) -> str:
+    """``duration`` as people write it: ``"30d"``, ``"1d12h"``, ``"90m"``; a
+    ``relativedelta`` as its ``repr``."""
+    if not isinstance(duration, timedelta):
+        return repr(duration)
+    seconds = int(duration.total_seconds())
+    if seconds <= 0 or duration.microseconds:
+        return str(duration)
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        amount, seconds = divmod(seconds, size)
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return "".join(parts)

@@ -1,6 +1,7 @@
 """Opening an engine from a URL: ``open_security`` and the repository it picks.
 
-``open_security(url=None, *, secret_keys=None, clock=None)`` is what most callers use:
+``open_security(url=None, *, secret_keys=None, clock=None, policy=None)`` is what most
+callers use:
 a ``Security`` over the database a URL names (``memory://``, ``sqlite:///…``,
 ``postgresql://…``), with the default database and key file of ``_defaults`` when
 nothing is configured.  The SQL backend is imported only when a SQL URL is opened, so
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from ._clock import Clock
 from ._defaults import default_database_url, default_secret_keys
 from ._errors import ArgumentTypeError, InvalidArgument
+from ._policy import Policy
 from ._repository import MemoryRepository, Repository
 from ._security import Security
 
@@ -45,6 +47,7 @@ def open_security(
     *,
     secret_keys: str | bytes | Iterable[str | bytes] | None = None,
     clock: Clock | None = None,
+    policy: Policy | None = None,
 ) -> Security:
     """A ``Security`` over the database at ``url``; also a context manager.
 
@@ -55,8 +58,13 @@ def open_security(
     of another user or one that others can write, and a key file that is not a regular
     file of the current user closed to everyone else, are refused with
     ``InvalidArgument`` saying how to fix them (see ``authtoken._defaults``).
+    ``policy`` (a ``Policy``) defaults to the one the environment sets
+    (``Policy.from_env``: ``AUTHTOKEN_MAX_LIFETIME``, ``AUTHTOKEN_REQUIRE_EXPIRY``,
+    ``AUTHTOKEN_MAX_TOKENS_PER_USER``), else none.
     ``RepositoryError`` when storage cannot be reached or a file cannot be read.
     """
+    if policy is None:
+        policy = Policy.from_env()
     keys: str | bytes | list[str | bytes]
     if secret_keys is None:
         keys = list(default_secret_keys())
@@ -66,7 +74,7 @@ def open_security(
         keys = list(secret_keys)
     repository = open_repository(default_database_url() if url is None else url)
     try:
-        return Security(repository, secret_keys=keys, clock=clock)
+        return Security(repository, secret_keys=keys, clock=clock, policy=policy)
     except BaseException:
         repository.close()
         raise

@@ -34,7 +34,8 @@ from ._scopes import Script
 from ._token import TokenRecord, UserKey
 
 __all__ = ["MEMORY_EVENTS", "AuditEvent", "BatchId", "EventRow", "LoginRow",
-           "MemoryRepository", "Repository", "Usage", "add_use", "new_writer", "with_usage"]
+           "MemoryRepository", "Repository", "TokenCap", "Usage", "UseLimits", "add_use",
+           "new_writer", "with_usage"]
 
 #: The newest audit events a ``MemoryRepository`` keeps; older ones are dropped.
 MEMORY_EVENTS: Final = 100_000
@@ -49,6 +50,10 @@ class LoginRow(NamedTuple):
     data: str | None
     expires: int | None
     revoked_at: int | None
+    max_uses: int | None = None  # a login spends one of them (``UseLimits``)
+    parent_key: str | None = None
+    run_id: str | None = None
+    ancestors: str | None = None  # the keys from the root to the parent, space-joined
 
 
 class Usage(NamedTuple):
@@ -100,10 +105,11 @@ class EventRow(NamedTuple):
 class AuditEvent:
     """One entry of the audit trail.  Never holds a token string or secret.
 
-    ``action``: authorize, update, revoke, revoke_all, login or authenticate;
+    ``action``: authorize, update, renew, revoke, revoke_all, login or authenticate;
     ``outcome``: ok or refused; ``reason``: the error's class name; ``user``: whose
     token the event is about (for filtering); ``count``: how many like events this one
-    stands for (refusals of unknown or forged strings are counted and sampled).
+    stands for (refusals of unknown or forged strings are counted and sampled);
+    ``run_id``: the run of a job the token was made for (``Session.run_token``).
     """
 
     at: datetime
@@ -115,6 +121,7 @@ class AuditEvent:
     script: Script | None = None
     reason: str | None = None
     count: int = 1
+    run_id: str | None = None
 
 
 def add_use(table: dict[str, list[int]], key: str, logins: int, at: int) -> None:
@@ -142,11 +149,12 @@ def with_usage(record: TokenRecord, logins: int, last: int | None) -> TokenRecor
     )
 
 
-def audit_event(row: EventRow) -> AuditEvent:
-    """The ``AuditEvent`` of a buffered event."""
+def audit_event(row: EventRow, run_id: str | None = None) -> AuditEvent:
+    """The ``AuditEvent`` of a buffered event (about a token of run ``run_id``)."""
     return AuditEvent(at=from_micros(row.at), action=row.action, outcome=row.outcome,
                       actor=row.actor, token_key=row.token_key, user=row.user,
-                      script=row.script, reason=row.reason, count=row.times)
+                      script=row.script, reason=row.reason, count=row.times,
+                      run_id=run_id)
 
 
 @runtime_checkable
@@ -205,6 +213,26 @@ class Repository(Protocol):
         """Release connections; the repository may not be used afterwards."""
 
 
+@runtime_checkable
+class UseLimits(Protocol):
+    """A repository that keeps tokens with ``max_uses``: it spends their uses."""
+
+    def spend_use(self, key: str, at: int) -> bool:
+        """Spend one use of the token ``key`` at ``at`` (µs), atomically across every
+        process: add one to ``use_count`` and advance ``last_used_at`` if the token is
+        not revoked and ``use_count < max_uses``.  Whether it did."""
+
+
+@runtime_checkable
+class TokenCap(Protocol):
+    """A repository that can cap how many live tokens a user holds, atomically."""
+
+    def insert_within(self, record: TokenRecord, limit: int, now: int) -> int:
+        """Insert ``record`` as ``insert`` does, unless its user already holds ``limit``
+        live tokens (neither revoked nor expired at ``now``, µs); return how many live
+        tokens the user held before (at least ``limit``: nothing inserted)."""
+
+
 class MemoryRepository:
     """A ``Repository`` in this process's memory: for tests and throwaway runs.
 
@@ -239,25 +267,63 @@ class MemoryRepository:
                 and (token_key is None or e.token_key == token_key)
                 and (after is None or e.at >= after)
             ]
-        # newest first; among equal times the later recorded first
-        found.reverse()
-        found.sort(key=lambda e: e.at, reverse=True)
-        return [audit_event(e) for e in found[:limit]]
+            # newest first; among equal times the later recorded first
+            found.reverse()
+            found.sort(key=lambda e: e.at, reverse=True)
+            rows = self._rows
+            return [audit_event(e, self._run_of(rows, e.token_key)) for e in found[:limit]]
+
+    @staticmethod
+    def _run_of(rows: Mapping[str, TokenRecord], key: str | None) -> str | None:
+        row = None if key is None else rows.get(key)
+        return None if row is None else row.run_id
 
     def insert(self, record: TokenRecord) -> None:
         with self._lock:
-            if record.key in self._rows:
-                raise InvalidArgument(f"a token with key {record.key!r} already exists")
-            if record.parent_key is not None:
-                parent = self._rows.get(record.parent_key)
-                if parent is None or parent.revoked_at is not None:
-                    raise TokenRevoked(
-                        "the parent token was revoked: it can no longer delegate",
-                        token_key=record.parent_key,
-                        revoked_at=parent.revoked_at if parent else None,
-                    )
-            self._rows[record.key] = replace(record)
-            self._order[record.key] = len(self._order)
+            self._insert(record)
+
+    def insert_within(self, record: TokenRecord, limit: int, now: int) -> int:
+        when = from_micros(now)
+        with self._lock:
+            live = sum(
+                1 for r in self._rows.values()
+                if r.user == record.user and type(r.user) is type(record.user)
+                and r.revoked_at is None and (r.expires is None or r.expires > when)
+            )
+            if live < limit:
+                self._insert(record)
+            return live
+
+    def spend_use(self, key: str, at: int) -> bool:
+        with self._lock:
+            row = self._rows.get(key)
+            if row is None or row.revoked_at is not None or row.max_uses is None:
+                return False
+            use = self._usage.get(key)
+            if row.use_count + (0 if use is None else use[0]) >= row.max_uses:
+                return False
+            when = from_micros(at)
+            self._rows[key] = replace(
+                row, use_count=row.use_count + 1,
+                last_used_at=when if row.last_used_at is None or when > row.last_used_at
+                else row.last_used_at,
+            )
+            return True
+
+    def _insert(self, record: TokenRecord) -> None:
+        """``insert`` (the caller holds the lock)."""
+        if record.key in self._rows:
+            raise InvalidArgument(f"a token with key {record.key!r} already exists")
+        if record.parent_key is not None:
+            parent = self._rows.get(record.parent_key)
+            if parent is None or parent.revoked_at is not None:
+                raise TokenRevoked(
+                    "the parent token was revoked: it can no longer delegate",
+                    token_key=record.parent_key,
+                    revoked_at=parent.revoked_at if parent else None,
+                )
+        self._rows[record.key] = replace(record)
+        self._order[record.key] = len(self._order)
 
     def _used(self, row: TokenRecord) -> TokenRecord:
         """``row`` with its usage (caller holds the lock)."""
@@ -280,6 +346,10 @@ class MemoryRepository:
             row.data,
             None if row.expires is None else to_micros(row.expires),
             None if row.revoked_at is None else to_micros(row.revoked_at),
+            row.max_uses,
+            row.parent_key,
+            row.run_id,
+            " ".join(row.ancestors) or None,
         )
 
     def update(self, record: TokenRecord) -> TokenRecord | None:
@@ -299,6 +369,8 @@ class MemoryRepository:
                 description=record.description,
                 expires=record.expires,
                 updated_at=record.updated_at,
+                max_uses=record.max_uses,
+                max_lifetime=record.max_lifetime,
                 version=row.version + 1,
             )
             self._rows[record.key] = new

@@ -39,6 +39,7 @@ __all__ = [
     "check_child",
     "check_delegation",
     "check_owner",
+    "check_renewer",
     "live_parent",
     "require_user",
 ]
@@ -176,3 +177,16 @@ def check_child(parent: TokenRecord, scopes: tuple[str, ...], expires: datetime 
     check_delegation(parent, scopes, expires if explicit else False)
     if parent.expires is not None and (expires is None or expires > parent.expires):
         raise PermissionDenied("a delegated token cannot outlive the session's token")
+
+
+def check_renewer(actor: Actor, record: TokenRecord) -> None:
+    """``PermissionDenied`` unless ``actor`` may renew ``record``: an owner (or an
+    admin) may renew the token; an actor that logged in by a token, only that token
+    and the tokens derived from it."""
+    check_owner(actor, record.user)
+    key = actor.token_key
+    if key is not None and key != record.key and key not in record.ancestors:
+        raise PermissionDenied(
+            "a session that logged in by a token may renew only that token and the "
+            "tokens derived from it"
+        )

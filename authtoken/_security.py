@@ -56,18 +56,22 @@ from ._errors import (
     InvalidToken,
     RepositoryError,
     ScriptNotAuthorized,
+    TokenExhausted,
     TokenExpired,
     TokenNotFound,
     TokenRevoked,
 )
 from ._expiry import aware_utc, from_micros, to_micros
+from ._jobs import check_run_id, new_limits, renewed_expiry
+from ._policy import Policy
 from ._redact import redact
-from ._repository import AuditEvent, Repository
+from ._repository import AuditEvent, LoginRow, Repository, TokenCap, UseLimits
 from ._rules import (
     Actor,
     acting_user,
     audit_user,
     check_owner,
+    check_renewer,
     live_parent,
     require_user,
 )
@@ -92,9 +96,11 @@ __all__ = ["Security"]
 class Security:
     """The token engine over one ``Repository``.
 
-    ``Security(repository, *, secret_keys, clock=None, audit=None)``: ``secret_keys`` is
-    one key or a list, newest first (the first signs, all verify); ``clock`` returns the
-    current aware UTC ``datetime`` and decides every expiry; ``audit`` is the
+    ``Security(repository, *, secret_keys, clock=None, policy=None, audit=None)``:
+    ``secret_keys`` is one key or a list, newest first (the first signs, all verify);
+    ``clock`` returns the current aware UTC ``datetime`` and decides every expiry;
+    ``policy`` (a ``Policy``) limits every token it authorizes, updates or renews;
+    ``audit`` is the
     ``AuditBuffer`` that holds usage and audit events until they are written (default: a
     new one with the standard batch sizes; give one to tune them, one per ``Security``).
     Use as a context manager, or call ``close()``, so buffered usage and audit events are
@@ -112,6 +118,7 @@ class Security:
         *,
         secret_keys: str | bytes | Sequence[str | bytes],
         clock: Clock | None = None,
+        policy: Policy | None = None,
         audit: AuditBuffer | None = None,
     ) -> None:
         if not isinstance(repository, Repository):
@@ -121,9 +128,12 @@ class Security:
             )
         if clock is not None and not callable(clock):
             raise ArgumentTypeError("clock must be a callable returning an aware datetime")
+        if policy is not None and not isinstance(policy, Policy):
+            raise ArgumentTypeError(f"policy must be a Policy, not {type(policy).__name__}")
         if audit is not None and not isinstance(audit, AuditBuffer):
             raise ArgumentTypeError(f"audit must be an AuditBuffer, not {type(audit).__name__}")
         self._repository = repository
+        self._policy = None if policy is None or policy.empty else policy
         self._codec = TokenCodec(secret_keys)
         self._clock: Clock = clock or system_clock
         # The login path needs only microseconds; with the system clock it skips the
@@ -148,6 +158,11 @@ class Security:
     @property
     def repository(self) -> Repository:
         return self._repository
+
+    @property
+    def policy(self) -> Policy | None:
+        """The ``Policy`` every token of this engine obeys (``None``: none)."""
+        return self._policy
 
     def derive_key(self, purpose: str | bytes) -> bytes:
         """A 256-bit key for one ``purpose`` (say, signing a page's CSRF tokens).
@@ -189,7 +204,7 @@ class Security:
 
     # -- authorize --------------------------------------------------------------------
     def authorize_token(self, token: AuthToken, *, user: UserKey | None,
-                        actor: Actor | None = None) -> str:
+                        actor: Actor | None = None, run_id: str | None = None) -> str:
         """Store ``token`` for ``user``, set ``token.key``; return the token string.
 
         The string is shown this once: storage keeps only a digest of its secret.
@@ -199,9 +214,14 @@ class Security:
         With ``actor``, ``user=None`` means the actor's own user; an actor that logged
         in by a token makes ``token`` its child, no wider than itself (an omitted expiry
         becomes the earlier of the default and its own), else ``PermissionDenied``.
+        ``run_id`` marks the token as made for one run of a job (see
+        ``Session.run_token``).  Under a ``policy``, what it forbids is
+        ``PolicyViolation``.
         """
+        if run_id is not None:
+            run_id = check_run_id(run_id)
         if actor is None:
-            return self._authorize(token, check_user(user), None, None)
+            return self._authorize(token, check_user(user), None, None, run_id)
         if not isinstance(token, AuthToken):
             raise ArgumentTypeError(f"expected an AuthToken, not {type(token).__name__}")
         try:
@@ -211,12 +231,12 @@ class Security:
             self._record_event("authorize", exc, actor=actor.name,
                                user=user if user is not None else actor.user)
             raise
-        return self._authorize(token, owner, parent, actor.name)
+        return self._authorize(token, owner, parent, actor.name, run_id)
 
     def _authorize(self, token: AuthToken, user: UserKey, parent: TokenRecord | None,
-                   actor: str | None) -> str:
+                   actor: str | None, run_id: str | None) -> str:
         try:
-            string = self._authorize_now(token, user, parent)
+            string = self._authorize_now(token, user, parent, run_id)
         except AuthTokenError as exc:
             self._record_event("authorize", exc, actor=actor, user=user)
             raise
@@ -224,7 +244,7 @@ class Security:
         return string
 
     def _authorize_now(self, token: AuthToken, user: UserKey,
-                       parent: TokenRecord | None) -> str:
+                       parent: TokenRecord | None, run_id: str | None) -> str:
         if not isinstance(token, AuthToken):
             raise ArgumentTypeError(f"expected an AuthToken, not {type(token).__name__}")
         if token.key is not None:
@@ -232,14 +252,40 @@ class Security:
                 f"token {token.key!r} is already authorized; create a new AuthToken"
             )
         now = self.now()
-        expires = child_expiry(token.expiry_spec, now, parent, token.scopes)
+        policy = self._policy
+        expires = child_expiry(token.expiry_spec, now, parent, token.scopes, policy)
+        limits = new_limits(max_uses=token.max_uses, max_lifetime=token.max_lifetime,
+                            expires=expires, now=now, parent=parent, policy=policy)
+        if limits.max_uses is not None and not isinstance(self._repository, UseLimits):
+            raise InvalidArgument(
+                f"{type(self._repository).__name__} cannot count uses (it has no "
+                "spend_use method): authorize the token without max_uses"
+            )
         key = new_key()
         string, digest = self._codec.issue(key)
         record = new_record(token, key=key, digest=digest, user=user, expires=expires,
-                            now=now, parent=parent)
-        self._repository.insert(record)
+                            now=now, parent=parent, limits=limits, run_id=run_id)
+        self._insert(record, now)
         load_record(token, record)
         return string
+
+    def _insert(self, record: TokenRecord, now: datetime) -> None:
+        """Store a new record, under the policy's cap on live tokens per user."""
+        limit = None if self._policy is None else self._policy.max_tokens_per_user
+        if limit is None:
+            self._repository.insert(record)
+            return
+        assert self._policy is not None
+        repository = self._repository
+        if isinstance(repository, TokenCap):
+            live = repository.insert_within(record, limit, to_micros(now))
+        else:  # a repository of the user's own: counted, then inserted (not atomic)
+            live = sum(1 for r in repository.list(record.user, False)
+                       if r.expires is None or r.expires > now)
+            if live < limit:
+                repository.insert(record)
+        if live >= limit:
+            self._policy.check_count(live)
 
     # -- read -------------------------------------------------------------------------
     def _overlay(self, record: TokenRecord) -> TokenRecord:
@@ -286,19 +332,24 @@ class Security:
         return self._with_usage(record)
 
     def list_auth_tokens(self, *, user: UserKey | None = None, include_revoked: bool = False,
+                         run_id: str | None = None,
                          actor: Actor | None = None) -> list[AuthToken]:
-        """Tokens of ``user`` (of everyone if ``None``), newest first.
+        """Tokens of ``user`` (of everyone if ``None``), newest first; with ``run_id``,
+        only the tokens made for that run.
 
         With ``actor``, ``user=None`` means the actor's own user -- everyone's for an
         admin actor with no user -- and another user needs an admin actor.
         """
+        if run_id is not None and not isinstance(run_id, str):
+            raise ArgumentTypeError(f"run_id is a str, not {type(run_id).__name__}")
         if actor is not None and not (user is None and actor.user is None and actor.admin):
             user = acting_user(actor, user,
                                refusal="only an admin can list another user's tokens")
             self._parent_of(actor)
         elif user is not None:
             user = check_user(user)
-        return [self._with_usage(r) for r in self._repository.list(user, bool(include_revoked))]
+        return [self._with_usage(r) for r in self._repository.list(user, bool(include_revoked))
+                if run_id is None or r.run_id == run_id]
 
     # -- change -----------------------------------------------------------------------
     def update_auth_token(self, token: AuthToken, *, actor: Actor | None = None) -> None:
@@ -351,7 +402,8 @@ class Security:
         base = read_record(token)
         for _attempt in range(5):
             record = updated_record(token, key=key, stored=self._repository.get(key),
-                                    base=base, now=self.now(), parent=parent)
+                                    base=base, now=self.now(), parent=parent,
+                                    policy=self._policy)
             new = self._repository.update(record)
             if new is not None:
                 load_record(token, self._overlay(new))
@@ -361,6 +413,68 @@ class Security:
             f"token {key!r} keeps changing under this update; retry later",
             token_key=key,
         )
+
+    # -- renew ------------------------------------------------------------------------
+    def renew_auth_token(self, token_string: str | bytes, *, by: object = None,
+                         actor: Actor | None = None) -> datetime:
+        """Renew a token authorized with a ``max_lifetime``; return its new ``expires``.
+
+        ``expires`` becomes ``min(now + by, created_at + max_lifetime)`` -- ``by`` (a
+        duration) defaults to the token's first lifetime -- no later than its parent's
+        expiry or the policy's cap, and never earlier than it was.  Raises
+        ``InvalidToken``; ``InvalidArgument`` for a token that is not renewable;
+        ``TokenRevoked``; ``TokenExpired``.  With ``actor``: ``PermissionDenied``
+        unless it may manage the token -- a token session only its own token and
+        those derived from it.
+        """
+        try:
+            record = self._record_for(token_string)
+        except InvalidToken:
+            self._note_invalid(None, "renew")
+            raise
+        return self._renew(record, by, actor)
+
+    def renew_auth_token_by_key(self, key: str, *, by: object = None,
+                                actor: Actor | None = None) -> datetime:
+        """``renew_auth_token`` for the token with ``key`` (``TokenNotFound`` if none)."""
+        try:
+            if actor is not None:
+                require_user(actor)
+            record = self._stored(key)
+        except AuthTokenError as exc:
+            if actor is not None:
+                self._record_event("renew", exc, actor=actor.name,
+                                   token_key=shown_key(key) if isinstance(key, str) else None)
+            raise
+        return self._renew(record, by, actor)
+
+    def _renew(self, record: TokenRecord, by: object, actor: Actor | None) -> datetime:
+        try:
+            if actor is not None:
+                check_renewer(actor, record)
+                self._parent_of(actor)
+            expires = self._renew_now(record, by)
+        except AuthTokenError as exc:
+            self._record_event("renew", exc, actor=None if actor is None else actor.name,
+                               token_key=record.key, user=record.user)
+            raise
+        self._record_event("renew", None, actor=None if actor is None else actor.name,
+                           token_key=record.key, user=record.user)
+        return expires
+
+    def _renew_now(self, record: TokenRecord, by: object) -> datetime:
+        for _attempt in range(5):
+            key = record.parent_key
+            parent = None if key is None else self._repository.get(key)
+            now = self.now()
+            expires = renewed_expiry(record, by, now, parent, self._policy)
+            if expires == record.expires:
+                return expires  # at its limit already: nothing to write
+            if self._repository.update(replace(record, expires=expires, updated_at=now)):
+                return expires
+            record = self._stored(record.key)  # changed meanwhile: look again
+        raise ConcurrentUpdate(f"token {record.key!r} keeps changing under this renewal; "
+                               "retry later", token_key=record.key)
 
     def revoke_auth_token(self, token_string: str | bytes, *,
                           actor: Actor | None = None) -> None:
@@ -466,9 +580,10 @@ class Security:
         """Log in as the token's user.
 
         Checks the signature, existence, secret, revocation, expiry (expired when
-        ``now >= expires``) and script binding, in that order, and raises the
-        ``LoginError`` for the first that fails: ``InvalidToken``, ``TokenRevoked``,
-        ``TokenExpired`` or ``ScriptNotAuthorized``.  Nothing is written on failure.
+        ``now >= expires``), script binding and -- for a token with ``max_uses`` --
+        that a use is left, in that order, and raises the ``LoginError`` for the first
+        that fails: ``InvalidToken``, ``TokenRevoked``, ``TokenExpired``,
+        ``ScriptNotAuthorized`` or ``TokenExhausted``.  A refused login spends no use.
         """
         if script is not None and not isinstance(script, Script):
             raise ArgumentTypeError(f"script must be a Script or None, not {type(script).__name__}")
@@ -502,13 +617,32 @@ class Security:
                 else "the token is bound to scripts: log in with the Script using it",
                 token_key=key,
             )
-        if self._audit.login(key, now_us, row.user, script):
+        counted = row.max_uses is None
+        if not counted:
+            self._spend(key, now_us, row, script)
+        if self._audit.login(key, now_us, row.user, script, counted=counted):
             self._flush_quietly()
+        ancestors = row.ancestors
         return Principal(
             user=row.user, token_key=key, scopes=scopes, data=row.data,
             expires=None if row.expires is None else from_micros(row.expires),
-            script=script,
+            script=script, parent_key=row.parent_key, run_id=row.run_id,
+            chain=() if ancestors is None else (*ancestors.split(" "), key),
         )
+
+    def _spend(self, key: str, now_us: int, row: LoginRow, script: Script | None) -> None:
+        """Spend one use of a token with ``max_uses`` in storage, or refuse the login."""
+        repository = self._repository
+        if isinstance(repository, UseLimits) and repository.spend_use(key, now_us):
+            return
+        again = repository.login_row(key)
+        if again is not None and again.revoked_at is not None:  # revoked meanwhile
+            self._note_login(now_us, key, row.user, script, "TokenRevoked")
+            raise TokenRevoked("the token was revoked", token_key=key,
+                               revoked_at=from_micros(again.revoked_at))
+        self._note_login(now_us, key, row.user, script, "TokenExhausted")
+        raise TokenExhausted(f"every use of the token is spent ({row.max_uses} in all)",
+                             token_key=key, max_uses=row.max_uses)
 
     # -- audit trail, usage and life cycle -------------------------------------------
     def _note_invalid(self, script: Script | None, action: str = "login") -> None:

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ._errors import ArgumentTypeError
+from ._errors import ArgumentTypeError, InvalidArgument
+from ._jobs import check_run_id
 from ._redact import redact
 from ._repository import AuditEvent
 from ._rules import Actor
+from ._run import RUN_DEFAULT, RunToken
 from ._scopes import Script
 from ._security import Security
-from ._token import AuthToken, Principal, UserKey, check_user
+from ._token import AuthToken, ExpiresLike, Principal, ScopeLike, UserKey, check_user
 
 __all__ = ["ScriptRunner", "Session"]
 
@@ -132,14 +134,54 @@ class Session:
         return self.security.revoke_user_tokens(user, actor=self.actor)
 
     def list_auth_tokens(self, *, include_revoked: bool = False,
-                         user: UserKey | None = None) -> list[AuthToken]:
-        """The session's user's tokens, newest first.
+                         user: UserKey | None = None,
+                         run_id: str | None = None) -> list[AuthToken]:
+        """The session's user's tokens, newest first (with ``run_id``, that run's only).
 
         An admin session may name another ``user``; an admin session without a user
         lists everyone's.
         """
         return self.security.list_auth_tokens(user=user, include_revoked=include_revoked,
-                                              actor=self.actor)
+                                              run_id=run_id, actor=self.actor)
+
+    # -- jobs -------------------------------------------------------------------------
+    def renew_auth_token(self, token_string: str | bytes, *, by: object = None) -> datetime:
+        """Renew a renewable token (see ``Security.renew_auth_token``) as this session:
+        one of its user's, and in a session logged in by a token only that token or
+        one derived from it (``PermissionDenied`` otherwise)."""
+        return self.security.renew_auth_token(token_string, by=by, actor=self.actor)
+
+    def renew_auth_token_by_key(self, key: str, *, by: object = None) -> datetime:
+        """``renew_auth_token`` by key (``TokenNotFound`` if there is none)."""
+        return self.security.renew_auth_token_by_key(key, by=by, actor=self.actor)
+
+    def run_token(self, run_id: str, *, scope: ScopeLike | None = None,
+                  expires: ExpiresLike | object = RUN_DEFAULT, max_uses: int | None = None,
+                  data: str | None = None) -> RunToken:
+        """A token for one run of a job: the one call a scheduler makes per run.
+
+        A child of the session's token (a token of the session's user for a session
+        with a user and no token), marked with ``run_id`` (1 to 200 characters).
+        ``scope`` defaults to the whole scope of the session's token, and may be no
+        wider; ``expires`` defaults to an hour, cut to the session token's expiry,
+        while an explicit expiry past it is ``PermissionDenied``.  Use the result as a
+        context manager: the run token is revoked when the block ends, whatever happens.
+        """
+        run_id = check_run_id(run_id)
+        principal = self.principal
+        if scope is None:
+            if principal is None:
+                raise InvalidArgument(
+                    "this session did not log in by a token, so run_token needs a scope"
+                )
+            scope = self.security.get_auth_token(principal.token_key, actor=self.actor).scope
+        token = AuthToken(scope, data, description=f"run {run_id}"[:1024],
+                          expires=expires,  # type: ignore[arg-type]
+                          max_uses=max_uses)
+        string = self.security.authorize_token(token, user=None, actor=self.actor,
+                                               run_id=run_id)
+        assert token.key is not None
+        return RunToken(self.security, string, token.key, run_id, token.expires)
 
     def audit_events(self, *, user: UserKey | None = None, token_key: str | None = None,
                      since: datetime | None = None, limit: int = 1000) -> list[AuditEvent]:

@@ -19,7 +19,7 @@ from dateutil.relativedelta import relativedelta
 
 from ._clock import system_clock
 from ._errors import ArgumentTypeError, InvalidArgument, PermissionDenied
-from ._expiry import DEFAULT_SPEC, ExpirySpec, parse_expires
+from ._expiry import DEFAULT_SPEC, ExpirySpec, parse_duration, parse_expires, span
 from ._redact import redact
 from ._scopes import Script, bindings_of, canonical_identifier, parse_scope
 
@@ -31,6 +31,7 @@ __all__ = [
     "TokenRecord",
     "UserKey",
     "assigned_changes",
+    "check_max_uses",
     "check_user",
     "load_record",
     "read_record",
@@ -125,6 +126,19 @@ def _check_description(description: object) -> str:
     raise InvalidArgument("description holds a lone surrogate")
 
 
+def check_max_uses(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentTypeError(f"max_uses is an int or None, not {type(value).__name__}")
+    if not 1 <= value < 2**63:
+        raise InvalidArgument(
+            f"max_uses is {value}; give a whole number from 1 (a one-time token) up, or "
+            "None for no limit"
+        )
+    return value
+
+
 def _check_expires(value: object) -> ExpirySpec:
     spec = parse_expires(value)
     spec.resolve(system_clock())  # a delta too large to add to a date fails here, not later
@@ -149,6 +163,11 @@ class TokenRecord:
     parent_key: str | None
     secret_hash: bytes = field(repr=False)
     version: int = 1
+    max_uses: int | None = None
+    max_lifetime: timedelta | None = None  # fixed at created_at
+    lifetime: timedelta | None = None  # the first lifetime: a renewal's default step
+    run_id: str | None = None
+    ancestors: tuple[str, ...] = ()  # the keys from the root of its tree to its parent
 
     def __repr__(self) -> str:
         # Masked: a token string accepted by mistake as a scope or a user shows here.
@@ -162,12 +181,17 @@ class TokenRecord:
 class AuthToken:
     """A delegation token: who may log in as its user, for what, until when.
 
-    ``AuthToken(scope, data=None, *, description="", expires=<30 days>)``.  The
-    arguments are checked here: a bad scope raises ``ScopeError``, bad data, description
-    or expiry ``InvalidArgument`` (``TypeError`` too for a wrong type).  The token has
-    no key until a ``Security`` or ``Session`` authorizes it.  ``scope``, ``data``,
-    ``description`` and ``expires`` may be assigned (checked the same way) and then
+    ``AuthToken(scope, data=None, *, description="", expires=<30 days>,
+    max_uses=None, max_lifetime=None)``.  The arguments are checked here: a bad scope
+    raises ``ScopeError``, bad data, description, expiry or limits ``InvalidArgument``
+    (``TypeError`` too for a wrong type).  The token has no key until a ``Security`` or
+    ``Session`` authorizes it.  ``scope``, ``data``, ``description``, ``expires``,
+    ``max_uses`` and ``max_lifetime`` may be assigned (checked the same way) and then
     persisted with ``update_auth_token``; the other attributes are read-only.
+
+    ``max_uses``: how many logins the token allows (``None``: no limit); ``max_lifetime``:
+    a duration that makes the token renewable up to ``created_at + max_lifetime``;
+    ``run_id``: the run of a job a run token was made for (``Session.run_token``).
     """
 
     __slots__ = (
@@ -178,8 +202,11 @@ class AuthToken:
         "_expires",
         "_key",
         "_last_used_at",
+        "_max_lifetime",
+        "_max_uses",
         "_parent_key",
         "_revoked_at",
+        "_run_id",
         "_scopes",
         "_updated_at",
         "_use_count",
@@ -194,6 +221,8 @@ class AuthToken:
         *,
         description: str = "",
         expires: ExpiresLike | _Default = _DEFAULT,
+        max_uses: int | None = None,
+        max_lifetime: timedelta | relativedelta | str | None = None,
     ) -> None:
         self._scopes = parse_scope(scope)
         self._data = _check_data(data)
@@ -207,6 +236,9 @@ class AuthToken:
         self._last_used_at: datetime | None = None
         self._use_count = 0
         self._parent_key: str | None = None
+        self._max_uses = check_max_uses(max_uses)
+        self._max_lifetime = parse_duration(max_lifetime, "max_lifetime")
+        self._run_id: str | None = None
         self._version = 0
         self._base: TokenRecord | None = None
 
@@ -230,6 +262,9 @@ class AuthToken:
         self._last_used_at = record.last_used_at
         self._use_count = record.use_count
         self._parent_key = record.parent_key
+        self._max_uses = record.max_uses
+        self._max_lifetime = record.max_lifetime
+        self._run_id = record.run_id
         self._version = record.version
         self._base = record  # what storage held when this object last saw it
 
@@ -290,7 +325,31 @@ class AuthToken:
         """The expiry as given: absolute, relative to authorization/update, or never."""
         return self._expires
 
+    @property
+    def max_uses(self) -> int | None:
+        """How many logins the token allows in all (``None``: no limit)."""
+        return self._max_uses
+
+    @max_uses.setter
+    def max_uses(self, value: int | None) -> None:
+        self._max_uses = check_max_uses(value)
+
+    @property
+    def max_lifetime(self) -> timedelta | relativedelta | None:
+        """How long after ``created_at`` renewals may extend the token (``None``: not
+        renewable); a ``timedelta`` once authorized."""
+        return self._max_lifetime
+
+    @max_lifetime.setter
+    def max_lifetime(self, value: timedelta | relativedelta | str | None) -> None:
+        self._max_lifetime = parse_duration(value, "max_lifetime")
+
     # -- read-only ------------------------------------------------------------------
+    @property
+    def run_id(self) -> str | None:
+        """The run of a job this token was made for (``Session.run_token``), else ``None``."""
+        return self._run_id
+
     @property
     def key(self) -> str | None:
         """The token's key: safe to show and log, useless for logging in."""
@@ -347,6 +406,13 @@ class AuthToken:
         spec = self._expires
         if spec.relative is not None or spec.absolute != base.expires:
             changes["expires"] = spec.resolve(now)
+        if self._max_uses != base.max_uses:
+            changes["max_uses"] = self._max_uses
+        lifetime = self._max_lifetime
+        if lifetime is not None and not isinstance(lifetime, timedelta):
+            lifetime = span(lifetime, base.created_at)
+        if lifetime != base.max_lifetime:
+            changes["max_lifetime"] = lifetime
         return changes
 
     def is_expired(self, now: datetime) -> bool:
@@ -356,7 +422,7 @@ class AuthToken:
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in ("key", "user", "created_at", "updated_at", "revoked_at",
-                    "last_used_at", "use_count", "parent_key", "bindings"):
+                    "last_used_at", "use_count", "parent_key", "bindings", "run_id"):
             raise ReadOnlyAttribute(
                 f"AuthToken.{name} is set by the engine and cannot be changed"
             )
@@ -424,12 +490,21 @@ class Principal:
     data: str | None
     expires: datetime | None
     script: Script | None = None
+    parent_key: str | None = None
+    run_id: str | None = None
+    #: The keys from the root of the token's delegation tree down to the token itself
+    #: (``chain[-1] == token_key``): who acts for whom.  Defaults to ``(token_key,)``.
+    chain: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.chain:
+            object.__setattr__(self, "chain", (self.token_key,))
 
     def __repr__(self) -> str:
         return redact(
             f"Principal(user={self.user!r}, token_key={self.token_key!r}, "
             f"scopes={self.scopes!r}, data={self.data!r}, expires={self.expires!r}, "
-            f"script={self.script!r})"
+            f"script={self.script!r}, run_id={self.run_id!r}, chain={self.chain!r})"
         )
 
     def has_scope(self, scope: str | int) -> bool:

@@ -37,6 +37,7 @@ from ._statements import (
     GET_SQL,
     LOGIN_SQL,
     REVISION_SQL,
+    SPEND_USE,
     STAGED_INSERT,
     STAGED_SPAN,
 )
@@ -251,6 +252,17 @@ class SQLiteAppend:
                 self._drop()
                 raise self._failures.of(exc) from exc
             return staged
+
+    def spend(self, key: str, at: int) -> bool:
+        """Spend one use of a token with ``max_uses`` (``SPEND_USE``, one statement:
+        atomic); whether it did."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                return bool(conn.execute(SPEND_USE, (at, at, key)).rowcount == 1)
+            except sqlite3.Error as exc:
+                self._drop()
+                raise self._failures.of(exc) from exc
 
     @staticmethod
     def _write(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]],

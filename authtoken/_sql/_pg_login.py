@@ -241,11 +241,16 @@ class PgReads:
             return None
         value = result.get_value
         data, expires, revoked = value(0, 3), value(0, 4), value(0, 5)
+        uses, parent, run, chain = value(0, 6), value(0, 7), value(0, 8), value(0, 9)
         return (
             bytes(value(0, 0) or b""), bytes(value(0, 1) or b"").decode(),
             bytes(value(0, 2) or b"").decode(), None if data is None else bytes(data),
             None if expires is None else int.from_bytes(expires, "big", signed=True),
             None if revoked is None else int.from_bytes(revoked, "big", signed=True),
+            None if uses is None else int.from_bytes(uses, "big", signed=True),
+            None if parent is None else bytes(parent).decode(),
+            None if run is None else bytes(run).decode(),
+            None if chain is None else bytes(chain).decode(),
         )
 
     def answer(self, state: PgThread, started: int, *, poll: bool) -> Any:

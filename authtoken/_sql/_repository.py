@@ -192,9 +192,24 @@ class SQLRepository:
             except RepositoryError:
                 pass  # the rows stay staged, and reads still count them: folded later
 
+    def spend_use(self, key: str, at: int) -> bool:
+        lean = self._lean
+        if lean is None:
+            return self._store().spend_use(key, at)
+        lean.calls.enter()
+        try:
+            if not lean.ready:
+                self._ready(lean)
+            return lean.append.spend(key, at)
+        finally:
+            lean.calls.leave()
+
     # -- everything else: the store -----------------------------------------------------
     def insert(self, record: TokenRecord) -> None:
         self._store().insert(record)
+
+    def insert_within(self, record: TokenRecord, limit: int, now: int) -> int:
+        return self._store().insert_within(record, limit, now)
 
     def update(self, record: TokenRecord) -> TokenRecord | None:
         return self._store().update(record)

@@ -10,7 +10,7 @@ the lean SQLite path (``_lean``) uses these without importing SQLAlchemy.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from .._expiry import from_micros, to_micros
@@ -20,7 +20,8 @@ from .._token import TokenRecord, UserKey
 from ._statements import COLUMNS
 
 __all__ = [
-    "StoredToken", "audit_event", "audit_rows", "decode_utf8", "fit", "login_row",
+    "StoredToken", "audit_event", "audit_rows", "decode_utf8", "fit", "limit_values",
+    "login_row",
     "micros_or_none", "time_or_none", "token_record", "token_values", "user_of", "user_ref",
 ]
 
@@ -68,6 +69,11 @@ def token_record(row: Any) -> TokenRecord:
         parent_key=row.parent_key,
         secret_hash=bytes(row.secret_hash),
         version=row.version,
+        max_uses=row.max_uses,
+        max_lifetime=_span(row.max_lifetime),
+        lifetime=_span(row.lifetime),
+        run_id=row.run_id,
+        ancestors=tuple(row.ancestors.split(" ")) if row.ancestors else (),
     )
 
 
@@ -88,15 +94,36 @@ def token_values(record: TokenRecord) -> dict[str, Any]:
         "parent_key": record.parent_key,
         "secret_hash": record.secret_hash,
         "version": record.version,
+        **limit_values(record),
+        "run_id": record.run_id,
+        "ancestors": " ".join(record.ancestors) or None,
     }
+
+
+def limit_values(record: TokenRecord) -> dict[str, Any]:
+    """The columns of ``record``'s limits (an update writes them too)."""
+    return {
+        "max_uses": record.max_uses,
+        "max_lifetime": _micros(record.max_lifetime),
+        "lifetime": _micros(record.lifetime),
+    }
+
+
+def _span(value: int | None) -> timedelta | None:
+    return None if value is None else timedelta(microseconds=value)
+
+
+def _micros(value: timedelta | None) -> int | None:
+    return None if value is None else value // timedelta(microseconds=1)
 
 
 def login_row(row: Sequence[Any]) -> LoginRow:
     """The ``LoginRow`` of the columns ``LOGIN_SQL`` selects, in its order."""
-    secret_hash, ref, scope, data, expires, revoked_at = row
+    secret_hash, ref, scope, data, expires, revoked_at, max_uses, parent, run, chain = row
     return LoginRow(
         bytes(secret_hash), user_of(ref), scope,
         None if data is None else bytes(data).decode("utf-8"), expires, revoked_at,
+        max_uses, parent, run, chain,
     )
 
 
@@ -109,7 +136,7 @@ def audit_event(row: Mapping[Any, Any]) -> AuditEvent:
         user=None if row["user_ref"] is None else user_of(row["user_ref"]),
         script=None if script_key is None and script_path is None
         else Script(key=script_key, path=script_path),
-        reason=row["reason"], count=row["count"],
+        reason=row["reason"], count=row["count"], run_id=row.get("run_id"),
     )
 
 

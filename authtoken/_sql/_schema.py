@@ -49,6 +49,11 @@ class TokenRow(_Base, table=True):
     parent_key: str | None = Field(default=None, sa_type=sa.String(32), index=True)
     secret_hash: bytes = Field(sa_type=sa.LargeBinary(32), nullable=False)
     version: int = Field(default=1, nullable=False)
+    max_uses: int | None = Field(default=None, sa_type=sa.BigInteger)
+    max_lifetime: int | None = Field(default=None, sa_type=sa.BigInteger)  # µs
+    lifetime: int | None = Field(default=None, sa_type=sa.BigInteger)  # µs
+    run_id: str | None = Field(default=None, sa_type=sa.Text)
+    ancestors: str | None = Field(default=None, sa_type=sa.Text)  # keys, space-separated
 
 
 class AuditRow(_Base, table=True):
@@ -128,5 +133,6 @@ STAGED: sa.Table = StagedRow.__table__  # type: ignore[attr-defined]
 # The login read through SQLAlchemy, for a dialect without a login path of its own.
 LOGIN_SELECT: Final = sa.select(
     TOKENS.c.secret_hash, TOKENS.c.user_ref, TOKENS.c.scope, TOKENS.c.data,
-    TOKENS.c.expires, TOKENS.c.revoked_at,
+    TOKENS.c.expires, TOKENS.c.revoked_at, TOKENS.c.max_uses, TOKENS.c.parent_key,
+    TOKENS.c.run_id, TOKENS.c.ancestors,
 ).where(TOKENS.c.key == sa.bindparam("key"))

@@ -16,6 +16,7 @@ from .._repository import AuditEvent
 from .._token import UserKey
 from ._rows import audit_event, user_ref
 from ._schema import STAGED as S
+from ._schema import TOKENS as T
 
 __all__ = ["staged_events", "staged_usage", "take_staged", "trail_events"]
 
@@ -57,8 +58,11 @@ def staged_usage(conn: Connection, keys: Sequence[str] | None = None,
 def trail_events(conn: Connection, table: sa.Table, *, user: UserKey | None,
                  token_key: str | None, since: int | None, limit: int) -> list[AuditEvent]:
     """The newest ``limit`` events of ``table`` (the trail, or the staging table) that
-    pass the filters, newest first: the order every index of the trail ends in."""
-    query = (sa.select(table).order_by(table.c.at.desc(), table.c.id.desc()).limit(limit))
+    pass the filters, newest first: the order every index of the trail ends in.  Each
+    with the ``run_id`` of its token, read by key for the events returned."""
+    query = (sa.select(table, T.c.run_id)
+             .select_from(table.outerjoin(T, T.c.key == table.c.token_key))
+             .order_by(table.c.at.desc(), table.c.id.desc()).limit(limit))
     if table is S:
         query = query.where(S.c.action.is_not(None))  # usage-only rows are no events
     if user is not None:

@@ -13,18 +13,26 @@ from typing import Final
 
 __all__ = [
     "AUDIT_INSERT", "CLAIM_BATCH", "COLUMNS", "FORGET_WRITERS", "GET_SQL", "LOGIN_SQL",
-    "REVISION_SQL", "STAGED_INSERT", "STAGED_SPAN",
+    "REVISION_SQL", "SPEND_USE", "STAGED_INSERT", "STAGED_SPAN",
 ]
 
 #: The token table's columns, in its order.
 COLUMNS: Final = (
     "id", "key", "user_ref", "scope", "data", "description", "expires", "created_at",
     "updated_at", "revoked_at", "last_used_at", "use_count", "parent_key", "secret_hash",
-    "version",
+    "version", "max_uses", "max_lifetime", "lifetime", "run_id", "ancestors",
 )
 LOGIN_SQL: Final = (
-    "SELECT secret_hash, user_ref, scope, data, expires, revoked_at "
-    "FROM authtoken_token WHERE key = ?"
+    "SELECT secret_hash, user_ref, scope, data, expires, revoked_at, max_uses, "
+    "parent_key, run_id, ancestors FROM authtoken_token WHERE key = ?"
+)
+# A login of a token with max_uses spends one use, atomically: of two racing for the
+# last, the one whose UPDATE comes second finds no row to change.
+SPEND_USE: Final = (
+    "UPDATE authtoken_token SET use_count = use_count + 1, last_used_at = "
+    "CASE WHEN last_used_at IS NULL OR last_used_at < ? THEN ? ELSE last_used_at END "
+    "WHERE key = ? AND revoked_at IS NULL AND max_uses IS NOT NULL "
+    "AND use_count < max_uses"
 )
 # A token's row and what the staging table still holds of its usage (logins, latest),
 # so that a read by key is exact before the fold (``_staging``).

@@ -51,6 +51,7 @@ from ._failures import BATCH_UNKNOWN, CHANGE_UNKNOWN, Failures
 from ._postgres import PostgreSQL
 from ._rows import (
     StoredToken,
+    limit_values,
     login_row,
     micros_or_none,
     time_or_none,
@@ -274,28 +275,61 @@ class SQLStore:
 
     def insert(self, record: TokenRecord) -> None:
         values = token_values(record)
+        self._write(lambda conn: self._insert_in(conn, record, values))
 
-        def insert(conn: Connection) -> None:
-            if record.parent_key is not None:
-                # FOR UPDATE (ignored by SQLite, whose BEGIN IMMEDIATE already
-                # serialises writers) keeps a concurrent revocation of the parent from
-                # slipping between this check and the insert.
-                parent = conn.execute(
-                    sa.select(T.c.revoked_at).where(T.c.key == record.parent_key)
-                    .with_for_update()
-                ).first()
-                if parent is None or parent.revoked_at is not None:
-                    raise TokenRevoked(
-                        "the parent token was revoked: it can no longer delegate",
-                        token_key=record.parent_key,
-                        revoked_at=time_or_none(parent.revoked_at) if parent else None,
-                    )
-            exists = conn.execute(sa.select(T.c.id).where(T.c.key == record.key)).first()
-            if exists is not None:
-                raise InvalidArgument(f"a token with key {record.key!r} already exists")
-            conn.execute(T.insert().values(**values))
+    @staticmethod
+    def _insert_in(conn: Connection, record: TokenRecord, values: dict[str, Any]) -> None:
+        """Insert ``record`` (its ``values``) in ``conn``'s transaction."""
+        if record.parent_key is not None:
+            # FOR UPDATE (ignored by SQLite, whose BEGIN IMMEDIATE already
+            # serialises writers) keeps a concurrent revocation of the parent from
+            # slipping between this check and the insert.
+            parent = conn.execute(
+                sa.select(T.c.revoked_at).where(T.c.key == record.parent_key)
+                .with_for_update()
+            ).first()
+            if parent is None or parent.revoked_at is not None:
+                raise TokenRevoked(
+                    "the parent token was revoked: it can no longer delegate",
+                    token_key=record.parent_key,
+                    revoked_at=time_or_none(parent.revoked_at) if parent else None,
+                )
+        exists = conn.execute(sa.select(T.c.id).where(T.c.key == record.key)).first()
+        if exists is not None:
+            raise InvalidArgument(f"a token with key {record.key!r} already exists")
+        conn.execute(T.insert().values(**values))
 
-        self._write(insert)
+    def insert_within(self, record: TokenRecord, limit: int, now: int) -> int:
+        values = token_values(record)
+
+        def insert(conn: Connection) -> int:
+            if self._dialect.name == "postgresql":  # one capped insert per user at a time
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:ref))"),
+                             {"ref": "authtoken:" + values["user_ref"]})
+            live = int(conn.execute(
+                sa.select(sa.func.count()).select_from(T).where(
+                    T.c.user_ref == values["user_ref"], T.c.revoked_at.is_(None),
+                    sa.or_(T.c.expires.is_(None), T.c.expires > now))
+            ).scalar_one())
+            if live < limit:
+                self._insert_in(conn, record, values)
+            return live
+
+        return self._write(insert)
+
+    def spend_use(self, key: str, at: int) -> bool:
+        # The lean path's SPEND_USE, as an expression.
+        later = sa.or_(T.c.last_used_at.is_(None), T.c.last_used_at < at)
+        spend_one = T.update().where(
+            T.c.key == key, T.c.revoked_at.is_(None), T.c.max_uses.is_not(None),
+            T.c.use_count < T.c.max_uses,
+        ).values(use_count=T.c.use_count + 1,
+                 last_used_at=sa.case((later, at), else_=T.c.last_used_at))
+
+        def spend(conn: Connection) -> bool:
+            return bool(conn.execute(spend_one).rowcount == 1)
+
+        return self._write(spend)
 
     def update(self, record: TokenRecord) -> TokenRecord | None:
         def update(conn: Connection) -> TokenRecord | None:
@@ -309,6 +343,7 @@ class SQLStore:
                     description=record.description.encode("utf-8"),
                     expires=micros_or_none(record.expires),
                     updated_at=to_micros(record.updated_at),
+                    **limit_values(record),
                     version=T.c.version + 1,
                 )
             )

@@ -123,10 +123,11 @@ def test_public_names_are_pinned() -> None:
     assert authtoken.__all__ == sorted(authtoken.__all__)
     assert authtoken.__all__ == [
         "AuthToken", "AuthTokenError", "ConcurrentUpdate", "InvalidArgument", "InvalidToken",
-        "IssuerError", "LoginError", "MemoryRepository", "PermissionDenied", "Principal",
-        "Repository", "RepositoryError", "SQLRepository", "ScopeError", "Script",
-        "ScriptNotAuthorized", "ScriptRunner", "Security", "Session", "SessionExpired",
-        "SessionNotEstablished", "TokenExpired", "TokenNotFound", "TokenRevoked", "UserKey",
+        "IssuerError", "LoginError", "MemoryRepository", "PermissionDenied", "Policy",
+        "PolicyViolation", "Principal", "Repository", "RepositoryError", "RunToken",
+        "SQLRepository", "ScopeError", "Script", "ScriptNotAuthorized", "ScriptRunner",
+        "Security", "Session", "SessionExpired", "SessionNotEstablished", "TokenExhausted",
+        "TokenExpired", "TokenNotFound", "TokenRevoked", "UserKey",
         "default_database_path", "default_key_path", "escape", "key_binding",
         "open_security", "path_binding", "scope_warnings", "unescape",
     ]

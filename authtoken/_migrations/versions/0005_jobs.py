@@ -1,0 +1,43 @@
+"""Tokens for jobs: use limits, renewable lifetimes, run ids and the delegation chain.
+
+``max_uses`` (a login spends one, atomically, in the token's row), ``max_lifetime`` and
+``lifetime`` (microseconds: how long after ``created_at`` renewals may extend the token,
+and its first lifetime, a renewal's default step), ``run_id`` (the run of a job a run
+token was made for) and ``ancestors`` (the keys from the root of the token's delegation
+tree to its parent, space-separated, so that a login knows who acts for whom without a
+second read).  Every column is nullable: tokens of the earlier schema have no limit,
+are not renewable, belong to no run and, for a child, name only their parent.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+_COLUMNS = ("max_uses", "max_lifetime", "lifetime", "run_id", "ancestors")
+
+
+def upgrade() -> None:
+    op.add_column("authtoken_token", sa.Column("max_uses", sa.BigInteger(), nullable=True))
+    op.add_column("authtoken_token", sa.Column("max_lifetime", sa.BigInteger(), nullable=True))
+    op.add_column("authtoken_token", sa.Column("lifetime", sa.BigInteger(), nullable=True))
+    op.add_column("authtoken_token", sa.Column("run_id", sa.Text(), nullable=True))
+    op.add_column("authtoken_token", sa.Column("ancestors", sa.Text(), nullable=True))
+    # Children of the earlier schema: their chain starts at their parent.
+    op.execute("UPDATE authtoken_token SET ancestors = parent_key "
+               "WHERE parent_key IS NOT NULL")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("authtoken_token") as batch:
+        for name in reversed(_COLUMNS):
+            batch.drop_column(name)
