@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from ._expiry import shown_duration
 from ._repository import AuditEvent
 from ._token import AuthToken, Principal
 
@@ -29,6 +30,9 @@ VIEW_FIELDS = (
     "last_used_at",
     "use_count",
     "parent_key",
+    "max_uses",
+    "max_lifetime",
+    "run_id",
 )
 
 
@@ -42,7 +46,8 @@ def isoformat(value: datetime | None) -> str | None:
 
 
 def token_view(token: AuthToken) -> dict[str, object]:
-    """The view of ``token``: its fields, JSON-ready (``scopes`` a list)."""
+    """The view of ``token``: its fields, JSON-ready (``scopes`` a list, ``max_lifetime``
+    a duration such as ``"90d"``)."""
     return {
         "key": token.key,
         "user": token.user,
@@ -57,6 +62,10 @@ def token_view(token: AuthToken) -> dict[str, object]:
         "last_used_at": isoformat(token.last_used_at),
         "use_count": token.use_count,
         "parent_key": token.parent_key,
+        "max_uses": token.max_uses,
+        "max_lifetime": None if token.max_lifetime is None
+        else shown_duration(token.max_lifetime),
+        "run_id": token.run_id,
     }
 
 
@@ -74,8 +83,8 @@ def principal_view(principal: Principal) -> dict[str, object]:
 def event_view(event: AuditEvent) -> dict[str, object]:
     """An audit event as the admin API shows it.
 
-    ``at``, ``actor``, ``action``, ``token_key``, ``script``, ``outcome`` and
-    ``reason``, plus ``count`` on a summary event -- one that stands for ``count`` like
+    ``at``, ``actor``, ``action``, ``token_key``, ``run_id``, ``script``, ``outcome``
+    and ``reason``, plus ``count`` on a summary event -- one that stands for ``count`` like
     login attempts of a batch beyond those kept one by one (see ``docs/admin.md``).
     """
     script = event.script
@@ -84,6 +93,7 @@ def event_view(event: AuditEvent) -> dict[str, object]:
         "actor": event.actor,
         "action": event.action,
         "token_key": event.token_key,
+        "run_id": event.run_id,
         "script": None if script is None else {"key": script.key, "path": script.path},
         "outcome": event.outcome,
         "reason": event.reason,

@@ -624,7 +624,8 @@ def test_audit_events_shape_and_filters(mem: Security, clock: FakeClock) -> None
     answer = client.get("/audit", params={"token": key}, headers=bearer(admin_token))
     assert answer.status_code == 200
     events = answer.json()["events"]
-    assert all(list(e) == ["at", "actor", "action", "token_key", "script", "outcome", "reason"]
+    assert all(list(e) == ["at", "actor", "action", "token_key", "run_id", "script", "outcome",
+                           "reason"]
                for e in events)
     assert [e["action"] for e in events] == ["revoke", "update", "authorize"]
     assert all(e["token_key"] == key and e["outcome"] == "ok" for e in events)

@@ -758,7 +758,7 @@ def test_audit_lists_the_trail_newest_first(cli: Cli) -> None:
         ("revoke", "ok", None), ("login", "refused", "ScriptNotAuthorized"),
         ("login", "ok", None), ("authorize", "ok", None)]
     assert set(events[0]) == {"at", "actor", "action", "token_key", "script", "outcome",
-                              "reason", "count", "user"}
+                              "reason", "count", "user", "run_id"}
     assert len(cli("--json", "audit", "--limit", "2").json()["events"]) == 2  # type: ignore[index]
     assert cli("--json", "audit", "--user", "8").json() == {"events": []}
     assert cli("--json", "audit", "--since", "2999-01-01T00:00Z").json() == {"events": []}
