@@ -1,22 +1,14 @@
-"""The engine: ``Security`` authorizes, stores, revokes and logs in with tokens.
+"""The engine: ``Security`` authorizes, stores, renews, revokes and logs in with tokens.
 
 Theory of operation
 -------------------
-A login checks, in this order and stopping at the first failure: the signature (no
-storage touched, so forged strings cost nothing), existence and secret (one read by key,
-then ``compare_digest`` of SHA-256 digests -- unknown, malformed and wrong-secret are all
-the same ``InvalidToken``), revocation, expiry, script binding (``script_matches``).
-Only after the secret matched does the caller learn that a token is revoked or expired.
+A login is checked by the ``LoginGate`` (``_login``): every login reads storage, nothing
+about a token is cached, and what a login writes is buffered.  Reads through this
+``Security`` add the logins still buffered, so they look exact.
 
-Nothing about a token is cached: every login reads storage, so a revocation made by any
-process is refused by the next login everywhere.  What a login *writes* -- usage and its
-audit event -- goes to the ``AuditBuffer`` (``_audit``) and is written in batches.  Reads
-through this ``Security`` add the logins still buffered, so they look exact, and
-``audit_events`` writes the buffered events before it reads.
-
-The audit trail: every change (authorize, update, revoke, revoke-all) and every refusal
-of one writes its event at once; logins are batched; refusals of strings that name no
-token are sampled.
+The audit trail (``Trail``, ``_trail``): every change (authorize, update, renew, revoke,
+revoke-all) and every refusal of one writes its event at once; logins are batched;
+refusals of strings that name no token are sampled; a read writes the buffer first.
 
 Who acts: a call made directly on a ``Security`` acts for whoever holds it (the trail's
 actor is ``None``).  A ``Session``, and every face built on one, passes ``actor=`` (an
@@ -37,7 +29,7 @@ from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 
-from ._audit import AuditBuffer, change_event, flush_forgotten
+from ._audit import AuditBuffer, flush_forgotten
 from ._changes import (
     check_key,
     child_expiry,
@@ -54,18 +46,14 @@ from ._errors import (
     ConcurrentUpdate,
     InvalidArgument,
     InvalidToken,
-    RepositoryError,
-    ScriptNotAuthorized,
-    TokenExhausted,
-    TokenExpired,
     TokenNotFound,
-    TokenRevoked,
 )
 from ._expiry import aware_utc, from_micros, to_micros
 from ._jobs import check_run_id, new_limits, renewed_expiry
+from ._login import LoginGate
 from ._policy import Policy
 from ._redact import redact
-from ._repository import AuditEvent, LoginRow, Repository, TokenCap, UseLimits
+from ._repository import AuditEvent, Repository, TokenCap, UseLimits
 from ._rules import (
     Actor,
     acting_user,
@@ -75,7 +63,7 @@ from ._rules import (
     live_parent,
     require_user,
 )
-from ._scopes import Script, bindings_of, script_matches
+from ._scopes import Script
 from ._shape import is_token_key
 from ._token import (
     AuthToken,
@@ -87,7 +75,7 @@ from ._token import (
     read_record,
     token_from_record,
 )
-from ._trail import Pruning, check_before, check_query
+from ._trail import Trail, check_before, check_query
 
 __all__ = ["Security"]
 
@@ -143,6 +131,8 @@ class Security:
         )
         self._audit = AuditBuffer() if audit is None else audit
         self._finalizer = weakref.finalize(self, flush_forgotten, self._audit, repository)
+        self._trail = Trail(self._audit, repository, self._now_us)
+        self._gate = LoginGate(self._codec, repository, self._trail, self._now_us)
 
     def __repr__(self) -> str:
         # Masked here too: a repository of the user's own may show its URL's password.
@@ -228,7 +218,7 @@ class Security:
             owner = acting_user(actor, user)
             parent = self._parent_of(actor)
         except AuthTokenError as exc:
-            self._record_event("authorize", exc, actor=actor.name,
+            self._trail.change("authorize", exc, actor=actor.name,
                                user=user if user is not None else actor.user)
             raise
         return self._authorize(token, owner, parent, actor.name, run_id)
@@ -238,9 +228,9 @@ class Security:
         try:
             string = self._authorize_now(token, user, parent, run_id)
         except AuthTokenError as exc:
-            self._record_event("authorize", exc, actor=actor, user=user)
+            self._trail.change("authorize", exc, actor=actor, user=user)
             raise
-        self._record_event("authorize", None, actor=actor, token_key=token.key, user=user)
+        self._trail.change("authorize", None, actor=actor, token_key=token.key, user=user)
         return string
 
     def _authorize_now(self, token: AuthToken, user: UserKey,
@@ -376,7 +366,7 @@ class Security:
             check_owner(actor, stored.user)
             parent = self._parent_of(actor)
         except AuthTokenError as exc:
-            self._record_event("update", exc, actor=actor.name,
+            self._trail.change("update", exc, actor=actor.name,
                                token_key=stored.key if stored else None,
                                user=stored.user if stored else None)
             raise
@@ -390,9 +380,9 @@ class Security:
         try:
             self._update_now(token, parent)
         except AuthTokenError as exc:
-            self._record_event("update", exc, actor=actor, token_key=key, user=owner)
+            self._trail.change("update", exc, actor=actor, token_key=key, user=owner)
             raise
-        self._record_event("update", None, actor=actor, token_key=key, user=owner)
+        self._trail.change("update", None, actor=actor, token_key=key, user=owner)
 
     def _update_now(self, token: AuthToken, parent: TokenRecord | None) -> None:
         """Write what ``updated_record`` makes of ``token`` on what storage holds now."""
@@ -430,7 +420,7 @@ class Security:
         try:
             record = self._record_for(token_string)
         except InvalidToken:
-            self._note_invalid(None, "renew")
+            self._trail.invalid(None, "renew")
             raise
         return self._renew(record, by, actor)
 
@@ -443,7 +433,7 @@ class Security:
             record = self._stored(key)
         except AuthTokenError as exc:
             if actor is not None:
-                self._record_event("renew", exc, actor=actor.name,
+                self._trail.change("renew", exc, actor=actor.name,
                                    token_key=shown_key(key) if isinstance(key, str) else None)
             raise
         return self._renew(record, by, actor)
@@ -455,10 +445,10 @@ class Security:
                 self._parent_of(actor)
             expires = self._renew_now(record, by)
         except AuthTokenError as exc:
-            self._record_event("renew", exc, actor=None if actor is None else actor.name,
+            self._trail.change("renew", exc, actor=None if actor is None else actor.name,
                                token_key=record.key, user=record.user)
             raise
-        self._record_event("renew", None, actor=None if actor is None else actor.name,
+        self._trail.change("renew", None, actor=None if actor is None else actor.name,
                            token_key=record.key, user=record.user)
         return expires
 
@@ -490,7 +480,7 @@ class Security:
             try:
                 record = self._record_for(token_string)
             except InvalidToken:
-                self._note_invalid(None, "revoke")  # sampled, like logins
+                self._trail.invalid(None, "revoke")  # sampled, like logins
                 raise
             if actor is not None:
                 check_owner(actor, record.user)
@@ -499,7 +489,7 @@ class Security:
             raise
         except AuthTokenError as exc:
             if actor is not None:
-                self._record_event("revoke", exc, actor=actor.name,
+                self._trail.change("revoke", exc, actor=actor.name,
                                    token_key=record.key if record else None,
                                    user=record.user if record else None)
             raise
@@ -522,7 +512,7 @@ class Security:
             check_owner(actor, stored.user)
             self._parent_of(actor)
         except AuthTokenError as exc:
-            self._record_event("revoke", exc, actor=actor.name,
+            self._trail.change("revoke", exc, actor=actor.name,
                                token_key=stored.key if stored else None,
                                user=stored.user if stored else None)
             raise
@@ -543,9 +533,9 @@ class Security:
             if changed is None:
                 raise TokenNotFound(not_found_message(key), token_key=shown)
         except AuthTokenError as exc:
-            self._record_event("revoke", exc, actor=actor, token_key=shown, user=owner)
+            self._trail.change("revoke", exc, actor=actor, token_key=shown, user=owner)
             raise
-        self._record_event("revoke", None, actor=actor, token_key=shown, user=owner)
+        self._trail.change("revoke", None, actor=actor, token_key=shown, user=owner)
 
     def revoke_user_tokens(self, user: UserKey, *, actor: Actor | None = None) -> int:
         """Revoke every live token of ``user`` and, transitively, those derived from them.
@@ -560,7 +550,7 @@ class Security:
                                 refusal="only an admin can revoke another user's tokens")
             self._parent_of(actor)
         except AuthTokenError as exc:
-            self._record_event("revoke_all", exc, actor=actor.name, user=user)
+            self._trail.change("revoke_all", exc, actor=actor.name, user=user)
             raise
         return self._revoke_user(owner, actor.name)
 
@@ -568,10 +558,10 @@ class Security:
         try:
             count = self._repository.revoke_user(check_user(user), to_micros(self.now()))
         except AuthTokenError as exc:
-            self._record_event("revoke_all", exc, actor=actor,
+            self._trail.change("revoke_all", exc, actor=actor,
                                user=user if isinstance(user, (int, str)) else None)
             raise
-        self._record_event("revoke_all", None, actor=actor, user=user)
+        self._trail.change("revoke_all", None, actor=actor, user=user)
         return count
 
     # -- log in -----------------------------------------------------------------------
@@ -585,93 +575,9 @@ class Security:
         that fails: ``InvalidToken``, ``TokenRevoked``, ``TokenExpired``,
         ``ScriptNotAuthorized`` or ``TokenExhausted``.  A refused login spends no use.
         """
-        if script is not None and not isinstance(script, Script):
-            raise ArgumentTypeError(f"script must be a Script or None, not {type(script).__name__}")
-        try:
-            key, digest = self._codec.read(token_string)
-        except InvalidToken:
-            self._note_invalid(script)
-            raise
-        row = self._repository.login_row(key)
-        if row is None or not hmac.compare_digest(row.secret_hash, digest):
-            self._note_invalid(script)
-            raise InvalidToken("not a valid authtoken token string")
-        now_us = self._now_us()
-        if row.revoked_at is not None:
-            self._note_login(now_us, key, row.user, script, "TokenRevoked")
-            raise TokenRevoked("the token was revoked", token_key=key,
-                               revoked_at=from_micros(row.revoked_at))
-        if row.expires is not None and now_us >= row.expires:
-            self._note_login(now_us, key, row.user, script, "TokenExpired")
-            expired_at = from_micros(row.expires)
-            raise TokenExpired(f"the token expired at {expired_at.isoformat()}",
-                               token_key=key, expired_at=expired_at)
-        scope = row.scope
-        scopes = tuple(scope.split(" "))
-        # Most tokens bind no script: one substring test spares them the binding check.
-        if ("vfs:" in scope or "ufs:" in scope) \
-                and not script_matches(bindings_of(scopes), script):
-            self._note_login(now_us, key, row.user, script, "ScriptNotAuthorized")
-            raise ScriptNotAuthorized(
-                "the token is bound to other scripts" if script is not None
-                else "the token is bound to scripts: log in with the Script using it",
-                token_key=key,
-            )
-        counted = row.max_uses is None
-        if not counted:
-            self._spend(key, now_us, row, script)
-        if self._audit.login(key, now_us, row.user, script, counted=counted):
-            self._flush_quietly()
-        ancestors = row.ancestors
-        return Principal(
-            user=row.user, token_key=key, scopes=scopes, data=row.data,
-            expires=None if row.expires is None else from_micros(row.expires),
-            script=script, parent_key=row.parent_key, run_id=row.run_id,
-            chain=() if ancestors is None else (*ancestors.split(" "), key),
-        )
-
-    def _spend(self, key: str, now_us: int, row: LoginRow, script: Script | None) -> None:
-        """Spend one use of a token with ``max_uses`` in storage, or refuse the login."""
-        repository = self._repository
-        if isinstance(repository, UseLimits) and repository.spend_use(key, now_us):
-            return
-        again = repository.login_row(key)
-        if again is not None and again.revoked_at is not None:  # revoked meanwhile
-            self._note_login(now_us, key, row.user, script, "TokenRevoked")
-            raise TokenRevoked("the token was revoked", token_key=key,
-                               revoked_at=from_micros(again.revoked_at))
-        self._note_login(now_us, key, row.user, script, "TokenExhausted")
-        raise TokenExhausted(f"every use of the token is spent ({row.max_uses} in all)",
-                             token_key=key, max_uses=row.max_uses)
+        return self._gate.login(token_string, script)
 
     # -- audit trail, usage and life cycle -------------------------------------------
-    def _note_invalid(self, script: Script | None, action: str = "login") -> None:
-        # Never writes: a forged string is refused without touching storage.  The next
-        # batch of a real login, flush(), close() or an audit read writes it.
-        self._audit.invalid(self._now_us(), script, action)
-
-    def _note_login(self, at: int, key: str, user: UserKey, script: Script | None,
-                    reason: str) -> None:
-        if self._audit.login(key, at, user, script, reason):
-            self._flush_quietly()
-
-    def _record_event(self, action: str, error: BaseException | None, *,
-                      actor: str | None = None, token_key: str | None = None,
-                      user: object = None) -> None:
-        """Put an event of a change (or a refused one) on the trail and write it now.
-
-        ``error`` is what refused the action, ``None`` for success.  A trail that cannot
-        be written keeps the event for a later batch; the change itself stands.
-        """
-        if isinstance(error, RepositoryError):
-            return  # storage failed: nothing was refused, and nothing can be written
-        self._audit.event(change_event(self._now_us(), action, error, actor=actor,
-                                       token_key=token_key, user=user))
-        try:
-            self._audit.flush(self._repository, wait=True)
-        except RepositoryError:
-            pass  # kept in the buffer; written by a later batch or flush()
-
     def record_authentication_failure(self, *, actor: str | None, reason: str) -> None:
         """Put a failed authentication of an API caller on the audit trail.
 
@@ -680,10 +586,7 @@ class Security:
         error's class name, at most 64 characters kept).  Sampled per actor and reason
         and written with the next batch, like logins.
         """
-        if self._audit.failure(self._now_us(),
-                               None if actor is None else str(actor)[:300],
-                               str(reason)[:64]):
-            self._flush_quietly()
+        self._trail.failure(actor, reason)
 
     def audit_events(self, *, user: UserKey | None = None, token_key: str | None = None,
                      since: datetime | None = None, limit: int = 1000,
@@ -704,9 +607,7 @@ class Security:
         elif user is not None:
             user = check_user(user)
         since = check_query(token_key, since, limit)
-        self._audit.flush(self._repository, wait=True)
-        return self._repository.events(user=user, token_key=token_key, since=since,
-                                       limit=limit)
+        return self._trail.read(user=user, token_key=token_key, since=since, limit=limit)
 
     def prune_audit(self, *, before: datetime) -> int:
         """Drop the audit events recorded before ``before``; return how many.
@@ -716,24 +617,11 @@ class Security:
         or a repository that cannot prune, ``RepositoryError`` if storage fails (what
         was dropped before the failure stays dropped).  Usage counts are not touched.
         """
-        at = check_before(before, self.now())
-        if not isinstance(self._repository, Pruning):
-            raise InvalidArgument(
-                f"{type(self._repository).__name__} cannot prune its audit trail: it has "
-                "no prune_events(before) method"
-            )
-        self._audit.flush(self._repository, wait=True)
-        return self._repository.prune_events(at)
-
-    def _flush_quietly(self) -> None:
-        try:
-            self._audit.flush(self._repository, wait=False)
-        except RepositoryError:
-            pass  # kept in the buffer; written by a later batch or flush()
+        return self._trail.prune(check_before(before, self.now()))
 
     def flush(self) -> None:
         """Write buffered usage and audit events now.  On ``RepositoryError`` they are kept."""
-        self._audit.flush(self._repository, wait=True)
+        self._trail.flush()
 
     def close(self) -> None:
         """Write buffered usage and audit events and release the repository's connections.
