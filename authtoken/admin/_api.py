@@ -1,4 +1,5 @@
-"""The admin API's JSON routes: ``/tokens``, ``/tokens/{key}``, revoke-all, ``/audit``.
+"""The admin API's JSON routes: ``/tokens``, ``/tokens/{key}``, ``/tokens/{key}/renew``,
+revoke-all, ``/audit``.
 
 Theory of operation
 -------------------
@@ -16,7 +17,8 @@ Every request goes through the same steps, each of which can end it with a
 3. **Read the body** (``POST``/``PATCH`` only): ``application/json`` or 415; at most
    ``max_body`` bytes -- by ``Content-Length`` before reading, and counted while
    reading for chunked bodies -- or 413; a JSON object of known, well-typed fields or
-   422.  Strangers' bodies are never read.
+   422.  Strangers' bodies are never read.  A renewal's body is optional: an empty
+   one, of any type or none, is taken as ``{}``.
 4. **Act** through a fresh ``Session`` for the caller (``Identity.session``), in a worker
    thread, so every rule of sessions -- ownership, no escalation through delegation,
    the audit trail -- is the engine's, not re-implemented here.  An error maps to its
@@ -47,6 +49,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._errors import ConcurrentUpdate, InvalidArgument
+from .._jobs import check_run_id
 from .._repository import AuditEvent
 from .._scopes import MAX_IDENTIFIERS
 from .._token import AuthToken, UserKey, check_user, same_user
@@ -62,8 +65,10 @@ __all__ = ["MAX_AUDIT_EVENTS", "api_routes", "user_candidates"]
 MAX_AUDIT_EVENTS: Final = 1000
 _DECIMAL = re.compile(r"-?[0-9]{1,19}\Z", re.ASCII)
 _DIGITS = re.compile(r"[0-9]{1,20}\Z", re.ASCII)
-_UPDATE_FIELDS: Final = ("scope", "data", "description", "expires")
+_UPDATE_FIELDS: Final = ("scope", "data", "description", "expires", "max_uses",
+                         "max_lifetime")
 _CREATE_FIELDS: Final = (*_UPDATE_FIELDS, "bind_paths", "bind_keys")
+_RENEW_FIELDS: Final = ("by",)
 _TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 
 
@@ -109,6 +114,14 @@ _FIELD_TYPES: Final[Mapping[str, tuple[Callable[[object], bool], str]]] = {
     "description": (lambda v: isinstance(v, str), "a string"),
     "expires": (lambda v: v is None or isinstance(v, str),
                 "a string such as '30d', '12h', '2027-01-31T00:00:00Z' or 'never', or null"),
+    # Whole numbers only: JSON's 5.0 and true are not counts.  The range is the
+    # engine's to check (422 as an InvalidArgument).
+    "max_uses": (lambda v: v is None or _is_int(v),
+                 "a whole number from 1 up, or null for no limit"),
+    "max_lifetime": (lambda v: v is None or isinstance(v, str),
+                     "a duration such as '90d', or null for a token that cannot be renewed"),
+    "by": (lambda v: v is None or isinstance(v, str),
+           "a duration such as '7d', or null for the token's first lifetime"),
     # A token holds at most MAX_IDENTIFIERS identifiers: a longer list is refused by
     # name here, before thousands of paths are escaped only to be refused as a scope.
     "bind_paths": (lambda v: isinstance(v, list) and len(v) <= MAX_IDENTIFIERS
@@ -137,11 +150,11 @@ def _validated(value: object, allowed: Iterable[str]) -> dict[str, Any]:
     return value
 
 
-async def _json_body(request: Request, allowed: Iterable[str], max_body: int
-                     ) -> dict[str, Any]:
+async def _json_body(request: Request, allowed: Iterable[str], max_body: int, *,
+                     optional: bool = False) -> dict[str, Any]:
     """The request's body: a JSON object of the ``allowed`` fields, or a 400, 413, 415
-    or 422 problem."""
-    if not _is_json(request.headers.get("content-type")):
+    or 422 problem.  An ``optional`` body may be empty (``{}``), whatever its type."""
+    if not _is_json(request.headers.get("content-type")) and not optional:
         raise Problem(415, "send the body as application/json (UTF-8)")
     length = request.headers.get("content-length")
     if length is not None:
@@ -156,6 +169,10 @@ async def _json_body(request: Request, allowed: Iterable[str], max_body: int
         if size > max_body:
             raise Problem(413, f"the body is larger than {max_body} bytes")
         chunks.append(chunk)
+    if optional and size == 0:
+        return {}
+    if not _is_json(request.headers.get("content-type")):
+        raise Problem(415, "send the body as application/json (UTF-8)")
     try:
         value = json.loads(b"".join(chunks).decode("utf-8"),
                            object_pairs_hook=_no_duplicates,
@@ -229,6 +246,17 @@ def _since(text: str | None) -> datetime | None:
                            "'2027-01-31T00:00:00Z'") from None
 
 
+def _run_id(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return check_run_id(text)
+    except InvalidArgument:
+        # check_run_id's message is safe, but says nothing of a query: say it here.
+        raise Problem(422, "run_id must be a run's id: 1 to 200 characters, no control "
+                           "characters") from None
+
+
 def _limit(text: str | None) -> int:
     if text is None:
         return MAX_AUDIT_EVENTS
@@ -248,8 +276,19 @@ class _Call:
 
 
 _Worker = Callable[["_Routes", _Call], Response]
-# A route's operations: method -> (worker, the body fields it takes or None for no body).
-_Operations = Mapping[str, tuple[_Worker, "tuple[str, ...] | None"]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Operation:
+    """What one method of a route does: its ``worker``, the body ``fields`` it takes
+    (``None``: no body is read) and whether the body may be left out (``optional``)."""
+
+    worker: _Worker
+    fields: tuple[str, ...] | None = None
+    optional: bool = False
+
+
+_Operations = Mapping[str, _Operation]
 
 
 class _Routes:
@@ -271,12 +310,14 @@ class _Routes:
 
         async def run(request: Request) -> Response:
             method = "GET" if request.method == "HEAD" else request.method
-            worker, fields = operations[method]
+            operation = operations[method]
             try:
                 identity = await self._identify(request)
-                data = {} if fields is None else await _json_body(
-                    request, fields, self.context.max_body)
-                return await run_in_threadpool(worker, self, _Call(request, identity, data))
+                data = {} if operation.fields is None else await _json_body(
+                    request, operation.fields, self.context.max_body,
+                    optional=operation.optional)
+                return await run_in_threadpool(operation.worker, self,
+                                               _Call(request, identity, data))
             except Problem as problem:
                 return problem.response()
             except Exception as exc:  # every other error becomes a problem too
@@ -288,13 +329,15 @@ class _Routes:
     def list_tokens(self, call: _Call) -> Response:
         include_revoked = _flag(call.request, "include_revoked")
         text = _single(call.request, "user")
+        run_id = _run_id(_single(call.request, "run_id"))
         session = call.identity.session(self.security)
         if text is None:
-            tokens = session.list_auth_tokens(include_revoked=include_revoked)
+            tokens = session.list_auth_tokens(include_revoked=include_revoked, run_id=run_id)
         else:
             tokens = []
             for user in _named_users(text, call.identity):
-                tokens += session.list_auth_tokens(user=user, include_revoked=include_revoked)
+                tokens += session.list_auth_tokens(user=user, include_revoked=include_revoked,
+                                                   run_id=run_id)
             # Each list is newest first; a stable sort keeps that order within ties.
             tokens.sort(key=lambda t: t.created_at or datetime.min.replace(tzinfo=timezone.utc),
                         reverse=True)
@@ -304,7 +347,9 @@ class _Routes:
         body = call.body
         if "scope" not in body:
             raise Problem(422, "scope is required")
-        options: dict[str, Any] = {"description": body.get("description", "")}
+        options: dict[str, Any] = {"description": body.get("description", ""),
+                                   "max_uses": body.get("max_uses"),
+                                   "max_lifetime": body.get("max_lifetime")}
         if "expires" in body:
             options["expires"] = body["expires"]
         written = written_scope(body["scope"], body.get("bind_paths", ()),
@@ -343,6 +388,14 @@ class _Routes:
             break
         return JSONResponse(token_view(token))
 
+    def renew_token(self, call: _Call) -> Response:
+        key = call.request.path_params["key"]
+        session = call.identity.session(self.security)
+        # Through the session: a caller renews its own user's tokens only, and a caller
+        # authenticated by a token only that token and those derived from it.
+        session.renew_auth_token_by_key(key, by=call.body.get("by"))
+        return JSONResponse(token_view(session.get_auth_token(key)))
+
     def revoke_token(self, call: _Call) -> Response:
         call.identity.session(self.security).revoke_auth_token_by_key(
             call.request.path_params["key"]
@@ -375,13 +428,15 @@ def api_routes(context: AdminContext) -> list[Route]:
     """The JSON routes over ``context``, to add to the admin application."""
     routes = _Routes(context)
     table: dict[str, tuple[str | None, _Operations]] = {
-        "/tokens": (None, {"GET": (_Routes.list_tokens, None),
-                           "POST": (_Routes.create_token, _CREATE_FIELDS)}),
-        "/tokens/{key}": ("token", {"GET": (_Routes.show_token, None),
-                                    "PATCH": (_Routes.update_token, _UPDATE_FIELDS),
-                                    "DELETE": (_Routes.revoke_token, None)}),
-        "/users/{user:path}/revoke-all": (None, {"POST": (_Routes.revoke_all, None)}),
-        "/audit": (None, {"GET": (_Routes.audit, None)}),
+        "/tokens": (None, {"GET": _Operation(_Routes.list_tokens),
+                           "POST": _Operation(_Routes.create_token, _CREATE_FIELDS)}),
+        "/tokens/{key}": ("token", {"GET": _Operation(_Routes.show_token),
+                                    "PATCH": _Operation(_Routes.update_token, _UPDATE_FIELDS),
+                                    "DELETE": _Operation(_Routes.revoke_token)}),
+        "/tokens/{key}/renew": (None, {"POST": _Operation(_Routes.renew_token, _RENEW_FIELDS,
+                                                          optional=True)}),
+        "/users/{user:path}/revoke-all": (None, {"POST": _Operation(_Routes.revoke_all)}),
+        "/audit": (None, {"GET": _Operation(_Routes.audit)}),
     }
     return [Route(path, routes.endpoint(operations), methods=list(operations), name=name)
             for path, (name, operations) in table.items()]

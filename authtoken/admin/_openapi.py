@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .._jobs import MAX_RUN_ID
 from .._scopes import MAX_IDENTIFIERS
 from ._api import MAX_AUDIT_EVENTS
 from ._problems import PROBLEM_JSON
@@ -48,6 +49,10 @@ _USER: Final = {"type": ["string", "integer"],
                 "description": "A user: an integer or a string (1 to 256 characters)."}
 _USER_TEXT: Final = {"type": "string", "minLength": 1, "maxLength": 256,
                      "pattern": r"^[^\u0000-\u001f\u007f-\u009f]+$"}
+#: The largest max_uses the store keeps (a signed 64-bit integer).
+_MAX_USES: Final = 2**63 - 1
+_RUN_ID: Final = {"type": "string", "minLength": 1, "maxLength": MAX_RUN_ID,
+                  "pattern": r"^[^\u0000-\u001f\u007f-\u009f]+$"}
 _KEY_PARAM: Final = {"name": "key", "in": "path", "required": True,
                      "description": "The token's key (16 characters of a-z and 2-7).",
                      "schema": {"type": "string"}}
@@ -76,6 +81,16 @@ def _fields(required: bool) -> dict[str, Any]:
                                        "'12h', '30d' or '2w' (from now), 'never', or null "
                                        "(never).  Omitted on creation: 30 days, and never "
                                        "later than the caller's own token."},
+            "max_uses": {"type": ["integer", "null"], "minimum": 1, "maximum": _MAX_USES,
+                         "description": "How many logins the token allows (null: no "
+                                        "limit).  Counted exactly: a login with no use "
+                                        "left is refused.  On an existing token it can be "
+                                        "changed, but not added or removed."},
+            "max_lifetime": {"type": ["string", "null"],
+                             "description": "A duration such as '90d' that makes the token "
+                                            "renewable (POST /tokens/{key}/renew) up to "
+                                            "created_at plus it; null: not renewable.  "
+                                            "Needs an expiry no later than that."},
         },
     }
     if required:
@@ -109,6 +124,8 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                  "description": "Whose tokens (default: the caller's)."},
                 {"name": "include_revoked", "in": "query", "required": False,
                  "schema": {"type": "boolean", "default": False}},
+                {"name": "run_id", "in": "query", "required": False, "schema": _RUN_ID,
+                 "description": "Only the tokens made for this run of a job."},
             ],
             "responses": _responses({"200": _json("The tokens.", "TokenList")},
                                     "403", "422"),
@@ -131,6 +148,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                            "parameters": {"key": "$response.body#/key"}}
                     for name, operation in (("ShowToken", "showToken"),
                                             ("UpdateToken", "updateToken"),
+                                            ("RenewToken", "renewToken"),
                                             ("RevokeToken", "revokeToken"))})},
                 "400", "403", "409", "413", "415", "422"),
         },
@@ -161,6 +179,24 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                            "revoked_at set, and can no longer log in or be changed.",
             "responses": _responses({"204": {"description": "Revoked."}},
                                     "403", "404", "409"),
+        },
+    }
+    renew = {
+        "parameters": [_KEY_PARAM],
+        "post": {
+            "operationId": "renewToken",
+            "summary": "Renew a renewable token",
+            "description": "Sets expires to the earlier of now + by and created_at + "
+                           "max_lifetime -- and no later than the parent token's expiry "
+                           "or a policy's cap -- never shortening it.  by defaults to the "
+                           "token's first lifetime.  The body may be left out.  A token "
+                           "without max_lifetime is 422; a revoked or expired one 409; "
+                           "a caller authenticated by a delegation token renews only that "
+                           "token and those derived from it (else 403).",
+            "requestBody": {"required": False, "content": {
+                "application/json": {"schema": _ref("RenewToken")}}},
+            "responses": _responses({"200": _json("The renewed token.", "TokenView")},
+                                    "400", "403", "404", "409", "413", "415", "422"),
         },
     }
     revoke_all = {
@@ -207,7 +243,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
         "type": "object",
         "required": ["key", "user", "scope", "scopes", "description", "data", "expires",
                      "created_at", "updated_at", "revoked_at", "last_used_at", "use_count",
-                     "parent_key"],
+                     "parent_key", "max_uses", "max_lifetime", "run_id"],
         "properties": {
             "key": {"type": "string"},
             "user": _USER,
@@ -222,15 +258,23 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
             "last_used_at": _NULLABLE_TIME,
             "use_count": {"type": "integer", "minimum": 0},
             "parent_key": {"type": ["string", "null"]},
+            "max_uses": {"type": ["integer", "null"], "minimum": 1,
+                         "description": "null: no limit; use_count is then exact."},
+            "max_lifetime": {"type": ["string", "null"],
+                             "description": "A duration such as '90d': renewable up to "
+                                            "created_at plus it; null: not renewable."},
+            "run_id": {"type": ["string", "null"],
+                       "description": "The run of a job a run token was made for."},
         },
     }
     problem_codes = {
         "400": "The request is malformed (a Content-Length that is not a number).",
         "401": "No or bad credentials.",
         "403": "The caller may not do that (another user's token, or wider than its own "
-               "token).",
+               "token), or a policy forbids it (type ...:policy-violation, with rule and "
+               "limit).",
         "404": "No token with that key.",
-        "409": "The token is revoked, or was changed concurrently.",
+        "409": "The token is revoked, expired (renewal), or was changed concurrently.",
         "413": "The body is too large.",
         "415": "The body is not application/json.",
         "422": "The body or a parameter is invalid.",
@@ -247,7 +291,8 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
             "title": "authtoken admin API",
             "version": "1",
             "description": "Manage delegation tokens: list, authorize, show, update, "
-                           "revoke, revoke all of a user's, and read the audit trail.  "
+                           "renew, revoke, revoke all of a user's, and read the audit "
+                           "trail.  "
                            "Errors are RFC 9457 problems (application/problem+json) and "
                            "never carry a token string.",
         },
@@ -256,6 +301,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
         "paths": {
             "/tokens": token_routes,
             "/tokens/{key}": one_token,
+            "/tokens/{key}/renew": renew,
             "/users/{user}/revoke-all": revoke_all,
             "/audit": audit,
             "/openapi.json": openapi,
@@ -297,6 +343,12 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                     "tokens": {"type": "array", "items": _ref("TokenView")}}},
                 "CreateToken": _fields(required=True),
                 "UpdateToken": _fields(required=False),
+                "RenewToken": {"type": "object", "additionalProperties": False,
+                               "properties": {"by": {
+                                   "type": ["string", "null"],
+                                   "description": "A duration such as '7d' (null or "
+                                                  "left out: the token's first "
+                                                  "lifetime)."}}},
                 "Revoked": {"type": "object", "required": ["revoked"], "properties": {
                     "revoked": {"type": "integer", "minimum": 0}}},
                 "Script": {"type": "object", "required": ["key", "path"], "properties": {
@@ -304,14 +356,15 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                     "path": {"type": ["string", "null"]}}},
                 "AuditEvent": {
                     "type": "object",
-                    "required": ["at", "actor", "action", "token_key", "script", "outcome",
-                                 "reason"],
+                    "required": ["at", "actor", "action", "token_key", "run_id", "script",
+                                 "outcome", "reason"],
                     "properties": {
                         "at": {"type": "string", "format": "date-time"},
                         "actor": {"type": ["string", "null"]},
-                        "action": {"enum": ["authorize", "update", "revoke", "revoke_all",
-                                            "login", "authenticate"]},
+                        "action": {"enum": ["authorize", "update", "renew", "revoke",
+                                            "revoke_all", "login", "authenticate"]},
                         "token_key": {"type": ["string", "null"]},
+                        "run_id": {"type": ["string", "null"]},
                         "script": {"oneOf": [_ref("Script"), {"type": "null"}]},
                         "outcome": {"enum": ["ok", "refused"]},
                         "reason": {"type": ["string", "null"]},
@@ -330,6 +383,11 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                         "title": {"type": "string"},
                         "status": {"type": "integer"},
                         "detail": {"type": "string"},
+                        "rule": {"type": "string", "description": "Of a policy violation: "
+                                 "the rule (max_lifetime, require_expiry, "
+                                 "max_tokens_per_user)."},
+                        "limit": {"type": ["string", "integer", "boolean", "null"],
+                                  "description": "Of a policy violation: the rule's limit."},
                     },
                 },
             },

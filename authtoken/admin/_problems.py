@@ -11,9 +11,14 @@ engine or the authenticator raises is turned into one by :func:`problem_for`, th
 =======================================  ======  =========================================
 error                                    status  notes
 =======================================  ======  =========================================
+``PolicyViolation``                      403     the detail names the rule and its
+                                                 limit, also given as ``rule`` and
+                                                 ``limit`` members of the problem
 ``PermissionDenied``                     403
 ``TokenNotFound``                        404
 ``TokenRevoked``                         409     before ``LoginError``, which it is
+``TokenExpired``                         409     likewise: a token acted on (renewed)
+                                                 has expired
 ``ConcurrentUpdate``                     409     before ``InvalidArgument``, which it is
 ``AuthenticationFailed``, ``LoginError`` 401     with ``WWW-Authenticate``; every refusal
                                                  of the authenticator is a 401, a
@@ -43,7 +48,9 @@ from .._errors import (
     IssuerError,
     LoginError,
     PermissionDenied,
+    PolicyViolation,
     RepositoryError,
+    TokenExpired,
     TokenNotFound,
     TokenRevoked,
 )
@@ -87,10 +94,13 @@ _TITLES: Final[Mapping[int, tuple[str, str]]] = {
 class Problem(Exception):
     """Ends an admin request: an HTTP ``status``, a ``detail`` for the caller, and the
     ``title``, ``kind`` (the last part of the problem's ``type``) and ``headers`` to
-    answer with.  The title and kind default to the status's."""
+    answer with.  The title and kind default to the status's.  ``members`` are extension
+    members of the problem (RFC 9457), such as a policy's ``rule`` and ``limit``: plain
+    JSON values the package chose, never text a caller sent."""
 
     def __init__(self, status: int, detail: str, *, title: str | None = None,
-                 kind: str | None = None, headers: Mapping[str, str] | None = None) -> None:
+                 kind: str | None = None, headers: Mapping[str, str] | None = None,
+                 members: Mapping[str, str | int | bool | None] | None = None) -> None:
         super().__init__(detail)
         slug, default_title = _TITLES.get(status, ("error", "Error"))
         self.status = status
@@ -98,10 +108,13 @@ class Problem(Exception):
         self.title = title or default_title
         self.kind = kind or slug
         self.headers = dict(headers or {})
+        self.members = dict(members or {})
 
     def response(self) -> Response:
         """The problem as ``application/problem+json``, its detail masked."""
-        body = {
+        body: dict[str, object] = {
+            **{name: redact(value) if isinstance(value, str) else value
+               for name, value in self.members.items()},
             "type": f"urn:authtoken:problem:{self.kind}",
             "title": self.title,
             "status": self.status,
@@ -123,9 +136,13 @@ class ErrorStatus(NamedTuple):
 
 #: The one error→status table of the admin faces; the first row that matches wins.
 ERROR_STATUSES: Final[tuple[ErrorStatus, ...]] = (
+    ErrorStatus((PolicyViolation,), 403, "policy-violation", "Policy violation"),
     ErrorStatus((PermissionDenied,), 403),
     ErrorStatus((TokenNotFound,), 404, "token-not-found", "Token not found"),
     ErrorStatus((TokenRevoked,), 409, "token-revoked", "Token revoked"),
+    # A token the request acts on has expired (a renewal of it, above all).  A caller
+    # whose own token expired is refused by the authenticator first: a 401.
+    ErrorStatus((TokenExpired,), 409, "token-expired", "Token expired"),
     ErrorStatus((ConcurrentUpdate,), 409, "concurrent-update", "Concurrent update"),
     # The caller's credentials were refused -- by the authenticator, or because its own
     # token died during the request.
@@ -155,7 +172,20 @@ def problem_for(exc: Exception) -> Problem:
         return Problem(503, UNAVAILABLE, headers={"Retry-After": "5"})
     if row.status == 401:
         return unauthorized(exc)
+    if isinstance(exc, PolicyViolation):
+        return _policy_problem(exc, row)
     return Problem(row.status, message, kind=row.kind, title=row.title)
+
+
+def _policy_problem(exc: PolicyViolation, row: ErrorStatus) -> Problem:
+    """A ``PolicyViolation`` as a 403 whose detail names the rule and its limit, in
+    words and as the members ``rule`` and ``limit``."""
+    limit = exc.limit if isinstance(exc.limit, (str, int, bool)) or exc.limit is None \
+        else str(exc.limit)
+    shown = "true" if limit is True else "false" if limit is False else limit
+    detail = f"{exc} (policy rule {exc.rule}, limit {shown})"
+    return Problem(row.status, detail, kind=row.kind, title=row.title,
+                   members={"rule": exc.rule, "limit": limit})
 
 
 def unauthorized(exc: Exception) -> Problem:
