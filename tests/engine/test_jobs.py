@@ -267,7 +267,8 @@ def test_renewal_stops_at_created_at_plus_max_lifetime(security: Security,
     token, string = renewable(security)
     clock.advance(hours=1)
     assert security.renew_auth_token(string, by="2d") == t0 + timedelta(hours=1, days=2)
-    assert security.renew_auth_token(string, by=timedelta(days=3)) == t0 + timedelta(hours=1, days=3)
+    assert security.renew_auth_token(string, by=timedelta(days=3)) \
+        == t0 + timedelta(hours=1, days=3)
     clock.advance(days=2)
     assert security.renew_auth_token(string, by="30d") == t0 + timedelta(days=7)
     clock.advance(hours=20)
