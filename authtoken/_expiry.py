@@ -136,6 +136,12 @@ _UNREADABLE = (
 )
 
 
+_NOT_A_DURATION = (
+    "is not readable: give a duration such as '90m', '12h', '30d' or '2w' (or '1d12h'), "
+    "or 'never' for none"
+)
+
+
 def _parse_text(value: str) -> ExpirySpec:
     # Refusals below are raised outside any ``except`` block: the parser's errors quote
     # the text, which may be a token string given here by mistake, and a chained error
@@ -198,6 +204,8 @@ def parse_duration(value: object, what: str) -> Relative | None:
         spec = parse_expires(value)
     except InvalidArgument as exc:  # its message speaks of "expires"; masked already
         message = str(exc).removeprefix("expires ")
+        # a duration cannot be a time: say only what a duration may be
+        message = message.replace(_UNREADABLE, _NOT_A_DURATION)
     if message is not None:
         raise InvalidArgument(f"{what} {message}")
     if spec.relative is None:

@@ -106,13 +106,16 @@ class Policy:
             raise InvalidArgument(
                 f"{ENV_REQUIRE_EXPIRY} must be 1, true, yes, on, 0, false, no or off"
             )
-        if count and not (count.isascii() and count.isdigit()):
-            raise InvalidArgument(f"{ENV_MAX_TOKENS} must be a whole number such as 50")
-        try:
-            return cls(max_lifetime=lifetime or None, require_expiry=required in _TRUE,
-                       max_tokens_per_user=int(count) if count else None)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"the policy in the environment: {exc}") from None
+        if count and not (count.isascii() and count.isdigit() and len(count) <= 18
+                          and int(count) >= 1):
+            raise InvalidArgument(
+                f"{ENV_MAX_TOKENS} must be a whole number of 1 or more, such as 50 (unset "
+                "it for no limit)"
+            )
+        # Read here, not in __init__, so that a refusal names the variable to fix.
+        max_lifetime = parse_duration(lifetime or None, ENV_MAX_LIFETIME)
+        return cls(max_lifetime=max_lifetime, require_expiry=required in _TRUE,
+                   max_tokens_per_user=int(count) if count else None)
 
     # -- the rules, for the engine --------------------------------------------------
     def cap(self, created_at: datetime) -> datetime | None:
