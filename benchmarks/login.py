@@ -16,6 +16,15 @@ too, amortised) -- for
 
 each with a token that is not bound to a script (scope ``"reports:read"``) and with one
 that is (scope ``"reports:read vfs:ikey?42"``, logging in with ``Script(key=42)``).
+These tokens have no ``max_uses``: their usage is counted in memory and written in
+batches, as before use limits existed.
+
+On each store a third row logs in with a *use-limited* token (``max_uses`` of a
+billion, so that it never runs out in a run): such a login spends its use in storage by
+itself, with one conditional ``UPDATE`` (``use_count < max_uses``) per login, so that
+uses are exact across processes.  Its extra cost over the unlimited login of the same
+store is reported (``limited_cost``); it has no target and does not count towards the
+SQLite one.
 
 The reference, measured in the same run and the same process: PyJWT's
 ``jwt.decode(token, key, algorithms=["HS256"])`` of a comparable token -- a payload with
@@ -97,8 +106,9 @@ for the one before it (a PostgreSQL backend left idle while SQLite was measured)
 Calls are made in batches of about 5 ms between clock reads, so reading the clock costs
 nothing measurable.  The program asserts nothing and exits 0; it only reports.
 
-Run: ``python benchmarks/login.py [--seconds N] [--processes N] [--postgres URL]
-[--json]``.
+Run: ``python benchmarks/login.py [--seconds N] [--processes N] [--threads N]
+[--postgres URL] [--json]``.  ``_login_concurrent.py`` holds the threads' and the worker
+processes' runs, ``_login_report.py`` the report and the table.
 """
 
 from __future__ import annotations
@@ -107,28 +117,24 @@ import argparse
 import gc
 import hashlib
 import json
-import multiprocessing
-import os
-import platform
 import select
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import _pg
 import jwt
+from _login_concurrent import THREADS, measure_concurrent, measure_threads
+from _login_report import REFERENCE, PostgresInfo, build, limited_name, show
 
-import authtoken
 from authtoken import (
     AuthToken,
     AuthTokenError,
@@ -143,8 +149,6 @@ from authtoken._open import open_repository
 ROUNDS = 3
 BATCH_SECONDS = 0.005
 PROCESSES = 8
-PG_TARGET = 5_000.0  # logins/s per process over loopback (the issue's target)
-AUDIT_TARGET = 0.20  # the audit trail may slow a login by less than this (issue 6)
 # Fixed inputs: every run does the same work.
 SECRET_KEY = hashlib.sha256(b"authtoken login benchmark").digest()  # 32 bytes
 USER = 7
@@ -153,12 +157,8 @@ SCOPE_PLAIN = "reports:read"
 SCOPE_BOUND = "reports:read vfs:ikey?42"
 SCRIPT = Script(key=42)
 JWT_EXP = 4_102_444_800  # 2100-01-01T00:00:00Z: far ahead, and the same every run
-REFERENCE = "PyJWT HS256 jwt.decode"
-PG_LOGINS = ("PostgreSQL login, no script binding", "PostgreSQL login, bound to script 42")
-# Workers: how long the parent waits for them (start-up imports a lot on a busy machine).
-START_TIMEOUT = 180.0
-WORKER_WARM_UP = 200  # logins before the first round: connection, prepared statement
-WORKER_BATCH = 16  # logins between clock reads in a worker (a login is >10 µs)
+# A use-limited token that cannot run out in a run: each login spends one use in storage.
+MAX_USES = 1_000_000_000
 
 
 @dataclass
@@ -181,8 +181,9 @@ class Store:
     security: Security
     tokens: list[str] = field(default_factory=list)
 
-    def authorize(self, scope: str) -> str:
-        token = self.security.authorize_token(AuthToken(scope, DATA, expires="1d"), user=USER)
+    def authorize(self, scope: str, max_uses: int | None = None) -> str:
+        token = self.security.authorize_token(
+            AuthToken(scope, DATA, expires="1d", max_uses=max_uses), user=USER)
         self.tokens.append(token)
         return token
 
@@ -238,6 +239,12 @@ def _login_cases(label: str, store: Store) -> list[Case]:
     ]
 
 
+def _limited_case(label: str, store: Store) -> Case:
+    """A plain login with a token of ``MAX_USES`` uses: one conditional UPDATE each."""
+    limited = store.authorize(SCOPE_PLAIN, max_uses=MAX_USES)
+    return Case(limited_name(label), partial(store.security.login_by_auth_token, limited))
+
+
 def _postgres(stack: ExitStack, source: _pg.Source, setup: Setup) -> list[Case]:
     """The PostgreSQL login rows and their context row; ``[]`` (and why) on failure."""
     if source.url is None:
@@ -255,6 +262,7 @@ def _postgres(stack: ExitStack, source: _pg.Source, setup: Setup) -> list[Case]:
             if not source.throwaway:  # someone's database: leave no live token behind
                 pg.callback(_revoke_all, store)
             cases = _login_cases("PostgreSQL", store)
+            cases.append(_limited_case("PostgreSQL", store))
             for case in cases:
                 case.call()
             conn = pg.enter_context(psycopg.connect(_pg.conninfo(url), autocommit=True))
@@ -330,6 +338,7 @@ def _setup(source: _pg.Source) -> Iterator[Setup]:
         memory = stack.enter_context(open_security("memory://", secret_keys=SECRET_KEY))
         memory_store = Store("memory", "memory://", memory)
         cases += _login_cases("memory", memory_store)
+        cases.append(_limited_case("memory", memory_store))
         # (same repository: the memory one is per Security)
         memory_off = Security(memory.repository, secret_keys=SECRET_KEY, audit=_usage_only())
         stack.callback(memory_off.flush)
@@ -345,17 +354,18 @@ def _setup(source: _pg.Source) -> Iterator[Setup]:
         store = Store("SQLite", sqlite_url, sqlite)
         setup.stores.append(store)
         cases += _login_cases("SQLite", store)
+        cases.append(_limited_case("SQLite", store))
         plain = store.tokens[0]
 
         postgres = _postgres(stack, source, setup)
-        cases += postgres[:2]
+        cases += postgres[:3]
         cases.append(_audit_off("SQLite", sqlite_url, stack, plain))
         setup.audit_pairs["SQLite"] = (
             next(c for c in cases if c.name == "SQLite login, no script binding"), cases[-1]
         )
         cases.append(Case("SQLite restore_auth_token (context)",
                           partial(sqlite.restore_auth_token, plain)))
-        cases += postgres[2:]
+        cases += postgres[3:]
         cases.append(Case("forged string refused (context)",
                           partial(_refuse, sqlite, _forged(plain))))
         yield setup
@@ -430,369 +440,6 @@ def measure_audit_cost(pairs: dict[str, tuple[Case, Case]], seconds: float) -> d
     return costs
 
 
-# -- several threads of one process -----------------------------------------------------
-THREADS = 4
-
-
-def _login_thread(login: Callable[[], object], start: threading.Barrier,
-                  stop: threading.Event, counts: list[int], i: int) -> None:
-    for _ in range(50):  # warm up: this thread's connection, prepared statement
-        login()
-    start.wait()
-    done = 0
-    while not stop.is_set():
-        for _ in range(20):
-            login()
-        done += 20
-    counts[i] = done
-
-
-def measure_threads(store: Store, threads: int, seconds: float,
-                    rounds: int = ROUNDS) -> float:
-    """Best aggregate logins/s of ``threads`` threads of this process logging in at once.
-
-    One ``Security``, as a scheduler would hold; each thread logs in with its own token,
-    and (as every thread does) on its own connection.
-    """
-    tokens = [store.authorize(SCOPE_PLAIN) for _ in range(threads)]
-    best = 0.0
-    for _ in range(rounds):
-        counts = [0] * threads
-        stop = threading.Event()
-        start = threading.Barrier(threads + 1)
-
-        workers = [
-            threading.Thread(target=_login_thread, args=(
-                partial(store.security.login_by_auth_token, token), start, stop, counts, i,
-            ))
-            for i, token in enumerate(tokens)
-        ]
-        for worker in workers:
-            worker.start()
-        start.wait()
-        began = time.perf_counter()
-        time.sleep(seconds)
-        stop.set()
-        for worker in workers:
-            worker.join()
-        best = max(best, sum(counts) / (time.perf_counter() - began))
-    return best
-
-
-# -- several processes ----------------------------------------------------------------------
-def _worker(pipe: Connection, start: threading.Barrier, rounds: int, seconds: float) -> None:
-    """One worker process: its own ``Security``, one token, ``rounds`` timed windows.
-
-    Receives ``(url, secret_key, token)`` through ``pipe``; sends ``("round", logins,
-    seconds)`` after each window, ``("done",)`` at the end, or ``("error", message)``.
-    """
-    try:
-        url, secret_key, token = pipe.recv()
-        with open_security(url, secret_keys=secret_key) as security:
-            login = partial(security.login_by_auth_token, token)
-            for _ in repeat(None, WORKER_WARM_UP):
-                login()
-            for _ in range(rounds):
-                gc.collect()
-                start.wait(START_TIMEOUT)
-                logins, began = 0, time.perf_counter()
-                deadline, now = began + seconds, began
-                while (now := time.perf_counter()) < deadline:
-                    for _ in repeat(None, WORKER_BATCH):
-                        login()
-                    logins += WORKER_BATCH
-                pipe.send(("round", logins, now - began))
-        pipe.send(("done",))
-    except BaseException as exc:
-        start.abort()
-        pipe.send(("error", f"{type(exc).__name__}: {exc}"))
-        raise SystemExit(1) from None
-    finally:
-        pipe.close()
-
-
-class WorkerFailed(Exception):
-    pass
-
-
-def _answer(pipe: Connection, timeout: float) -> tuple[Any, ...]:
-    if not pipe.poll(timeout):
-        raise WorkerFailed(f"a worker did not answer within {timeout:g} s")
-    try:
-        message: tuple[Any, ...] = pipe.recv()
-    except EOFError:
-        raise WorkerFailed("a worker exited without answering") from None
-    if message[0] == "error":
-        raise WorkerFailed(f"a worker failed: {message[1]}")
-    return message
-
-
-@dataclass
-class Concurrent:
-    """The concurrent figures of one database."""
-
-    label: str
-    rounds: list[list[float]] = field(default_factory=list)  # per-worker logins/s
-    error: str | None = None
-
-    @property
-    def best(self) -> list[float]:
-        return max(self.rounds, key=sum) if self.rounds else []
-
-
-def measure_concurrent(store: Store, processes: int, seconds: float,
-                       rounds: int = ROUNDS) -> Concurrent:
-    """``processes`` workers log in at once on ``store``'s database, ``rounds`` times."""
-    result = Concurrent(store.label)
-    context = multiprocessing.get_context("spawn")
-    tokens = [store.authorize(SCOPE_PLAIN) for _ in range(processes)]
-    start = context.Barrier(processes + 1)
-    workers: list[tuple[Any, Connection]] = []
-    try:
-        for number, token in enumerate(tokens, 1):
-            pipe, child_pipe = context.Pipe()
-            process = context.Process(
-                target=_worker, args=(child_pipe, start, rounds, seconds),
-                name=f"login-worker-{number}", daemon=True,
-            )
-            process.start()
-            child_pipe.close()
-            pipe.send((store.url, SECRET_KEY, token))
-            workers.append((process, pipe))
-        for _ in range(rounds):
-            start.wait(START_TIMEOUT)
-            answers = [_answer(pipe, seconds + START_TIMEOUT) for _, pipe in workers]
-            result.rounds.append([logins / elapsed for _, logins, elapsed in answers])
-        for _, pipe in workers:
-            _answer(pipe, START_TIMEOUT)  # ("done",): usage written, Security closed
-    except (WorkerFailed, threading.BrokenBarrierError) as exc:
-        start.abort()
-        reasons = [str(exc)]
-        for _, pipe in workers:  # a worker's own message says more than a broken barrier
-            try:
-                _answer(pipe, 1.0)
-            except WorkerFailed as failed:
-                reasons.append(str(failed))
-            except OSError:
-                pass
-        result.error = reasons[-1] if len(reasons) > 1 else reasons[0]
-    finally:
-        for process, pipe in workers:
-            process.join(10)
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
-            pipe.close()
-    return result
-
-
-# -- the report -----------------------------------------------------------------------------
-class Row(TypedDict):
-    case: str
-    calls_per_s: float
-    us_per_call: float
-    ratio_to_pyjwt: float
-    rounds_calls_per_s: list[float]
-
-
-class ConcurrentRow(TypedDict):
-    backend: str
-    processes: int
-    logins_per_s: float | None  # aggregate over the processes, best round
-    logins_per_s_per_process: float | None  # average, best round
-    slowest_process: float | None
-    fastest_process: float | None
-    rounds_logins_per_s: list[float]  # aggregate of each round
-    error: str | None
-
-
-class PostgresInfo(TypedDict):
-    origin: str | None
-    url: str | None  # password hidden
-    server_version: str | None
-    skipped: str | None
-
-
-class PostgresTarget(TypedDict):
-    logins_per_s_per_process: float
-    single_process_met: bool | None  # None: no PostgreSQL rows
-    concurrent_per_process_met: bool | None
-
-
-class Threads(TypedDict):
-    threads: int
-    logins_per_s: dict[str, float]  # database -> all threads together, best round
-
-
-class Report(TypedDict):
-    seconds_per_round: float
-    rounds: int
-    python: str
-    implementation: str
-    platform: str
-    cpus: int | None
-    authtoken: str
-    pyjwt: str
-    postgres: PostgresInfo
-    cases: list[Row]
-    concurrent: list[ConcurrentRow]
-    target_met: bool
-    threads: Threads
-    audit_cost: dict[str, float]
-    audit_target_met: bool
-    postgres_target: PostgresTarget
-
-
-def _concurrent_row(c: Concurrent, processes: int) -> ConcurrentRow:
-    best = c.best
-    return {
-        "backend": c.label,
-        "processes": processes,
-        "logins_per_s": round(sum(best), 1) if best else None,
-        "logins_per_s_per_process": round(sum(best) / len(best), 1) if best else None,
-        "slowest_process": round(min(best), 1) if best else None,
-        "fastest_process": round(max(best), 1) if best else None,
-        "rounds_logins_per_s": [round(sum(r), 1) for r in c.rounds],
-        "error": c.error,
-    }
-
-
-def _cpus() -> int | None:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count()
-
-
-def _report(setup: Setup, concurrent: list[Concurrent], audit_cost: dict[str, float],
-            seconds: float, processes: int) -> Report:
-    cases = setup.cases
-    reference = next(c for c in cases if c.name == REFERENCE).best_rate
-    rows: list[Row] = [
-        {
-            "case": c.name,
-            "calls_per_s": round(c.best_rate, 1),
-            "us_per_call": round(1e6 / c.best_rate, 3),
-            "ratio_to_pyjwt": round(c.best_rate / reference, 3),
-            "rounds_calls_per_s": [round(r, 1) for r in c.rounds],
-        }
-        for c in cases
-    ]
-    sqlite_logins = [c for c in cases if c.name.startswith("SQLite login")
-                     and "audit trail off" not in c.name]
-    pg_logins = [c for c in cases if c.name in PG_LOGINS]
-    pg_concurrent = next((c.best for c in concurrent if c.label == "PostgreSQL"), [])
-    source = setup.postgres
-    return {
-        "seconds_per_round": seconds,
-        "rounds": ROUNDS,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "cpus": _cpus(),
-        "authtoken": str(authtoken.__version__),
-        "pyjwt": jwt.__version__,
-        "postgres": {
-            "origin": source.origin or None,
-            "url": source.shown_url,
-            "server_version": setup.postgres_server,
-            "skipped": setup.postgres_skipped,
-        },
-        "cases": rows,
-        "concurrent": [_concurrent_row(c, processes) for c in concurrent],
-        "target_met": all(c.best_rate >= reference for c in sqlite_logins),
-        "threads": {"threads": 0, "logins_per_s": {}},
-        "audit_cost": audit_cost,
-        "audit_target_met": all(cost < AUDIT_TARGET for cost in audit_cost.values()),
-        "postgres_target": {
-            "logins_per_s_per_process": PG_TARGET,
-            "single_process_met": (
-                all(c.best_rate >= PG_TARGET for c in pg_logins) if pg_logins else None
-            ),
-            "concurrent_per_process_met": (
-                sum(pg_concurrent) / len(pg_concurrent) >= PG_TARGET
-                if pg_concurrent else None
-            ),
-        },
-    }
-
-
-def _verdict(met: bool | None) -> str:
-    return "met" if met else "NOT met"
-
-
-def _print_table(report: Report) -> None:
-    rows = report["cases"]
-    width = max(len(str(r["case"])) for r in rows)
-    print(
-        f"authtoken {report['authtoken']} vs PyJWT {report['pyjwt']} on "
-        f"{report['implementation']} {report['python']} ({report['platform']}, "
-        f"{report['cpus']} CPUs); best of {report['rounds']} rounds of "
-        f"{report['seconds_per_round']:g} s"
-    )
-    pg = report["postgres"]
-    if pg["skipped"] is None:
-        print(f"PostgreSQL {pg['server_version']} at {pg['url']} ({pg['origin']})")
-    else:
-        print(f"PostgreSQL rows skipped: {pg['skipped']}")
-    print()
-    print(f"{'case':<{width}}  {'calls/s':>11}  {'µs/call':>9}  {'vs PyJWT':>8}")
-    print(f"{'-' * width}  {'-' * 11}  {'-' * 9}  {'-' * 8}")
-    for r in rows:
-        print(
-            f"{r['case']:<{width}}  {r['calls_per_s']:>11,.0f}  {r['us_per_call']:>9.2f}  "
-            f"{r['ratio_to_pyjwt']:>7.2f}x"
-        )
-    threaded = report["threads"]
-    if threaded["logins_per_s"]:
-        rates = ", ".join(f"{label} {rate:,.0f}/s"
-                          for label, rate in threaded["logins_per_s"].items())
-        print()
-        print(f"{threaded['threads']} threads of one process logging in at once (one "
-              f"Security, each thread its own token and connection), best of "
-              f"{report['rounds']} rounds: {rates}")
-    concurrent = report["concurrent"]
-    if concurrent:
-        processes = concurrent[0]["processes"]
-        print()
-        print(
-            f"{processes} processes logging in at once (each its own Security and token, "
-            f"same database; no script binding; {report['cpus']} CPUs), best of "
-            f"{report['rounds']} rounds of {report['seconds_per_round']:g} s:"
-        )
-        print()
-        heads = ("logins/s, all", "per process", "slowest", "fastest")
-        print(f"{'database':<10}  " + "  ".join(f"{h:>13}" for h in heads))
-        print(f"{'-' * 10}  " + "  ".join("-" * 13 for _ in heads))
-        for c in concurrent:
-            if c["error"] is not None:
-                print(f"{c['backend']:<10}  failed: {c['error']}")
-                continue
-            values = (c["logins_per_s"], c["logins_per_s_per_process"],
-                      c["slowest_process"], c["fastest_process"])
-            print(f"{c['backend']:<10}  " + "  ".join(f"{v or 0:>13,.0f}" for v in values))
-    print()
-    print(f"target (SQLite login >= PyJWT decode, both bindings): "
-          f"{_verdict(report['target_met'])}")
-    costs = ", ".join(f"{label} {cost:+.0%}" for label, cost in report["audit_cost"].items())
-    print(f"target (audit trail slows a login by < {AUDIT_TARGET:.0%}): "
-          f"{_verdict(report['audit_target_met'])} ({costs})")
-    target = report["postgres_target"]
-    goal = f"PostgreSQL login >= {target['logins_per_s_per_process']:,.0f}/s per process"
-    if target["single_process_met"] is None:
-        print(f"target ({goal}): not measured (no PostgreSQL)")
-        return
-    figures = " and ".join(f"{r['calls_per_s']:,.0f}" for r in rows if r["case"] in PG_LOGINS)
-    print(f"target ({goal}, one process, both bindings): "
-          f"{_verdict(target['single_process_met'])} ({figures}/s)")
-    pg_row = next((c for c in concurrent if c["backend"] == "PostgreSQL"), None)
-    if pg_row is not None and target["concurrent_per_process_met"] is not None:
-        per_process = pg_row["logins_per_s_per_process"] or 0.0
-        print(f"        with {pg_row['processes']} processes at once: "
-              f"{_verdict(target['concurrent_per_process_met'])} ({per_process:,.0f}/s "
-              f"per process on average, {report['cpus']} CPUs shared with the server)")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Logins per second of Security.login_by_auth_token vs PyJWT decode."
@@ -820,20 +467,32 @@ def main(argv: list[str] | None = None) -> int:
         measure(setup.cases, args.seconds)
         audit_cost = measure_audit_cost(setup.audit_pairs, args.seconds)
         threaded = {
-            store.label: round(measure_threads(store, args.threads, args.seconds), 1)
+            store.label: round(measure_threads(
+                store.security, [store.authorize(SCOPE_PLAIN) for _ in range(args.threads)],
+                args.seconds, ROUNDS), 1)
             for store in setup.stores
         } if args.threads else {}
         concurrent = [
-            measure_concurrent(store, args.processes, args.seconds)
+            measure_concurrent(
+                store.label, store.url, SECRET_KEY,
+                [store.authorize(SCOPE_PLAIN) for _ in range(args.processes)],
+                args.seconds, ROUNDS)
             for store in setup.stores
         ] if args.processes else []
-    report = _report(setup, concurrent, audit_cost, args.seconds, args.processes)
-    report["threads"] = {"threads": args.threads, "logins_per_s": threaded}
+    postgres: PostgresInfo = {
+        "origin": source.origin or None,
+        "url": source.shown_url,
+        "server_version": setup.postgres_server,
+        "skipped": setup.postgres_skipped,
+    }
+    report = build(setup.cases, concurrent, audit_cost,
+                   {"threads": args.threads, "logins_per_s": threaded}, postgres,
+                   seconds=args.seconds, rounds=ROUNDS, processes=args.processes)
     if args.json:
         json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
         print()
     else:
-        _print_table(report)
+        show(report)
     return 0
 
 

@@ -20,6 +20,8 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def test_login_benchmark_measures_every_row(pg_url: str) -> None:
+    """login.py in a tiny mode measures every row the README quotes, the use-limited
+    logins with their cost beside the unlimited ones, and prints no secret."""
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "login.py"), "--seconds", "0.05",
          "--processes", "2", "--threads", "2", "--json", "--postgres", pg_url],
@@ -28,13 +30,24 @@ def test_login_benchmark_measures_every_row(pg_url: str) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     rates = {row["case"]: row["calls_per_s"] for row in report["cases"]}
+    stores = ("memory", "SQLite", "PostgreSQL")
     assert {
         "PyJWT HS256 jwt.decode", "SQLite login, no script binding",
         "PostgreSQL login, no script binding", "PostgreSQL login, bound to script 42",
         "PostgreSQL bare SELECT, libpq polled wait (context)",
         "memory login, audit trail off (context)",
+        *(f"{store} login, {case}" for store in stores
+          for case in ("no script binding", "bound to script 42",
+                       "use-limited token (max_uses)")),
     } <= rates.keys()
     assert all(rate > 0 for rate in rates.values())
+    # the limited rows are not SQLite's target rows, and their cost is reported per store
+    assert set(report["limited_cost"]) == set(stores)
+    for store, cost in report["limited_cost"].items():
+        assert cost["limited_us"] == pytest.approx(
+            1e6 / rates[f"{store} login, use-limited token (max_uses)"], rel=1e-3)
+        assert cost["added_us"] == pytest.approx(
+            cost["limited_us"] - cost["unlimited_us"], abs=1e-2)
     assert set(report["audit_cost"]) == {"memory", "SQLite"}
     assert [(c["backend"], c["error"]) for c in report["concurrent"]] == [
         ("SQLite", None), ("PostgreSQL", None)]
@@ -84,3 +97,34 @@ def test_scale_benchmark_reports_every_row_check_and_target(pg_url: str) -> None
     output = done.stdout + done.stderr
     assert "atk_" not in output
     assert PASSWORD not in output
+
+
+def test_login_report_judges_the_target_without_the_limited_rows() -> None:
+    """A use-limited SQLite login slower than PyJWT leaves the SQLite target to the
+    unlimited rows, and its cost is the difference of µs per login, store by store."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from _login_report import REFERENCE, build, limited_name, unlimited_name
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+    class Case:
+        def __init__(self, name: str, rate: float) -> None:
+            self.name, self.best_rate, self.rounds = name, rate, [rate]
+
+    cases = [Case(REFERENCE, 20_000.0), Case(unlimited_name("SQLite"), 50_000.0),
+             Case("SQLite login, bound to script 42", 40_000.0),
+             Case(limited_name("SQLite"), 10_000.0),
+             Case(unlimited_name("memory"), 100_000.0), Case(limited_name("memory"), 50_000.0)]
+    postgres = {"origin": None, "url": None, "server_version": None, "skipped": "none here"}
+    report = build(cases, [], {}, {"threads": 0, "logins_per_s": {}}, postgres,  # type: ignore[arg-type]
+                   seconds=1.0, rounds=1, processes=0)
+    assert report["target_met"] is True
+    assert report["limited_cost"] == {
+        "memory": {"unlimited_us": 10.0, "limited_us": 20.0, "added_us": 10.0},
+        "SQLite": {"unlimited_us": 20.0, "limited_us": 100.0, "added_us": 80.0},
+    }
+    cases[2].best_rate = 19_999.0  # an unlimited row below PyJWT: not met
+    report = build(cases, [], {}, {"threads": 0, "logins_per_s": {}}, postgres,  # type: ignore[arg-type]
+                   seconds=1.0, rounds=1, processes=0)
+    assert report["target_met"] is False
