@@ -28,11 +28,18 @@ that says neither is refused.  Form bodies must be
 ``application/x-www-form-urlencoded`` and are size-limited like API bodies.
 
 A new token's string is shown once, on the answer to the form that created it, with a
-copy button; it is never put in a URL, a cookie or a redirect.  The same answer lists
-the warnings about the scope as written (``authtoken.scope_warnings``: a comma, a
-binding in capitals, a path with a space); scripts are best bound through the form's
-own path and key fields, which escape for the user.  Pages carry a strict
-Content-Security-Policy with a per-response nonce for the one small script.
+copy button; it is never put in a URL, a cookie or a redirect.  A form the engine
+refuses for what was typed into it (403, 409, 422 -- a scope too wide, a policy, an
+unreadable expiry) comes back as the token page with the reason and the fields as they
+were typed, masked (``_forms.kept``); a refusal of the form itself (its CSRF value, its
+origin, its encoding) is an error page.  A renewable token's row has a Renew form;
+after a renewal the page says so (``?renewed=<key>``, shown only for a token listed).
+
+The answer that shows a new token's string also lists the warnings about the scope as
+written (``authtoken.scope_warnings``: a comma, a binding in capitals, a path with a
+space); scripts are best bound through the form's own path and key fields, which escape
+for the user.  Pages carry a strict Content-Security-Policy with a per-response nonce
+for the one small script.
 
 The page shares the API's ``AdminContext`` (authenticator, rate limit, body limit), acts
 through the caller's ``Session`` as the API does, and shows a failure with the status
@@ -45,10 +52,9 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, NamedTuple
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -61,6 +67,7 @@ from .._token import AuthToken
 from ._auth import MAX_CREDENTIAL_LENGTH, Identity, client_address
 from ._bindings import written_scope
 from ._context import AdminContext
+from ._forms import kept, read_max_uses, script_keys, script_paths, token_row
 from ._problems import Problem, problem_for
 
 __all__ = ["page_routes"]
@@ -72,15 +79,16 @@ _FORM: Final = "application/x-www-form-urlencoded"
 _CSRF_PURPOSE: Final = b"admin page csrf"
 _SIGN_IN_PURPOSE: Final = b"admin page sign-in csrf"
 _PRE_SESSION: Final = re.compile(r"[A-Za-z0-9_-]{43}\Z", re.ASCII)
-# Longer than any key that fits an identifier; int() of far longer text is slow.
-_KEY: Final = re.compile(r"-?[0-9]{1,600}\Z", re.ASCII)
 _EXPIRED_FORM: Final = ("The form expired or did not come from this page; reload the page "
                         "and try again.")
 _CROSS_SITE: Final = ("This form was not sent from this page (another site, or a browser "
                       "that does not say where it comes from); it was refused.")
 _MAX_FIELDS: Final = 16
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-_LINE_END: Final = re.compile(r"\r\n|\r|\n")
+_CREATE_FIELDS: Final = ("scope", "bind_paths", "bind_keys", "description", "expires",
+                         "max_uses", "max_lifetime", "data")
+# Refusals of what was typed: the form comes back filled in, with the reason.
+_REFILLED: Final = frozenset({403, 409, 422})
 
 _templates = Environment(
     loader=PackageLoader("authtoken.admin", "templates"),
@@ -96,10 +104,6 @@ class _Cookie(NamedTuple):
     name: str
     path: str
     secure: bool
-
-
-def _when(value: datetime | None, never: str = "never") -> str:
-    return never if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _form_type(content_type: str | None) -> bool:
@@ -301,17 +305,47 @@ class _Page:
             if error.status == 401 and not error.detail:
                 return self._sign_in_page(request)
             raise
+        return await self._tokens_page(request, identity, credential,
+                                       renewed=request.query_params.get("renewed"))
+
+    async def _tokens_page(self, request: Request, identity: Identity, credential: str, *,
+                           status: int = 200, message: str | None = None,
+                           renewed: str | None = None,
+                           typed: Mapping[str, str] | None = None,
+                           renew: Mapping[str, str] | None = None) -> HTMLResponse:
+        """The token list and the create form: with ``message`` (a refusal) and the
+        create form's ``typed`` values or the ``renew`` form's (its ``key`` and
+        ``by``), or with a note that the listed token ``renewed`` was renewed."""
         include_revoked = request.query_params.get("revoked") == "1"
 
-        def tokens() -> list[AuthToken]:
-            return identity.session(self.security).list_auth_tokens(
+        def rows() -> list[dict[str, Any]]:
+            now = self.security.now()
+            listed = identity.session(self.security).list_auth_tokens(
                 include_revoked=include_revoked)
+            return [token_row(t, now) for t in listed]
 
-        listed = await run_in_threadpool(tokens)
+        tokens = await run_in_threadpool(rows)
+        notice = next((t for t in tokens if renewed and t["key"] == renewed
+                       and not t["revoked"]), None)
         return self._render(
-            request, "tokens.html", identity=identity, csrf=self._csrf(credential),
-            tokens=[_row(t) for t in listed], include_revoked=include_revoked,
+            request, "tokens.html", status=status, identity=identity,
+            csrf=self._csrf(credential), tokens=tokens, include_revoked=include_revoked,
+            message=None if message is None else redact(message), renewed=notice,
+            typed=typed or {}, renew=renew or {},
         )
+
+    async def _refused(self, request: Request, identity: Identity, credential: str,
+                       exc: Exception, *, typed: Mapping[str, str] | None = None,
+                       renew: Mapping[str, str] | None = None) -> HTMLResponse:
+        """The token page again after ``exc`` refused a form, with the reason and what
+        was ``typed``; an error that is no refusal of the typed values is raised as its
+        ``Problem``, for ``handle`` to show."""
+        problem = exc if isinstance(exc, Problem) else problem_for(exc)
+        if problem.status not in _REFILLED:
+            raise problem from None
+        return await self._tokens_page(request, identity, credential,
+                                       status=problem.status, message=problem.detail,
+                                       typed=typed, renew=renew)
 
     async def sign_in(self, request: Request) -> Response:
         self._check_origin(request)
@@ -343,36 +377,45 @@ class _Page:
     async def create(self, request: Request) -> Response:
         self._check_origin(request)
         identity, credential = await self._signed_in(request)
-        form = await self._form(request, ("csrf", "scope", "description", "expires", "data",
-                                          "bind_paths", "bind_keys"))
+        form = await self._form(request, ("csrf", *_CREATE_FIELDS))
         self._check_csrf(form, self._csrf(credential))
+        try:
+            token, string, warnings = await run_in_threadpool(self._authorize, identity, form)
+        except Exception as exc:
+            return await self._refused(request, identity, credential, exc,
+                                       typed=kept(form, _CREATE_FIELDS))
+        row = token_row(token, self.security.now())
+        return self._render(request, "created.html", token=row, string=string,
+                            warnings=warnings)
+
+    def _authorize(self, identity: Identity, form: Mapping[str, str]
+                   ) -> tuple[AuthToken, str, tuple[str, ...]]:
+        """Authorize the token the create form describes, as ``identity``."""
         scope = form.get("scope", "").strip()
-        paths = _script_paths(form.get("bind_paths", ""))
-        keys = _script_keys(form.get("bind_keys", ""))
+        paths = script_paths(form.get("bind_paths", ""))
+        keys = script_keys(form.get("bind_keys", ""))
         if not scope and not paths and not keys:
             raise Problem(422, "A token needs at least one scope or script.")
+        options: dict[str, Any] = {
+            "description": form.get("description", ""),
+            "max_uses": read_max_uses(form.get("max_uses", "")),
+            "max_lifetime": form.get("max_lifetime", "").strip() or None,
+        }
         expires = form.get("expires", "").strip()
-        options: dict[str, Any] = {"description": form.get("description", "")}
         if expires:
             options["expires"] = expires
-
-        def authorize() -> tuple[AuthToken, str, tuple[str, ...]]:
-            written = written_scope(scope, paths, keys)
-            token = AuthToken(written.scope, form.get("data") or None, **options)
-            string = identity.session(self.security).authorize_token(token)
-            return token, string, written.warnings
-
-        token, string, warnings = await run_in_threadpool(authorize)
-        return self._render(request, "created.html", token=_row(token), string=string,
-                            warnings=warnings)
+        written = written_scope(scope, paths, keys)
+        token = AuthToken(written.scope, form.get("data") or None, **options)
+        string = identity.session(self.security).authorize_token(token)
+        return token, string, written.warnings
 
     async def confirm_revoke(self, request: Request) -> Response:
         identity, credential = await self._signed_in(request)
         key = request.path_params["key"]
 
         token = await run_in_threadpool(identity.session(self.security).get_auth_token, key)
-        return self._render(request, "confirm.html", token=_row(token),
-                            csrf=self._csrf(credential))
+        row = token_row(token, self.security.now())
+        return self._render(request, "confirm.html", token=row, csrf=self._csrf(credential))
 
     async def revoke(self, request: Request) -> Response:
         self._check_origin(request)
@@ -383,6 +426,24 @@ class _Page:
         await run_in_threadpool(
             lambda: identity.session(self.security).revoke_auth_token_by_key(key))
         return RedirectResponse(f"{self._base(request)}/", status_code=303)
+
+    async def renew(self, request: Request) -> Response:
+        """Renew a token (``by``: a duration, empty for its first lifetime) through the
+        caller's session, then show the list with a note saying so."""
+        self._check_origin(request)
+        identity, credential = await self._signed_in(request)
+        form = await self._form(request, ("csrf", "by"))
+        self._check_csrf(form, self._csrf(credential))
+        key = request.path_params["key"]
+        by = form.get("by", "").strip() or None
+        try:
+            await run_in_threadpool(
+                lambda: identity.session(self.security).renew_auth_token_by_key(key, by=by))
+        except Exception as exc:
+            return await self._refused(request, identity, credential, exc,
+                                       renew={"key": key, **kept(form, ("by",))})
+        return RedirectResponse(f"{self._base(request)}/?{urlencode({'renewed': key})}",
+                                status_code=303)
 
 
 def _origin(text: str) -> tuple[str, str, int] | None:
@@ -403,41 +464,6 @@ def _origin(text: str) -> tuple[str, str, int] | None:
     return parts.scheme, parts.hostname, default if port is None else port
 
 
-def _script_paths(text: str) -> list[str]:
-    """The form's script paths: one a line, blank lines and surrounding spaces ignored.
-
-    Lines end at CR and LF only (a browser sends a textarea's line ends as CRLF):
-    ``str.splitlines`` would also cut at U+2028, NEL, the file separators and more,
-    turning one odd path into bindings to other scripts.
-    """
-    lines = (line.strip(" \t") for line in _LINE_END.split(text))
-    return [line for line in lines if line]
-
-
-def _script_keys(text: str) -> list[int]:
-    """The form's script keys: integers separated by spaces or commas; else a 422."""
-    words = [word for word in re.split(r"[\s,]+", text) if word]
-    if not all(_KEY.fullmatch(word) for word in words):
-        raise Problem(422, "Script keys are integers (such as 42), separated by "
-                           "spaces or commas.")
-    return [int(word) for word in words]
-
-
-def _row(token: AuthToken) -> dict[str, Any]:
-    scripts = [s for s in token.scopes if s[:4] in ("vfs:", "ufs:")]
-    return {
-        "key": token.key,
-        "description": token.description,
-        "scopes": [s for s in token.scopes if s not in scripts],
-        "scripts": scripts,
-        "expires": _when(token.expires),
-        "last_used": _when(token.last_used_at, "never used"),
-        "uses": token.use_count,
-        "revoked": token.revoked_at is not None,
-        "parent": token.parent_key,
-    }
-
-
 def page_routes(context: AdminContext) -> list[Route]:
     """The page's routes over ``context``, to add to the admin application."""
     page = _Page(context)
@@ -453,4 +479,5 @@ def page_routes(context: AdminContext) -> list[Route]:
         Route("/ui/tokens", page.handle(page.create), methods=["POST"]),
         Route("/ui/tokens/{key}/revoke", page.handle(page.confirm_revoke), methods=["GET"]),
         Route("/ui/tokens/{key}/revoke", page.handle(page.revoke), methods=["POST"]),
+        Route("/ui/tokens/{key}/renew", page.handle(page.renew), methods=["POST"]),
     ]

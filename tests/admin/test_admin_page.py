@@ -1,19 +1,14 @@
 """The token management page: in-process checks of its hardening, then a real headless
 Chromium driving the real page served by uvicorn.
 
-The browser tests need Debian's ``chromium`` and ``chromium-driver``; locally they skip
-with the reason when those are missing, in CI (``CI=true``) that is a failure.
+The browser and the served application are the ``chrome`` and ``site`` fixtures of
+``conftest.py``.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,11 +27,11 @@ from authtoken import (
     IssuerError,
     MemoryRepository,
     PermissionDenied,
+    PolicyViolation,
     RepositoryError,
     Script,
     Security,
     Session,
-    SQLRepository,
     TokenExpired,
     TokenNotFound,
     TokenRevoked,
@@ -342,6 +337,9 @@ def test_sign_out_clears_the_cookie(security: Security) -> None:
     (PermissionDenied("no"), 403),
     (TokenNotFound("gone"), 404),
     (TokenRevoked("revoked"), 409),
+    # a token acted on has expired (a renewal); the caller's own is the authenticator's
+    (TokenExpired("expired"), 409),
+    (PolicyViolation("the policy says no", rule="max_tokens_per_user", limit=3), 403),
     (ConcurrentUpdate("changed meanwhile", token_key="aaaaaaaaaaaaaaaa"), 409),
     (InvalidToken("bad"), 401),
     (AuthenticationFailed("who are you?"), 401),
@@ -420,62 +418,6 @@ def test_page_escapes_whatever_tokens_hold(clock: FakeClock, description: str) -
 
 
 # -- in a real browser ------------------------------------------------------------------------
-def _chromium() -> tuple[str, str]:
-    browser = shutil.which("chromium") or "/usr/bin/chromium"
-    driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    missing = [p for p in (browser, driver) if not os.path.exists(p)]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("selenium (pip install -e '.[test]')")
-    if missing:
-        reason = f"no headless Chromium here ({', '.join(missing)}): " \
-                 "apt install chromium chromium-driver"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the browser test is required in CI: {reason}")
-        pytest.skip(reason)
-    return browser, driver
-
-
-@pytest.fixture(scope="module")
-def chrome() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    browser, driver_path = _chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    profile = tempfile.mkdtemp(prefix="authtoken-chromium-")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-                 # Names under .test reach 127.0.0.1 but, unlike it, are not "potentially
-                 # trustworthy": Chromium sends them no Sec-Fetch-* headers, as it would
-                 # a plain-HTTP intranet host.
-                 "--host-resolver-rules=MAP *.test 127.0.0.1"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[Security, str]]:
-    """The admin application over a real SQLite file under uvicorn on 127.0.0.1."""
-    security = Security(SQLRepository(f"sqlite:///{tmp_path / 'browser.db'}"),
-                        secret_keys=KEYS)
-    app = create_app(security, authenticate=DelegationTokenAuth(security))
-    with served(app) as url:
-        yield security, url
-    security.close()
-
-
 @pytest.mark.slow
 def test_the_page_in_chromium(chrome: Any, site: tuple[Security, str]) -> None:
     """Sign in, create a token and copy it, revoke one with confirmation, sign out --
