@@ -1,0 +1,268 @@
+"""Use limits in storage: a use is spent atomically, so racing processes spend each once.
+
+A token with ``max_uses`` has its uses spent in its row by the login itself
+(``UseLimits.spend_use``), never buffered: its ``use_count`` is exact at once for every
+process, and of several processes racing for the last use exactly one wins.  Tokens
+without a limit keep the cheap path -- usage buffered and written in batches -- and are
+exact after ``flush()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from authtoken import (
+    AuthToken,
+    MemoryRepository,
+    Repository,
+    Security,
+    SQLRepository,
+    TokenExhausted,
+    open_security,
+)
+from authtoken._expiry import to_micros
+from authtoken._repository import UseLimits
+from authtoken._token import TokenRecord
+from authtoken.testing import FakeClock
+
+SECRET_KEYS = ["test-key-newest", "test-key-older"]
+T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
+# The plain SQLite file is served by the lean sqlite3 path; engine_options={} makes the
+# same file go through the SQLAlchemy store, whose statement is a second copy.
+BACKENDS = ["memory", "sqlite", "sqlite-store", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repository]:
+    backend = request.param
+    repository: Repository
+    if backend == "memory":
+        repository = MemoryRepository()
+    elif backend == "sqlite":
+        repository = SQLRepository(f"sqlite:///{tmp_path / 'uses.db'}")
+    elif backend == "sqlite-store":
+        repository = SQLRepository(f"sqlite:///{tmp_path / 'uses.db'}", engine_options={})
+    else:
+        repository = SQLRepository(request.getfixturevalue("pg_url"))
+    yield repository
+    repository.close()
+
+
+def record(key: str, **changes: object) -> TokenRecord:
+    base = TokenRecord(
+        key=key, user=1, scope="a", data=None, description="", expires=T0 + timedelta(days=1),
+        created_at=T0, updated_at=T0, revoked_at=None, last_used_at=None, use_count=0,
+        parent_key=None, secret_hash=bytes(32), version=1,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+# -- the repository's side ---------------------------------------------------------------
+def test_spend_use_counts_to_the_limit(repo: Repository) -> None:
+    """spend_use succeeds max_uses times, then refuses; use_count and last_used_at follow."""
+    assert isinstance(repo, UseLimits)
+    repo.insert(record("k1", max_uses=2))
+    at = to_micros(T0 + timedelta(hours=1))
+    assert repo.spend_use("k1", at) is True
+    got = repo.get("k1")
+    assert got is not None and got.use_count == 1 and got.last_used_at == T0 + timedelta(hours=1)
+    assert repo.spend_use("k1", at - 1_000_000) is True  # an earlier time: last_used_at stays
+    got = repo.get("k1")
+    assert got is not None and got.use_count == 2 and got.last_used_at == T0 + timedelta(hours=1)
+    assert repo.spend_use("k1", at + 1) is False
+    got = repo.get("k1")
+    assert got is not None and got.use_count == 2 and got.last_used_at == T0 + timedelta(hours=1)
+    assert got.max_uses == 2
+    row = repo.login_row("k1")
+    assert row is not None and row.max_uses == 2
+
+
+def test_spend_use_refuses_what_it_may_not_spend(repo: Repository) -> None:
+    """Unknown, revoked and unlimited tokens spend nothing."""
+    assert isinstance(repo, UseLimits)
+    repo.insert(record("revoked", max_uses=5))
+    repo.revoke("revoked", to_micros(T0))
+    repo.insert(record("unlimited"))
+    assert repo.spend_use("missing", to_micros(T0)) is False
+    assert repo.spend_use("revoked", to_micros(T0)) is False
+    assert repo.spend_use("unlimited", to_micros(T0)) is False
+    for key in ("revoked", "unlimited"):
+        got = repo.get(key)
+        assert got is not None and got.use_count == 0 and got.last_used_at is None
+
+
+def test_limits_survive_storage(repo: Repository) -> None:
+    """max_uses, max_lifetime, the first lifetime, run_id and ancestors read back exactly."""
+    rec = record("k2", parent_key=None, max_uses=7, max_lifetime=timedelta(days=90, seconds=1),
+                 lifetime=timedelta(hours=36, microseconds=5), run_id="nächtlich ✓",
+                 ancestors=())
+    repo.insert(rec)
+    child = record("k3", parent_key="k2", ancestors=("k2",), run_id=None)
+    repo.insert(child)
+    grandchild = record("k4", parent_key="k3", ancestors=("k2", "k3"))
+    repo.insert(grandchild)
+    assert repo.get("k2") == rec and repo.get("k3") == child and repo.get("k4") == grandchild
+    row = repo.login_row("k4")
+    assert row is not None and row.ancestors == "k2 k3" and row.parent_key == "k3"
+    row = repo.login_row("k2")
+    assert row is not None and row.ancestors is None and row.run_id == "nächtlich ✓"
+    assert [r.run_id for r in repo.list(1, False)].count("nächtlich ✓") == 1
+
+
+def test_an_update_writes_the_limits(repo: Repository) -> None:
+    """update persists max_uses and max_lifetime beside the other fields."""
+    repo.insert(record("k5", max_uses=3, max_lifetime=timedelta(days=2)))
+    new = repo.update(record("k5", max_uses=9, max_lifetime=timedelta(days=4)))
+    assert new is not None and new.max_uses == 9 and new.max_lifetime == timedelta(days=4)
+    got = repo.get("k5")
+    assert got is not None and (got.max_uses, got.max_lifetime) == (9, timedelta(days=4))
+
+
+# -- the engine's side --------------------------------------------------------------------
+def test_limited_uses_are_exact_at_once_elsewhere(repo: Repository, clock: FakeClock) -> None:
+    """Another engine on the same storage sees a limited token's uses without a flush."""
+    here = Security(repo, secret_keys=SECRET_KEYS, clock=clock)
+    there = Security(repo, secret_keys=SECRET_KEYS, clock=clock)
+    limited = AuthToken("a", max_uses=10)
+    string = here.authorize_token(limited, user=1)
+    for n in range(1, 4):
+        here.login_by_auth_token(string)
+        assert there.get_auth_token(limited.key).use_count == n  # type: ignore[arg-type]
+        assert there.list_auth_tokens(user=1)[0].use_count == n
+    assert there.get_auth_token(limited.key).last_used_at == clock()  # type: ignore[arg-type]
+    for _ in range(7):
+        there.login_by_auth_token(string)  # the two engines share the ten uses
+    with pytest.raises(TokenExhausted):
+        here.login_by_auth_token(string)
+    here.flush()
+    there.flush()
+    assert here.get_auth_token(limited.key).use_count == 10  # type: ignore[arg-type]
+
+
+def test_unlimited_uses_are_counted_lazily(repo: Repository, clock: FakeClock) -> None:
+    """A token without a limit is counted in batches: exact after flush(), not before."""
+    here = Security(repo, secret_keys=SECRET_KEYS, clock=clock)
+    there = Security(repo, secret_keys=SECRET_KEYS, clock=clock)
+    plain = AuthToken("a")
+    string = here.authorize_token(plain, user=1)
+    for _ in range(5):
+        here.login_by_auth_token(string)
+    assert here.get_auth_token(plain.key).use_count == 5  # type: ignore[arg-type]
+    assert there.get_auth_token(plain.key).use_count == 0  # type: ignore[arg-type]
+    here.flush()
+    assert there.get_auth_token(plain.key).use_count == 5  # type: ignore[arg-type]
+    assert there.get_auth_token(plain.key).last_used_at == clock()  # type: ignore[arg-type]
+    there.login_by_auth_token(string)
+    there.flush()
+    here.flush()
+    assert here.get_auth_token(plain.key).use_count == 6  # type: ignore[arg-type]
+
+
+# -- the race across processes -------------------------------------------------------------
+RACER = r"""
+import json, sys, threading
+from authtoken import open_security
+
+url, key, threads, tries = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+strings = sys.stdin.readline().split()
+security = open_security(url, secret_keys=key)
+security.login_by_auth_token(strings[-1])  # warm: connection open, schema checked
+results = {}
+lock = threading.Lock()
+go = threading.Event()
+
+def race():
+    go.wait()
+    for _ in range(tries):
+        for name, string in zip(("one", "many"), strings):
+            try:
+                security.login_by_auth_token(string)
+                outcome = name + ":ok"
+            except Exception as exc:
+                outcome = name + ":" + type(exc).__name__
+            with lock:
+                results[outcome] = results.get(outcome, 0) + 1
+
+workers = [threading.Thread(target=race) for _ in range(threads)]
+for worker in workers:
+    worker.start()
+print("ready", flush=True)
+sys.stdin.readline()
+go.set()
+for worker in workers:
+    worker.join()
+print(json.dumps(results), flush=True)
+sys.stdin.readline()  # the test reads the counts before this process writes anything
+security.close()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_racing_processes_spend_each_use_once(backend: str, tmp_path: Path,
+                                              request: pytest.FixtureRequest) -> None:
+    """Processes x threads logging in at once: exactly max_uses logins pass, in total."""
+    url = (f"sqlite:///{tmp_path / 'race.db'}" if backend == "sqlite"
+           else str(request.getfixturevalue("pg_url")))
+    uses, processes, threads, tries = 25, 4, 4, 4
+    with open_security(url, secret_keys="race-key") as security:
+        one = AuthToken("a", max_uses=1)
+        many = AuthToken("a", max_uses=uses)
+        warm = AuthToken("a")
+        strings = [security.authorize_token(t, user="job") for t in (one, many, warm)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    racers = [subprocess.Popen(
+        [sys.executable, "-c", RACER, url, "race-key", str(threads), str(tries)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    ) for _ in range(processes)]
+    totals: dict[str, int] = {}
+    try:
+        for racer in racers:
+            assert racer.stdin is not None and racer.stdout is not None
+            racer.stdin.write(" ".join(strings) + "\n")
+            racer.stdin.flush()
+            assert racer.stdout.readline().strip() == "ready"
+        for racer in racers:
+            assert racer.stdin is not None
+            racer.stdin.write("go\n")
+            racer.stdin.flush()
+        for racer in racers:
+            assert racer.stdout is not None
+            for outcome, count in json.loads(racer.stdout.readline()).items():
+                totals[outcome] = totals.get(outcome, 0) + count
+        # every racer is done and none has flushed: the uses are in storage already
+        with open_security(url, secret_keys="race-key") as reader:
+            assert reader.get_auth_token(one.key).use_count == 1  # type: ignore[arg-type]
+            assert reader.get_auth_token(many.key).use_count == uses  # type: ignore[arg-type]
+        for racer in racers:
+            assert racer.stdin is not None
+            racer.stdin.write("exit\n")
+            racer.stdin.flush()
+            assert racer.wait(timeout=120) == 0
+    finally:
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+                racer.wait()
+            for stream in (racer.stdin, racer.stdout):
+                if stream is not None:
+                    stream.close()
+    attempts = processes * threads * tries
+    assert totals == {"one:ok": 1, "one:TokenExhausted": attempts - 1,
+                      "many:ok": uses, "many:TokenExhausted": attempts - uses}
+    with open_security(url, secret_keys="race-key") as reader:
+        assert reader.get_auth_token(one.key).use_count == 1  # type: ignore[arg-type]
+        assert reader.get_auth_token(many.key).use_count == uses  # type: ignore[arg-type]
+        logins = [e for e in reader.audit_events(token_key=many.key, limit=10_000)
+                  if e.action == "login"]
+        assert sum(e.count for e in logins if e.outcome == "ok") == uses
+        assert sum(e.count for e in logins if e.reason == "TokenExhausted") == attempts - uses
