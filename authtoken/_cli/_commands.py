@@ -9,17 +9,17 @@ import argparse
 import os
 import shlex
 import sys
-from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, Final, NoReturn
 
 from .._errors import InvalidArgument, InvalidToken, RepositoryError, ScriptNotAuthorized
 from .._escape import unescape
+from .._expiry import Relative, parse_duration
+from .._jobs import check_run_id
 from .._open import open_security
 from .._scopes import Script, key_binding, path_binding, scope_warnings
 from .._security import Security
 from .._token import AuthToken, Principal, UserKey, check_user
-from .._views import event_view, principal_view, token_view
+from .._views import event_view, isoformat, principal_view, token_view
 from ._output import (
     PROG,
     cut,
@@ -29,10 +29,12 @@ from ._output import (
     print_json,
     safe,
     short_time,
+    table,
     time_text,
     user_text,
     warn,
 )
+from ._tokens import renewable_until, show_token, token_table
 
 __all__ = [
     "MAX_STDIN",
@@ -42,10 +44,12 @@ __all__ = [
     "cmd_db",
     "cmd_list",
     "cmd_login",
+    "cmd_renew",
     "cmd_revoke",
     "cmd_serve_admin",
     "cmd_show",
     "cmd_update",
+    "duration",
     "json_mode",
     "parse_user",
     "read_token",
@@ -119,7 +123,17 @@ def json_mode(args: argparse.Namespace) -> bool:
 
 def _open(args: argparse.Namespace) -> Security:
     database: str | None = getattr(args, "database", None)
+    # No policy given: open_security applies the environment's (Policy.from_env).
     return open_security(database)
+
+
+def duration(text: str, option: str) -> Relative:
+    """The duration ``option`` gives (``"90d"``); ``InvalidArgument`` for a time, a
+    duration that is not positive, or ``never``."""
+    value = parse_duration(text, option)
+    if value is None:
+        raise InvalidArgument(f"{option} is a duration such as '7d', not 'never'")
+    return value
 
 
 def usage_error(args: argparse.Namespace, message: str) -> NoReturn:
@@ -146,32 +160,6 @@ def _warn_about_scope(args: argparse.Namespace) -> None:
 
 
 # -- commands ---------------------------------------------------------------------------------
-def _show_token(token: AuthToken) -> None:
-    rows = [
-        ("key", token.key or "-"),
-        ("user", user_text(token.user)),
-        ("scope", safe(token.scope)),
-        ("description", safe(token.description) or "-"),
-        ("data", "-" if token.data is None else safe(token.data)),
-        ("expires", time_text(token.expires, none="never")),
-        ("created_at", time_text(token.created_at)),
-        ("updated_at", time_text(token.updated_at)),
-        ("revoked_at", time_text(token.revoked_at)),
-        ("last_used_at", time_text(token.last_used_at)),
-        ("use_count", str(token.use_count)),
-        ("parent_key", token.parent_key or "-"),
-    ]
-    width = max(len(name) for name, _ in rows) + 1
-    for name, value in rows:
-        out(f"{name + ':':<{width}} {value}")
-
-
-def _table(rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
 def cmd_authorize(args: argparse.Namespace) -> int:
     user = parse_user(args.user)
     scope = _scope(args)
@@ -179,10 +167,14 @@ def cmd_authorize(args: argparse.Namespace) -> int:
         usage_error(args, "give the token's scope: --scope S, --bind-path P or "
                           "--bind-key K (at least one)")
     description: str = args.description or ""
+    lifetime = None if args.max_lifetime is None \
+        else parse_duration(args.max_lifetime, "--max-lifetime")
     if args.expires is None:
-        token = AuthToken(scope, args.data, description=description)
+        token = AuthToken(scope, args.data, description=description,
+                          max_uses=args.max_uses, max_lifetime=lifetime)
     else:
-        token = AuthToken(scope, args.data, description=description, expires=args.expires)
+        token = AuthToken(scope, args.data, description=description, expires=args.expires,
+                          max_uses=args.max_uses, max_lifetime=lifetime)
     with _open(args) as security:
         string = security.authorize_token(token, user=user)
     _warn_about_scope(args)
@@ -200,6 +192,8 @@ def _show_principal(principal: Principal) -> None:
     out(f"expires: {time_text(principal.expires, none='never')}")
     if principal.data is not None:
         out(f"data: {safe(principal.data)}")
+    if principal.run_id is not None:
+        out(f"run_id: {safe(principal.run_id)}")
 
 
 _SHELL_ESCAPES: Final = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
@@ -265,40 +259,21 @@ def cmd_login(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(token: AuthToken, now: datetime) -> str:
-    if token.revoked_at is not None:
-        return f"revoked {short_time(token.revoked_at)}"
-    expires = token.expires
-    if expires is not None and now >= expires:
-        return "expired"
-    if token.last_used_at is not None:
-        return f"used {token.use_count}x, last {short_time(token.last_used_at)}"
-    return "unused"
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     user = None if args.user is None else parse_user(args.user)
+    run_id = None if args.run is None else check_run_id(args.run)
     with _open(args) as security:
-        tokens = security.list_auth_tokens(user=user, include_revoked=args.all)
+        tokens = security.list_auth_tokens(user=user, include_revoked=args.all,
+                                           run_id=run_id)
         now = security.now()
     if json_mode(args):
         print_json({"tokens": [token_view(t) for t in tokens]})
-        return 0
-    if not tokens:
-        out("no tokens" if args.all else "no live tokens (--all shows revoked ones too)")
-        return 0
-    header = ("KEY", "USER", "SCOPE", "DESCRIPTION", "EXPIRES", "STATUS")
-    _table([header] + [
-        (
-            t.key or "-",
-            cut(user_text(t.user), 24),
-            cut(safe(t.scope), 40),
-            cut(safe(t.description), 32) or "-",
-            "never" if t.expires is None else short_time(t.expires),
-            _status(t, now),
-        )
-        for t in tokens
-    ])
+    elif tokens:
+        token_table(tokens, now)
+    else:
+        of_run = "" if run_id is None else f" of run {safe(run_id)!r}"
+        out(f"no tokens{of_run}" if args.all
+            else f"no live tokens{of_run} (--all shows revoked ones too)")
     return 0
 
 
@@ -308,16 +283,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     if json_mode(args):
         print_json(token_view(token))
     else:
-        _show_token(token)
+        show_token(token)
     return 0
 
 
 def cmd_update(args: argparse.Namespace) -> int:
     scope = _scope(args)
     if (scope is None and args.expires is None and args.data is None
-            and not args.no_data and args.description is None):
+            and not args.no_data and args.description is None
+            and args.max_uses is None and args.max_lifetime is None):
         usage_error(args, "nothing to change: give --scope, --bind-path, --bind-key, "
-                          "--expires, --data, --no-data or --description")
+                          "--expires, --data, --no-data, --description, --max-uses or "
+                          "--max-lifetime")
+    lifetime = None if args.max_lifetime is None \
+        else parse_duration(args.max_lifetime, "--max-lifetime")
     with _open(args) as security:
         token = security.get_auth_token(args.key)
         if scope is not None:
@@ -330,12 +309,42 @@ def cmd_update(args: argparse.Namespace) -> int:
             token.data = args.data
         if args.description is not None:
             token.description = args.description
+        if args.max_uses is not None:
+            token.max_uses = args.max_uses
+        if args.max_lifetime is not None:  # 'never' (None) takes the limit off
+            token.max_lifetime = lifetime
         security.update_auth_token(token)
     _warn_about_scope(args)
     if json_mode(args):
         print_json(token_view(token))
     else:
-        _show_token(token)
+        show_token(token)
+    return 0
+
+
+def cmd_renew(args: argparse.Namespace) -> int:
+    if args.key is None and not args.token:
+        usage_error(args, "give the token's KEY, or --token to read the token string "
+                          "from standard input")
+    if args.key is not None and args.token:
+        usage_error(args, "give KEY or --token, not both")
+    by = None if args.by is None else duration(args.by, "--by")
+    if args.token:
+        string = read_token()
+        with _open(args) as security:
+            expires = security.renew_auth_token(string, by=by)
+            token = security.restore_auth_token(string)
+    else:
+        with _open(args) as security:
+            expires = security.renew_auth_token_by_key(args.key, by=by)
+            token = security.get_auth_token(args.key)
+    until = renewable_until(token)
+    if json_mode(args):
+        print_json({"key": token.key, "expires": isoformat(expires),
+                    "renewable_until": isoformat(until)})
+    else:
+        out(f"renewed {token.key}: expires {time_text(expires)}, renewable until "
+            f"{time_text(until)}")
     return 0
 
 
@@ -407,7 +416,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         rows.append((short_time(e.at, seconds=True), e.action, outcome, e.token_key or "-",
                      cut(user_text(e.user), 24), cut(safe(e.actor or "-"), 30), script,
                      e.reason or "-"))
-    _table(rows)
+    table(rows)
     return 0
 
 

@@ -1,8 +1,9 @@
 """``authtoken demo``: a token's whole life cycle, narrated step by step.
 
 It ignores ``AUTHTOKEN_DATABASE_URL``: without ``--database`` it runs on a fresh
-temporary SQLite file with a throwaway key, both removed at the end.  Token strings are
-only ever shown masked, and the database URL is shown redacted.
+temporary SQLite file with a throwaway key, both removed at the end, and under no policy
+(the environment's policy governs real databases, not this throwaway one).  Token
+strings are only ever shown masked, and the database URL is shown redacted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from .._errors import AuthTokenError, PermissionDenied, ScriptNotAuthorized, TokenRevoked
 from .._open import open_security
+from .._policy import Policy
 from .._redact import redact
 from .._scopes import Script
 from .._security import Security
@@ -169,6 +171,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     as_json = json_mode(args)
     say = _Narrator(as_json)
     database: str | None = getattr(args, "database", None)
+    # Read before the narration starts, so that a policy that does not read is the
+    # command's one line of output.
+    policy = Policy() if database is None else Policy.from_env()
     say.note("authtoken demo: the life of a delegation token, step by step.")
     try:
         with contextlib.ExitStack() as stack:
@@ -180,11 +185,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 shown = str(path)
                 say.note(f"Using a temporary database, {shown}, and a throwaway secret key.")
                 security = open_security(f"sqlite:///{path}",
-                                         secret_keys=secrets.token_urlsafe(32))
+                                         secret_keys=secrets.token_urlsafe(32),
+                                         policy=policy)
             else:
                 shown = redact(database)
                 say.note(f"Using the database {shown} (--database).")
-                security = open_security(database)
+                security = open_security(database, policy=policy)
             with security:
                 say.note("")
                 _run_demo(security, say)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any, Final
@@ -30,6 +31,7 @@ __all__ = [
     "print_json",
     "safe",
     "short_time",
+    "table",
     "time_text",
     "user_text",
     "warn",
@@ -58,6 +60,13 @@ def out(text: str = "") -> None:
     """One line on standard output (the command's result; never redacted: it may be
     the token string ``authorize`` prints once)."""
     _write(sys.stdout, text)
+
+
+def table(rows: Sequence[Sequence[str]]) -> None:
+    """``rows`` (the header first) as columns on standard output, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def print_json(value: object) -> None:

@@ -93,6 +93,18 @@ def _limit(text: str) -> int:
     return int(text)
 
 
+_MAX_USES_LIMIT: Final = 2**63 - 1  # what the storage's BIGINT column holds
+
+
+def _max_uses(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,19}", text, re.ASCII) \
+            or not 1 <= int(text) <= _MAX_USES_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"a whole number of logins from 1 (a one-time token) to {_MAX_USES_LIMIT}"
+        )
+    return int(text)
+
+
 def _port(text: str) -> int:
     if not re.fullmatch(r"[0-9]{1,5}", text, re.ASCII) or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError("a port number from 1 to 65535")
@@ -105,8 +117,14 @@ environment:
                           SQLite file in the per-user data folder)
   AUTHTOKEN_SECRET_KEYS   secret keys, comma-separated, newest first (default: a key
                           file created with mode 0600 beside the default database)
-  {_commands.TOKEN_ENV}         the token string for 'login' and 'revoke --token' when
-                          standard input is a terminal or empty
+  {_commands.TOKEN_ENV}         the token string for 'login', 'revoke --token' and
+                          'renew --token' when standard input is a terminal or empty
+  AUTHTOKEN_MAX_LIFETIME  the policy: no token may live (or be renewed) longer than
+                          this duration after it was authorized, such as 90d
+  AUTHTOKEN_REQUIRE_EXPIRY
+                          the policy: 1/true/yes/on refuses tokens that never expire
+  AUTHTOKEN_MAX_TOKENS_PER_USER
+                          the policy: how many live tokens a user may hold
 
 Token strings are never accepted as arguments: they would leak into the process list
 and shell history.
@@ -122,9 +140,10 @@ _DEMO: Final = (
 )
 _DEMO_DETAIL: Final = (
     "Without --database the demo uses a fresh temporary database and a throwaway key, "
-    "both removed at the end; AUTHTOKEN_DATABASE_URL is ignored. With --database URL it "
-    "runs on that database with your secret keys (AUTHTOKEN_SECRET_KEYS or the key file) "
-    "and leaves its two revoked tokens there."
+    "both removed at the end, under no policy; AUTHTOKEN_DATABASE_URL is ignored. With "
+    "--database URL it runs on that database with your secret keys "
+    "(AUTHTOKEN_SECRET_KEYS or the key file) and the policy of the environment, and "
+    "leaves its two revoked tokens there."
 )
 
 
@@ -180,6 +199,17 @@ def _token_fields(sub: argparse.ArgumentParser, *, authorize: bool) -> None:
     if not authorize:
         data.add_argument("--no-data", action="store_true", help="remove the payload")
     sub.add_argument("--description", metavar="T", help="what the token is for")
+    sub.add_argument(
+        "--max-uses", metavar="N", type=_max_uses,
+        help="how many logins the token allows (1: a one-time token)" + (
+            "" if authorize else "; only a token authorized with a limit has one to change"),
+    )
+    sub.add_argument(
+        "--max-lifetime", metavar="D",
+        help="make the token renewable ('authtoken renew') up to this long after it was "
+             "authorized: a duration such as '90d'; it needs an expiry no later"
+             + ("" if authorize else "; 'never' makes the token not renewable"),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("list", _commands.cmd_list, "list tokens, newest first")
     sub.add_argument("--user", metavar="U", help="only this user's tokens")
     sub.add_argument("--all", action="store_true", help="include revoked tokens")
+    sub.add_argument("--run", metavar="RUN_ID",
+                     help="only the tokens made for this run of a job")
 
     sub = command("show", _commands.cmd_show, "show one token")
     sub.add_argument("key", metavar="KEY", help="the token's key")
@@ -250,6 +282,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--all", action="store_true",
                      help="with --user U: revoke every token of that user, and every "
                           "token derived from them; prints how many")
+
+    sub = command("renew", _commands.cmd_renew,
+                  "renew a token authorized with --max-lifetime, by key or by the token "
+                  "string read from standard input with --token, and print its new expiry",
+                  "The new expiry is now plus --by (default: the token's first lifetime), "
+                  "no later than its max-lifetime, its parent's expiry or the policy "
+                  "allow; a renewal never shortens a token.")
+    sub.add_argument("key", metavar="KEY", nargs="?", help="the token's key")
+    sub.add_argument("--token", action="store_true",
+                     help=f"read the token string from standard input (or "
+                          f"{_commands.TOKEN_ENV})")
+    sub.add_argument("--by", metavar="D",
+                     help="extend the token this long from now: a duration such as '7d' "
+                          "(default: its first lifetime)")
 
     command("demo", _demo.cmd_demo, _DEMO, _DEMO_DETAIL,
             options=_common_options(_DEMO_DATABASE_HELP))

@@ -475,7 +475,7 @@ def test_error_messages_are_one_line_and_redacted(
     """An error message is printed on one line, with anything token-shaped blanked out."""
     secret = "atk_" + "q" * 16 + "." + "S" * 43
 
-    def failing(url: object = None) -> object:
+    def failing(url: object = None, **_options: object) -> object:
         raise authtoken.RepositoryError(f"first line\n  second {secret}\n")
 
     monkeypatch.setattr("authtoken._cli._commands.open_security", failing)
