@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,23 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from authtoken import AuthToken, RepositoryError, Security, SQLRepository
+from authtoken import (
+    AuthToken,
+    InvalidArgument,
+    RepositoryError,
+    Security,
+    Session,
+    SQLRepository,
+    TokenExhausted,
+    TokenRevoked,
+)
 from authtoken._cli import main
+from authtoken._expiry import to_micros
 from authtoken._migrate import HEAD, VERSION_TABLE
 from authtoken._sql import METADATA
+from authtoken.testing import FakeClock
+
+_T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -125,3 +139,207 @@ def test_older_schema_waits_for_upgrade(url: str, monkeypatch: pytest.MonkeyPatc
     assert f"from 0000 to {HEAD}" in capsys.readouterr().out
     with Security(SQLRepository(url), secret_keys="k") as security:
         assert security.list_auth_tokens() == []
+
+
+# -- 0005: tokens for jobs, on a database that holds data --------------------------------
+OLD_KEYS = "old-secret-key"
+_NEW_COLUMNS = ("max_uses", "max_lifetime", "lifetime", "run_id", "ancestors")
+
+
+def _old_token(codec: object, key: str, *, user: int | str, parent: str | None = None,
+               revoked: bool = False, use_count: int = 0) -> tuple[str, dict[str, object]]:
+    """A token string and the row revision 0004 stored for it (no column of 0005)."""
+    from authtoken._codec import TokenCodec
+    from authtoken._sql._rows import token_values
+    from authtoken._token import TokenRecord
+
+    assert isinstance(codec, TokenCodec)
+    string, digest = codec.issue(key)
+    record = TokenRecord(
+        key=key, user=user, scope="reports:read jobs:run", data=f"data of {key} \x00 é",
+        description=f"token {key}", expires=_T0 + timedelta(days=10),
+        created_at=_T0 - timedelta(days=1), updated_at=_T0 - timedelta(hours=20),
+        revoked_at=_T0 - timedelta(hours=2) if revoked else None,
+        last_used_at=_T0 - timedelta(hours=3) if use_count else None, use_count=use_count,
+        parent_key=parent, secret_hash=digest, version=2,
+    )
+    values = token_values(record)
+    for name in _NEW_COLUMNS:
+        del values[name]
+    return string, values
+
+
+def _insert(conn: sa.Connection, table: str, rows: list[dict[str, object]]) -> None:
+    columns = list(rows[0])
+    names = ", ".join('"' + c + '"' for c in columns)  # "count" is a keyword
+    params = ", ".join(":" + c for c in columns)
+    conn.execute(sa.text(f"INSERT INTO {table} ({names}) VALUES ({params})"), rows)
+
+
+def _database_at_0004(url: str) -> dict[str, str]:
+    """A database migrated to 0004 holding what that version wrote: tokens (a root, its
+    child and grandchild, a revoked one, an int user's), staged usage and audit events.
+    Returns the token strings by name."""
+    from authtoken._codec import TokenCodec
+    from authtoken._migrate import upgrade
+    from authtoken._repository import EventRow, Usage
+    from authtoken._sql._rows import audit_rows
+    from authtoken._sql._staging import staged_rows
+
+    codec = TokenCodec(OLD_KEYS)
+    strings, rows = {}, []
+    for name, key, kwargs in [
+        ("root", "rootrootrootroot", {"user": "alice", "use_count": 4}),
+        ("child", "childchildchildc", {"user": "alice", "parent": "rootrootrootroot"}),
+        ("grandchild", "grandchildgrandc", {"user": "alice", "parent": "childchildchildc"}),
+        ("revoked", "revokedrevokedre", {"user": "alice", "revoked": True}),
+        ("numbered", "numberednumbered", {"user": 42}),
+    ]:
+        strings[name], row = _old_token(codec, key, **kwargs)  # type: ignore[arg-type]
+        rows.append(row)
+    at = to_micros(_T0 - timedelta(hours=1))
+    logins = [EventRow(at, "login", "ok", None, "rootrootrootroot", "alice", None, None, 1),
+              EventRow(at, "login", "ok", None, "childchildchildc", "alice", None, None, 1)]
+    staged = staged_rows({"rootrootrootroot": Usage(2, at), "childchildchildc": Usage(1, at)},
+                         logins)
+    filed = audit_rows([EventRow(to_micros(_T0 - timedelta(days=1)), "authorize", "ok",
+                                 "user:alice", row["key"], "alice", None, None, 1)
+                        for row in rows[:4]])
+    repo = SQLRepository(url)
+    try:
+        with repo.engine.begin() as conn:
+            upgrade(conn, "0004")
+            _insert(conn, "authtoken_token", rows)
+            audit = ("at", "action", "outcome", "actor", "token_key", "user_ref",
+                     "script_key", "script_path", "reason", "count")
+            _insert(conn, "authtoken_audit", [dict(zip(audit, r, strict=True)) for r in filed])
+            _insert(conn, "authtoken_staged",
+                    [dict(zip((*audit, "uses"), r, strict=True)) for r in staged])
+    finally:
+        repo.close()
+    return strings
+
+
+def _columns(url: str) -> set[str]:
+    repo = SQLRepository(url)
+    try:
+        with repo.engine.connect() as conn:
+            return {c["name"] for c in sa.inspect(conn).get_columns("authtoken_token")}
+    finally:
+        repo.close()
+
+
+def test_0004_with_data_is_refused_until_upgraded(url: str) -> None:
+    """A real 0004 database is refused by this code until 'authtoken db upgrade'."""
+    strings = _database_at_0004(url)
+    assert not set(_NEW_COLUMNS) & _columns(url)
+    with Security(SQLRepository(url), secret_keys=OLD_KEYS) as security:
+        with pytest.raises(RepositoryError, match="authtoken db upgrade"):
+            security.login_by_auth_token(strings["root"])
+    repo = SQLRepository(url)
+    try:
+        assert repo.schema_revision() == "0004"
+    finally:
+        repo.close()
+
+
+@pytest.mark.parametrize("how", ["cli", "api"])
+def test_upgrade_from_0004_keeps_the_data(url: str, how: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Migration 0005 keeps every token, count and event; the new columns are NULL."""
+    strings = _database_at_0004(url)
+    if how == "cli":
+        assert main(["--database", url, "db", "upgrade"]) == 0
+        assert "from 0004 to 0005" in capsys.readouterr().out
+    else:
+        repo = SQLRepository(url)
+        try:
+            assert repo.upgrade_schema() == ("0004", HEAD)
+        finally:
+            repo.close()
+    assert set(_NEW_COLUMNS) <= _columns(url)
+    repo = SQLRepository(url)
+    try:
+        assert repo.schema_revision() == HEAD
+        with repo.engine.connect() as conn:
+            rows = {r.key: r for r in conn.execute(sa.text(
+                "SELECT key, max_uses, max_lifetime, lifetime, run_id, ancestors "
+                "FROM authtoken_token"))}
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            diff = compare_metadata(context, METADATA)
+    finally:
+        repo.close()
+    # the schema 0005 leaves is the schema a new database gets
+    assert [d for d in diff if d[0] != "remove_table" or d[1].name != VERSION_TABLE] == []
+    assert len(rows) == 5
+    for row in rows.values():
+        assert (row.max_uses, row.max_lifetime, row.lifetime, row.run_id) == (None,) * 4
+    assert rows["rootrootrootroot"].ancestors is None
+    assert rows["childchildchildc"].ancestors == "rootrootrootroot"
+    assert rows["revokedrevokedre"].ancestors is None
+
+    clock = FakeClock(_T0)
+    with Security(SQLRepository(url), secret_keys=OLD_KEYS, clock=clock) as security:
+        root = security.get_auth_token("rootrootrootroot")
+        assert root.user == "alice" and root.scope == "reports:read jobs:run"
+        assert root.data == "data of rootrootrootroot \x00 é"
+        assert root.description == "token rootrootrootroot"
+        assert root.created_at == _T0 - timedelta(days=1)
+        assert root.expires == _T0 + timedelta(days=10)
+        assert root.use_count == 6  # 4 filed, 2 staged
+        assert root.last_used_at == _T0 - timedelta(hours=1)
+        assert (root.max_uses, root.max_lifetime, root.run_id) == (None, None, None)
+        assert security.get_auth_token("childchildchildc").use_count == 1
+        assert security.get_auth_token("numberednumbered").user == 42
+        assert security.get_auth_token("revokedrevokedre").revoked_at == _T0 - timedelta(hours=2)
+        assert [t.key for t in security.list_auth_tokens(user="alice")] \
+            == ["grandchildgrandc", "childchildchildc", "rootrootrootroot"]
+
+        events = security.audit_events(token_key="rootrootrootroot")
+        assert sorted((e.action, e.outcome, e.count) for e in events) \
+            == [("authorize", "ok", 1), ("login", "ok", 1)]
+        assert all(e.run_id is None for e in events)
+
+        # old tokens still log in, and know whose they are
+        principal = security.login_by_auth_token(strings["root"])
+        assert principal.user == "alice" and principal.chain == ("rootrootrootroot",)
+        assert principal.run_id is None and principal.parent_key is None
+        child = security.login_by_auth_token(strings["child"])
+        assert child.chain == ("rootrootrootroot", "childchildchildc")
+        assert security.login_by_auth_token(strings["numbered"]).user == 42
+        with pytest.raises(TokenRevoked):
+            security.login_by_auth_token(strings["revoked"])
+        security.flush()
+        assert security.get_auth_token("rootrootrootroot").use_count == 7
+        with pytest.raises(InvalidArgument, match="not renewable"):
+            security.renew_auth_token(strings["root"])
+
+        # and delegate tokens for jobs
+        session = Session(security)
+        session.login_by_auth_token(strings["child"])
+        with session.run_token("after-upgrade", max_uses=1) as run:
+            assert security.login_by_auth_token(run.token).chain \
+                == ("rootrootrootroot", "childchildchildc", run.key)
+            with pytest.raises(TokenExhausted):
+                security.login_by_auth_token(run.token)
+        security.revoke_auth_token(strings["root"])  # the old tree dies whole
+        for name in ("child", "grandchild"):
+            with pytest.raises(TokenRevoked):
+                security.login_by_auth_token(strings[name])
+
+
+def test_upgrade_from_0004_gives_a_grandchild_its_whole_chain(url: str) -> None:
+    """A grandchild of the earlier schema knows its root after the upgrade, as one
+    authorized since does: chain (root, child, grandchild), and a session of its root
+    counts it among its descendants."""
+    strings = _database_at_0004(url)
+    assert main(["--database", url, "db", "upgrade"]) == 0
+    with Security(SQLRepository(url), secret_keys=OLD_KEYS, clock=FakeClock(_T0)) as security:
+        principal = security.login_by_auth_token(strings["grandchild"])
+        assert principal.parent_key == "childchildchildc"
+        assert principal.chain == ("rootrootrootroot", "childchildchildc", "grandchildgrandc")
+        session = Session(security)
+        session.login_by_auth_token(strings["root"])
+        # a descendant: refused as not renewable, not as someone else's token
+        with pytest.raises(InvalidArgument, match="not renewable"):
+            session.renew_auth_token(strings["grandchild"])
