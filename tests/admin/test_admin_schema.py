@@ -4,7 +4,9 @@ The application runs under uvicorn on 127.0.0.1 over a real SQLite file; the
 ``schemathesis run`` command generates requests from ``/openapi.json`` (valid and
 invalid ones) and checks that no answer is a 5xx and that every answer matches the
 document (status, content type, body).  The bearer token reaches it through its config
-file and the environment, never its command line.
+file and the environment, never its command line.  Renewal is aimed at a renewable
+token made for the run (random keys would only ever meet 404s), so that its 200 is
+checked against the document too.
 
 Two of its checks do not fit this API and are left out, on purpose:
 ``positive_data_acceptance`` expects every schema-valid body to be accepted, but a
@@ -25,12 +27,16 @@ from pathlib import Path
 import pytest
 from support.served import served
 
-from authtoken import AuthToken, Security, SQLRepository
+from authtoken import AuthToken, Security, Session, SQLRepository
 from authtoken.admin import DelegationTokenAuth, FailureLimiter, create_app
 
 CONFIG = """\
 [headers]
 Authorization = "Bearer ${AUTHTOKEN_SCHEMA_TEST_TOKEN}"
+
+[[operations]]
+include-operation-id = "renewToken"
+parameters = { key = "${AUTHTOKEN_SCHEMA_RENEWABLE_KEY}" }
 """
 
 
@@ -52,6 +58,10 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path: Path) -> No
     admin = security.authorize_token(
         AuthToken("authtoken:admin reports:read reports:write", expires="never"),
         user="alice")
+    session = Session(security)
+    session.login_by_auth_token(admin)
+    renewable = AuthToken("reports:read", expires="1d", max_lifetime="3650d", max_uses=5)
+    session.authorize_token(renewable)
     # Generated requests fail authentication on purpose now and then; a generous limit
     # keeps the rest of the run from becoming 429s (the limit has tests of its own).
     app = create_app(security, authenticate=DelegationTokenAuth(security),
@@ -59,6 +69,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path: Path) -> No
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     environment = {**os.environ, "AUTHTOKEN_SCHEMA_TEST_TOKEN": admin,
+                   "AUTHTOKEN_SCHEMA_RENEWABLE_KEY": str(renewable.key),
                    "SCHEMATHESIS_TELEMETRY": "false", "NO_COLOR": "1"}
     try:
         with served(app) as url:
@@ -74,7 +85,8 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path: Path) -> No
                 if e.actor is not None and e.actor.startswith("token:")}
     finally:
         security.close()
-    assert {("authorize", "ok"), ("revoke", "ok"), ("update", "ok")} <= done
+    assert {("authorize", "ok"), ("revoke", "ok"), ("update", "ok"), ("renew", "ok"),
+            ("renew", "refused")} <= done
     report = run.stdout + run.stderr
     assert admin not in report
     assert run.returncode == 0, report[-6000:]
