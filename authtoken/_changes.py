@@ -144,6 +144,11 @@ def updated_record(token: AuthToken, *, key: str, stored: TokenRecord | None,
         check_changed_limits(stored, record.max_uses)
     if changes.keys() & {"expires", "max_lifetime"}:
         check_lifetime(record)
+    if record.max_lifetime is not None and record.lifetime is None \
+            and record.expires is not None:
+        # Made renewable by this update: a renewal's default step is fixed now, or it
+        # would grow with every renewal (expires minus created_at).
+        record = replace(record, lifetime=record.expires - record.created_at)
     if parent is not None and changes.keys() & {"scope", "expires"}:
         check_delegation(parent, tuple(record.scope.split(" ")), record.expires)
     if parent is not None and "max_uses" in changes:
