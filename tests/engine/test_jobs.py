@@ -591,3 +591,17 @@ def test_max_lifetime_changed_by_update(security: Security, clock: FakeClock) ->
     stored = security.get_auth_token(token.key)  # type: ignore[arg-type]
     assert stored.max_lifetime == timedelta(days=10)
     assert stored.expires == t0 + timedelta(days=9)
+
+
+def test_a_token_made_renewable_later_renews_by_a_fixed_step(security: Security,
+                                                             clock: FakeClock) -> None:
+    """A max_lifetime added by update fixes the default step: it does not grow with
+    each renewal."""
+    t0 = clock()
+    token = AuthToken("a", expires="1d")
+    string = security.authorize_token(token, user=1)
+    token.max_lifetime = "30d"
+    security.update_auth_token(token)
+    for hours in (12, 24, 36, 48):
+        clock.set(t0 + timedelta(hours=hours))
+        assert security.renew_auth_token(string) == t0 + timedelta(hours=hours, days=1)
