@@ -605,3 +605,24 @@ def test_a_token_made_renewable_later_renews_by_a_fixed_step(security: Security,
     for hours in (12, 24, 36, 48):
         clock.set(t0 + timedelta(hours=hours))
         assert security.renew_auth_token(string) == t0 + timedelta(hours=hours, days=1)
+
+
+def test_refused_renewals_of_unknown_tokens_are_on_the_trail(security: Security) -> None:
+    """A renewal of a forged string or an unknown key is a refused renew event, like a
+    revocation of an unknown key is a refused revoke event."""
+    with pytest.raises(InvalidToken):
+        security.renew_auth_token("atk_forged")
+    with pytest.raises(TokenNotFound):
+        security.revoke_auth_token_by_key("aaaaaaaaaaaaaaaa")
+    with pytest.raises(TokenNotFound):
+        security.renew_auth_token_by_key("aaaaaaaaaaaaaaaa")
+    with pytest.raises(TokenNotFound):
+        Session(security, user=1).renew_auth_token_by_key("bbbbbbbbbbbbbbbb")
+    refusals = sorted((e.action, e.reason, e.token_key) for e in security.audit_events()
+                      if e.outcome == "refused")
+    assert refusals == [
+        ("renew", "InvalidToken", None),
+        ("renew", "TokenNotFound", "aaaaaaaaaaaaaaaa"),
+        ("renew", "TokenNotFound", "bbbbbbbbbbbbbbbb"),
+        ("revoke", "TokenNotFound", "aaaaaaaaaaaaaaaa"),
+    ]
