@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -165,6 +166,33 @@ def test_unlimited_uses_are_counted_lazily(repo: Repository, clock: FakeClock) -
     there.flush()
     here.flush()
     assert here.get_auth_token(plain.key).use_count == 6  # type: ignore[arg-type]
+
+
+def test_racing_threads_spend_each_use_once(repo: Repository, clock: FakeClock) -> None:
+    """Threads of one engine racing for a token's uses: exactly max_uses logins pass."""
+    security = Security(repo, secret_keys=SECRET_KEYS, clock=clock)
+    limited = AuthToken("a", max_uses=17)
+    string = security.authorize_token(limited, user=1)
+    outcomes: list[str] = []
+    start = threading.Barrier(8)
+
+    def race() -> None:
+        start.wait()
+        for _ in range(5):
+            try:
+                security.login_by_auth_token(string)
+                outcomes.append("ok")
+            except TokenExhausted:
+                outcomes.append("exhausted")
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["exhausted"] * 23 + ["ok"] * 17
+    assert security.get_auth_token(limited.key).use_count == 17  # type: ignore[arg-type]
+    security.flush()
 
 
 # -- the race across processes -------------------------------------------------------------
