@@ -1,8 +1,8 @@
-"""Tokens for jobs on every backend: use limits, renewal, and who may renew.
+"""Renewable tokens on every backend: renewal, who may renew, and max_lifetime.
 
-``max_uses`` tokens spend a use per login, in storage, only after every other check
-passed; renewable tokens (``max_lifetime``) are extended by ``renew_auth_token`` up to
-their own limit, their parent's expiry and the policy's cap, and never shortened.
+Renewable tokens (``max_lifetime``) are extended by ``renew_auth_token`` up to their own
+limit, their parent's expiry and the policy's cap, and never shortened.  Use limits are
+tested in ``tests/storage/test_use_limits.py``.
 """
 
 from __future__ import annotations
@@ -17,31 +17,19 @@ from authtoken import (
     AuthToken,
     InvalidArgument,
     InvalidToken,
-    MemoryRepository,
     PermissionDenied,
     Policy,
     Repository,
-    Script,
-    ScriptNotAuthorized,
     Security,
     Session,
-    TokenExhausted,
     TokenExpired,
     TokenNotFound,
     TokenRevoked,
 )
-from authtoken._codec import TokenCodec
 from authtoken.testing import FakeClock
 
 SECRET_KEYS = ["test-key-newest", "test-key-older"]
 UTC = timezone.utc
-
-
-def wrong_secret(string: str, key: str) -> str:
-    """A correctly signed string for ``key`` whose secret is not the token's."""
-    forged, _digest = TokenCodec(SECRET_KEYS).issue(key)
-    assert forged != string
-    return forged
 
 
 def session_of(security: Security, string: str) -> Session:
@@ -55,186 +43,6 @@ def renew_events(security: Security, key: str) -> list[tuple[str, str | None, st
     return [(e.outcome, e.reason, e.actor)
             for e in reversed(security.audit_events(token_key=key))
             if e.action == "renew"]
-
-
-# -- max_uses ----------------------------------------------------------------------------
-def test_uses_are_counted_exactly_and_then_refused(security: Security) -> None:
-    """Each login spends one use, use_count is exact at once, and the next is refused."""
-    token = AuthToken("a", max_uses=3)
-    string = security.authorize_token(token, user="alice")
-    assert token.key is not None and token.max_uses == 3
-    for n in (1, 2, 3):
-        assert security.login_by_auth_token(string).user == "alice"
-        assert security.get_auth_token(token.key).use_count == n
-        assert security.repository.get(token.key).use_count == n  # in storage, no flush
-    with pytest.raises(TokenExhausted) as info:
-        security.login_by_auth_token(string)
-    assert info.value.max_uses == 3 and info.value.token_key == token.key
-    assert string not in str(info.value) + repr(info.value)
-    with pytest.raises(TokenExhausted):
-        security.login_by_auth_token(string)
-    assert security.get_auth_token(token.key).use_count == 3
-    security.flush()
-    assert security.get_auth_token(token.key).use_count == 3  # not counted a second time
-
-
-def test_one_time_token(security: Security) -> None:
-    """max_uses=1: the first login passes, every later one is TokenExhausted."""
-    string = security.authorize_token(AuthToken("a", max_uses=1), user=1)
-    security.login_by_auth_token(string)
-    for _ in range(3):
-        with pytest.raises(TokenExhausted):
-            security.login_by_auth_token(string)
-
-
-def test_a_refused_login_spends_no_use(security: Security, clock: FakeClock) -> None:
-    """Wrong script, wrong secret, revoked and expired logins leave every use unspent."""
-    bound = AuthToken("a vfs:ikey?5", max_uses=1, expires="1h")
-    string = security.authorize_token(bound, user=1)
-    assert bound.key is not None
-    with pytest.raises(ScriptNotAuthorized):
-        security.login_by_auth_token(string, script=Script(key=6))
-    with pytest.raises(ScriptNotAuthorized):
-        security.login_by_auth_token(string)
-    with pytest.raises(InvalidToken):
-        security.login_by_auth_token(wrong_secret(string, bound.key), script=Script(key=5))
-    assert security.get_auth_token(bound.key).use_count == 0
-    security.login_by_auth_token(string, script=Script(key=5))  # the one use is still there
-    assert security.get_auth_token(bound.key).use_count == 1
-
-    revoked = AuthToken("a", max_uses=1)
-    revoked_string = security.authorize_token(revoked, user=1)
-    assert revoked.key is not None
-    security.revoke_auth_token(revoked_string)
-    with pytest.raises(TokenRevoked):
-        security.login_by_auth_token(revoked_string)
-    assert security.get_auth_token(revoked.key).use_count == 0
-
-    expiring = AuthToken("a", max_uses=1, expires="2h")
-    expiring_string = security.authorize_token(expiring, user=1)
-    assert expiring.key is not None
-    clock.advance(hours=2)  # now == expires: expired
-    with pytest.raises(TokenExpired):
-        security.login_by_auth_token(expiring_string)
-    security.flush()
-    assert security.get_auth_token(expiring.key).use_count == 0
-    assert security.get_auth_token(expiring.key).last_used_at is None
-
-
-def test_uses_are_checked_last(security: Security, clock: FakeClock) -> None:
-    """A spent token is refused for revocation, expiry or script before TokenExhausted."""
-    strings = {}
-    for name in ("script", "revoked", "expired", "both"):
-        strings[name] = security.authorize_token(
-            AuthToken("a vfs:ikey?5", max_uses=1, expires="1d"), user=1)
-        security.login_by_auth_token(strings[name], script=Script(key=5))
-        with pytest.raises(TokenExhausted):
-            security.login_by_auth_token(strings[name], script=Script(key=5))
-    with pytest.raises(ScriptNotAuthorized):
-        security.login_by_auth_token(strings["script"], script=Script(key=6))
-    security.revoke_auth_token(strings["revoked"])
-    security.revoke_auth_token(strings["both"])
-    with pytest.raises(TokenRevoked):
-        security.login_by_auth_token(strings["revoked"], script=Script(key=5))
-    clock.advance(days=1)
-    with pytest.raises(TokenExpired):
-        security.login_by_auth_token(strings["expired"], script=Script(key=5))
-    with pytest.raises(TokenRevoked):  # revocation is checked before expiry
-        security.login_by_auth_token(strings["both"], script=Script(key=6))
-
-
-def test_exhausted_logins_are_on_the_trail(security: Security) -> None:
-    """The trail shows the spending login as ok and the later ones as TokenExhausted."""
-    token = AuthToken("a", max_uses=1)
-    string = security.authorize_token(token, user=1)
-    assert token.key is not None
-    security.login_by_auth_token(string)
-    with pytest.raises(TokenExhausted):
-        security.login_by_auth_token(string)
-    logins = [(e.outcome, e.reason) for e in reversed(security.audit_events(token_key=token.key))
-              if e.action == "login"]
-    assert logins == [("ok", None), ("refused", "TokenExhausted")]
-
-
-def test_max_uses_can_change_but_not_appear_or_vanish(security: Security) -> None:
-    """An authorized token's max_uses may be raised or lowered, not added or removed."""
-    limited = AuthToken("a", max_uses=2)
-    string = security.authorize_token(limited, user=1)
-    assert limited.key is not None
-    security.login_by_auth_token(string)
-    limited.max_uses = 3
-    security.update_auth_token(limited)
-    assert security.get_auth_token(limited.key).max_uses == 3
-    security.login_by_auth_token(string)
-    security.login_by_auth_token(string)
-    with pytest.raises(TokenExhausted):
-        security.login_by_auth_token(string)
-
-    removing = security.get_auth_token(limited.key)
-    removing.max_uses = None
-    with pytest.raises(InvalidArgument, match="max_uses"):
-        security.update_auth_token(removing)
-    plain = AuthToken("a")
-    security.authorize_token(plain, user=1)
-    assert plain.key is not None
-    plain.max_uses = 5
-    with pytest.raises(InvalidArgument, match="max_uses"):
-        security.update_auth_token(plain)
-    assert security.get_auth_token(plain.key).max_uses is None
-    assert security.get_auth_token(limited.key).max_uses == 3
-
-
-def test_a_child_of_a_limited_token_is_limited_too(security: Security) -> None:
-    """A session of a max_uses token delegates only tokens with at most as many uses."""
-    parent = security.authorize_token(AuthToken("a", max_uses=5), user=1)
-    session = session_of(security, parent)
-    with pytest.raises(PermissionDenied):
-        session.authorize_token(AuthToken("a"))
-    with pytest.raises(PermissionDenied):
-        session.authorize_token(AuthToken("a", max_uses=6))
-    child = AuthToken("a", max_uses=5)
-    session.authorize_token(child)
-    assert child.parent_key is not None and child.max_uses == 5
-
-
-@pytest.mark.parametrize("value", [0, -1, -(2**70), 2**63])
-def test_max_uses_out_of_range(value: int) -> None:
-    """max_uses below 1 (or beyond a BIGINT) is InvalidArgument, on creation and assignment."""
-    with pytest.raises(InvalidArgument, match="max_uses"):
-        AuthToken("a", max_uses=value)
-    token = AuthToken("a", max_uses=2)
-    with pytest.raises(InvalidArgument, match="max_uses"):
-        token.max_uses = value
-    assert token.max_uses == 2
-
-
-@pytest.mark.parametrize("value", [True, False, 1.0, 2.5, "3", b"3", [1]])
-def test_max_uses_of_the_wrong_type(value: object) -> None:
-    """A bool, float, str or list is a TypeError (and an InvalidArgument)."""
-    with pytest.raises(TypeError, match="max_uses"):
-        AuthToken("a", max_uses=value)  # type: ignore[arg-type]
-    with pytest.raises(InvalidArgument):
-        AuthToken("a", max_uses=value)  # type: ignore[arg-type]
-
-
-def test_max_uses_needs_a_repository_that_counts_them(clock: FakeClock) -> None:
-    """A repository without spend_use refuses a max_uses token rather than not count it."""
-
-    class Plain:  # the Repository protocol alone, by delegation
-        def __init__(self) -> None:
-            self._inner = MemoryRepository()
-
-        def __getattr__(self, name: str) -> object:
-            if name in ("spend_use", "insert_within"):
-                raise AttributeError(name)
-            return getattr(self._inner, name)
-
-    repository = Plain()
-    assert isinstance(repository, Repository)
-    with Security(repository, secret_keys=SECRET_KEYS, clock=clock) as security:
-        with pytest.raises(InvalidArgument, match="max_uses"):
-            security.authorize_token(AuthToken("a", max_uses=1), user=1)
-        assert security.list_auth_tokens(include_revoked=True) == []
 
 
 # -- renewal -----------------------------------------------------------------------------
