@@ -371,6 +371,7 @@ class MemoryRepository:
                 updated_at=record.updated_at,
                 max_uses=record.max_uses,
                 max_lifetime=record.max_lifetime,
+                lifetime=record.lifetime,
                 version=row.version + 1,
             )
             self._rows[record.key] = new

@@ -432,9 +432,8 @@ class Security:
                 require_user(actor)
             record = self._stored(key)
         except AuthTokenError as exc:
-            if actor is not None:
-                self._trail.change("renew", exc, actor=actor.name,
-                                   token_key=shown_key(key) if isinstance(key, str) else None)
+            self._trail.change("renew", exc, actor=None if actor is None else actor.name,
+                               token_key=shown_key(key) if isinstance(key, str) else None)
             raise
         return self._renew(record, by, actor)
 

@@ -58,7 +58,9 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory,
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
-    for name in ("AUTHTOKEN_DATABASE_URL", "AUTHTOKEN_SECRET_KEYS", "AUTHTOKEN_TOKEN"):
+    for name in ("AUTHTOKEN_DATABASE_URL", "AUTHTOKEN_SECRET_KEYS", "AUTHTOKEN_TOKEN",
+                 "AUTHTOKEN_MAX_LIFETIME", "AUTHTOKEN_REQUIRE_EXPIRY",
+                 "AUTHTOKEN_MAX_TOKENS_PER_USER"):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -32,9 +32,26 @@ def upgrade() -> None:
     op.add_column("authtoken_token", sa.Column("lifetime", sa.BigInteger(), nullable=True))
     op.add_column("authtoken_token", sa.Column("run_id", sa.Text(), nullable=True))
     op.add_column("authtoken_token", sa.Column("ancestors", sa.Text(), nullable=True))
-    # Children of the earlier schema: their chain starts at their parent.
-    op.execute("UPDATE authtoken_token SET ancestors = parent_key "
-               "WHERE parent_key IS NOT NULL")
+    # Children of the earlier schema: the keys from the root of their tree down to
+    # their parent, read from the parent links (a tree is never deeper than the tokens).
+    conn = op.get_bind()
+    token = sa.table("authtoken_token", sa.column("key"), sa.column("parent_key"),
+                     sa.column("ancestors"))
+    parents = dict(conn.execute(
+        sa.select(token.c.key, token.c.parent_key).where(token.c.parent_key.is_not(None))
+    ).all())
+    rows = []
+    for key in parents:
+        chain, seen, up = [], {key}, parents[key]
+        while up is not None and up not in seen:
+            chain.append(up)
+            seen.add(up)
+            up = parents.get(up)
+        rows.append({"k": key, "a": " ".join(reversed(chain))})
+    update = (token.update().where(token.c.key == sa.bindparam("k"))
+              .values(ancestors=sa.bindparam("a")))
+    for start in range(0, len(rows), 1000):
+        conn.execute(update, rows[start:start + 1000])
 
 
 def downgrade() -> None:
