@@ -26,6 +26,7 @@ from authtoken import (
     TokenNotFound,
     TokenRevoked,
 )
+from authtoken._views import token_view
 from authtoken.testing import FakeClock
 
 SECRET_KEYS = ["test-key-newest", "test-key-older"]
@@ -228,6 +229,18 @@ def test_renewals_are_on_the_trail(security: Security, clock: FakeClock) -> None
         ("refused", "InvalidArgument", None)]
     renewals = [e for e in security.audit_events(user="alice") if e.action == "renew"]
     assert len(renewals) == 4 and all(e.user == "alice" for e in renewals)
+
+
+def test_views_show_the_limits(security: Security) -> None:
+    """A token's view shows max_uses, and max_lifetime as a duration such as 7d."""
+    token = AuthToken("a", expires="1d", max_lifetime=timedelta(days=7, hours=12),
+                      max_uses=4)
+    security.authorize_token(token, user=1)
+    view = token_view(security.get_auth_token(token.key))  # type: ignore[arg-type]
+    assert (view["max_uses"], view["max_lifetime"], view["run_id"]) == (4, "7d12h", None)
+    plain = AuthToken("a")
+    security.authorize_token(plain, user=1)
+    assert (token_view(plain)["max_uses"], token_view(plain)["max_lifetime"]) == (None, None)
 
 
 # -- renewal through sessions ------------------------------------------------------------

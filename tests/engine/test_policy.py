@@ -53,8 +53,12 @@ def make(repository: Repository, clock: FakeClock) -> Iterator[object]:
 
 
 def refused(info: pytest.ExceptionInfo[PolicyViolation], rule: str, limit: object) -> None:
+    """The refusal is a PermissionDenied naming ``rule`` and ``limit``, in its attributes
+    and its message."""
     assert isinstance(info.value, PermissionDenied)
     assert (info.value.rule, info.value.limit) == (rule, limit)
+    assert rule in str(info.value)
+    assert limit is True or str(limit) in str(info.value)
 
 
 # -- max_lifetime --------------------------------------------------------------------------
