@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Protocol, TypedDict
 
 import jwt
+from _login_baseline import BaselineReport
 from _login_concurrent import Concurrent
 
 import authtoken
@@ -111,6 +112,7 @@ class Report(TypedDict):
     audit_target_met: bool
     postgres_target: PostgresTarget
     limited_cost: dict[str, LimitedCost]
+    baseline: BaselineReport | None  # --baseline: the same logins on an earlier checkout
 
 
 def _concurrent_row(c: Concurrent, processes: int) -> ConcurrentRow:
@@ -191,6 +193,7 @@ def build(cases: Sequence[Measured], concurrent: Sequence[Concurrent],
             ),
         },
         "limited_cost": _limited_cost(cases),
+        "baseline": None,
     }
 
 
@@ -242,6 +245,25 @@ def _print_concurrent(report: Report) -> None:
         print(f"{c['backend']:<10}  " + "  ".join(f"{v or 0:>13,.0f}" for v in values))
 
 
+def _print_baseline(report: Report) -> None:
+    baseline = report["baseline"]
+    if baseline is None:
+        return
+    print()
+    print(f"unlimited logins, this code vs the checkout in {baseline['dir']} (median of "
+          f"{baseline['rounds']} alternating rounds of {baseline['seconds_per_round']:g} s "
+          "each):")
+    print()
+    width = max((len(r["case"]) for r in baseline["rows"]), default=4)
+    print(f"{'case':<{width}}  {'µs now':>9}  {'µs before':>9}  {'change':>7}")
+    print(f"{'-' * width}  {'-' * 9}  {'-' * 9}  {'-' * 7}")
+    for r in baseline["rows"]:
+        print(f"{r['case']:<{width}}  {r['us_now']:>9.2f}  {r['us_before']:>9.2f}  "
+              f"{r['change']:>+7.1%}")
+    if baseline["skipped"] is not None:
+        print(f"(no PostgreSQL rows: {baseline['skipped']})")
+
+
 def show(report: Report) -> None:
     """Print ``report`` as the table and the verdict lines."""
     print(
@@ -258,6 +280,7 @@ def show(report: Report) -> None:
     print()
     _print_cases(report)
     _print_concurrent(report)
+    _print_baseline(report)
     print()
     limited = ", ".join(f"{label} {cost['limited_us']:.1f} µs ({cost['added_us']:+.1f} µs)"
                         for label, cost in report["limited_cost"].items())

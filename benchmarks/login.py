@@ -106,9 +106,15 @@ for the one before it (a PostgreSQL backend left idle while SQLite was measured)
 Calls are made in batches of about 5 ms between clock reads, so reading the clock costs
 nothing measurable.  The program asserts nothing and exits 0; it only reports.
 
+With ``--baseline DIR`` (a checkout of earlier code, e.g. from ``git archive``), the
+unlimited login rows are also timed on that code, in a second interpreter at the same
+time, in short rounds alternating with this code's, and compared by their medians:
+whether a change made logins slower, which two separate runs on a shared machine cannot
+tell (see ``_login_baseline.py``).
+
 Run: ``python benchmarks/login.py [--seconds N] [--processes N] [--threads N]
-[--postgres URL] [--json]``.  ``_login_concurrent.py`` holds the threads' and the worker
-processes' runs, ``_login_report.py`` the report and the table.
+[--postgres URL] [--baseline DIR] [--json]``.  ``_login_concurrent.py`` holds the
+threads' and the worker processes' runs, ``_login_report.py`` the report and the table.
 """
 
 from __future__ import annotations
@@ -117,6 +123,7 @@ import argparse
 import gc
 import hashlib
 import json
+import os
 import select
 import statistics
 import sys
@@ -130,6 +137,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+import _login_baseline
 import _pg
 import jwt
 from _login_concurrent import THREADS, measure_concurrent, measure_threads
@@ -440,6 +448,48 @@ def measure_audit_cost(pairs: dict[str, tuple[Case, Case]], seconds: float) -> d
     return costs
 
 
+@contextmanager
+def _scratch_database(source: _pg.Source) -> Iterator[tuple[str | None, str | None]]:
+    """A database of its own for the baseline on a throwaway cluster: ``(url, None)``,
+    dropped afterwards; else ``(None, why not)``."""
+    if source.url is None:
+        yield None, source.skipped
+        return
+    if not source.throwaway:
+        yield None, "a baseline gets PostgreSQL only on a throwaway cluster"
+        return
+    import psycopg
+    import sqlalchemy as sa
+
+    name = f"authtoken_baseline_{os.getpid()}"
+    try:
+        with psycopg.connect(_pg.conninfo(source.url), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        yield None, f"could not create a database for it: {type(exc).__name__}"
+        return
+    try:
+        yield sa.make_url(source.url).set(database=name).render_as_string(
+            hide_password=False), None
+    finally:
+        with psycopg.connect(_pg.conninfo(source.url), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def measure_baseline(folder: Path, setup: Setup, seconds: float,
+                     ) -> _login_baseline.BaselineReport:
+    """The unlimited login cases here and in the checkout at ``folder``, alternated."""
+    names = {f"{label} login, {binding}" for label in ("memory", "SQLite", "PostgreSQL")
+             for binding in ("no script binding", "bound to script 42")}
+    here = [(c.name, c.call, c.batch) for c in setup.cases if c.name in names]
+    with _scratch_database(setup.postgres) as (url, skipped):
+        settings = {"secret_key": SECRET_KEY.hex(), "data": DATA, "user": USER,
+                    "script_key": SCRIPT.key, "scope_plain": SCOPE_PLAIN,
+                    "scope_bound": SCOPE_BOUND, "postgres": url}
+        with _login_baseline.start(folder, settings) as baseline:
+            return _login_baseline.compare(baseline, here, seconds, skipped)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Logins per second of Security.login_by_auth_token vs PyJWT decode."
@@ -455,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", metavar="URL",
                         help=f"PostgreSQL to benchmark (default ${_pg.ENV}, else a "
                              "throwaway cluster if the server binaries are installed)")
+    parser.add_argument("--baseline", metavar="DIR", type=Path,
+                        help="also time the unlimited logins of the checkout in DIR (e.g. "
+                             "from 'git archive'), alternating with this code's")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.seconds <= 0:
@@ -463,9 +516,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--processes must be 0 or more")
     if args.threads < 0:
         parser.error("--threads must be 0 or more")
+    if args.baseline is not None and not (args.baseline / "authtoken" / "__init__.py").is_file():
+        parser.error("--baseline must be a checkout's root, with the authtoken package in it")
     with _pg.postgres(args.postgres) as source, _setup(source) as setup:
         measure(setup.cases, args.seconds)
         audit_cost = measure_audit_cost(setup.audit_pairs, args.seconds)
+        baseline = measure_baseline(args.baseline, setup, args.seconds) \
+            if args.baseline is not None else None
         threaded = {
             store.label: round(measure_threads(
                 store.security, [store.authorize(SCOPE_PLAIN) for _ in range(args.threads)],
@@ -488,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     report = build(setup.cases, concurrent, audit_cost,
                    {"threads": args.threads, "logins_per_s": threaded}, postgres,
                    seconds=args.seconds, rounds=ROUNDS, processes=args.processes)
+    report["baseline"] = baseline
     if args.json:
         json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
         print()

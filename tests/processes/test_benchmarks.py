@@ -7,6 +7,7 @@ and checks that every row the README quotes is still measured.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +20,17 @@ pytestmark = pytest.mark.slow
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def test_login_benchmark_measures_every_row(pg_url: str) -> None:
+def test_login_benchmark_measures_every_row(pg_url: str, tmp_path: Path) -> None:
     """login.py in a tiny mode measures every row the README quotes, the use-limited
-    logins with their cost beside the unlimited ones, and prints no secret."""
+    logins with their cost beside the unlimited ones, the unlimited ones against a
+    baseline checkout run by a second interpreter, and prints no secret."""
+    checkout = tmp_path / "checkout"  # the baseline: a copy, so its import is told apart
+    shutil.copytree(BENCHMARKS.parent / "authtoken", checkout / "authtoken",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "login.py"), "--seconds", "0.05",
-         "--processes", "2", "--threads", "2", "--json", "--postgres", pg_url],
+         "--processes", "2", "--threads", "2", "--json", "--postgres", pg_url,
+         "--baseline", str(checkout)],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -54,7 +60,32 @@ def test_login_benchmark_measures_every_row(pg_url: str) -> None:
     assert report["postgres"]["skipped"] is None
     assert set(report["threads"]["logins_per_s"]) == {"SQLite", "PostgreSQL"}
     assert all(rate > 0 for rate in report["threads"]["logins_per_s"].values())
+    baseline = report["baseline"]
+    assert Path(baseline["authtoken_file"]).is_relative_to(checkout)
+    assert [row["case"] for row in baseline["rows"]] == [
+        f"{store} login, {binding}" for store in ("memory", "SQLite")
+        for binding in ("no script binding", "bound to script 42")]
+    assert all(row["us_now"] > 0 and row["us_before"] > 0 for row in baseline["rows"])
+    # someone else's server (--postgres) gets no scratch database of the baseline's
+    assert baseline["skipped"] == "a baseline gets PostgreSQL only on a throwaway cluster"
     assert PASSWORD not in done.stdout + done.stderr
+    assert "atk_" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("given", ["missing", "empty"])
+def test_login_benchmark_refuses_a_baseline_without_the_package(
+        given: str, tmp_path: Path) -> None:
+    """--baseline naming no checkout is a usage error (exit 2), before anything runs."""
+    folder = tmp_path / given
+    if given == "empty":
+        folder.mkdir()
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "login.py"), "--baseline", str(folder)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert "--baseline must be a checkout's root" in done.stderr
+    assert done.stdout == ""
 
 
 def test_scale_benchmark_reports_every_row_check_and_target(pg_url: str) -> None:
