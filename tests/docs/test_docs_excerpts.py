@@ -10,8 +10,10 @@ These tests run the programs and the blocks and hold each marked block to them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -249,3 +251,84 @@ def test_a_marker_without_its_block_is_refused(tmp_path: Path) -> None:
                     encoding="utf-8")
     with pytest.raises(AssertionError, match="never ends"):
         marked_blocks(page)
+
+
+# -- the scheduler page's shell commands, run by the real command ---------------------------
+def page_commands(page: Path) -> list[str]:
+    """The ``authtoken`` commands of ``page``: those in ``sh`` blocks (continuation lines
+    joined) and those quoted inline, as written."""
+    text = page.read_text(encoding="utf-8")
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.DOTALL):
+        for command in block.replace("\\\n", " ").splitlines():
+            if command.strip().startswith("authtoken "):
+                found.append(" ".join(command.split()))
+    found += [" ".join(c.split()) for c in re.findall(r"`(authtoken [^`]+)`", text)]
+    return found
+
+
+def authtoken_command(home: Path, url: str, command: str,
+                      stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``command`` (``authtoken ...`` as a page writes it, a redirect to a file dropped)
+    run by the installed console script, on ``url`` with a throwaway key."""
+    args = shlex.split(command.split(" > ", 1)[0])
+    assert args[0] == "authtoken"
+    script = Path(sys.executable).with_name("authtoken")
+    env = clean_env(home)
+    env.update(AUTHTOKEN_DATABASE_URL=url, AUTHTOKEN_SECRET_KEYS="docs-test-key-0123456789")
+    return subprocess.run([str(script), *args[1:]], env=env, cwd=home, input=stdin,
+                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
+
+
+def test_scheduler_page_commands_do_what_it_says(tmp_path: Path) -> None:
+    """The page's authorize makes a renewable standing token, ``renew KEY`` renews it,
+    and ``list --run ID --all`` lists exactly the run token of that run, revoked."""
+    from authtoken import Script, ScriptRunner, open_security
+
+    commands = page_commands(DOCS / "scheduler.md")
+    authorize = [c for c in commands if c.startswith("authtoken authorize ")]
+    listing = [c for c in commands if c.startswith("authtoken list --run ")]
+    assert len(authorize) == 1 and len(listing) == 1, commands
+    assert "authtoken renew KEY" in commands
+    url = f"sqlite:///{tmp_path / 'tokens.db'}"
+
+    made = authtoken_command(tmp_path, url, authorize[0])
+    assert made.returncode == 0, made.stderr
+    standing = made.stdout.strip()
+    assert TOKEN_STRING.fullmatch(standing)
+
+    run_id = shlex.split(listing[0])[3]
+    with open_security(url, secret_keys="docs-test-key-0123456789") as security:
+        session = ScriptRunner(security, Script(key=42)).login_by_auth_token(standing)
+        assert session.principal is not None
+        key = session.principal.token_key
+        with session.run_token(run_id, scope="reports:export vfs:ikey?42") as run:
+            pass
+        session.run_token("another-run", scope="reports:export vfs:ikey?42").revoke()
+        shown = security.get_auth_token(key)
+        assert shown.max_lifetime is not None and shown.data == '{"report": "sales"}'
+
+    renewed = authtoken_command(tmp_path, url, "authtoken renew KEY".replace("KEY", key))
+    assert renewed.returncode == 0, renewed.stderr
+    assert renewed.stdout.startswith(f"renewed {key}: expires ")
+
+    listed = authtoken_command(tmp_path, url, listing[0] + " --json")
+    assert listed.returncode == 0, listed.stderr
+    tokens = json.loads(listed.stdout)["tokens"]
+    assert [(t["key"], t["run_id"], t["revoked_at"] is not None) for t in tokens] == [
+        (run.key, run_id, True)]
+    assert made.stdout == standing + "\n"  # the string once, and nothing else
+    for done in (renewed, listed):
+        assert TOKEN_STRING.search(done.stdout) is None
+    for done in (made, renewed, listed):
+        assert TOKEN_STRING.search(done.stderr) is None
+
+
+def test_page_commands_are_found_in_blocks_and_inline(tmp_path: Path) -> None:
+    """Commands are taken whole from sh blocks (continuations joined) and inline code."""
+    page = tmp_path / "page.md"
+    page.write_text("Run `authtoken list --run r1 --all` now.\n\n```sh\numask 077\n"
+                    "authtoken authorize --user a \\\n    --scope x > f\n```\n",
+                    encoding="utf-8")
+    assert page_commands(page) == ["authtoken authorize --user a --scope x > f",
+                                   "authtoken list --run r1 --all"]
