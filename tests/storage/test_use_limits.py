@@ -466,7 +466,8 @@ def test_racing_processes_spend_each_use_once(backend: str, tmp_path: Path,
             assert racer.stdout is not None
             for outcome, count in json.loads(racer.stdout.readline()).items():
                 totals[outcome] = totals.get(outcome, 0) + count
-        # every racer is done and none has flushed: the uses are in storage already
+        # every racer is done but still open (its buffer maybe unwritten): a limited
+        # token's uses are in storage already
         with open_security(url, secret_keys="race-key") as reader:
             assert reader.get_auth_token(one.key).use_count == 1  # type: ignore[arg-type]
             assert reader.get_auth_token(many.key).use_count == uses  # type: ignore[arg-type]
