@@ -428,7 +428,7 @@ go.set()
 for worker in workers:
     worker.join()
 print(json.dumps(results), flush=True)
-sys.stdin.readline()  # the test reads the counts before this process writes anything
+sys.stdin.readline()  # the test reads the counts before this process closes
 security.close()
 """
 
