@@ -30,8 +30,8 @@ from ._policy import Policy
 from ._redact import redact
 from ._token import TokenRecord
 
-__all__ = ["MAX_RUN_ID", "Limits", "check_changed_limits", "check_child_uses", "check_run_id",
-           "new_limits", "renewed_expiry"]
+__all__ = ["MAX_RUN_ID", "Limits", "check_changed_limits", "check_child_uses",
+           "check_expiring", "check_run_id", "new_limits", "renewed_expiry"]
 
 MAX_RUN_ID: Final = 200
 
@@ -77,11 +77,8 @@ def new_limits(*, max_uses: int | None, max_lifetime: Relative | None,
     child of a use-limited token without a limit as tight, ``PolicyViolation``."""
     lifetime = span(max_lifetime, now) if max_lifetime is not None else None
     if lifetime is not None:
-        if expires is None:
-            raise InvalidArgument(
-                "a token with a max_lifetime must expire: give an expiry such as '1d' "
-                "(renewals extend it up to the max_lifetime)"
-            )
+        check_expiring(expires is None, lifetime)
+        assert expires is not None
         if expires - now > lifetime:
             raise InvalidArgument(
                 f"max_lifetime {shown_duration(lifetime)} is shorter than the token's "
@@ -93,6 +90,16 @@ def new_limits(*, max_uses: int | None, max_lifetime: Relative | None,
         policy.check_max_lifetime(lifetime, now)
     first = None if lifetime is None or expires is None else expires - now
     return Limits(max_uses, lifetime, first)
+
+
+def check_expiring(never: bool, max_lifetime: object) -> None:
+    """``InvalidArgument`` for a renewable token (``max_lifetime``) that never expires:
+    checked before the delegation rules, since no session could make it right."""
+    if never and max_lifetime is not None:
+        raise InvalidArgument(
+            "a token with a max_lifetime must expire: give an expiry such as '1d' "
+            "(renewals extend it up to the max_lifetime)"
+        )
 
 
 def check_child_uses(parent: TokenRecord | None, max_uses: int | None) -> None:

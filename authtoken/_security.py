@@ -49,7 +49,7 @@ from ._errors import (
     TokenNotFound,
 )
 from ._expiry import aware_utc, from_micros, to_micros
-from ._jobs import check_run_id, new_limits, renewed_expiry
+from ._jobs import check_expiring, check_run_id, new_limits, renewed_expiry
 from ._login import LoginGate
 from ._policy import Policy
 from ._redact import redact
@@ -241,6 +241,7 @@ class Security:
             raise InvalidArgument(
                 f"token {token.key!r} is already authorized; create a new AuthToken"
             )
+        check_expiring(token.expiry_spec.never, token.max_lifetime)
         now = self.now()
         policy = self._policy
         expires = child_expiry(token.expiry_spec, now, parent, token.scopes, policy)
