@@ -190,7 +190,7 @@ def parse_duration(value: object, what: str) -> Relative | None:
         isinstance(value, str) and _parse_text_safely(value) == "absolute"
     ):
         raise InvalidArgument(
-            f"{what} is a duration such as '90d' or a timedelta, not a point in time"
+            f"{what} is a duration such as '90d' or '12h', not a point in time"
         )
     if value is not None and not isinstance(value, (str, timedelta, relativedelta)):
         raise ArgumentTypeError(
