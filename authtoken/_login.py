@@ -5,9 +5,9 @@ Theory of operation
 A login checks, in this order and stopping at the first failure: the signature (no
 storage touched, so forged strings cost nothing), existence and secret (one read by key,
 then ``compare_digest`` of SHA-256 digests -- unknown, malformed and wrong-secret are all
-the same ``InvalidToken``), revocation, expiry, script binding (``script_matches``), and
-for a token with ``max_uses`` a use left.  Only after the secret matched does the caller
-learn that a token is revoked, expired or spent.
+the same ``InvalidToken``), revocation, expiry, script and code bindings
+(``binding_refusal``), and for a token with ``max_uses`` a use left.  Only after the
+secret matched does the caller learn that a token is revoked, expired or spent.
 
 Nothing about a token is cached: every login reads storage (``Repository.login_row``),
 so a revocation made by any process is refused by the next login everywhere.  What a
@@ -35,7 +35,7 @@ from ._errors import (
 )
 from ._expiry import from_micros
 from ._repository import LoginRow, Repository, UseLimits
-from ._scopes import Script, bindings_of, script_matches
+from ._scopes import Script, binding_refusal
 from ._token import Principal
 from ._trail import Trail
 
@@ -80,15 +80,13 @@ class LoginGate:
                                token_key=key, expired_at=expired_at)
         scope = row.scope
         scopes = tuple(scope.split(" "))
-        # Most tokens bind no script: one substring test spares them the binding check.
-        if ("vfs:" in scope or "ufs:" in scope) \
-                and not script_matches(bindings_of(scopes), script):
-            self._trail.login(now_us, key, row.user, script, "ScriptNotAuthorized")
-            raise ScriptNotAuthorized(
-                "the token is bound to other scripts" if script is not None
-                else "the token is bound to scripts: log in with the Script using it",
-                token_key=key,
-            )
+        # Most tokens bind no script: two substring tests (as many as before code
+        # pinning; "fs:" is in both "vfs:" and "ufs:") spare them the binding check.
+        if "fs:" in scope or "sha256:" in scope:
+            refusal = binding_refusal(scopes, script)
+            if refusal is not None:
+                self._trail.login(now_us, key, row.user, script, "ScriptNotAuthorized")
+                raise ScriptNotAuthorized(refusal, token_key=key)
         counted = row.max_uses is None
         if not counted:
             self._spend(key, now_us, row, script)

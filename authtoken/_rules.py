@@ -17,7 +17,9 @@ the engine is the only caller.
   more rights than that token, as storage holds it *now*: it must be neither revoked
   nor expired, and a token it authorizes -- or a token's scope or expiry it changes --
   is no wider: opaque scopes a subset of its own, script bindings a non-empty subset of
-  its own when it has any, expiry no later.
+  its own when it has any, code bindings (``sha256:``) likewise a non-empty subset of
+  its own when it has any, expiry no later.  An unbound or unpinned token may bind or
+  pin the tokens it delegates.
 
 Everything here is a pure function of its arguments: no storage, no clock.
 """
@@ -29,7 +31,7 @@ from datetime import datetime
 from typing import Literal
 
 from ._errors import PermissionDenied, TokenExpired, TokenRevoked
-from ._scopes import bindings_of
+from ._scopes import bindings_of, code_bindings_of
 from ._token import TokenRecord, UserKey, check_user, same_user
 
 __all__ = [
@@ -140,12 +142,18 @@ def check_delegation(
     if scopes is not None:
         own = parent.scope.split(" ")
         own_bindings = set(bindings_of(own))
-        own_opaque = set(own) - own_bindings
+        own_code = set(code_bindings_of(own))
+        own_opaque = set(own) - own_bindings - own_code
         child_bindings = bindings_of(scopes)
-        wider = [s for s in scopes if s not in child_bindings and s not in own_opaque]
+        child_code = code_bindings_of(scopes)
+        wider = [s for s in scopes
+                 if s not in child_bindings and s not in child_code and s not in own_opaque]
+        # A bound parent narrows scripts too; an unbound one (any script) may bind.  The
+        # same holds, apart, for code: a pinned parent's child is pinned within it.
         if own_bindings:
-            # A bound parent narrows scripts too; an unbound one (any script) may bind.
             wider += [s for s in child_bindings if s not in own_bindings]
+        if own_code:
+            wider += [s for s in child_code if s not in own_code]
         if wider:
             raise PermissionDenied(
                 "a token can only delegate scopes it holds itself; not held: "
@@ -157,6 +165,12 @@ def check_delegation(
                 "this session's token is bound to scripts, so a token it delegates must "
                 "be bound to one or more of them: add one of "
                 + ", ".join(sorted(own_bindings))
+            )
+        if own_code and not child_code:
+            raise PermissionDenied(
+                "this session's token is pinned to code, so a token it delegates must "
+                "be pinned to some of the same code: add one of "
+                + ", ".join(sorted(own_code))
             )
     if expires is not False and parent.expires is not None:
         if expires is None or expires > parent.expires:

@@ -1,11 +1,19 @@
 """The scope grammar and script bindings.
 
-A scope is a set of identifiers.  Most are opaque to the engine; two families bind a
+A scope is a set of identifiers.  Most are opaque to the engine; three families bind a
 token to the scripts allowed to use it:
 
 - ``vfs:ikey?<integer>`` -- a script by its integer key (canonical decimal);
 - ``ufs:<escaped path>`` -- a script by its path, JavaScript-``escape``d so that it
-  holds no whitespace, stored as ``ufs:`` + ``escape(normpath(unescape(path)))``.
+  holds no whitespace, stored as ``ufs:`` + ``escape(normpath(unescape(path)))``;
+- ``sha256:<64 lower-case hex digits>`` -- a *code binding*: the SHA-256 of the code
+  the script runs (``Script.digest``).
+
+The first two are *script bindings*; a token holding any may be used by a script that
+matches one of them.  Code bindings are a second, separate rule: a token holding any may
+be used only by a script whose digest is one of them.  A token holding both kinds needs
+both satisfied (``script_matches``).  Identifiers are case-sensitive: ``VFS:``, ``UFS:``
+and ``SHA256:`` in another case are opaque (``scope_warnings`` says so).
 
 ``parse_scope`` turns any accepted input into the canonical tuple, first-seen order,
 duplicates dropped, or raises ``ScopeError`` saying what is wrong and how to fix it.
@@ -13,8 +21,11 @@ duplicates dropped, or raises ``ScopeError`` saying what is wrong and how to fix
 
 from __future__ import annotations
 
+import hashlib
+import os
 import posixpath
 import re
+import stat
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,8 +39,11 @@ __all__ = [
     "MAX_IDENTIFIER_LENGTH",
     "MAX_SCOPE_LENGTH",
     "Script",
+    "binding_refusal",
     "bindings_of",
     "canonical_identifier",
+    "code_bindings_of",
+    "digest_binding",
     "key_binding",
     "parse_scope",
     "path_binding",
@@ -43,7 +57,12 @@ MAX_SCOPE_LENGTH = 8192
 
 _VFS_PREFIX = "vfs:"
 _UFS_PREFIX = "ufs:"
+_SHA_PREFIX = "sha256:"
 _VFS_KEY = re.compile(r"vfs:ikey\?(-?[0-9]+)\Z", re.ASCII)
+_DIGEST = re.compile(r"[0-9a-f]{64}\Z", re.ASCII)
+_ANY_CASE_DIGEST = re.compile(r"[0-9a-fA-F]{64}\Z", re.ASCII)
+_DIGEST_FIX = ("write 'sha256:' and the 64 lower-case hex digits of the code's SHA-256, "
+               "as 'sha256sum FILE' or Script.for_file(path).digest gives them")
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 # 10**503 needs fewer bits than this: any larger key cannot fit in 512 characters.
 _MAX_KEY_BITS = 1700
@@ -98,6 +117,24 @@ def _canonical_ufs(identifier: str) -> str:
     return _UFS_PREFIX + escape(posixpath.normpath(path))
 
 
+def _check_code(identifier: str) -> str:
+    digits = identifier[len(_SHA_PREFIX):]
+    if _DIGEST.match(digits):
+        return identifier
+    if _ANY_CASE_DIGEST.match(digits):
+        problem = "has upper-case hex digits; write them in lower case"
+    elif not digits:
+        problem = "has no digest"
+    elif len(digits) != 64:
+        problem = f"has {len(digits)} characters after 'sha256:', not 64"
+    else:
+        problem = "holds characters that are not hex digits"
+    raise ScopeError(
+        f"code binding {_shown(identifier)} {problem}: {_DIGEST_FIX}",
+        identifier=identifier,
+    )
+
+
 def _check_characters(identifier: str) -> None:
     if not identifier:
         raise ScopeError("a scope identifier is empty: give 1 to 512 characters")
@@ -135,8 +172,10 @@ def canonical_identifier(identifier: str) -> str:
                 identifier=identifier,
             )
         return canonical
-    # Anything else -- 'VFS:ikey?1' included, since matching is case-sensitive -- is
-    # opaque: it binds no script (scope_warnings tells the writer so).
+    if identifier[:7] == _SHA_PREFIX:
+        return _check_code(identifier)
+    # Anything else -- 'VFS:ikey?1' and 'SHA256:...' included, since matching is
+    # case-sensitive -- is opaque: it binds nothing (scope_warnings tells the writer so).
     return identifier
 
 
@@ -213,22 +252,78 @@ def bindings_of(scopes: Iterable[str]) -> tuple[str, ...]:
     return tuple(s for s in scopes if s[:4] in (_VFS_PREFIX, _UFS_PREFIX))
 
 
+def code_bindings_of(scopes: Iterable[str]) -> tuple[str, ...]:
+    """The code bindings (``sha256:`` identifiers) among canonical ``scopes``."""
+    return tuple(s for s in scopes if s[:7] == _SHA_PREFIX)
+
+
+def _check_digest(digest: object, what: str) -> str:
+    if not isinstance(digest, str):
+        raise ArgumentTypeError(f"{what} must be a str, not {type(digest).__name__}")
+    if _DIGEST.match(digest):
+        return digest
+    if _ANY_CASE_DIGEST.match(digest):
+        problem = "has upper-case hex digits; write them in lower case (digest.lower())"
+    else:
+        problem = (f"is not 64 hex digits ({len(digest)} characters); give the "
+                   "hexdigest() of hashlib.sha256 over the code, or use Script.for_file")
+    raise InvalidArgument(f"{what} {problem}")
+
+
+_CHUNK = 1 << 20
+
+
+def _file_digest(path: str) -> str:
+    """The SHA-256 of the regular file at ``path``, read in chunks; ``InvalidArgument``
+    naming the path when it cannot be read or is not a regular file."""
+    shown = ascii(redact(path))
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InvalidArgument(f"cannot read the script file {shown}: {reason}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidArgument(
+                f"the script file {shown} is not a regular file (a folder, device or "
+                "pipe); give the path of the file the script runs"
+            )
+        digest = hashlib.sha256()
+        try:
+            while chunk := os.read(fd, _CHUNK):
+                digest.update(chunk)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise InvalidArgument(
+                f"cannot read the script file {shown}: {reason}"
+            ) from None
+        return digest.hexdigest()
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True, slots=True)
 class Script:
-    """The script that is logging in: its integer ``key``, its ``path``, or both.
+    """The script that is logging in: its integer ``key``, its ``path``, the SHA-256
+    ``digest`` of the code it runs (64 lower-case hex digits), or any of them together.
 
-    Raises ``InvalidArgument`` when neither is given and ``TypeError`` for wrong types.
+    Raises ``InvalidArgument`` when none is given or the digest is malformed, and
+    ``TypeError`` for wrong types.  ``Script.for_file`` computes the digest of a file.
     """
 
     key: int | None = None
     path: str | None = None
+    digest: str | None = field(default=None, kw_only=True)
     _identifiers: frozenset[str] = field(
         init=False, repr=False, compare=False, hash=False, default=frozenset()
     )
 
     def __post_init__(self) -> None:
-        if self.key is None and self.path is None:
-            raise ArgumentTypeError("Script needs a key, a path, or both")
+        if self.key is None and self.path is None and self.digest is None:
+            raise ArgumentTypeError("Script needs a key, a path or a digest")
         if self.key is not None and (
             isinstance(self.key, bool) or not isinstance(self.key, int)
         ):
@@ -245,6 +340,8 @@ class Script:
                 "leave it None for a script known only by its key"
             )
         found = set()
+        if self.digest is not None:
+            found.add(_SHA_PREFIX + _check_digest(self.digest, "Script.digest"))
         binding = None if self.key is None else _vfs_binding(self.key)
         if binding is not None:
             found.add(binding)
@@ -253,9 +350,34 @@ class Script:
         # Computed once: every login of this script compares against it.
         object.__setattr__(self, "_identifiers", frozenset(found))
 
+    @classmethod
+    def for_file(cls, path: str | os.PathLike[str], *, key: int | None = None) -> Script:
+        """The script that runs the file at ``path``: its ``path`` (as given) and the
+        ``digest`` of the file's bytes as they are now, read in chunks of any size.
+
+        A symbolic link is followed: the digest is of the file it points to, the path
+        the one given.  Raises ``InvalidArgument`` naming the path when the file is
+        missing, unreadable or not a regular file (a folder, a device, a pipe), and
+        ``TypeError`` for a ``path`` that is not a ``str`` or ``os.PathLike[str]``.
+        """
+        if isinstance(path, os.PathLike):
+            path = os.fspath(path)
+        if not isinstance(path, str):
+            raise ArgumentTypeError(
+                f"Script.for_file needs a str path, not {type(path).__name__}"
+            )
+        if not path or "\x00" in path:
+            raise InvalidArgument(
+                "Script.for_file needs a non-empty path without NUL characters"
+            )
+        return cls(key=key, path=path, digest=_file_digest(path))
+
     def __repr__(self) -> str:
         # a token string pasted as the path must not come back in a log line
-        return redact(f"Script(key={self.key!r}, path={self.path!r})")
+        shown = f"Script(key={self.key!r}, path={self.path!r}"
+        if self.digest is not None:
+            shown += f", digest={self.digest!r}"
+        return redact(shown + ")")
 
     def identifiers(self) -> frozenset[str]:
         """The canonical binding identifiers this script satisfies."""
@@ -265,14 +387,40 @@ class Script:
 def script_matches(bindings: tuple[str, ...], script: Script | None) -> bool:
     """Whether ``script`` may use a token with these canonical ``bindings``.
 
-    No binding: any script, or none.  Otherwise the script must satisfy one of them --
-    ``vfs:ikey?K`` its key ``K``, ``ufs:P`` its path normalised and escaped as ``P`` is
-    -- exactly: no prefixes, no globbing, case-sensitive.  Every login decides with this
-    function (against the identifiers the ``Script`` computed once).
+    No binding: any script, or none.  Script bindings among them (``vfs:``/``ufs:``):
+    the script must satisfy one -- ``vfs:ikey?K`` its key ``K``, ``ufs:P`` its path
+    normalised and escaped as ``P`` is.  Code bindings among them (``sha256:``): the
+    script's ``digest`` must be one of them, *as well*.  Matching is exact: no
+    prefixes, no globbing, case-sensitive.  Every login decides with this function
+    (against the identifiers the ``Script`` computed once).
     """
     if not bindings:
         return True
-    return script is not None and not script.identifiers().isdisjoint(bindings)
+    if script is None:
+        return False
+    held = script.identifiers()
+    code = code_bindings_of(bindings)
+    if code and held.isdisjoint(code):
+        return False
+    scripts = bindings_of(bindings)
+    return not scripts or not held.isdisjoint(scripts)
+
+
+def binding_refusal(scopes: tuple[str, ...], script: Script | None) -> str | None:
+    """``None`` when ``script`` may use a token with canonical ``scopes``, else what
+    the ``ScriptNotAuthorized`` refusal says: which rule failed, and what to change."""
+    bindings = bindings_of(scopes)
+    if not script_matches(bindings, script):
+        return ("the token is bound to other scripts" if script is not None
+                else "the token is bound to scripts: log in with the Script using it")
+    code = code_bindings_of(scopes)
+    if not script_matches(code, script):
+        if script is None or script.digest is None:
+            return ("the token is pinned to code: log in with Script.for_file(path) or "
+                    "a Script with the digest of the code it runs")
+        return ("the token is pinned to other code: the script's digest is none of "
+                "its sha256: bindings (was the file changed since the token was made?)")
+    return None
 
 
 # -- helping people write what they mean ---------------------------------------------------
@@ -306,6 +454,17 @@ def path_binding(path: str) -> str:
     return canonical_identifier(_UFS_PREFIX + escape(posixpath.normpath(path)))
 
 
+def digest_binding(digest: str) -> str:
+    """The identifier that pins a token to the code whose SHA-256 is ``digest``
+    (64 lower-case hex digits, as ``hashlib.sha256(code).hexdigest()`` and
+    ``Script.for_file(path).digest`` give them): ``"sha256:" + digest``.
+
+    Raises ``InvalidArgument`` for a digest of another length, case or alphabet and
+    ``TypeError`` for a non-``str``.
+    """
+    return _SHA_PREFIX + _check_digest(digest, "a code digest")
+
+
 def _looks_like_scope(identifier: str) -> bool:
     # 'reports:read', 'vfs:ikey?1', 'urn:x', 'authtoken:admin': a scheme-like head.
     head, sep, _ = identifier.partition(":")
@@ -320,7 +479,8 @@ def scope_warnings(scope: str) -> tuple[str, ...]:
 
     - an identifier holding a comma (``"reports:read,reports:write"`` is one opaque
       scope: scopes are separated by whitespace);
-    - a binding written in the wrong case (``"VFS:ikey?1"`` is opaque and binds nothing);
+    - a binding written in the wrong case (``"VFS:ikey?1"`` and ``"SHA256:..."`` are
+      opaque and bind nothing);
     - an identifier following a ``ufs:`` one the way the rest of a path with a space
       would (``"ufs:/jobs/my job.py"`` binds ``/jobs/my`` plus an opaque ``job.py``).
 
@@ -333,12 +493,18 @@ def scope_warnings(scope: str) -> tuple[str, ...]:
     previous: str | None = None
     for identifier in scope.split():
         head = identifier[:4]
+        code_head = identifier[:7]
         if head.lower() in (_VFS_PREFIX, _UFS_PREFIX) and head not in (
             _VFS_PREFIX, _UFS_PREFIX
         ):
             warnings.append(
                 f"scope {_shown(identifier)} is an opaque scope, not a script binding: "
                 f"bindings are lower case ({_shown(head.lower() + identifier[4:])})"
+            )
+        elif code_head.lower() == _SHA_PREFIX and code_head != _SHA_PREFIX:
+            warnings.append(
+                f"scope {_shown(identifier)} is an opaque scope, not a code binding: "
+                "code bindings are lower case ('sha256:' and 64 lower-case hex digits)"
             )
         elif "," in identifier and head not in (_VFS_PREFIX, _UFS_PREFIX):
             parts = " ".join(part for part in identifier.split(",") if part)
