@@ -1,13 +1,15 @@
 """``login.py --baseline DIR``: the same logins on an earlier checkout, side by side.
 
 Whether a change made logins slower cannot be read off two runs: on a shared machine
-the figures move by a third between runs.  So the earlier code runs in a second
-interpreter at the same time -- ``python _login_baseline.py`` with ``DIR`` first on
-``PYTHONPATH``, so that ``import authtoken`` finds the checkout in ``DIR`` -- which sets
-up the same cases on stores of its own and times one when asked.  The parent then
-alternates: a short round of a case here, the same case there, then there first and
-here second, and so on (ABBA...), and compares the medians.  Only one side runs at a
-time; the other waits on its pipe.
+the figures move by a third between runs.  So both codes run at the same time, each in
+an interpreter of its own -- ``python _login_baseline.py`` with a checkout first on
+``PYTHONPATH``, so that ``import authtoken`` finds that checkout: this one for "now",
+``DIR`` for "before" -- which sets up the same cases on stores of its own and times one
+when asked.  Both sides are alike, so neither pays for the other's surroundings (the
+parent holds every store of the main run; timing "now" in it showed identical code
+13 % apart).  The parent alternates: a short round of a case now, the same case before,
+then before first and now second, and so on (ABBA...), and compares the medians.  Only
+one side runs at a time; the other waits on its pipe.
 
 The child uses only the public API of the earliest code compared (``open_security``,
 ``AuthToken``, ``Script``, ``login_by_auth_token``), so any checkout since then works.
@@ -18,7 +20,7 @@ earlier schema cannot share one with this code's); on a server you named, the ba
 has no PostgreSQL rows.
 
 ``python benchmarks/_login_baseline.py`` is the child; the parent's side is
-``Baseline`` and ``compare``.
+``Baseline`` (one child), ``start`` and ``compare``.
 """
 
 from __future__ import annotations
@@ -38,11 +40,15 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any, TypedDict
 
-__all__ = ["Baseline", "BaselineReport", "batch_of", "compare", "start"]
+__all__ = ["CASES", "INTERPRETERS", "Baseline", "BaselineReport", "batch_of", "compare",
+           "start"]
 
 BATCH_SECONDS = 0.005
-AB_ROUNDS = 12  # short rounds per side and case, alternating which side goes first
+AB_ROUNDS = 24  # short rounds per side and case, alternating which side goes first
+INTERPRETERS = 4  # per side, taken in turn
 PLAIN, BOUND = "no script binding", "bound to script 42"
+CASES = tuple(f"{label} login, {binding}" for label in ("memory", "SQLite", "PostgreSQL")
+              for binding in (PLAIN, BOUND))
 
 
 class BaselineRow(TypedDict):
@@ -55,6 +61,7 @@ class BaselineRow(TypedDict):
 class BaselineReport(TypedDict):
     dir: str
     authtoken_file: str | None  # where the child's authtoken came from
+    interpreters: int  # per side
     rounds: int
     seconds_per_round: float
     rows: list[BaselineRow]
@@ -107,7 +114,7 @@ def _child_cases(stack: ExitStack, settings: dict[str, Any],
     if settings.get("postgres"):
         urls.append(("PostgreSQL", settings["postgres"]))
     cases: dict[str, Callable[[], object]] = {}
-    for label, url in urls:
+    for label, url in urls:  # a side's interpreters share its databases, not its tokens
         security = stack.enter_context(open_security(url, secret_keys=key))
         plain = security.authorize_token(
             AuthToken(settings["scope_plain"], data, expires="1d"), user=user)
@@ -191,30 +198,31 @@ def start(folder: Path, settings: dict[str, Any]) -> Iterator[Baseline]:
             process.stdout.close()
 
 
-def compare(baseline: Baseline, here: Sequence[tuple[str, Callable[[], object], int]],
-            seconds: float, skipped: str | None) -> BaselineReport:
-    """Median µs per login here and in the baseline, case by case, over ``AB_ROUNDS``
-    short rounds each, alternating which side goes first.  ``here``: (case, call,
-    batch) of this code's cases."""
+def compare(current: Sequence[Baseline], baseline: Sequence[Baseline], seconds: float,
+            skipped: str | None) -> BaselineReport:
+    """Median µs per login of ``current`` (this code) and ``baseline``, case by case,
+    over ``AB_ROUNDS`` short rounds each, alternating which side goes first and taking
+    each side's interpreters in turn: one interpreter's luck (where its memory landed,
+    its hash seed) moves a login by ~10 %, several even it out."""
     rows: list[BaselineRow] = []
     short = max(0.05, seconds / 4)
-    for name, call, batch in here:
-        if name not in baseline.cases:
+    for name in CASES:
+        if not all(name in side.cases for side in (*current, *baseline)):
             continue
         now: list[float] = []
         before: list[float] = []
         for i in range(AB_ROUNDS):
-            sides = [("now", partial(timed_round, call, batch, short)),
-                     ("before", partial(baseline.rate, name, short))]
-            for side, run in sides if i % 2 == 0 else reversed(sides):
-                (now if side == "now" else before).append(run())
+            sides = [(now, current[i % len(current)]),
+                     (before, baseline[i % len(baseline)])]
+            for rates, side in sides if i % 2 == 0 else reversed(sides):
+                rates.append(side.rate(name, short))
         us_now, us_before = 1e6 / statistics.median(now), 1e6 / statistics.median(before)
         rows.append({"case": name, "us_now": round(us_now, 3),
                      "us_before": round(us_before, 3),
                      "change": round(us_now / us_before - 1, 3)})
-    return {"dir": str(baseline.folder), "authtoken_file": baseline.authtoken_file,
-            "rounds": AB_ROUNDS, "seconds_per_round": short, "rows": rows,
-            "skipped": skipped}
+    return {"dir": str(baseline[0].folder), "authtoken_file": baseline[0].authtoken_file,
+            "interpreters": len(baseline), "rounds": AB_ROUNDS,
+            "seconds_per_round": short, "rows": rows, "skipped": skipped}
 
 
 if __name__ == "__main__":

@@ -250,7 +250,8 @@ def _print_baseline(report: Report) -> None:
     if baseline is None:
         return
     print()
-    print(f"unlimited logins, this code vs the checkout in {baseline['dir']} (median of "
+    print(f"unlimited logins, this code vs the checkout in {baseline['dir']}, each in "
+          f"{baseline['interpreters']} interpreters of its own (median of "
           f"{baseline['rounds']} alternating rounds of {baseline['seconds_per_round']:g} s "
           "each):")
     print()

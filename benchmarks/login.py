@@ -143,6 +143,7 @@ import jwt
 from _login_concurrent import THREADS, measure_concurrent, measure_threads
 from _login_report import REFERENCE, PostgresInfo, build, limited_name, show
 
+import authtoken
 from authtoken import (
     AuthToken,
     AuthTokenError,
@@ -449,9 +450,10 @@ def measure_audit_cost(pairs: dict[str, tuple[Case, Case]], seconds: float) -> d
 
 
 @contextmanager
-def _scratch_database(source: _pg.Source) -> Iterator[tuple[str | None, str | None]]:
-    """A database of its own for the baseline on a throwaway cluster: ``(url, None)``,
-    dropped afterwards; else ``(None, why not)``."""
+def _scratch_database(source: _pg.Source, tag: str,
+                      ) -> Iterator[tuple[str | None, str | None]]:
+    """A database of its own for one side of the baseline run on a throwaway cluster:
+    ``(url, None)``, dropped afterwards; else ``(None, why not)``."""
     if source.url is None:
         yield None, source.skipped
         return
@@ -461,7 +463,7 @@ def _scratch_database(source: _pg.Source) -> Iterator[tuple[str | None, str | No
     import psycopg
     import sqlalchemy as sa
 
-    name = f"authtoken_baseline_{os.getpid()}"
+    name = f"authtoken_{tag}_{os.getpid()}"
     try:
         with psycopg.connect(_pg.conninfo(source.url), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
@@ -476,18 +478,22 @@ def _scratch_database(source: _pg.Source) -> Iterator[tuple[str | None, str | No
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def measure_baseline(folder: Path, setup: Setup, seconds: float,
+def measure_baseline(folder: Path, source: _pg.Source, seconds: float,
                      ) -> _login_baseline.BaselineReport:
-    """The unlimited login cases here and in the checkout at ``folder``, alternated."""
-    names = {f"{label} login, {binding}" for label in ("memory", "SQLite", "PostgreSQL")
-             for binding in ("no script binding", "bound to script 42")}
-    here = [(c.name, c.call, c.batch) for c in setup.cases if c.name in names]
-    with _scratch_database(setup.postgres) as (url, skipped):
-        settings = {"secret_key": SECRET_KEY.hex(), "data": DATA, "user": USER,
-                    "script_key": SCRIPT.key, "scope_plain": SCOPE_PLAIN,
-                    "scope_bound": SCOPE_BOUND, "postgres": url}
-        with _login_baseline.start(folder, settings) as baseline:
-            return _login_baseline.compare(baseline, here, seconds, skipped)
+    """The unlimited login cases of this checkout and of the one at ``folder``, each
+    in an interpreter of its own, alternated."""
+    this = Path(authtoken.__file__).resolve().parents[1]
+    with ExitStack() as stack:
+        sides = []
+        skipped = None
+        for tag, root in (("now", this), ("before", folder)):
+            url, skipped = stack.enter_context(_scratch_database(source, tag))
+            settings = {"secret_key": SECRET_KEY.hex(), "data": DATA, "user": USER,
+                        "script_key": SCRIPT.key, "scope_plain": SCOPE_PLAIN,
+                        "scope_bound": SCOPE_BOUND, "postgres": url}
+            sides.append([stack.enter_context(_login_baseline.start(root, settings))
+                          for _ in range(_login_baseline.INTERPRETERS)])
+        return _login_baseline.compare(sides[0], sides[1], seconds, skipped)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -521,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     with _pg.postgres(args.postgres) as source, _setup(source) as setup:
         measure(setup.cases, args.seconds)
         audit_cost = measure_audit_cost(setup.audit_pairs, args.seconds)
-        baseline = measure_baseline(args.baseline, setup, args.seconds) \
+        baseline = measure_baseline(args.baseline, source, args.seconds) \
             if args.baseline is not None else None
         threaded = {
             store.label: round(measure_threads(
