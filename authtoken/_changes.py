@@ -22,7 +22,7 @@ from ._errors import (
     TokenRevoked,
 )
 from ._expiry import ExpirySpec
-from ._jobs import Limits, check_changed_limits, check_child_uses
+from ._jobs import Limits, check_changed_limits, check_child_uses, check_renewal_within
 from ._policy import Policy
 from ._rules import check_child, check_delegation
 from ._shape import is_token_key
@@ -149,10 +149,12 @@ def updated_record(token: AuthToken, *, key: str, stored: TokenRecord | None,
         # Made renewable by this update: a renewal's default step is fixed now, or it
         # would grow with every renewal (expires minus created_at).
         record = replace(record, lifetime=record.expires - record.created_at)
-    if parent is not None and changes.keys() & {"scope", "expires"}:
+    if parent is not None and changes.keys() - {"description", "data"}:
+        # A token session changes more than the free fields only of a token that stays
+        # within its own rights: scope, expiry, uses and how far it may be renewed.
         check_delegation(parent, tuple(record.scope.split(" ")), record.expires)
-    if parent is not None and "max_uses" in changes:
         check_child_uses(parent, record.max_uses)
+        check_renewal_within(parent, record)
     if policy is not None and changes.keys() & {"expires", "max_lifetime"}:
         policy.check_expiry(record.expires, record.created_at)
         policy.check_max_lifetime(record.max_lifetime, record.created_at)

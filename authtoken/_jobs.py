@@ -14,6 +14,7 @@ Everything here is a pure function of its arguments: no storage, no clock.
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from datetime import datetime, timedelta
 from typing import Final
@@ -25,15 +26,46 @@ from ._errors import (
     TokenExpired,
     TokenRevoked,
 )
-from ._expiry import Relative, parse_duration, shown_duration, span
+from ._expiry import ExpirySpec, Relative, parse_duration, shown_duration, span
 from ._policy import Policy
 from ._redact import redact
 from ._token import TokenRecord
 
 __all__ = ["MAX_RUN_ID", "Limits", "check_changed_limits", "check_child_uses",
-           "check_expiring", "check_run_id", "new_limits", "renewed_expiry"]
+           "check_expiring", "check_renewal_within", "check_run_id", "default_spec",
+           "new_limits", "renewal_end", "renewed_expiry", "stored_digest"]
 
 MAX_RUN_ID: Final = 200
+_LIMITED_TAG: Final = b"authtoken: a token with max_uses\x00"
+
+
+def stored_digest(digest: bytes, max_uses: int | None) -> bytes:
+    """What storage keeps of a token's secret: its ``digest``, or for a token with
+    ``max_uses`` a digest of that digest under a tag of its own.
+
+    A process of a release that knows nothing of use limits (still running after the
+    schema was upgraded, or after a downgrade) compares the plain digest, finds none
+    that matches, and refuses the token as unknown -- rather than let a one-time token
+    log in again and again.  ``max_uses`` is fixed when a token is authorized (it cannot
+    be added or removed later), so a token never changes domain.
+    """
+    if max_uses is None:
+        return digest
+    return hashlib.sha256(_LIMITED_TAG + digest).digest()
+
+
+def default_spec(spec: ExpirySpec, max_lifetime: Relative | None, now: datetime,
+                 ) -> ExpirySpec:
+    """The expiry a renewable token gets when none was given: the default, but no
+    longer than its ``max_lifetime`` (the first lifetime of a token renewable for a
+    week is a week, not 30 days)."""
+    if not spec.is_default or max_lifetime is None:
+        return spec
+    lifetime = span(max_lifetime, now)
+    expires = spec.resolve(now)
+    if expires is not None and expires - now <= lifetime:
+        return spec
+    return ExpirySpec(relative=lifetime, is_default=True)
 
 
 def check_run_id(value: object) -> str:
@@ -114,6 +146,28 @@ def check_child_uses(parent: TokenRecord | None, max_uses: int | None) -> None:
         )
 
 
+def renewal_end(record: TokenRecord) -> datetime | None:
+    """The latest ``record`` may ever expire: ``created_at + max_lifetime`` for a
+    renewable token, else its expiry (``None``: never)."""
+    if record.max_lifetime is not None:
+        return record.created_at + record.max_lifetime
+    return record.expires
+
+
+def check_renewal_within(parent: TokenRecord, record: TokenRecord) -> None:
+    """``PermissionDenied`` unless a token changed by a session of ``parent`` may not be
+    renewed past what ``parent`` itself may ever reach (its own token included: a
+    session cannot make itself renewable, nor lengthen its own renewals)."""
+    if record.max_lifetime is None:
+        return
+    limit = renewal_end(parent)
+    if limit is not None and record.created_at + record.max_lifetime > limit:
+        raise PermissionDenied(
+            "a token session cannot make a token renewable past what its own token may "
+            f"reach ({limit.isoformat()}); give a shorter max_lifetime"
+        )
+
+
 def check_changed_limits(stored: TokenRecord, max_uses: int | None) -> None:
     """``InvalidArgument`` for a use limit put on or taken off an authorized token: the
     uses of a token without a limit are counted lazily, so a limit added later could
@@ -133,6 +187,9 @@ def renewed_expiry(record: TokenRecord, by: object, now: datetime,
     renewable or a ``by`` that is not a positive duration.
     """
     step = parse_duration(by, "by")
+    if by is not None and step is None:
+        raise InvalidArgument("by is how much longer the token should live, such as '7d'; "
+                              "'never' is not a renewal")
     if record.revoked_at is not None:
         raise TokenRevoked("the token is revoked and cannot be renewed",
                            token_key=record.key, revoked_at=record.revoked_at)

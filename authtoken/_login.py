@@ -34,6 +34,7 @@ from ._errors import (
     TokenRevoked,
 )
 from ._expiry import from_micros
+from ._jobs import stored_digest
 from ._repository import LoginRow, Repository, UseLimits
 from ._scopes import Script, binding_refusal
 from ._token import Principal
@@ -65,7 +66,9 @@ class LoginGate:
             self._trail.invalid(script)
             raise
         row = self._repository.login_row(key)
-        if row is None or not hmac.compare_digest(row.secret_hash, digest):
+        if row is None or not hmac.compare_digest(
+                row.secret_hash,
+                digest if row.max_uses is None else stored_digest(digest, row.max_uses)):
             self._trail.invalid(script)
             raise InvalidToken("not a valid authtoken token string")
         now_us = self._now_us()

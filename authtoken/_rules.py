@@ -36,6 +36,7 @@ from ._token import TokenRecord, UserKey, check_user, same_user
 
 __all__ = [
     "Actor",
+    "ActorTokenExpired",
     "acting_user",
     "audit_user",
     "check_child",
@@ -116,6 +117,11 @@ def check_owner(actor: Actor, owner: UserKey | None) -> None:
         raise PermissionDenied("the token belongs to another user")
 
 
+class ActorTokenExpired(TokenExpired):
+    """The token the actor logged in with has expired: its own credentials, not the
+    token it acts on (the admin API answers this one with a 401, that one with a 409)."""
+
+
 def live_parent(parent: TokenRecord | None, key: str, now: datetime) -> TokenRecord:
     """``parent`` -- the token with ``key`` an actor logged in with, as stored now -- if
     it still lives: ``TokenRevoked`` once it is revoked (or gone), ``TokenExpired`` once
@@ -126,8 +132,8 @@ def live_parent(parent: TokenRecord | None, key: str, now: datetime) -> TokenRec
             token_key=key, revoked_at=None if parent is None else parent.revoked_at,
         )
     if parent.expires is not None and now >= parent.expires:
-        raise TokenExpired("this session's token has expired", token_key=key,
-                           expired_at=parent.expires)
+        raise ActorTokenExpired("this session's token has expired", token_key=key,
+                                expired_at=parent.expires)
     return parent
 
 

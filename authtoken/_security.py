@@ -49,7 +49,14 @@ from ._errors import (
     TokenNotFound,
 )
 from ._expiry import aware_utc, from_micros, to_micros
-from ._jobs import check_expiring, check_run_id, new_limits, renewed_expiry
+from ._jobs import (
+    check_expiring,
+    check_run_id,
+    default_spec,
+    new_limits,
+    renewed_expiry,
+    stored_digest,
+)
 from ._login import LoginGate
 from ._policy import Policy
 from ._redact import redact
@@ -244,7 +251,8 @@ class Security:
         check_expiring(token.expiry_spec.never, token.max_lifetime)
         now = self.now()
         policy = self._policy
-        expires = child_expiry(token.expiry_spec, now, parent, token.scopes, policy)
+        spec = default_spec(token.expiry_spec, token.max_lifetime, now)
+        expires = child_expiry(spec, now, parent, token.scopes, policy)
         limits = new_limits(max_uses=token.max_uses, max_lifetime=token.max_lifetime,
                             expires=expires, now=now, parent=parent, policy=policy)
         if limits.max_uses is not None and not isinstance(self._repository, UseLimits):
@@ -254,8 +262,9 @@ class Security:
             )
         key = new_key()
         string, digest = self._codec.issue(key)
-        record = new_record(token, key=key, digest=digest, user=user, expires=expires,
-                            now=now, parent=parent, limits=limits, run_id=run_id)
+        record = new_record(token, key=key, digest=stored_digest(digest, limits.max_uses),
+                            user=user, expires=expires, now=now, parent=parent,
+                            limits=limits, run_id=run_id)
         self._insert(record, now)
         load_record(token, record)
         return string
@@ -297,7 +306,8 @@ class Security:
     def _record_for(self, token_string: str | bytes) -> TokenRecord:
         key, digest = self._codec.read(token_string)
         record = self._repository.get(key)
-        if record is None or not hmac.compare_digest(record.secret_hash, digest):
+        if record is None or not hmac.compare_digest(
+                record.secret_hash, stored_digest(digest, record.max_uses)):
             raise InvalidToken("not a valid authtoken token string")
         return record
 

@@ -163,18 +163,22 @@ class Session:
         A child of the session's token (a token of the session's user for a session
         with a user and no token), marked with ``run_id`` (1 to 200 characters).
         ``scope`` defaults to the whole scope of the session's token, and may be no
-        wider; ``expires`` defaults to an hour, cut to the session token's expiry,
+        wider; ``max_uses`` to the session token's own limit, if it has one; ``expires``
+        defaults to an hour, cut to the session token's expiry,
         while an explicit expiry past it is ``PermissionDenied``.  Use the result as a
         context manager: the run token is revoked when the block ends, whatever happens.
         """
         run_id = check_run_id(run_id)
         principal = self.principal
-        if scope is None:
-            if principal is None:
-                raise InvalidArgument(
-                    "this session did not log in by a token, so run_token needs a scope"
-                )
-            scope = self.security.get_auth_token(principal.token_key, actor=self.actor).scope
+        if principal is not None:
+            own = self.security.get_auth_token(principal.token_key, actor=self.actor)
+            scope = own.scope if scope is None else scope
+            # A use-limited session makes run tokens limited as tightly, unless told.
+            max_uses = own.max_uses if max_uses is None else max_uses
+        elif scope is None:
+            raise InvalidArgument(
+                "this session did not log in by a token, so run_token needs a scope"
+            )
         token = AuthToken(scope, data, description=f"run {run_id}"[:1024],
                           expires=expires,  # type: ignore[arg-type]
                           max_uses=max_uses)

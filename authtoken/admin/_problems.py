@@ -17,6 +17,8 @@ error                                    status  notes
 ``PermissionDenied``                     403
 ``TokenNotFound``                        404
 ``TokenRevoked``                         409     before ``LoginError``, which it is
+``ActorTokenExpired``                    401     the caller's own token expired during
+                                                 the request
 ``TokenExpired``                         409     likewise: a token acted on (renewed)
                                                  has expired
 ``ConcurrentUpdate``                     409     before ``InvalidArgument``, which it is
@@ -55,6 +57,7 @@ from .._errors import (
     TokenRevoked,
 )
 from .._redact import redact
+from .._rules import ActorTokenExpired
 from ._auth import AuthenticationFailed
 
 __all__ = [
@@ -140,6 +143,8 @@ ERROR_STATUSES: Final[tuple[ErrorStatus, ...]] = (
     ErrorStatus((PermissionDenied,), 403),
     ErrorStatus((TokenNotFound,), 404, "token-not-found", "Token not found"),
     ErrorStatus((TokenRevoked,), 409, "token-revoked", "Token revoked"),
+    # The caller's own token expired during the request: its credentials are no more.
+    ErrorStatus((ActorTokenExpired,), 401),
     # A token the request acts on has expired (a renewal of it, above all).  A caller
     # whose own token expired is refused by the authenticator first: a 401.
     ErrorStatus((TokenExpired,), 409, "token-expired", "Token expired"),

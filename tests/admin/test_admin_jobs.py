@@ -427,3 +427,23 @@ def test_renew_over_a_real_server(security: Security, clock: FakeClock) -> None:
         given = http.post(f"/tokens/{key}/renew", json={"by": "6h"})
         assert datetime.fromisoformat(given.json()["expires"]) == clock() + timedelta(hours=6)
         assert root not in given.text and made.json()["token"] not in given.text
+
+
+def test_a_caller_whose_own_token_expires_during_the_request_gets_a_401(
+        any_store: Security, clock: FakeClock) -> None:
+    """The caller's own credentials died: a 401 with a challenge, as before renewals
+    gave TokenExpired a 409 for the token acted on."""
+    caller = any_store.authorize_token(AuthToken("jobs:run", expires="1h"), user="alice")
+    target = AuthToken("jobs:run", expires="30m")
+    any_store.authorize_token(target, user="alice")
+    inner = DelegationTokenAuth(any_store)
+
+    def late(request: Any) -> Identity:
+        identity = inner(request)
+        clock.advance(hours=2)  # the caller's token expires between auth and the call
+        return identity
+
+    client = client_of(any_store, caller, authenticate=late)
+    answer = client.patch(f"/tokens/{target.key}", json={"description": "d"})
+    problem(answer, 401, caller)
+    assert answer.headers["www-authenticate"].startswith("Bearer")

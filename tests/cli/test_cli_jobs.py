@@ -89,6 +89,17 @@ def renew_events(cli: Cli, key: str) -> list[dict[str, object]]:
     return [e for e in value["events"] if e["action"] == "renew"]
 
 
+def test_a_renewable_token_without_an_expiry_lives_its_max_lifetime_first(cli: Cli) -> None:
+    """The default expiry of a token renewable for 29 days is 29 days, not 30."""
+    before = datetime.now(timezone.utc)
+    result = cli("--json", "authorize", "--user", "7", "--scope", "a", "--max-lifetime", "29d")
+    assert result.code == 0, result.err
+    view = result.json()
+    assert isinstance(view, dict)
+    expires = datetime.fromisoformat(str(view["expires"]))
+    assert timedelta(days=29) <= expires - before < timedelta(days=29, minutes=5)
+
+
 def refused(result: Result, error: str) -> None:
     """Exit 1, ``error: message`` alone on stderr, nothing on stdout."""
     assert result.code == 1, result
@@ -160,7 +171,7 @@ def test_the_largest_max_uses_is_accepted(cli: Cli) -> None:
     ("args", "says"),
     [
         (["--expires", "30d", "--max-lifetime", "1d"], "shorter than the token's first"),
-        (["--max-lifetime", "29d"], "shorter than the token's first"),
+        (["--expires", "2d", "--max-lifetime", "1d"], "shorter than the token's first"),
         (["--expires", "never", "--max-lifetime", "1d"], "must expire"),
         (["--max-lifetime", "2030-01-01T00:00:00Z"], "not a point in time"),
         (["--max-lifetime", "0d"], "positive"),

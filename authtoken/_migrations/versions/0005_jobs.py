@@ -15,6 +15,8 @@ Create Date: 2026-12-04
 
 from __future__ import annotations
 
+import time
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -55,6 +57,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The earlier schema cannot keep a use limit: a use-limited token is revoked rather
+    # than left to log in without one.  (Its stored digest is of a domain of its own
+    # that the earlier release never matches anyway, see ``_jobs.stored_digest``.)
+    now = time.time_ns() // 1000
+    op.execute(sa.text(
+        "UPDATE authtoken_token SET revoked_at = :now, version = version + 1 "
+        "WHERE max_uses IS NOT NULL AND revoked_at IS NULL").bindparams(now=now))
     with op.batch_alter_table("authtoken_token") as batch:
         for name in reversed(_COLUMNS):
             batch.drop_column(name)
