@@ -255,6 +255,16 @@ def test_path_matching_is_the_logins() -> None:
     assert not explain(record(), Script(path="/jobs/A.js"), NOW).ok
 
 
+def test_troubleshooting_page_quotes_the_message() -> None:
+    """The answer docs/troubleshooting.md shows is the one explain() gives for a token
+    bound to script 42 asked about script 43."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md").read_text(
+        encoding="utf-8")
+    shown = page.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    check = explain(record(scope="read vfs:ikey?42"), Script(key=43), NOW)
+    assert shown == [f"{check.ok} {check.reason}", check.message]
+
+
 # -- the same verdict as the real login ----------------------------------------------------
 def _login_reason(security: Security, string: str, script: Script | None) -> str | None:
     try:
