@@ -1,21 +1,33 @@
-"""Token strings: how they are made, signed and read.
+"""Token strings: how they are made, signed, checksummed and read.
 
 Theory of operation
 -------------------
-A token string is ``atk_<key>.<secret>.<signature>``:
+A token string issued now is ``atk_<key>.<secret>.<signature>.<checksum>``:
 
 - ``key``: 16 characters of lowercase base32 (80 random bits) -- the public lookup id;
 - ``secret``: 43 characters of unpadded URL-safe base64 (256 random bits); storage
   keeps only its SHA-256 digest;
 - ``signature``: itsdangerous' HMAC-SHA256 signature of ``atk_<key>.<secret>`` with the
-  newest secret key, 43 characters.
+  newest secret key and the salt ``authtoken.token.v2``, 43 characters;
+- ``checksum``: the CRC32 of everything before its dot, as 6 base62 characters
+  (``0-9A-Za-z``, most significant first, zero-padded) -- keyless, so a secret scanner
+  tells a real token from noise offline: a random string of this shape passes with
+  probability 62**-6, below 2**-35.
 
-The signature lets a forged or mangled string be refused without touching storage.
-Every part has a fixed length and alphabet (``_shape``, where the redaction and the
-command line find them too) and the signature is compared as *text*, so
-exactly one string is valid per token: a base64 character that differs only in unused
-bits (which a decoder would accept) is refused.  Old secret keys still verify; only the
-first (newest) signs.
+Strings issued before the checksum are ``atk_<key>.<secret>.<signature>``, signed with
+the salt ``authtoken.token.v1``; they still read.  The two formats differ in length
+(115 and 108 characters), so a string is read as exactly one of them, and each
+format's signature has its own salt: cutting the checksum off a new string leaves a
+signature the old format refuses, and a checksum added to an old string leaves one the
+new format refuses.  Neither format is a way to forge the other or to get a second
+valid string for a token.
+
+The signature lets a forged or mangled string be refused without touching storage; a
+string whose checksum fails is refused before any HMAC is computed.  Every part has a
+fixed length and alphabet (``_shape`` for the first three) and the signature and the
+checksum are compared as *text*, so exactly one string is valid per token: a base64
+character that differs only in unused bits (which a decoder would accept) is refused.
+Old secret keys still verify; only the first (newest) signs.
 """
 
 from __future__ import annotations
@@ -25,19 +37,48 @@ import hashlib
 import hmac
 import re
 import secrets
+import zlib
 from collections.abc import Iterable
 from typing import Final
 
 from itsdangerous import Signer
 
 from ._errors import ArgumentTypeError, InvalidArgument, InvalidToken
-from ._shape import PREFIX, SIGNATURE_LENGTH, TOKEN_LENGTH, TOKEN_PATTERN
+from ._shape import PREFIX, SIGNATURE_LENGTH, TOKEN_PATTERN
+from ._shape import TOKEN_LENGTH as LEGACY_TOKEN_LENGTH
 
-__all__ = ["PREFIX", "TOKEN_LENGTH", "TokenCodec", "new_key", "secret_digest"]
+__all__ = [
+    "CHECKSUM_ALPHABET",
+    "CHECKSUM_LENGTH",
+    "CHECKSUM_PATTERN",
+    "LEGACY_TOKEN_LENGTH",
+    "PREFIX",
+    "TOKEN_LENGTH",
+    "TokenCodec",
+    "checksum",
+    "checksum_holds",
+    "new_key",
+    "secret_digest",
+]
 
-_SALT: Final = b"authtoken.token.v1"
-# Exactly one token string, nothing before or after: the shape of ``_shape``.
-_SHAPE: Final = re.compile(TOKEN_PATTERN.encode("ascii") + rb"\Z")
+#: The checksum's digits, in order of value (base62).
+CHECKSUM_ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: 62**6 > 2**32: six digits hold any CRC32.
+CHECKSUM_LENGTH: Final = 6
+#: The checksum part, as a regular expression (after the signature and a dot).
+CHECKSUM_PATTERN: Final = rf"[0-9A-Za-z]{{{CHECKSUM_LENGTH}}}"
+#: The length of a token string issued now (``LEGACY_TOKEN_LENGTH`` is the earlier one).
+TOKEN_LENGTH: Final = LEGACY_TOKEN_LENGTH + 1 + CHECKSUM_LENGTH
+
+# Pinned: changing a salt invalidates every token string already issued in its format.
+_SALT_V1: Final = b"authtoken.token.v1"
+_SALT_V2: Final = b"authtoken.token.v2"
+# Exactly one token string, nothing before or after.
+_LEGACY_SHAPE: Final = re.compile(TOKEN_PATTERN.encode("ascii") + rb"\Z")
+_SHAPE: Final = re.compile(
+    TOKEN_PATTERN.encode("ascii") + rb"\." + CHECKSUM_PATTERN.encode("ascii") + rb"\Z"
+)
+_DIGITS: Final = CHECKSUM_ALPHABET.encode("ascii")
 
 _INVALID: Final = "not a valid authtoken token string"
 
@@ -50,6 +91,27 @@ def new_key() -> str:
 def secret_digest(secret: bytes) -> bytes:
     """The digest stored in place of a secret (256-bit random input: no KDF needed)."""
     return hashlib.sha256(secret).digest()
+
+
+def checksum(body: bytes) -> bytes:
+    """The checksum part for ``body`` (``atk_<key>.<secret>.<signature>``): its CRC32 in
+    6 base62 digits.  Keyless: anyone can compute it."""
+    value = zlib.crc32(body)
+    digits = bytearray(CHECKSUM_LENGTH)
+    for i in range(CHECKSUM_LENGTH - 1, -1, -1):
+        value, digit = divmod(value, 62)
+        digits[i] = _DIGITS[digit]
+    return bytes(digits)
+
+
+def checksum_holds(token: str) -> bool:
+    """Whether ``token``, a string of the current shape, ends with its own checksum.
+
+    Says nothing of the signature: a string that passes may still be forged.
+    """
+    raw = token.encode("ascii", "replace")
+    cut = len(raw) - CHECKSUM_LENGTH - 1
+    return cut > 0 and raw[cut:cut + 1] == b"." and checksum(raw[:cut]) == raw[cut + 1:]
 
 
 def _b64(raw: bytes) -> bytes:
@@ -85,23 +147,37 @@ def normalise_keys(secret_keys: object) -> list[bytes]:
     return keys
 
 
+def _keyed(keys: list[bytes], salt: bytes) -> tuple[hmac.HMAC, ...]:
+    """One keyed HMAC state per secret key, derived as itsdangerous derives it.
+
+    Signer re-derives the key on every call, and re-keying HMAC costs as much as the
+    MAC itself; a state kept here is copied per use instead.
+    """
+    signer = Signer(keys, salt=salt, sep=".", key_derivation="hmac",
+                    digest_method=hashlib.sha256)
+    return tuple(hmac.new(signer.derive_key(k), digestmod=hashlib.sha256) for k in keys)
+
+
+def _verifies(keyed: tuple[hmac.HMAC, ...], signed: bytes, signature: bytes) -> bool:
+    for state in keyed:
+        mac = state.copy()
+        mac.update(signed)
+        if hmac.compare_digest(_b64(mac.digest()), signature):
+            return True
+    return False
+
+
 class TokenCodec:
     """Makes and reads token strings for a list of secret keys, newest first."""
 
-    __slots__ = ("_derived", "_signer")
+    __slots__ = ("_derived", "_legacy")
 
     def __init__(self, secret_keys: object) -> None:
         keys = normalise_keys(secret_keys)
-        # itsdangerous signs with the *last* key of its list; ours is newest first.
-        self._signer = Signer(
-            list(reversed(keys)), salt=_SALT, sep=".", key_derivation="hmac",
-            digest_method=hashlib.sha256,
-        )
-        # Derive each key once and keep the keyed HMAC state: Signer re-derives the key
-        # on every call, and re-keying HMAC costs as much as the MAC itself.
-        self._derived = tuple(
-            hmac.new(self._signer.derive_key(k), digestmod=hashlib.sha256) for k in keys
-        )
+        self._derived = _keyed(keys, _SALT_V2)
+        # The earlier format's keys: they read old strings and derive() keys for other
+        # purposes, which must not change when the format does.
+        self._legacy = _keyed(keys, _SALT_V1)
 
     def __repr__(self) -> str:
         return f"TokenCodec(<{len(self._derived)} secret key(s)>)"
@@ -112,42 +188,50 @@ class TokenCodec:
         Processes sharing the secret keys derive the same key; it reveals nothing of
         the secret key or of token signatures.
         """
-        mac = self._derived[0].copy()
+        mac = self._legacy[0].copy()
         mac.update(b"authtoken derived key\x00" + purpose)
         return mac.digest()
 
     def issue(self, key: str) -> tuple[str, bytes]:
-        """A new token string for ``key`` and the digest of its secret."""
+        """A new token string for ``key`` (the current format) and its secret's digest."""
         secret = _b64(secrets.token_bytes(32))
-        token = self._signer.sign(PREFIX.encode() + key.encode() + b"." + secret)
-        return token.decode("ascii"), secret_digest(secret)
+        signed = PREFIX.encode() + key.encode() + b"." + secret
+        mac = self._derived[0].copy()
+        mac.update(signed)
+        body = signed + b"." + _b64(mac.digest())
+        return (body + b"." + checksum(body)).decode("ascii"), secret_digest(secret)
 
     def read(self, token: object) -> tuple[str, bytes]:
         """The key and secret digest of a token string whose signature verifies.
 
-        Raises ``InvalidToken`` for anything else (``TypeError`` for a non-string).
-        Touches no storage.
+        Reads both formats.  Raises ``InvalidToken`` for anything else -- a string whose
+        checksum holds but whose signature does not included (``TypeError`` for a
+        non-string).  Touches no storage.
         """
         if isinstance(token, str):
-            if len(token) != TOKEN_LENGTH or not token.isascii():
+            if not token.isascii():
                 raise InvalidToken(_INVALID)
             raw = token.encode("ascii")
         elif isinstance(token, bytes):
-            if len(token) != TOKEN_LENGTH:
-                raise InvalidToken(_INVALID)
             raw = token
         else:
             raise TypeError(
                 f"a token string is a str or bytes, not {type(token).__name__}"
             )
-        m = _SHAPE.match(raw)
-        if m is None:
+        if len(raw) == TOKEN_LENGTH:
+            m = _SHAPE.match(raw)
+            body = raw[: -CHECKSUM_LENGTH - 1]
+            if m is None or checksum(body) != raw[-CHECKSUM_LENGTH:]:
+                raise InvalidToken(_INVALID)
+            keyed = self._derived
+        elif len(raw) == LEGACY_TOKEN_LENGTH:
+            m = _LEGACY_SHAPE.match(raw)
+            if m is None:
+                raise InvalidToken(_INVALID)
+            body = raw
+            keyed = self._legacy
+        else:
             raise InvalidToken(_INVALID)
-        signed = raw[: -SIGNATURE_LENGTH - 1]
-        signature = m.group(3)
-        for keyed in self._derived:
-            mac = keyed.copy()
-            mac.update(signed)
-            if hmac.compare_digest(_b64(mac.digest()), signature):
-                return m.group(1).decode("ascii"), secret_digest(m.group(2))
+        if _verifies(keyed, body[: -SIGNATURE_LENGTH - 1], m.group(3)):
+            return m.group(1).decode("ascii"), secret_digest(m.group(2))
         raise InvalidToken(_INVALID)
