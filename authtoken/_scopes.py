@@ -391,30 +391,24 @@ def script_matches(bindings: tuple[str, ...], script: Script | None) -> bool:
     the script must satisfy one -- ``vfs:ikey?K`` its key ``K``, ``ufs:P`` its path
     normalised and escaped as ``P`` is.  Code bindings among them (``sha256:``): the
     script's ``digest`` must be one of them, *as well*.  Matching is exact: no
-    prefixes, no globbing, case-sensitive.  Every login decides with this function
-    (against the identifiers the ``Script`` computed once).
+    prefixes, no globbing, case-sensitive.  The same decision as ``binding_refusal``,
+    which every login makes.
     """
-    if not bindings:
-        return True
-    if script is None:
-        return False
-    held = script.identifiers()
-    code = code_bindings_of(bindings)
-    if code and held.isdisjoint(code):
-        return False
-    scripts = bindings_of(bindings)
-    return not scripts or not held.isdisjoint(scripts)
+    return binding_refusal(bindings, script) is None
 
 
 def binding_refusal(scopes: tuple[str, ...], script: Script | None) -> str | None:
-    """``None`` when ``script`` may use a token with canonical ``scopes``, else what
-    the ``ScriptNotAuthorized`` refusal says: which rule failed, and what to change."""
-    bindings = bindings_of(scopes)
-    if not script_matches(bindings, script):
+    """``None`` when ``script`` may use a token with canonical ``scopes`` (see
+    ``script_matches``), else what the ``ScriptNotAuthorized`` refusal says: which rule
+    failed, and what to change.  The one home of the rule: every login decides with it,
+    against the identifiers the ``Script`` computed once."""
+    held = frozenset() if script is None else script.identifiers()
+    scripts = bindings_of(scopes)
+    if scripts and held.isdisjoint(scripts):
         return ("the token is bound to other scripts" if script is not None
                 else "the token is bound to scripts: log in with the Script using it")
     code = code_bindings_of(scopes)
-    if not script_matches(code, script):
+    if code and held.isdisjoint(code):
         if script is None or script.digest is None:
             return ("the token is pinned to code: log in with Script.for_file(path) or "
                     "a Script with the digest of the code it runs")
