@@ -38,6 +38,7 @@ from ._errors import TokenNotFound as TokenNotFound
 from ._errors import TokenRevoked as TokenRevoked
 from ._escape import escape as escape
 from ._escape import unescape as unescape
+from ._explain import LoginCheck as LoginCheck
 from ._open import open_security as open_security
 from ._policy import Policy as Policy
 from ._repository import MemoryRepository as MemoryRepository
@@ -66,6 +67,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidToken",
     "IssuerError",
+    "LoginCheck",
     "LoginError",
     "MemoryRepository",
     "PermissionDenied",

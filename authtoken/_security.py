@@ -49,6 +49,7 @@ from ._errors import (
     TokenNotFound,
 )
 from ._expiry import aware_utc, from_micros, to_micros
+from ._explain import LoginCheck, explain
 from ._jobs import (
     check_expiring,
     check_run_id,
@@ -351,6 +352,26 @@ class Security:
             user = check_user(user)
         return [self._with_usage(r) for r in self._repository.list(user, bool(include_revoked))
                 if run_id is None or r.run_id == run_id]
+
+    def explain_login(self, key: str, *, script: Script | None = None,
+                      actor: Actor | None = None) -> LoginCheck:
+        """What a login with the token ``key`` by ``script`` would get now, secret aside:
+        a ``LoginCheck`` (``ok``, ``reason`` -- the ``LoginError`` class name -- and a
+        ``message`` that says what to change).  For an owner who holds no string for
+        the token.  Reads only: no use is spent, nothing is recorded.
+
+        ``TokenNotFound`` for an unknown key (``TypeError`` for a non-``str``); with
+        ``actor``, ``PermissionDenied`` for a token it may not manage.
+        """
+        if script is not None and not isinstance(script, Script):
+            raise ArgumentTypeError(f"script must be a Script or None, not {type(script).__name__}")
+        if actor is not None:
+            require_user(actor)
+        record = self._stored(key)
+        if actor is not None:
+            check_owner(actor, record.user)
+            self._parent_of(actor)
+        return explain(record, script, self.now())
 
     # -- change -----------------------------------------------------------------------
     def update_auth_token(self, token: AuthToken, *, actor: Actor | None = None) -> None:

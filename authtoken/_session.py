@@ -21,6 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ._errors import ArgumentTypeError, InvalidArgument
+from ._explain import LoginCheck
 from ._jobs import check_run_id
 from ._redact import redact
 from ._repository import AuditEvent
@@ -143,6 +144,11 @@ class Session:
         """
         return self.security.list_auth_tokens(user=user, include_revoked=include_revoked,
                                               run_id=run_id, actor=self.actor)
+
+    def explain_login(self, key: str, *, script: Script | None = None) -> LoginCheck:
+        """Why a login with one of the session's user's tokens would be refused now (see
+        ``Security.explain_login``); ``PermissionDenied`` for another user's token."""
+        return self.security.explain_login(key, script=script, actor=self.actor)
 
     # -- jobs -------------------------------------------------------------------------
     def renew_auth_token(self, token_string: str | bytes, *, by: object = None) -> datetime:

@@ -123,7 +123,7 @@ def test_public_names_are_pinned() -> None:
     assert authtoken.__all__ == sorted(authtoken.__all__)
     assert authtoken.__all__ == [
         "AuthToken", "AuthTokenError", "ConcurrentUpdate", "InvalidArgument", "InvalidToken",
-        "IssuerError", "LoginError", "MemoryRepository", "PermissionDenied", "Policy",
+        "IssuerError", "LoginCheck", "LoginError", "MemoryRepository", "PermissionDenied", "Policy",
         "PolicyViolation", "Principal", "Repository", "RepositoryError", "RunToken",
         "SQLRepository", "ScopeError", "Script", "ScriptNotAuthorized", "ScriptRunner",
         "Security", "Session", "SessionExpired", "SessionNotEstablished", "TokenExhausted",
