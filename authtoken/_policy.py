@@ -22,7 +22,9 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from ._errors import ArgumentTypeError, InvalidArgument, PolicyViolation
-from ._expiry import Relative, parse_duration, shown_duration
+from ._expiry import Relative, parse_duration, shown_duration, to_micros
+from ._repository import Repository, TokenCap
+from ._token import TokenRecord
 
 __all__ = ["ENV_MAX_LIFETIME", "ENV_MAX_TOKENS", "ENV_REQUIRE_EXPIRY", "Policy"]
 
@@ -150,6 +152,22 @@ class Policy:
                 "token's own max_lifetime may not be longer",
                 rule="max_lifetime", limit=shown_duration(self.max_lifetime),
             )
+
+    def insert(self, repository: Repository, record: TokenRecord, now: datetime) -> None:
+        """Store the new ``record`` in ``repository`` under the cap on live tokens per
+        user: atomically where the repository can (``TokenCap``), else counted first."""
+        limit = self.max_tokens_per_user
+        if limit is None:
+            repository.insert(record)
+            return
+        if isinstance(repository, TokenCap):
+            live = repository.insert_within(record, limit, to_micros(now))
+        else:  # a repository of one's own: counted, then inserted (not atomic)
+            live = sum(1 for r in repository.list(record.user, False)
+                       if r.expires is None or r.expires > now)
+            if live < limit:
+                repository.insert(record)
+        self.check_count(live)
 
     def check_count(self, live: int) -> None:
         """``PolicyViolation`` when a user holding ``live`` live tokens may get no more."""

@@ -48,7 +48,7 @@ from ._errors import (
     InvalidToken,
     TokenNotFound,
 )
-from ._expiry import aware_utc, from_micros, to_micros
+from ._expiry import aware_utc, to_micros
 from ._explain import LoginCheck, explain
 from ._jobs import (
     check_expiring,
@@ -61,7 +61,7 @@ from ._jobs import (
 from ._login import LoginGate
 from ._policy import Policy
 from ._redact import redact
-from ._repository import AuditEvent, Repository, TokenCap, UseLimits
+from ._repository import AuditEvent, Repository, UseLimits, with_usage
 from ._rules import (
     Actor,
     acting_user,
@@ -272,34 +272,18 @@ class Security:
 
     def _insert(self, record: TokenRecord, now: datetime) -> None:
         """Store a new record, under the policy's cap on live tokens per user."""
-        limit = None if self._policy is None else self._policy.max_tokens_per_user
-        if limit is None:
+        if self._policy is None:
             self._repository.insert(record)
-            return
-        assert self._policy is not None
-        repository = self._repository
-        if isinstance(repository, TokenCap):
-            live = repository.insert_within(record, limit, to_micros(now))
-        else:  # a repository of the user's own: counted, then inserted (not atomic)
-            live = sum(1 for r in repository.list(record.user, False)
-                       if r.expires is None or r.expires > now)
-            if live < limit:
-                repository.insert(record)
-        if live >= limit:
-            self._policy.check_count(live)
+        else:
+            self._policy.insert(self._repository, record, now)
 
     # -- read -------------------------------------------------------------------------
     def _overlay(self, record: TokenRecord) -> TokenRecord:
+        """``record`` with the logins this engine still buffers."""
         pending = self._audit.pending(record.key)
         if pending is None:
             return record
-        when = from_micros(pending.last_used)
-        return replace(
-            record,
-            use_count=record.use_count + pending.logins,
-            last_used_at=when if record.last_used_at is None or when > record.last_used_at
-            else record.last_used_at,
-        )
+        return with_usage(record, pending.logins, pending.last_used)
 
     def _with_usage(self, record: TokenRecord) -> AuthToken:
         return token_from_record(self._overlay(record))
