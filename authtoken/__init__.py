@@ -44,7 +44,10 @@ from ._policy import Policy as Policy
 from ._repository import MemoryRepository as MemoryRepository
 from ._repository import Repository as Repository
 from ._run import RunToken as RunToken
+from ._scan import FoundToken as FoundToken
+from ._scan import find_tokens as find_tokens
 from ._scopes import Script as Script
+from ._scopes import digest_binding as digest_binding
 from ._scopes import key_binding as key_binding
 from ._scopes import path_binding as path_binding
 from ._scopes import scope_warnings as scope_warnings
@@ -64,6 +67,7 @@ __all__ = [
     "AuthToken",
     "AuthTokenError",
     "ConcurrentUpdate",
+    "FoundToken",
     "InvalidArgument",
     "InvalidToken",
     "IssuerError",
@@ -93,7 +97,9 @@ __all__ = [
     "UserKey",
     "default_database_path",
     "default_key_path",
+    "digest_binding",
     "escape",
+    "find_tokens",
     "key_binding",
     "open_security",
     "path_binding",

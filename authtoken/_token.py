@@ -21,7 +21,7 @@ from ._clock import system_clock
 from ._errors import ArgumentTypeError, InvalidArgument, PermissionDenied
 from ._expiry import DEFAULT_SPEC, ExpirySpec, parse_duration, parse_expires, span
 from ._redact import redact
-from ._scopes import Script, bindings_of, canonical_identifier, parse_scope
+from ._scopes import Script, bindings_of, canonical_identifier, code_bindings_of, parse_scope
 
 __all__ = [
     "AuthToken",
@@ -293,6 +293,11 @@ class AuthToken:
         return bindings_of(self._scopes)
 
     @property
+    def code_bindings(self) -> tuple[str, ...]:
+        """The ``sha256:`` identifiers: the code a script logging in must be."""
+        return code_bindings_of(self._scopes)
+
+    @property
     def data(self) -> str | None:
         return self._data
 
@@ -422,7 +427,8 @@ class AuthToken:
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in ("key", "user", "created_at", "updated_at", "revoked_at",
-                    "last_used_at", "use_count", "parent_key", "bindings", "run_id"):
+                    "last_used_at", "use_count", "parent_key", "bindings", "code_bindings",
+                    "run_id"):
             raise ReadOnlyAttribute(
                 f"AuthToken.{name} is set by the engine and cannot be changed"
             )

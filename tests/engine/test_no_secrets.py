@@ -46,7 +46,7 @@ from authtoken.testing import FakeClock
 
 def secret_parts(string: str) -> list[bytes]:
     """Everything that must never leak: the string, its secret, the secret's bytes."""
-    _, secret, signature = string.split(".")
+    _, secret, signature, *_checksum = string.split(".")
     raw = base64.urlsafe_b64decode(secret + "=")
     return [string.encode(), secret.encode(), signature.encode(), raw]
 
@@ -122,13 +122,15 @@ def test_public_names_are_pinned() -> None:
     """The package exports exactly these names, sorted."""
     assert authtoken.__all__ == sorted(authtoken.__all__)
     assert authtoken.__all__ == [
-        "AuthToken", "AuthTokenError", "ConcurrentUpdate", "InvalidArgument", "InvalidToken",
-        "IssuerError", "LoginCheck", "LoginError", "MemoryRepository", "PermissionDenied", "Policy",
+        "AuthToken", "AuthTokenError", "ConcurrentUpdate", "FoundToken", "InvalidArgument",
+        "InvalidToken", "IssuerError", "LoginCheck", "LoginError", "MemoryRepository",
+        "PermissionDenied", "Policy",
         "PolicyViolation", "Principal", "Repository", "RepositoryError", "RunToken",
         "SQLRepository", "ScopeError", "Script", "ScriptNotAuthorized", "ScriptRunner",
         "Security", "Session", "SessionExpired", "SessionNotEstablished", "TokenExhausted",
         "TokenExpired", "TokenNotFound", "TokenRevoked", "UserKey",
-        "default_database_path", "default_key_path", "escape", "key_binding",
+        "default_database_path", "default_key_path", "digest_binding", "escape",
+        "find_tokens", "key_binding",
         "open_security", "path_binding", "scope_warnings", "unescape",
     ]
     for name in authtoken.__all__:
@@ -224,7 +226,7 @@ def exposed(thing: object, seen: set[int] | None = None) -> str:
 
 def assert_hidden(token: str, *things: object) -> None:
     """Neither ``token`` nor its secret nor its signature shows in any of ``things``."""
-    _, secret, signature = token[4:].split(".")
+    _, secret, signature, *_checksum = token[4:].split(".")
     text = "\n".join(exposed(thing) for thing in things)
     for part in (token, secret, signature, token[4:40]):
         assert part not in text
