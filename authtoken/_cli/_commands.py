@@ -16,7 +16,7 @@ from .._escape import unescape
 from .._expiry import Relative, parse_duration
 from .._jobs import check_run_id
 from .._open import open_security
-from .._scopes import Script, key_binding, path_binding, scope_warnings
+from .._scopes import key_binding, path_binding, scope_warnings
 from .._security import Security
 from .._token import AuthToken, Principal, UserKey, check_user
 from .._views import event_view, isoformat, principal_view, token_view
@@ -34,6 +34,7 @@ from ._output import (
     user_text,
     warn,
 )
+from ._pinning import file_bindings, script_of
 from ._tokens import renewable_until, show_token, token_table
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "cmd_update",
     "duration",
     "json_mode",
+    "open_store",
     "parse_user",
     "read_token",
     "usage_error",
@@ -121,7 +123,8 @@ def json_mode(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "json", False))
 
 
-def _open(args: argparse.Namespace) -> Security:
+def open_store(args: argparse.Namespace) -> Security:
+    """The store the command works on: ``--database``, else ``open_security``'s default."""
     database: str | None = getattr(args, "database", None)
     # No policy given: open_security applies the environment's (Policy.from_env).
     return open_security(database)
@@ -143,11 +146,13 @@ def usage_error(args: argparse.Namespace, message: str) -> NoReturn:
 
 
 def _scope(args: argparse.Namespace) -> str | None:
-    """The scope given by ``--scope``, ``--bind-path`` and ``--bind-key``; ``None`` when
-    none was given."""
+    """The scope given by ``--scope``, ``--bind-path``, ``--bind-key`` and
+    ``--bind-file``; ``None`` when none was given.  ``InvalidArgument`` names a
+    ``--bind-file`` that cannot be read."""
     parts: list[str] = list(args.scope or ())
     parts.extend(path_binding(path) for path in args.bind_path or ())
     parts.extend(key_binding(key) for key in args.bind_key or ())
+    parts.extend(file_bindings(args))
     return " ".join(parts) if parts else None
 
 
@@ -164,8 +169,8 @@ def cmd_authorize(args: argparse.Namespace) -> int:
     user = parse_user(args.user)
     scope = _scope(args)
     if scope is None:
-        usage_error(args, "give the token's scope: --scope S, --bind-path P or "
-                          "--bind-key K (at least one)")
+        usage_error(args, "give the token's scope: --scope S, --bind-path P, "
+                          "--bind-key K or --bind-file F (at least one)")
     description: str = args.description or ""
     lifetime = None if args.max_lifetime is None \
         else parse_duration(args.max_lifetime, "--max-lifetime")
@@ -175,7 +180,7 @@ def cmd_authorize(args: argparse.Namespace) -> int:
     else:
         token = AuthToken(scope, args.data, description=description, expires=args.expires,
                           max_uses=args.max_uses, max_lifetime=lifetime)
-    with _open(args) as security:
+    with open_store(args) as security:
         string = security.authorize_token(token, user=user)
     _warn_about_scope(args)
     if json_mode(args):
@@ -229,18 +234,19 @@ def _binding_options(token: AuthToken) -> str:
             options.append(f"--script-key {scope[len('vfs:ikey?'):]}")
         elif scope.startswith("ufs:"):
             options.append(_path_option(unescape(scope[4:])))
+    code = ("--script-file F, F the file of the code it is pinned to"
+            if any(scope.startswith("sha256:") for scope in token.scopes) else "")
     if not options:
-        return ""
+        return f"pass {code}" if code else ""
     shown = " or ".join(options[:4]) + (" or ..." if len(options) > 4 else "")
-    return f"pass {shown} to log in as a script it is bound to"
+    also = f", and {code}" if code else ""
+    return f"pass {shown} to log in as a script it is bound to{also}"
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    key: int | None = args.script_key
-    path: str | None = args.script_path
-    script = None if key is None and path is None else Script(key=key, path=path)
+    script = script_of(args)
     string = read_token()
-    with _open(args) as security:
+    with open_store(args) as security:
         try:
             principal = security.login_by_auth_token(string, script=script)
         except ScriptNotAuthorized as exc:
@@ -262,7 +268,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     user = None if args.user is None else parse_user(args.user)
     run_id = None if args.run is None else check_run_id(args.run)
-    with _open(args) as security:
+    with open_store(args) as security:
         tokens = security.list_auth_tokens(user=user, include_revoked=args.all,
                                            run_id=run_id)
         now = security.now()
@@ -278,7 +284,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with _open(args) as security:
+    with open_store(args) as security:
         token = security.get_auth_token(args.key)
     if json_mode(args):
         print_json(token_view(token))
@@ -293,11 +299,11 @@ def cmd_update(args: argparse.Namespace) -> int:
             and not args.no_data and args.description is None
             and args.max_uses is None and args.max_lifetime is None):
         usage_error(args, "nothing to change: give --scope, --bind-path, --bind-key, "
-                          "--expires, --data, --no-data, --description, --max-uses or "
-                          "--max-lifetime")
+                          "--bind-file, --expires, --data, --no-data, --description, "
+                          "--max-uses or --max-lifetime")
     lifetime = None if args.max_lifetime is None \
         else parse_duration(args.max_lifetime, "--max-lifetime")
-    with _open(args) as security:
+    with open_store(args) as security:
         token = security.get_auth_token(args.key)
         if scope is not None:
             token.scope = scope
@@ -331,11 +337,11 @@ def cmd_renew(args: argparse.Namespace) -> int:
     by = None if args.by is None else duration(args.by, "--by")
     if args.token:
         string = read_token()
-        with _open(args) as security:
+        with open_store(args) as security:
             expires = security.renew_auth_token(string, by=by)
             token = security.restore_auth_token(string)
     else:
-        with _open(args) as security:
+        with open_store(args) as security:
             expires = security.renew_auth_token_by_key(args.key, by=by)
             token = security.get_auth_token(args.key)
     until = renewable_until(token)
@@ -354,7 +360,7 @@ def _revoke_all(args: argparse.Namespace) -> int:
     if args.key is not None or args.token:
         usage_error(args, "--user U --all revokes by user: give no KEY or --token with it")
     user = parse_user(args.user)
-    with _open(args) as security:
+    with open_store(args) as security:
         count = security.revoke_user_tokens(user)
     if json_mode(args):
         print_json({"revoked": count, "user": user})
@@ -376,12 +382,12 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         usage_error(args, "give KEY or --token, not both")
     if args.token:
         string = read_token()
-        with _open(args) as security:
+        with open_store(args) as security:
             key = security.restore_auth_token(string).key
             security.revoke_auth_token(string)
     else:
         key = args.key
-        with _open(args) as security:
+        with open_store(args) as security:
             security.revoke_auth_token_by_key(key)
     if json_mode(args):
         print_json({"revoked": key})
@@ -396,7 +402,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.before is not None:
         usage_error(args, "--before is for 'audit prune --before WHEN'")
     user = None if args.user is None else parse_user(args.user)
-    with _open(args) as security:
+    with open_store(args) as security:
         events = security.audit_events(user=user, token_key=args.token_key,
                                        since=args.since, limit=args.limit)
     if json_mode(args):
@@ -426,7 +432,7 @@ def _prune(args: argparse.Namespace) -> int:
     if args.user is not None or args.token_key is not None or args.since is not None:
         usage_error(args, "audit prune drops every event before --before: it takes no "
                           "--user, --token or --since")
-    with _open(args) as security:
+    with open_store(args) as security:
         dropped = security.prune_audit(before=args.before)
     if json_mode(args):
         print_json({"pruned": dropped, "before": args.before.isoformat()})
@@ -450,7 +456,7 @@ def cmd_serve_admin(args: argparse.Namespace) -> int:
              text=f"{PROG} serve-admin needs the web server: pip install 'authtoken[serve]'")
         return 1
     host = args.host.strip()
-    security = _open(args)
+    security = open_store(args)
     with security:
         security.list_auth_tokens(user="-")  # storage reachable and schema current
         app = create_app(security, authenticate=DelegationTokenAuth(

@@ -17,7 +17,7 @@ from typing import Any, Final, NoReturn
 
 from .._errors import AuthTokenError
 from .._scopes import MAX_IDENTIFIER_LENGTH
-from . import _commands, _demo
+from . import _commands, _demo, _pinning, _scan
 from ._output import JSON_ERRORS, PROG, fail, note, one_line
 
 __all__ = ["Parser", "build_parser", "with_suggestion"]
@@ -185,6 +185,12 @@ def _token_fields(sub: argparse.ArgumentParser, *, authorize: bool) -> None:
              "added to the scope as an escaped ufs: identifier (repeatable)",
     )
     sub.add_argument(
+        "--bind-file", metavar="F", action="append",
+        help="pin the token to the code in file F as it is now: its SHA-256 is added to "
+             "the scope as sha256:<digest> (repeatable; a file that cannot be read is "
+             "an error naming it)",
+    )
+    sub.add_argument(
         "--bind-key", metavar="K", action="append", type=_script_key,
         help="bind the token to the script with integer key K: added to the scope as "
              "vfs:ikey?K (repeatable)",
@@ -210,6 +216,16 @@ def _token_fields(sub: argparse.ArgumentParser, *, authorize: bool) -> None:
              "authorized: a duration such as '90d'; it needs an expiry no later"
              + ("" if authorize else "; 'never' makes the token not renewable"),
     )
+
+
+def _script_options(sub: argparse.ArgumentParser, doing: str) -> None:
+    sub.add_argument("--script-key", metavar="K", type=_script_key,
+                     help=f"the integer key of the script {doing}")
+    sub.add_argument("--script-path", metavar="P", help=f"the path of the script {doing}")
+    sub.add_argument("--script-file", metavar="F",
+                     help=f"the file the script {doing} runs: read now for its SHA-256 "
+                          "(for tokens pinned to code); its path too, unless "
+                          "--script-path gives another")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,9 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("login", _commands.cmd_login,
                   "log in with the token string read from standard input (or "
                   f"{_commands.TOKEN_ENV})")
-    sub.add_argument("--script-key", metavar="K", type=_script_key,
-                     help="the integer key of the script logging in")
-    sub.add_argument("--script-path", metavar="P", help="the path of the script logging in")
+    _script_options(sub, "logging in")
 
     sub = command("list", _commands.cmd_list, "list tokens, newest first")
     sub.add_argument("--user", metavar="U", help="only this user's tokens")
@@ -296,6 +310,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--by", metavar="D",
                      help="extend the token this long from now: a duration such as '7d' "
                           "(default: its first lifetime)")
+
+    sub = command("check", _pinning.cmd_check,
+                  "say whether a login with the token KEY by the script given would pass "
+                  "now, and if not, why and what to change (exit 0: it would pass, 1: "
+                  "refused)",
+                  "Needs no token string: for the token's owner. Give the script as the "
+                  "job runs it, or nothing for a login that names no script.")
+    sub.add_argument("key", metavar="KEY", help="the token's key")
+    _script_options(sub, "that would log in")
+
+    sub = command("scan", _scan.cmd_scan,
+                  "find token strings in files, folders (recursively, .git left out) and "
+                  "standard input ('-'), and print PATH:LINE: KEY for each, never the "
+                  "string (exit 0: none found, 1: some found)",
+                  "Binary files are skipped; unreadable ones with a note on stderr; a path "
+                  "that does not exist is a usage error (exit 2) before anything is "
+                  "scanned. Only --check and --revoke open the database.")
+    sub.add_argument("paths", metavar="PATH", nargs="*",
+                     help="a file, a folder, or '-' for standard input (default: .)")
+    sub.add_argument("--check", action="store_true",
+                     help="add what the store knows of each key: live, revoked, expired "
+                          "or unknown")
+    sub.add_argument("--revoke", action="store_true",
+                     help="revoke each live token found (and every token derived from "
+                          "it), and say so; implies --check")
 
     command("demo", _demo.cmd_demo, _DEMO, _DEMO_DETAIL,
             options=_common_options(_DEMO_DATABASE_HELP))

@@ -16,6 +16,7 @@ from typing import Final, NamedTuple
 from .._expiry import shown_duration
 from .._token import AuthToken
 from ._output import cut, out, safe, short_time, table, time_text, user_text
+from ._pinning import short_scope
 
 __all__ = ["renewable_until", "show_token", "token_table", "uses_left"]
 
@@ -54,7 +55,7 @@ def show_token(token: AuthToken) -> None:
     rows = [
         ("key", token.key or "-"),
         ("user", user_text(token.user)),
-        ("scope", safe(token.scope)),
+        ("scope", safe(short_scope(token.scope))),
         ("description", safe(token.description) or "-"),
         ("data", "-" if token.data is None else safe(token.data)),
         ("expires", time_text(token.expires, none="never")),
@@ -122,7 +123,7 @@ def token_table(tokens: Sequence[AuthToken], now: datetime) -> None:
         (
             t.key or "-",
             cut(user_text(t.user), 24),
-            cut(safe(t.scope), 40),
+            cut(safe(short_scope(t.scope)), 40),
             cut(safe(t.description), 32) or "-",
             "never" if t.expires is None else short_time(t.expires),
             *(c.cell(t) for c in columns),
