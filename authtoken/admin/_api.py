@@ -1,5 +1,5 @@
 """The admin API's JSON routes: ``/tokens``, ``/tokens/{key}``, ``/tokens/{key}/renew``,
-revoke-all, ``/audit``.
+``/tokens/{key}/check`` (why a login would be refused), revoke-all, ``/audit``.
 
 Theory of operation
 -------------------
@@ -56,6 +56,7 @@ from .._token import AuthToken, UserKey, check_user, same_user
 from .._views import event_view, token_view
 from ._auth import Identity
 from ._bindings import written_scope
+from ._checks import check_key, script_from
 from ._context import AdminContext
 from ._problems import Problem, problem_for
 
@@ -402,6 +403,17 @@ class _Routes:
         )
         return Response(status_code=204)
 
+    def check_token(self, call: _Call) -> Response:
+        """What a login with the token by the script the query names would get now,
+        secret aside; through the session, so another user's token is a 403."""
+        key = check_key(call.request.path_params["key"])
+        script = script_from(_single(call.request, "script_key"),
+                             _single(call.request, "script_path"),
+                             _single(call.request, "script_digest"))
+        check = call.identity.session(self.security).explain_login(key, script=script)
+        return JSONResponse({"ok": check.ok, "reason": check.reason,
+                             "message": check.message})
+
     def revoke_all(self, call: _Call) -> Response:
         session = call.identity.session(self.security)
         users = _named_users(call.request.path_params["user"], call.identity)
@@ -435,6 +447,7 @@ def api_routes(context: AdminContext) -> list[Route]:
                                     "DELETE": _Operation(_Routes.revoke_token)}),
         "/tokens/{key}/renew": (None, {"POST": _Operation(_Routes.renew_token, _RENEW_FIELDS,
                                                           optional=True)}),
+        "/tokens/{key}/check": (None, {"GET": _Operation(_Routes.check_token)}),
         "/users/{user:path}/revoke-all": (None, {"POST": _Operation(_Routes.revoke_all)}),
         "/audit": (None, {"GET": _Operation(_Routes.audit)}),
     }

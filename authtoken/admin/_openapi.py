@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .._explain import REASONS
 from .._jobs import MAX_RUN_ID
 from .._scopes import MAX_IDENTIFIERS
 from ._api import MAX_AUDIT_EVENTS
@@ -199,6 +200,34 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                                     "400", "403", "404", "409", "413", "415", "422"),
         },
     }
+    check = {
+        "parameters": [_KEY_PARAM],
+        "get": {
+            "operationId": "checkToken",
+            "summary": "Why a login with a token would be refused now",
+            "description": "What a login with the token, by the script the query names "
+                           "(none: a login that names no script), would get now -- the "
+                           "login's checks in its order, the secret aside: ok, the "
+                           "reason (the class name of the login's error) and a message "
+                           "saying what to change.  Reads only.  Another user's token "
+                           "is 403; a key that is not shaped as a key, a script_key "
+                           "that is no integer or a script_digest that is not 64 "
+                           "lower-case hex digits is 422.",
+            "parameters": [
+                {"name": "script_key", "in": "query", "required": False,
+                 "schema": {"type": "integer"},
+                 "description": "The key of the script that logs in."},
+                {"name": "script_path", "in": "query", "required": False,
+                 "schema": {"type": "string", "minLength": 1},
+                 "description": "The path of the script, as the script runner sees it."},
+                {"name": "script_digest", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": "^(sha256:)?[0-9a-f]{64}$"},
+                 "description": "The SHA-256 of the code it runs, in lower-case hex."},
+            ],
+            "responses": _responses({"200": _json("The verdict.", "LoginCheck")},
+                                    "403", "404", "422"),
+        },
+    }
     revoke_all = {
         "post": {
             "operationId": "revokeAll",
@@ -291,8 +320,8 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
             "title": "authtoken admin API",
             "version": "1",
             "description": "Manage delegation tokens: list, authorize, show, update, "
-                           "renew, revoke, revoke all of a user's, and read the audit "
-                           "trail.  "
+                           "renew, revoke, revoke all of a user's, ask why a login "
+                           "would be refused, and read the audit trail.  "
                            "Errors are RFC 9457 problems (application/problem+json) and "
                            "never carry a token string.",
         },
@@ -302,6 +331,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
             "/tokens": token_routes,
             "/tokens/{key}": one_token,
             "/tokens/{key}/renew": renew,
+            "/tokens/{key}/check": check,
             "/users/{user}/revoke-all": revoke_all,
             "/audit": audit,
             "/openapi.json": openapi,
@@ -349,6 +379,16 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                                    "description": "A duration such as '7d' (null or "
                                                   "left out: the token's first "
                                                   "lifetime)."}}},
+                "LoginCheck": {
+                    "type": "object", "required": ["ok", "reason", "message"],
+                    "properties": {
+                        "ok": {"type": "boolean"},
+                        "reason": {"enum": [*sorted(REASONS), None], "description":
+                                   "null when ok; else the class name of the error the "
+                                   "login would raise."},
+                        "message": {"type": "string", "description":
+                                    "What to change, or what the login would get."},
+                    }},
                 "Revoked": {"type": "object", "required": ["revoked"], "properties": {
                     "revoked": {"type": "integer", "minimum": 0}}},
                 "Script": {"type": "object", "required": ["key", "path"], "properties": {
