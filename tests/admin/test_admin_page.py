@@ -51,7 +51,9 @@ with warnings.catch_warnings():
 
 KEYS = ["page-test-key"]
 FORM = "application/x-www-form-urlencoded"
-TOKEN_SHAPE = re.compile(r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}")
+# A token string: key, secret, signature and, since the checksum, 6 base62 characters.
+TOKEN_SHAPE = re.compile(r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}"
+                         r"(?:\.[A-Za-z0-9]{6})?")
 
 
 ORIGIN = "http://testserver"

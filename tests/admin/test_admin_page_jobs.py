@@ -26,7 +26,9 @@ with warnings.catch_warnings():
 
 ORIGIN = "http://testserver"
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
-TOKEN_SHAPE = re.compile(r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}")
+# A token string: key, secret, signature and, since the checksum, 6 base62 characters.
+TOKEN_SHAPE = re.compile(r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}"
+                         r"(?:\.[A-Za-z0-9]{6})?")
 
 
 # -- helpers ----------------------------------------------------------------------------------
