@@ -8,8 +8,8 @@ are decoded as Latin-1: a token string is ASCII, every byte of a multi-byte UTF-
 character is above 0x7f, so no decoding error can hide a token or make one up, and a
 file need not be UTF-8.  When a line is longer than a piece, the last
 ``TOKEN_LENGTH - 1`` characters of one piece are searched again with the next, so a
-token cut in two is still found, and found once: a token lying wholly in that carried
-tail was reported with the piece before.
+token cut in two is still found, and found once: the carried tail is too short to hold
+a whole token.
 
 A file whose first block (:data:`BINARY_PROBE` bytes) holds a NUL byte is binary and
 skipped, as git does; a file that cannot be read is skipped with a note on standard
@@ -68,9 +68,9 @@ def _keys_in_line(read: _Prefixed, first: bytes) -> Iterator[str]:
     piece = first
     while True:
         text = tail + piece.decode("latin-1")
+        # The tail is one character shorter than a token: none found twice.
         for found in find_tokens(text):
-            if found.end > len(tail):
-                yield found.key
+            yield found.key
         if not piece or piece.endswith(b"\n") or len(piece) < PIECE:
             return
         tail = text[-(TOKEN_LENGTH - 1):]
