@@ -109,7 +109,9 @@ def checksum_holds(token: str) -> bool:
 
     Says nothing of the signature: a string that passes may still be forged.
     """
-    raw = token.encode("ascii", "replace")
+    if not token.isascii():
+        return False
+    raw = token.encode("ascii")
     cut = len(raw) - CHECKSUM_LENGTH - 1
     return cut > 0 and raw[cut:cut + 1] == b"." and checksum(raw[:cut]) == raw[cut + 1:]
 

@@ -118,6 +118,14 @@ def test_checksum_holds_refuses_text_that_is_not_a_checksummed_string(text: str)
     assert not checksum_holds(text)
 
 
+def test_non_ascii_body_never_passes_even_with_a_matching_checksum() -> None:
+    """A non-ASCII character is not read as an ASCII stand-in ('?') when checking."""
+    body = TOKEN.rsplit(".", 1)[0]
+    digits = crc_base62(body[:30] + "?" + body[31:])
+    assert not checksum_holds(f"{body[:30]}é{body[31:]}.{digits}")
+    assert checksum_holds(f"{body[:30]}?{body[31:]}.{digits}")
+
+
 # -- mutations ------------------------------------------------------------------------------
 
 
