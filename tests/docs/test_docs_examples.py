@@ -22,7 +22,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
-TOKEN_STRING = re.compile(r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}")
+# A token string, with the checksum strings carry now or without it (earlier ones).
+TOKEN_STRING = re.compile(
+    r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}(?:\.[0-9A-Za-z]{6})?")
 JWT_STRING = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.")
 TIMEOUT = 120
 INSTALL_TIMEOUT = 600

@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 MARKER = re.compile(r"<!-- (?P<kind>excerpt|output): (?P<program>examples/[\w-]+\.py) -->")
 RUNNABLE = "<!-- runnable -->"
-TOKEN_STRING = re.compile(r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}")
+# A token string, with the checksum strings carry now or without it (earlier ones).
+TOKEN_STRING = re.compile(
+    r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}(?:\.[0-9A-Za-z]{6})?")
 FENCE = {"excerpt": "```python", "output": "```text"}
 TIMEOUT = 120
 
