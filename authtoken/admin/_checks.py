@@ -12,6 +12,7 @@ what they show:
   bound token's login with no script is always refused, which says nothing new;
 - ``read_digests``: the page's "pin to code" field, SHA-256 hex digests one a line (or
   separated by spaces or commas), each checked as the engine checks a code binding;
+- ``verdict``: a ``LoginCheck`` as the page's list shows it, saying by which script;
 - ``shown_pin``: a ``sha256:`` binding shortened for a list (``sha256:1a2b3c4d…``), the
   full value kept for a title.
 
@@ -22,15 +23,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 from .._errors import InvalidArgument
 from .._escape import strict_unescape
+from .._explain import LoginCheck
 from .._scopes import Script, bindings_of, code_bindings_of
 from .._shape import is_token_key
 from ._problems import Problem
 
-__all__ = ["bound_script", "check_key", "read_digests", "script_from", "shown_pin"]
+__all__ = ["bound_script", "check_key", "read_digests", "script_from", "shown_pin",
+           "verdict"]
 
 _PIN_PREFIX: Final = "sha256:"
 _SHORT: Final = 8
@@ -143,3 +146,10 @@ def shown_pin(binding: str) -> dict[str, str]:
     """A code binding as a list shows it: ``short`` (``sha256:1a2b3c4d…``) and ``full``."""
     digest = binding[len(_PIN_PREFIX):]
     return {"short": f"{_PIN_PREFIX}{digest[:_SHORT]}…", "full": binding}
+
+
+def verdict(check: LoginCheck, script: Script | None) -> dict[str, Any]:
+    """``check`` as the list shows it: ``ok``, ``reason``, the (masked) ``message`` and
+    ``by``, the login it is about (``"no script"`` or ``"its script"``)."""
+    return {"ok": check.ok, "reason": check.reason, "message": check.message,
+            "by": "no script" if script is None else "its script"}

@@ -18,7 +18,9 @@ from typing import Any, Final
 
 from .._expiry import shown_duration
 from .._redact import redact
+from .._scopes import code_bindings_of
 from .._token import AuthToken
+from ._checks import shown_pin
 from ._problems import Problem
 
 __all__ = ["kept", "read_max_uses", "script_keys", "script_paths", "token_row", "when"]
@@ -76,11 +78,15 @@ def kept(form: Mapping[str, str], fields: Iterable[str]) -> dict[str, str]:
 def token_row(token: AuthToken, now: datetime) -> dict[str, Any]:
     """What the list shows of ``token`` at ``now``.
 
+    ``scripts`` (its ``vfs:``/``ufs:`` bindings) and ``pins`` (its code bindings, each
+    ``short`` and ``full``, see ``_checks.shown_pin``) apart from its other ``scopes``.
+
     ``max_uses`` and ``uses_left`` (``None`` for no limit); ``renewable_until``
     (``created_at + max_lifetime``, or ``None``) and ``renewable``: whether a renewal
     could move its expiry now -- not revoked, not expired, not at that limit yet.
     """
     scripts = [s for s in token.scopes if s[:4] in ("vfs:", "ufs:")]
+    pins = code_bindings_of(token.scopes)
     until: datetime | None = None
     lifetime = token.max_lifetime
     if lifetime is not None and token.created_at is not None:
@@ -93,8 +99,9 @@ def token_row(token: AuthToken, now: datetime) -> dict[str, Any]:
     return {
         "key": token.key,
         "description": token.description,
-        "scopes": [s for s in token.scopes if s not in scripts],
+        "scopes": [s for s in token.scopes if s not in scripts and s not in pins],
         "scripts": scripts,
+        "pins": [shown_pin(p) for p in pins],
         "expires": when(token.expires),
         "last_used": when(token.last_used_at, "never used"),
         "uses": token.use_count,

@@ -35,6 +35,13 @@ were typed, masked (``_forms.kept``); a refusal of the form itself (its CSRF val
 origin, its encoding) is an error page.  A renewable token's row has a Renew form;
 after a renewal the page says so (``?renewed=<key>``, shown only for a token listed).
 
+Each token's row shows the verdict a login would get now (``Session.explain_login``):
+by the script the token is bound to, rebuilt from its bindings (``_checks``), or by no
+script for a token bound to none -- "ok", or the reason and what to change.  A token
+pinned to code shows each digest shortened (``sha256:1a2b3c4d…``), the full value in
+its title and a ``<details>``; the create form pins a token with its "pin to code"
+field (SHA-256 hex digests, checked before the engine sees them).
+
 The answer that shows a new token's string also lists the warnings about the scope as
 written (``authtoken.scope_warnings``: a comma, a binding in capitals, a path with a
 space); scripts are best bound through the form's own path and key fields, which escape
@@ -66,6 +73,7 @@ from .._redact import redact
 from .._token import AuthToken
 from ._auth import MAX_CREDENTIAL_LENGTH, Identity, client_address
 from ._bindings import written_scope
+from ._checks import bound_script, read_digests, verdict
 from ._context import AdminContext
 from ._forms import kept, read_max_uses, script_keys, script_paths, token_row
 from ._problems import Problem, problem_for
@@ -85,8 +93,8 @@ _CROSS_SITE: Final = ("This form was not sent from this page (another site, or a
                       "that does not say where it comes from); it was refused.")
 _MAX_FIELDS: Final = 16
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-_CREATE_FIELDS: Final = ("scope", "bind_paths", "bind_keys", "description", "expires",
-                         "max_uses", "max_lifetime", "data")
+_CREATE_FIELDS: Final = ("scope", "bind_paths", "bind_keys", "pin_digests", "description",
+                         "expires", "max_uses", "max_lifetime", "data")
 # Refusals of what was typed: the form comes back filled in, with the reason.
 _REFILLED: Final = frozenset({403, 409, 422})
 
@@ -320,9 +328,17 @@ class _Page:
 
         def rows() -> list[dict[str, Any]]:
             now = self.security.now()
-            listed = identity.session(self.security).list_auth_tokens(
-                include_revoked=include_revoked)
-            return [token_row(t, now) for t in listed]
+            session = identity.session(self.security)
+            listed = session.list_auth_tokens(include_revoked=include_revoked)
+            shown = []
+            for token in listed:
+                row = token_row(token, now)
+                # What a login would get now: by its bound script, or by none.
+                script = bound_script(token.scopes)
+                row["verdict"] = verdict(
+                    session.explain_login(str(token.key), script=script), script)
+                shown.append(row)
+            return shown
 
         tokens = await run_in_threadpool(rows)
         notice = next((t for t in tokens if renewed and t["key"] == renewed
@@ -394,8 +410,9 @@ class _Page:
         scope = form.get("scope", "").strip()
         paths = script_paths(form.get("bind_paths", ""))
         keys = script_keys(form.get("bind_keys", ""))
-        if not scope and not paths and not keys:
-            raise Problem(422, "A token needs at least one scope or script.")
+        digests = read_digests(form.get("pin_digests", ""))
+        if not scope and not paths and not keys and not digests:
+            raise Problem(422, "A token needs at least one scope, script or code digest.")
         options: dict[str, Any] = {
             "description": form.get("description", ""),
             "max_uses": read_max_uses(form.get("max_uses", "")),
@@ -404,7 +421,7 @@ class _Page:
         expires = form.get("expires", "").strip()
         if expires:
             options["expires"] = expires
-        written = written_scope(scope, paths, keys)
+        written = written_scope(scope, paths, keys, digests)
         token = AuthToken(written.scope, form.get("data") or None, **options)
         string = identity.session(self.security).authorize_token(token)
         return token, string, written.warnings
