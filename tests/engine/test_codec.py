@@ -12,17 +12,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from itsdangerous import BadSignature, Signer
 
-from authtoken._codec import PREFIX, TOKEN_LENGTH, TokenCodec, new_key, secret_digest
+from authtoken._codec import (
+    PREFIX,
+    TOKEN_LENGTH,
+    TokenCodec,
+    checksum,
+    new_key,
+    secret_digest,
+)
 from authtoken._errors import InvalidArgument, InvalidToken
 
 TOKEN_ALPHABET = frozenset(string.ascii_letters + string.digits + "._-")
 B64 = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
 # Pinned on purpose: changing the salt would invalidate every token already issued.
-SALT = b"authtoken.token.v1"
+SALT = b"authtoken.token.v2"
 
 CODEC = TokenCodec(["current-key"])
 KEY = new_key()
 TOKEN, DIGEST = CODEC.issue(KEY)
+SIGNED = TOKEN.rsplit(".", 1)[0]  # what the signature covers, and its signature
+
+
+def with_checksum(signed: str) -> str:
+    """``signed`` (body, secret and signature) with its checksum: a string of the
+    current format whatever signed it."""
+    return signed + "." + checksum(signed.encode("ascii")).decode("ascii")
 
 
 def signer(key: str) -> Signer:
@@ -31,8 +45,8 @@ def signer(key: str) -> Signer:
 
 
 def parts(token: str) -> tuple[str, str, str]:
-    """The key, secret and signature parts of a token string."""
-    body, secret, signature = token.split(".")
+    """The key, secret and signature parts of a token string (the checksum aside)."""
+    body, secret, signature, _checksum = token.split(".")
     assert body.startswith(PREFIX)
     return body[len(PREFIX):], secret, signature
 
@@ -70,7 +84,8 @@ def test_token_shape() -> None:
     assert set(TOKEN) <= TOKEN_ALPHABET
     assert len(TOKEN) <= 256
     assert len(TOKEN) == TOKEN_LENGTH
-    assert re.fullmatch(r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}", TOKEN)
+    assert re.fullmatch(
+        r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}\.[0-9A-Za-z]{6}", TOKEN)
 
 
 def test_token_holds_key_and_256_bit_secret() -> None:
@@ -158,22 +173,23 @@ def test_bad_secret_keys_are_invalid_argument(keys: object) -> None:
 
 def test_itsdangerous_unsigns_our_tokens() -> None:
     """itsdangerous' Signer, configured alike, verifies an issued token."""
-    body = TOKEN.rsplit(".", 1)[0]
-    assert signer("current-key").unsign(TOKEN) == body.encode("ascii")
-    assert signer("current-key").validate(TOKEN)
+    body = SIGNED.rsplit(".", 1)[0]
+    assert signer("current-key").unsign(SIGNED) == body.encode("ascii")
+    assert signer("current-key").validate(SIGNED)
 
 
 def test_itsdangerous_refuses_other_key() -> None:
     """itsdangerous' Signer with another key refuses the token, as the codec does."""
     with pytest.raises(BadSignature):
-        signer("another-key").unsign(TOKEN)
+        signer("another-key").unsign(SIGNED)
 
 
 def test_codec_reads_itsdangerous_signatures() -> None:
     """A body signed by itsdangerous with the right key is read by the codec."""
-    body = TOKEN.rsplit(".", 1)[0]
-    assert signer("current-key").sign(body).decode("ascii") == TOKEN
-    resigned = signer("current-key").sign(f"atk_{'a' * 16}.{'B' * 43}").decode("ascii")
+    body = SIGNED.rsplit(".", 1)[0]
+    assert with_checksum(signer("current-key").sign(body).decode("ascii")) == TOKEN
+    resigned = with_checksum(
+        signer("current-key").sign(f"atk_{'a' * 16}.{'B' * 43}").decode("ascii"))
     assert CODEC.read(resigned) == ("a" * 16, secret_digest(b"B" * 43))
 
 
@@ -181,20 +197,20 @@ def test_codec_reads_itsdangerous_signatures() -> None:
 
 
 def resigned_with(key: str) -> str:
-    """TOKEN's body signed with another key."""
-    return signer(key).sign(TOKEN.rsplit(".", 1)[0]).decode("ascii")
+    """TOKEN's body signed with another key, its checksum right."""
+    return with_checksum(signer(key).sign(SIGNED.rsplit(".", 1)[0]).decode("ascii"))
 
 
 def swapped_secret_and_signature() -> str:
     """TOKEN with its secret and signature parts swapped."""
     key, secret, signature = parts(TOKEN)
-    return f"atk_{key}.{signature}.{secret}"
+    return with_checksum(f"atk_{key}.{signature}.{secret}")
 
 
 def other_token_signature() -> str:
     """TOKEN's body with the signature of another token of the same codec."""
     other, _ = CODEC.issue(KEY)
-    return TOKEN.rsplit(".", 1)[0] + "." + parts(other)[2]
+    return with_checksum(SIGNED.rsplit(".", 1)[0] + "." + parts(other)[2])
 
 
 GARBAGE: list[object] = [
@@ -259,13 +275,14 @@ def test_non_string_is_type_error(value: object) -> None:
 @pytest.mark.parametrize("part", [1, 2])
 def test_unused_bits_of_last_base64_character(part: int) -> None:
     """A secret or signature whose last character differs only in unused bits is refused."""
-    pieces = TOKEN.split(".")
+    pieces = SIGNED.split(".")
     last = pieces[part][-1]
     for variant in same_bits_variants(last):
         mutated_part = pieces[part][:-1] + variant
-        # A lenient decoder reads the same bytes: only the canonical text is valid.
+        # A lenient decoder reads the same bytes: only the canonical text is valid --
+        # refused for that, not for its checksum, which is made right here.
         assert b64decode(mutated_part) == b64decode(pieces[part])
-        mutated = ".".join([*pieces[:part], mutated_part, *pieces[part + 1:]])
+        mutated = with_checksum(".".join([*pieces[:part], mutated_part, *pieces[part + 1:]]))
         assert mutated != TOKEN
         with pytest.raises(InvalidToken):
             CODEC.read(mutated)

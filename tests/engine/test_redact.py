@@ -25,7 +25,7 @@ def token_string() -> str:
 
 def _parts(token: str) -> list[str]:
     key_secret_signature = token[4:].split(".")
-    return key_secret_signature[1:]
+    return key_secret_signature[1:3]
 
 
 def test_token_string_masked_whole_glued_cut_and_upper(token_string: str) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 from authtoken._cli import main
 
-TOKEN_RE = re.compile(r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}")
+TOKEN_RE = re.compile(
+    r"atk_[a-z2-7]{16}\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}(?:\.[0-9A-Za-z]{6})?")
 SECRET_KEY = "test-secret-key-for-the-cli-tests-0123456789"
 
 
