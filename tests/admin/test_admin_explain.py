@@ -188,3 +188,12 @@ def test_the_route_is_in_the_openapi_document(mem: Security) -> None:
     assert "ScriptNotAuthorized" in schema["properties"]["reason"]["enum"]
     api, _ = client(mem)
     assert api.get("/openapi.json").json() == document
+
+
+def test_an_admin_may_check_anyones_token(security: Security) -> None:
+    caller = security.authorize_token(AuthToken("authtoken:admin"), user="root")
+    api = TestClient(create_app(security, authenticate=DelegationTokenAuth(security)),
+                     headers={"Authorization": f"Bearer {caller}"})
+    theirs = stored(security, f"sha256:{DIGEST}", user="bob")
+    assert check(api, theirs, script_digest=DIGEST).json()["ok"] is True
+    assert check(api, theirs).json()["reason"] == "ScriptNotAuthorized"
