@@ -21,7 +21,10 @@ both are one JSON line on stderr instead: ``{"error": CLASS, "message": TEXT}``,
 ``"UsageError"`` for exit 2.
 
 Files: ``_parser`` (the parser and its usage errors), ``_commands`` (one function a
-command), ``_demo`` (the narrated demo), ``_output`` (what is written, and how).
+command), ``_tokens`` (how ``show`` and ``list`` print tokens), ``_pinning`` (the
+script a command names, ``--bind-file``, ``check``), ``_scan`` (``scan``: finding token
+strings in files, streamed), ``_demo`` (the narrated demo), ``_output`` (what is
+written, and how).
 """
 
 from __future__ import annotations

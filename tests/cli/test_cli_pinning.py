@@ -99,3 +99,20 @@ def test_a_bind_file_that_cannot_be_read_stores_nothing(cli: Cli, tmp_path: Path
     before = cli.view(key)
     assert cli("update", key, "--bind-file", path).code == 1
     assert cli.view(key) == before
+
+
+@pytest.mark.parametrize("args", [
+    ("scan", "{t}"),
+    ("scan", "./{t}.txt"),
+    ("authorize", "--user", "7", "--bind-file", "{t}"),
+    ("login", "--script-file={t}"),
+    ("check", "abc", "--script-path", "/x/{t}"),
+])
+def test_a_token_string_in_a_new_option_is_refused_unechoed(cli: Cli,
+                                                            args: tuple[str, ...]) -> None:
+    """A token string as a path, a file or a key: exit 2, the string never echoed."""
+    token = cli.authorize("7", "reports:read")
+    for as_json in ((), ("--json",)):
+        result = cli(*as_json, *(a.replace("{t}", token) for a in args))
+        assert result.code == 2 and result.out == ""
+        assert token not in result.err and token.split(".")[1] not in result.err
