@@ -42,6 +42,7 @@ __all__ = [
     "TOKEN_ENV",
     "cmd_audit",
     "cmd_authorize",
+    "cmd_check",
     "cmd_db",
     "cmd_list",
     "cmd_login",
@@ -263,6 +264,17 @@ def cmd_login(args: argparse.Namespace) -> int:
     else:
         _show_principal(principal)
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    script = script_of(args)
+    with open_store(args) as security:
+        check = security.explain_login(args.key, script=script)
+    if json_mode(args):
+        print_json({"ok": check.ok, "reason": check.reason, "message": check.message})
+    else:
+        out(f"{'ok' if check.ok else check.reason}: {safe(check.message)}")
+    return 0 if check.ok else 1
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from typing import Any, Final, NoReturn
 
 from .._errors import AuthTokenError
 from .._scopes import MAX_IDENTIFIER_LENGTH
-from . import _commands, _demo, _pinning, _scan
+from . import _commands, _demo, _scan
 from ._output import JSON_ERRORS, PROG, fail, note, one_line
 
 __all__ = ["Parser", "build_parser", "with_suggestion"]
@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="extend the token this long from now: a duration such as '7d' "
                           "(default: its first lifetime)")
 
-    sub = command("check", _pinning.cmd_check,
+    sub = command("check", _commands.cmd_check,
                   "say whether a login with the token KEY by the script given would pass "
                   "now, and if not, why and what to change (exit 0: it would pass, 1: "
                   "refused)",

@@ -1,13 +1,13 @@
-"""Scripts and code on the command line: ``--script-file``, ``--bind-file``, ``check``,
-and code bindings shortened where people read them.
+"""Scripts and code on the command line: ``--script-file``, ``--bind-file``, and code
+bindings shortened where people read them.
 
-The script a command speaks of is made in one place, :func:`script_of`: ``--script-key``
-and ``--script-path`` as given, and ``--script-file F`` read now for its SHA-256
-(``Script.for_file``), its path taken from ``--script-path`` when that is given (the path
-the job runs as may differ from where the file lies here).  ``--bind-file F`` pins a token
-to the code in ``F`` as it is now: ``sha256:`` and the digest.  A file that cannot be read
--- missing, a folder, unreadable -- is ``InvalidArgument`` naming it, exit 1, and
-nothing is stored.
+The script a command (``login``, ``check``) speaks of is made in one place,
+:func:`script_of`: ``--script-key`` and ``--script-path`` as given, and
+``--script-file F`` read now for its SHA-256 (``Script.for_file``), its path taken from
+``--script-path`` when that is given (the path the job runs as may differ from where the
+file lies here).  ``--bind-file F`` pins a token to the code in ``F`` as it is now:
+``sha256:`` and the digest.  A file that cannot be read -- missing, a folder,
+unreadable -- is ``InvalidArgument`` naming it, exit 1, and nothing is stored.
 
 A digest is 64 hex digits that nobody reads: ``show`` and ``list`` print a code binding
 as ``sha256:`` and its first 8 digits with an ellipsis (:func:`short_scope`); ``--json``
@@ -21,9 +21,8 @@ import re
 from typing import Final
 
 from .._scopes import Script, digest_binding
-from ._output import out, print_json, safe
 
-__all__ = ["cmd_check", "file_bindings", "script_of", "short_scope"]
+__all__ = ["file_bindings", "script_of", "short_scope"]
 
 _CODE_BINDING: Final = re.compile(r"(?<!\S)sha256:([0-9a-f]{8})[0-9a-f]{56}(?!\S)")
 
@@ -57,16 +56,3 @@ def file_bindings(args: argparse.Namespace) -> list[str]:
         assert digest is not None  # for_file always reads one
         bindings.append(digest_binding(digest))
     return bindings
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from ._commands import json_mode, open_store
-
-    script = script_of(args)
-    with open_store(args) as security:
-        check = security.explain_login(args.key, script=script)
-    if json_mode(args):
-        print_json({"ok": check.ok, "reason": check.reason, "message": check.message})
-    else:
-        out(f"{'ok' if check.ok else check.reason}: {safe(check.message)}")
-    return 0 if check.ok else 1

@@ -35,6 +35,7 @@ from .._errors import TokenNotFound
 from .._redact import redact
 from .._scan import find_tokens
 from .._security import Security
+from ._commands import open_store, usage_error
 from ._output import note, out, print_json, safe
 
 __all__ = ["BINARY_PROBE", "PIECE", "TOKEN_LENGTH", "Finding", "cmd_scan", "scan_stream"]
@@ -222,8 +223,6 @@ class _Scan:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from ._commands import open_store, usage_error
-
     paths: list[str] = args.paths or ["."]
     missing = [p for p in paths if p != "-" and not os.path.lexists(p)]
     if missing:
