@@ -206,8 +206,8 @@ def _not_authorized(scripts: tuple[str, ...], code: tuple[str, ...],
         digest = None if script is None else script.digest
         if digest is None:
             parts.append(f"{pinned}, and the login gives no digest of the code it runs: "
-                         "log in with Script.for_file(path), or a Script whose digest "
-                         "is the SHA-256 of that code")
+                         "log in giving the SHA-256 of the file it runs (--script-file "
+                         "on the command line, Script.for_file in Python)")
         else:
             parts.append(f"{pinned}, and this script's code (sha256:{digest}) "
                          f"{_plural(len(code), 'is not it', 'is none of them')} -- was "
