@@ -31,7 +31,7 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Final, NamedTuple
 
-from .._errors import TokenNotFound
+from .._errors import InvalidToken
 from .._redact import redact
 from .._scan import find_tokens
 from .._security import Security
@@ -62,16 +62,17 @@ class _Binary(Exception):
     """The stream is binary (a NUL byte in its first block)."""
 
 
-def _keys_in_line(read: _Prefixed, first: bytes) -> Iterator[str]:
-    """The keys of the tokens in one line whose first piece is ``first``; reads the
-    rest of the line from ``read`` piece by piece."""
+def _keys_in_line(read: _Prefixed, first: bytes) -> Iterator[tuple[str, str]]:
+    """The keys and strings of the tokens in one line whose first piece is ``first``;
+    reads the rest of the line from ``read`` piece by piece.  The string is kept for
+    ``--check``/``--revoke`` to verify, never shown."""
     tail = ""
     piece = first
     while True:
         text = tail + piece.decode("latin-1")
         # The tail is one character shorter than a token: none found twice.
         for found in find_tokens(text):
-            yield found.key
+            yield found.key, text[found.start:found.end]
         if not piece or piece.endswith(b"\n") or len(piece) < PIECE:
             return
         tail = text[-(TOKEN_LENGTH - 1):]
@@ -103,6 +104,12 @@ def scan_stream(stream: IO[bytes], shown: str) -> Iterator[Finding]:
     Raises ``_Binary`` before yielding anything when the first block holds a NUL byte,
     and ``OSError`` when the stream cannot be read.
     """
+    for finding, _string in _found_in(stream, shown):
+        yield finding
+
+
+def _found_in(stream: IO[bytes], shown: str) -> Iterator[tuple[Finding, str]]:
+    """``scan_stream``'s findings, each with the string found (to verify, not show)."""
     head = stream.read(BINARY_PROBE)
     if b"\0" in head:
         raise _Binary
@@ -110,8 +117,8 @@ def scan_stream(stream: IO[bytes], shown: str) -> Iterator[Finding]:
     number = 0
     while piece := lines.readline(PIECE):
         number += 1
-        for key in _keys_in_line(lines, piece):
-            yield Finding(shown, number, key)
+        for key, string in _keys_in_line(lines, piece):
+            yield Finding(shown, number, key), string
 
 
 def _shown(path: str) -> str:
@@ -129,14 +136,17 @@ class _Scan:
         self.binary = 0
         self.statuses: dict[str, str] = {}
 
-    def status(self, key: str) -> str:
-        """What the store knows of ``key``; a live one is revoked with ``--revoke``."""
+    def status(self, string: str) -> str:
+        """What the store knows of the token ``string``: the string itself is verified
+        (signature and secret), so that a string made up around a real token's key --
+        keys are no secret, and the checksum needs no key -- is ``unknown``, never
+        reported live nor revoked."""
         assert self.security is not None
-        if key in self.statuses:
-            return self.statuses[key]
+        if string in self.statuses:
+            return self.statuses[string]
         try:
-            token = self.security.get_auth_token(key)
-        except TokenNotFound:
+            token = self.security.restore_auth_token(string)
+        except InvalidToken:
             status = "unknown"
         else:
             if token.revoked_at is not None:
@@ -145,20 +155,20 @@ class _Scan:
                 status = "expired"
             else:
                 status = "live"
-        self.statuses[key] = status
+        self.statuses[string] = status
         return status
 
-    def report(self, finding: Finding) -> None:
+    def report(self, finding: Finding, string: str) -> None:
         entry: dict[str, object] = {"path": finding.path, "line": finding.line,
                                     "key": finding.key}
         line = f"{finding.path}:{finding.line}: {finding.key}"
         if self.security is not None:
-            status = self.status(finding.key)
+            status = self.status(string)
             entry["status"] = status
             line += f" {status}"
             if status == "live" and self.revoke:
-                self.security.revoke_auth_token_by_key(finding.key)
-                self.statuses[finding.key] = "revoked"
+                self.security.revoke_auth_token(string)
+                self.statuses[string] = "revoked"
                 entry["revoked"] = True
                 line += f"; revoked {finding.key} now (and every token derived from it)"
         self.found.append(entry)
@@ -167,8 +177,8 @@ class _Scan:
 
     def stream(self, stream: IO[bytes], shown: str) -> None:
         try:
-            for finding in scan_stream(stream, shown):
-                self.report(finding)
+            for finding, string in _found_in(stream, shown):
+                self.report(finding, string)
         except _Binary:
             self.binary += 1
         except OSError as exc:

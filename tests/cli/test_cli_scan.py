@@ -183,6 +183,26 @@ def test_revoke_revokes_the_live_ones_and_says_so(tmp_path: Path, cli: Cli) -> N
     assert cli("login", stdin=live).code == 1
 
 
+def test_a_string_made_up_around_a_real_key_is_unknown_and_never_revoked(
+        tmp_path: Path, cli: Cli) -> None:
+    """Keys are no secret and the checksum needs no key: anyone can write a string that
+    passes the checksum around a real token's key.  --check and --revoke verify the
+    string itself, so such a string is ``unknown`` and its token stays live."""
+    from authtoken._codec import checksum
+
+    real = make_token(cli)
+    body = f"atk_{key_of(real)}.{'A' * 43}.{'B' * 43}"
+    forged = body + "." + checksum(body.encode()).decode()
+    assert [f.key for f in find_tokens(forged)] == [key_of(real)]
+    (tmp_path / "leak.txt").write_text(f"{forged}\n")
+    result = cli("scan", "--revoke", str(tmp_path / "leak.txt"))
+    assert result.code == 1, result.err
+    assert result.out.splitlines() == [f"{tmp_path}/leak.txt:1: {key_of(real)} unknown"]
+    assert cli.view(key_of(real))["revoked_at"] is None
+    assert cli("login", stdin=real).code == 0
+    no_secret(result.text, real, forged)
+
+
 def test_json_lists_the_findings(tmp_path: Path, cli: Cli) -> None:
     """--json prints ``{"found": [...]}`` with path, line, key and, with --check, status."""
     token = make_token(cli)
