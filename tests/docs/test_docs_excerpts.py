@@ -167,6 +167,23 @@ def test_readme_jobs_block_shows_each_refusal(tmp_path: Path) -> None:
     ], done.stdout + done.stderr
 
 
+def test_readme_leaks_block_shows_pinning_scan_and_explain(tmp_path: Path) -> None:
+    """README.md has a runnable block with a pinned script, find_tokens and explain_login,
+    and running it shows the edited script refused, explained, and only the real string
+    found."""
+    leaks = [b for b in marked_blocks(ROOT / "README.md") if b.kind == "runnable" and all(
+        word in "\n".join(b.lines)
+        for word in ("Script.for_file(", "find_tokens(", "explain_login(", "digest_binding("))]
+    assert len(leaks) == 1
+    done = run_block(leaks[0], tmp_path)
+    assert done.stdout.splitlines() == [
+        "the edited script is refused",
+        "False ScriptNotAuthorized",
+        "[True]",
+        "[]",
+    ], done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("block", [b for b in all_blocks() if b.kind == "excerpt"],
                          ids=lambda b: b.where)
 def test_excerpt_is_in_its_program(block: Block) -> None:
