@@ -42,8 +42,12 @@ from ._statements import (
     STAGED_SPAN,
 )
 
-__all__ = ["SQLiteAppend", "SQLiteReads", "begin_urgent", "create_file", "plain_sqlite_path",
-           "tune"]
+__all__ = ["WAL_AUTOCHECKPOINT", "SQLiteAppend", "SQLiteReads", "begin_urgent", "begin_write",
+           "create_file", "plain_sqlite_path", "tune"]
+
+#: Pages of write-ahead log after which a bookkeeping commit checkpoints (SQLite's own
+#: default); a revocation's commit never does.
+WAL_AUTOCHECKPOINT: Final = 1000
 
 # A plain file URL: no driver option, no query, nothing to decode.
 _PLAIN: Final = re.compile(r"sqlite(?:\+pysqlite)?:///([^?#%\x00]+)")
@@ -198,6 +202,9 @@ def begin_urgent(raw: sqlite3.Connection) -> None:
     that retry sooner keep taking the lock; a revocation, and the event that records
     it, poll instead, so they get the lock as soon as the writer holding it lets go.
     """
+    # No checkpoint at this commit: copying the log into the file (and syncing it) is
+    # bookkeeping, left to the next batch or fold on this connection (``begin_write``).
+    raw.execute("PRAGMA wal_autocheckpoint = 0")
     (busy_ms,) = raw.execute("PRAGMA busy_timeout").fetchone()
     deadline = time.monotonic() + busy_ms / 1000
     raw.execute("PRAGMA busy_timeout = 0")
@@ -212,6 +219,13 @@ def begin_urgent(raw: sqlite3.Connection) -> None:
             time.sleep(0.0005)
     finally:
         raw.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+
+
+def begin_write(raw: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE`` for bookkeeping (a batch, a fold), whose commit checkpoints
+    the write-ahead log as SQLite does by default (every ``WAL_AUTOCHECKPOINT`` pages)."""
+    raw.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+    raw.execute("BEGIN IMMEDIATE")
 
 
 class SQLiteAppend:
@@ -241,7 +255,7 @@ class SQLiteAppend:
                 if urgent:
                     begin_urgent(conn)
                 else:
-                    conn.execute("BEGIN IMMEDIATE")
+                    begin_write(conn)
                 try:
                     staged = self._write(conn, rows, batch, chunk)
                 except BaseException:

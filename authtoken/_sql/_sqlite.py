@@ -22,7 +22,7 @@ from .._repository import BatchId
 from ._calls import Calls
 from ._dialect import Dialect, claim_by_upsert
 from ._failures import Failures
-from ._lean import SQLiteReads, begin_urgent, create_file, tune
+from ._lean import SQLiteReads, begin_urgent, begin_write, create_file, tune
 
 __all__ = ["SQLite", "SQLiteReads", "begin", "begin_urgent", "prepare_file"]
 
@@ -87,4 +87,6 @@ def begin(conn: Connection) -> None:
         assert isinstance(raw, sqlite3.Connection)
         begin_urgent(raw)
     else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        raw = conn.connection.dbapi_connection
+        assert isinstance(raw, sqlite3.Connection)
+        begin_write(raw)

@@ -198,3 +198,37 @@ def test_an_urgent_begin_waits_for_the_lock_and_restores_the_busy_timeout(
     holder.execute("COMMIT")
     holder.close()
     urgent.close()
+
+
+def test_a_revocation_commit_leaves_the_checkpoint_to_bookkeeping(tmp_path: Path) -> None:
+    """Copying the write-ahead log into the file is bookkeeping: a revocation's commit
+    (``begin_urgent``) never does it, however long the log; the next batch's commit
+    (``begin_write``) does, as SQLite does by default."""
+    import sqlite3
+
+    from authtoken._sql._lean import WAL_AUTOCHECKPOINT, begin_urgent, begin_write
+
+    path = tmp_path / "t.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")  # a long log, not yet in the file
+    writer.execute("CREATE TABLE t (x BLOB)")
+    writer.execute("BEGIN")
+    writer.executemany("INSERT INTO t VALUES (?)",
+                       [(bytes(3000),) for _ in range(WAL_AUTOCHECKPOINT + 200)])
+    writer.execute("COMMIT")
+    small = path.stat().st_size
+    assert small < 100_000  # the rows are in the log only
+
+    urgent = sqlite3.connect(path, isolation_level=None)
+    begin_urgent(urgent)
+    urgent.execute("INSERT INTO t VALUES (x'00')")
+    urgent.execute("COMMIT")
+    assert path.stat().st_size == small  # the revocation did not checkpoint
+
+    begin_write(urgent)  # the same pooled connection, now writing a batch
+    urgent.execute("INSERT INTO t VALUES (x'01')")
+    urgent.execute("COMMIT")
+    assert path.stat().st_size > 3000 * WAL_AUTOCHECKPOINT  # checkpointed into the file
+    writer.close()
+    urgent.close()
