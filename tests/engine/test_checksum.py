@@ -111,6 +111,13 @@ def test_checksum_is_fixed_width_and_zero_padded() -> None:
     assert checksum(b"") == b"000000"  # crc32(b"") == 0
 
 
+@given(st.text(alphabet=string.printable, max_size=200))
+def test_checksum_is_the_crc32_in_base62_for_any_body(body: str) -> None:
+    """The codec's checksum (digit pairs looked up) is the documented one (six
+    divisions) for any body, so every value of the CRC is written the same way."""
+    assert checksum(body.encode("ascii")).decode() == crc_base62(body)
+
+
 @pytest.mark.parametrize("text", ["", ".", "......", "atk_", "é" * 200, TOKEN[:-7],
                                   TOKEN + "x", TOKEN[:-1] + "\ud800", "." + TOKEN[-6:]])
 def test_checksum_holds_refuses_text_that_is_not_a_checksummed_string(text: str) -> None:
