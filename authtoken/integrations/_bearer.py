@@ -1,0 +1,205 @@
+"""The bearer credential of a request, and how a refusal is answered (RFC 6750).
+
+Theory of operation
+-------------------
+Every web integration does the same three things, written once here and free of any
+framework so each of them only carries values in and out:
+
+1. :func:`bearer_credential` reads the credential: exactly one ``Authorization`` header
+   of scheme ``Bearer`` (any case) holding one token.  It refuses a request that carries
+   a token in its query string -- the ``access_token`` parameter, or any value that is a
+   token string (``find_tokens``) -- whatever its header says, because query strings land
+   in access logs and proxies' histories: the token must move to the header (and, being
+   logged already, should be revoked).
+2. :func:`login` logs the credential in through ``Security`` (the engine decides; nothing
+   here checks a token) and turns a ``LoginError`` into a :class:`BearerRefused`.
+3. :func:`missing_scopes` and :func:`challenge` give what the answer needs: the scopes
+   a principal lacks (exact, as the principal's ``scopes`` hold them) and the
+   ``WWW-Authenticate`` value.
+
+A :class:`BearerRefused` carries the RFC 6750 ``error`` code -- ``None`` when no
+credential was sent at all (the RFC asks for no code then), ``invalid_request`` for a
+malformed, repeated or misplaced one, ``invalid_token`` for one the engine refused --
+and the HTTP ``status`` to answer: 401 for all of these, 503 when storage cannot tell
+(``RepositoryError``).  No message, description or challenge ever holds the credential.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Final
+from urllib.parse import parse_qsl
+
+from .._errors import (
+    AuthTokenError,
+    InvalidToken,
+    LoginError,
+    RepositoryError,
+    ScriptNotAuthorized,
+    TokenExhausted,
+    TokenExpired,
+    TokenRevoked,
+)
+from .._redact import redact
+from .._scan import find_tokens
+from .._scopes import Script
+from .._security import Security
+from .._token import Principal
+
+__all__ = [
+    "MAX_CREDENTIAL_LENGTH",
+    "BearerRefused",
+    "bearer_credential",
+    "challenge",
+    "login",
+    "missing_scopes",
+]
+
+#: Longer credentials are refused before any parsing: nothing legitimate is that long.
+MAX_CREDENTIAL_LENGTH: Final = 4096
+#: The query parameter RFC 6750 defines for a token, refused here whatever it holds.
+QUERY_PARAMETER: Final = "access_token"
+#: What a token must be sent as; every refusal of the request's form says it.
+HOW: Final = "send it as 'Authorization: Bearer <token>'"
+# RFC 6750's scope-token characters (no quote, no backslash, no space, ASCII only).
+_SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
+
+# What a client is told of each refusal of the engine: the RFC's code says the token is
+# bad; the description names the check, never the token.  Expired and revoked are told
+# only after the secret matched (the engine raises them only then), as everywhere else.
+_DESCRIPTIONS: Final[dict[type[LoginError], str]] = {
+    InvalidToken: "the token is invalid",
+    TokenExpired: "the token has expired",
+    TokenRevoked: "the token was revoked",
+    TokenExhausted: "the token has no use left",
+    ScriptNotAuthorized: "the token is not for this service",
+}
+
+
+class BearerRefused(AuthTokenError):
+    """The request's bearer credential is missing or refused.
+
+    ``error`` is the RFC 6750 code (``None``: no credential was sent;
+    ``"invalid_request"``: the request's form is wrong; ``"invalid_token"``: the engine
+    refused the token), ``description`` a sentence for the client, ``status`` the HTTP
+    status to answer (401, or 503 when storage cannot tell) and ``reason`` the class name
+    of the engine's error, if any.  Neither holds the credential.
+    """
+
+    def __init__(self, description: str, *, error: str | None, status: int = 401,
+                 reason: str | None = None) -> None:
+        description = redact(description)
+        super().__init__(description)
+        self.description = description
+        self.error = error
+        self.status = status
+        self.reason = reason
+
+    @property
+    def missing(self) -> bool:
+        """Whether no credential was sent at all (an anonymous request)."""
+        return self.error is None and self.status == 401
+
+    @property
+    def challenge(self) -> str:
+        """The ``WWW-Authenticate`` value that answers this refusal."""
+        if self.status != 401:
+            return challenge()
+        return challenge(self.error, self.description if self.error else None)
+
+
+def challenge(error: str | None = None, description: str | None = None, *,
+              scopes: Iterable[str] = ()) -> str:
+    """A ``WWW-Authenticate: Bearer`` value with the RFC 6750 ``error``, its
+    ``error_description`` and, for ``insufficient_scope``, the ``scope`` needed.
+
+    Characters a quoted string may not hold are dropped from the description; a scope
+    that is not an RFC 6750 scope-token (a quote, a backslash, non-ASCII) is left out of
+    ``scope`` rather than breaking the header.
+    """
+    parts = []
+    if error is not None:
+        parts.append(f'error="{error}"')
+    if description:
+        text = "".join(c for c in description if 0x20 <= ord(c) < 0x7F and c not in '"\\')
+        parts.append(f'error_description="{text}"')
+    shown = [s for s in scopes if _SCOPE_TOKEN.fullmatch(redact(s))]
+    if shown:
+        parts.append(f'scope="{" ".join(shown)}"')
+    return "Bearer" + (" " + ", ".join(parts) if parts else "")
+
+
+def _query_holds_token(query: str) -> bool:
+    """Whether ``query`` (a raw query string) carries a token anywhere."""
+    if not query:
+        return False
+    pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=None)
+    if any(name.lower() == QUERY_PARAMETER for name, _ in pairs):
+        return True
+    texts = [query, *(part for pair in pairs for part in pair)]
+    return any(find_tokens(text) for text in texts)
+
+
+def bearer_credential(authorization: Sequence[str], query: str = "") -> str:
+    """The token of a request whose ``Authorization`` header values are
+    ``authorization`` (every value sent, in order) and whose raw query string is
+    ``query``.
+
+    Raises ``BearerRefused``: with ``error=None`` when no ``Authorization`` header was
+    sent; with ``"invalid_request"`` when a token is in the query string, when there are
+    two headers, when the scheme is not ``Bearer``, or when the value is not exactly one
+    token (empty, two words, a comma, absurdly long).  The message says how to send it
+    and never holds the credential.
+    """
+    if _query_holds_token(query):
+        raise BearerRefused(
+            "a token in the query string is refused: query strings are written to access "
+            f"logs, so revoke that token and {HOW}", error="invalid_request")
+    if not authorization:
+        raise BearerRefused(f"no credentials: {HOW}", error=None)
+    if len(authorization) > 1:
+        raise BearerRefused(f"more than one Authorization header: {HOW}",
+                            error="invalid_request")
+    value = authorization[0]
+    if len(value) > MAX_CREDENTIAL_LENGTH:
+        raise BearerRefused("the Authorization header is too long", error="invalid_request")
+    scheme, _, credential = value.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise BearerRefused(f"the Authorization scheme is not Bearer: {HOW}",
+                            error="invalid_request")
+    words = credential.split()
+    if len(words) != 1 or "," in credential:
+        raise BearerRefused(f"the Authorization header must hold one token: {HOW}",
+                            error="invalid_request")
+    return words[0]
+
+
+def login(security: Security, credential: str, script: Script | None) -> Principal:
+    """Log ``credential`` in for ``script``: the ``Principal``, counted and audited.
+
+    Blocks on storage (call it in a worker thread from async code).  Raises
+    ``BearerRefused``: ``invalid_token`` for any ``LoginError`` (its class name in
+    ``reason``), status 503 for a ``RepositoryError``.  The engine's own error is not
+    chained, so nothing the caller sent travels with it.
+    """
+    try:
+        return security.login_by_auth_token(credential, script=script)
+    except LoginError as exc:
+        kind = next((k for k in _DESCRIPTIONS if isinstance(exc, k)), InvalidToken)
+        refusal = BearerRefused(_DESCRIPTIONS[kind], error="invalid_token",
+                                reason=type(exc).__name__)
+    except RepositoryError as exc:
+        refusal = BearerRefused("the token store cannot be reached; try again later",
+                                error=None, status=503, reason=type(exc).__name__)
+    raise refusal
+
+
+def missing_scopes(principal: Principal, required: Iterable[str]) -> list[str]:
+    """The ``required`` scopes that ``principal.scopes`` does not hold (exact match),
+    in order, each once."""
+    missing: list[str] = []
+    for scope in required:
+        if scope not in principal.scopes and scope not in missing:
+            missing.append(scope)
+    return missing
