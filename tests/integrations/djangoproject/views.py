@@ -1,0 +1,38 @@
+"""API views of the test project: who am I, a scoped view, and an open one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+
+class Me(APIView):
+    """Any valid token: the Django user and the principal."""
+
+    def get(self, request: Request) -> Response:
+        principal: Any = request.auth
+        return Response({"username": request.user.username, "key": principal.token_key,
+                         "scopes": list(principal.scopes)})
+
+
+class Reports(APIView):
+    """Needs the scope reports:read."""
+
+    required_scopes = ("reports:read",)
+
+    def get(self, request: Request) -> Response:
+        return Response({"reader": request.user.username})
+
+
+class Health(APIView):
+    """Open to anyone."""
+
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok"})
