@@ -61,7 +61,7 @@ MAX_CREDENTIAL_LENGTH: Final = 4096
 #: The query parameter RFC 6750 defines for a token, refused here whatever it holds.
 QUERY_PARAMETER: Final = "access_token"
 #: What a token must be sent as; every refusal of the request's form says it.
-HOW: Final = "send it as 'Authorization: Bearer <token>'"
+HOW: Final = "send the token in an 'Authorization: Bearer <token>' header"
 # RFC 6750's scope-token characters (no quote, no backslash, no space, ASCII only).
 _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
 
@@ -154,8 +154,8 @@ def bearer_credential(authorization: Sequence[str], query: str = "") -> str:
     """
     if _query_holds_token(query):
         raise BearerRefused(
-            "a token in the query string is refused: query strings are written to access "
-            f"logs, so revoke that token and {HOW}", error="invalid_request")
+            "a token in the query string is refused, since query strings are written to "
+            f"access logs: revoke it, and {HOW}", error="invalid_request")
     if not authorization:
         raise BearerRefused(f"no credentials: {HOW}", error=None)
     if len(authorization) > 1:
