@@ -39,11 +39,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
+from .._errors import RepositoryError
 from .._open import open_security
 from .._redact import redact
 from .._scopes import Script
@@ -190,6 +191,8 @@ class TokenAuthentication(BaseAuthentication):  # type: ignore[misc]  # DRF ship
             if refusal.missing:
                 return None
             raise self._refused(request, refusal) from None
+        except RepositoryError:  # opening the store failed: it may be back soon
+            raise Unavailable() from None
         return self.get_user(request, principal), principal
 
     def get_user(self, request: Any, principal: Principal) -> Any:
@@ -198,14 +201,19 @@ class TokenAuthentication(BaseAuthentication):  # type: ignore[misc]  # DRF ship
         model = get_user_model()
         username = str(principal.user)
         manager = model._default_manager
+        longest = getattr(model._meta.get_field(model.USERNAME_FIELD), "max_length", None)
+        fits = longest is None or len(username) <= longest  # else no such account can be
         try:
-            user = manager.get_by_natural_key(username)
+            user = manager.get_by_natural_key(username) if fits else None
         except model.DoesNotExist:
-            if not _open()[2]:
+            user = None
+        if user is None:
+            if not fits or not _open()[2]:
                 raise self._refused(request, BearerRefused(
-                    "the token's user has no account here", error="invalid_token")) from None
+                    "the token's user has no account here", error="invalid_token"))
             try:
-                user = manager.create_user(**{model.USERNAME_FIELD: username})
+                with transaction.atomic():  # a savepoint: a clash spoils no outer transaction
+                    user = manager.create_user(**{model.USERNAME_FIELD: username})
             except IntegrityError:  # made by a concurrent request meanwhile
                 user = manager.get_by_natural_key(username)
         if not getattr(user, "is_active", True):

@@ -186,6 +186,34 @@ def test_settings_take_a_script_and_key_lists(security: Security, project: Path,
         assert answer.json() == {"detail": "the token is not for this service"}
 
 
+def test_long_user_names_are_refused(security: Security, project: Path, api: Any) -> None:
+    """A user longer than a username may be has no account, and none is made for it."""
+    from django.contrib.auth.models import User
+    from django.test import override_settings
+
+    token = security.authorize_token(AuthToken("x"), user="u" * 151)
+    settings = {"DATABASE_URL": f"sqlite:///{project / 'tokens.db'}",
+                "SECRET_KEYS": "django-test-key-new", "CREATE_USERS": True}
+    with override_settings(AUTHTOKEN=settings):
+        assert api.get("/me", **bearer(token)).status_code == 401
+    assert not User.objects.filter(username__startswith="uuu").exists()
+
+
+def test_unreachable_store_is_503(security: Security, api: Any) -> None:
+    """With the token store unreachable the answer is 503, naming neither the token nor
+    the database password."""
+    from django.test import override_settings
+
+    token = security.authorize_token(AuthToken("reports:read"), user="alice")
+    settings = {"DATABASE_URL": "postgresql://svc:s3cret-pw@127.0.0.1:1/tokens",
+                "SECRET_KEYS": "django-test-key-new"}
+    with override_settings(AUTHTOKEN=settings):
+        answer = api.get("/me", **bearer(token))
+    assert answer.status_code == 503
+    assert "s3cret-pw" not in answer.content.decode()
+    assert_no_token([answer.content.decode()], token)
+
+
 @pytest.mark.parametrize("setting", [
     "not a dict", {"DATABASE_URLS": "sqlite://"}, {"SECRET_KEYS": 5},
     {"SECRET_KEYS": " , "}, {"SCRIPT_KEY": "7"}, {"CREATE_USERS": "yes"},

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from web_support import HeldRepository, assert_no_token, forged, sqlite_security
 
-from authtoken import AuthToken, Script, Security
+from authtoken import AuthToken, MemoryRepository, Script, Security, SQLRepository
 from authtoken.integrations.starlette import (
     TokenAuthBackend,
     TokenAuthenticationError,
@@ -157,6 +157,19 @@ def test_token_in_query_string_is_refused(security: Security, client: TestClient
         assert answer.status_code == 401
         assert "query string" in answer.json()["detail"]
         assert_no_token([answer.text, str(answer.headers)], token)
+
+
+def test_unreachable_store_is_503(clock: FakeClock) -> None:
+    """With the store unreachable, bearer_challenge answers 503 with Retry-After."""
+    with Security(MemoryRepository(), secret_keys=["k"]) as elsewhere:
+        token = elsewhere.authorize_token(AuthToken("reports:read"), user="alice")
+    repository = SQLRepository("postgresql://svc:s3cret-pw@127.0.0.1:1/none", timeout=2)
+    answer = TestClient(make_app(Security(repository, secret_keys=["k"], clock=clock))).get(
+        "/me", headers=bearer(token))
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "5"
+    assert "s3cret-pw" not in answer.text
+    assert_no_token([answer.text], token)
 
 
 def test_default_on_error_is_starlettes_400(security: Security) -> None:
