@@ -200,8 +200,9 @@ class TokenAuthentication(BaseAuthentication):  # type: ignore[misc]  # DRF ship
         ``CREATE_USERS`` one is made (with no usable password) when missing."""
         model = get_user_model()
         username = str(principal.user)
-        manager = model._default_manager
-        longest = getattr(model._meta.get_field(model.USERNAME_FIELD), "max_length", None)
+        manager = model.objects
+        field = getattr(getattr(model, model.USERNAME_FIELD, None), "field", None)
+        longest = getattr(field, "max_length", None)
         fits = longest is None or len(username) <= longest  # else no such account can be
         try:
             user = manager.get_by_natural_key(username) if fits else None
