@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from test_integrations_web_docs import PHRASES as WEB_PAGE_PHRASES
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
@@ -122,6 +123,9 @@ PHRASES["admin_api.py"] = (
     "failed API authentications on the trail: 1 (actor address:127.0.0.1)",
     "done",
 )
+# The integration pages' programs: their pages' tests say what each must print.
+for _program, _phrases in WEB_PAGE_PHRASES.items():
+    PHRASES[Path(_program).name] = _phrases
 
 
 def example_files() -> list[str]:
@@ -183,7 +187,7 @@ def pip(*args: str, python: Path | None = None) -> None:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel of this checkout, built from a copy so the build leaves the tree alone."""
     source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, source / name)
     shutil.copytree(ROOT / "authtoken", source / "authtoken",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
