@@ -1,8 +1,9 @@
 """The admin application, assembled: ``create_app``.
 
 One Starlette application serves both faces over one ``AdminContext`` (``_context``):
-the JSON API (``_api``, described by ``_openapi`` at ``GET /openapi.json``) and the
-HTML token page under ``/ui`` (``_page``).  Both end a failed request with a
+the JSON API (``_api``, and ``_oauth``'s RFC 7662 ``/introspect`` and RFC 7009
+``/revoke``, all described by ``_openapi`` at ``GET /openapi.json``) and the HTML
+token page under ``/ui`` (``_page``).  Both end a failed request with a
 ``Problem`` and map an engine error to its status through the one table of
 ``_problems``.  This module only wires them together and adds what every answer
 carries: ``Cache-Control: no-store`` and ``X-Content-Type-Options: nosniff``, and
@@ -31,6 +32,7 @@ from ._api import api_routes
 from ._auth import Authenticator
 from ._context import AdminContext
 from ._limiter import FailureLimiter
+from ._oauth import oauth_routes
 from ._openapi import openapi_document
 from ._page import page_routes
 from ._problems import Problem
@@ -98,6 +100,7 @@ def create_app(security: Security, *, authenticate: Authenticator,
         raise ArgumentTypeError(f"limiter must be a FailureLimiter, not {type(limiter).__name__}")
     context = AdminContext(security, authenticate, limiter or FailureLimiter(), max_body)
     routes = api_routes(context)
+    routes += oauth_routes(context)
     routes.append(Route("/openapi.json", _openapi, methods=["GET"]))
     routes += page_routes(context)
     return Starlette(

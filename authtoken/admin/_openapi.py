@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 document of the admin API (``GET /openapi.json``).
 
-It names every JSON route, body and answer, and points every error at the shared problem
+It names every JSON route -- and the form routes of RFC 7662 introspection and RFC 7009
+revocation -- every body and answer, and points every error at the shared problem
 responses (``application/problem+json``); ``tests/admin`` checks that the document and
 the routes agree, and CI runs schemathesis against it.  The HTML page under ``/ui`` is
 not part of it.
@@ -15,6 +16,7 @@ from .._explain import REASONS
 from .._jobs import MAX_RUN_ID
 from .._scopes import MAX_IDENTIFIERS
 from ._api import MAX_AUDIT_EVENTS
+from ._oauth import FORM
 from ._problems import PROBLEM_JSON
 
 __all__ = ["openapi_document"]
@@ -110,6 +112,90 @@ def _fields(required: bool) -> dict[str, Any]:
                                "vfs:ikey?K, added to the scope."},
         }
     return schema
+
+
+# Form fields are text: a script key is written as its digits.  Blank script fields name
+# no script; fields not named here are ignored (RFC 6749 §3.1), so none is forbidden.
+_INTROSPECTION_REQUEST: Final = {
+    "type": "object",
+    "properties": {
+        "token": {"type": "string", "description": "The token to check.  Missing, empty "
+                  "or not a token of this store: {\"active\": false}."},
+        "token_type_hint": {"type": "string", "description": "Ignored: there is one kind "
+                            "of token."},
+        "script_key": {"type": "string", "pattern": r"^(-?[0-9]{1,600})?$",
+                       "description": "The key of the script the service logs in as."},
+        "script_path": {"type": "string", "pattern": r"^[^\u0000]*$",
+                        "description": "The path of the script, as a script runner "
+                                       "sees it."},
+        "script_digest": {"type": "string", "pattern": r"^((sha256:)?[0-9a-f]{64})?$",
+                          "description": "The SHA-256 of the code it runs, in lower-case "
+                                         "hex."},
+    },
+}
+_INTROSPECTION: Final = {
+    "type": "object",
+    "required": ["active"],
+    "properties": {
+        "active": {"type": "boolean"},
+        "sub": {"type": "string", "description": "The token's user, as text."},
+        "scope": {"type": "string", "description": "Its scopes, separated by spaces."},
+        "exp": {"type": "integer", "description": "When it expires, in seconds since "
+                "1970 (UTC); absent for a token that never expires."},
+        "iat": {"type": "integer", "description": "When it was authorized, in seconds "
+                "since 1970 (UTC)."},
+        "token_type": {"const": "atk"},
+        "authtoken_key": {"type": "string", "description": "The token's key."},
+        "run_id": {"type": ["string", "null"], "description": "The run of a job a run "
+                   "token was made for."},
+        "chain": {"type": "array", "items": {"type": "string"}, "description": "The keys "
+                  "from the root of its delegation tree down to the token itself."},
+    },
+}
+_REVOCATION_REQUEST: Final = {
+    "type": "object",
+    "required": ["token"],
+    "properties": {
+        "token": {"type": "string", "description": "The token to revoke."},
+        "token_type_hint": {"type": "string", "description": "Ignored."},
+    },
+}
+
+
+def _oauth_paths() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The paths ``/introspect`` (RFC 7662) and ``/revoke`` (RFC 7009)."""
+
+    def form(schema: str) -> dict[str, Any]:
+        return {"required": True, "content": {FORM: {"schema": _ref(schema)}}}
+
+    no_cache = {name: {"schema": {"type": "string"}}
+                for name in ("Cache-Control", "Pragma")}
+    introspect = {"post": {
+        "operationId": "introspectToken",
+        "summary": "Check a token for a service (RFC 7662 token introspection)",
+        "description": "A login by the script the form names: counted, audited and "
+                       "spending a use of a token with max_uses.  Any refusal is 200 "
+                       "{\"active\": false} and nothing more; a store that cannot be "
+                       "reached is a 503, never an inactive token.  The query string is "
+                       "not read.",
+        "requestBody": form("IntrospectionRequest"),
+        "responses": _responses({"200": _json("The token's state.", "Introspection",
+                                              headers=no_cache)},
+                                "400", "413", "415", "422"),
+    }}
+    revoke = {"post": {
+        "operationId": "revokeTokenString",
+        "summary": "Revoke a token by its string (RFC 7009 token revocation)",
+        "description": "Revokes the token and every token derived from it.  200 with an "
+                       "empty body whether or not the string was a known token; a "
+                       "non-admin may revoke only its own user's tokens (403 and "
+                       "nothing changes otherwise).",
+        "requestBody": form("RevocationRequest"),
+        "responses": _responses({"200": {"description": "Revoked, or no such token.",
+                                         "headers": no_cache}},
+                                "400", "403", "413", "415", "422"),
+    }}
+    return introspect, revoke
 
 
 def openapi_document(root_path: str = "") -> dict[str, Any]:
@@ -258,6 +344,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                                     "403", "422"),
         },
     }
+    introspect, revoke = _oauth_paths()
     openapi = {
         "get": {
             "operationId": "openapi",
@@ -305,7 +392,8 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
         "404": "No token with that key.",
         "409": "The token is revoked, expired (renewal), or was changed concurrently.",
         "413": "The body is too large.",
-        "415": "The body is not application/json.",
+        "415": "The body is not application/json (application/x-www-form-urlencoded for "
+               "/introspect and /revoke).",
         "422": "The body or a parameter is invalid.",
         "429": "Too many failed authentications from this address.",
         "503": "The token store or the identity provider cannot be reached.",
@@ -321,7 +409,9 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
             "version": "1",
             "description": "Manage delegation tokens: list, authorize, show, update, "
                            "renew, revoke, revoke all of a user's, ask why a login "
-                           "would be refused, and read the audit trail.  "
+                           "would be refused, read the audit trail, and -- for "
+                           "services in any language -- introspect (RFC 7662) and "
+                           "revoke (RFC 7009) a token by its string.  "
                            "Errors are RFC 9457 problems (application/problem+json) and "
                            "never carry a token string.",
         },
@@ -334,6 +424,8 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
             "/tokens/{key}/check": check,
             "/users/{user}/revoke-all": revoke_all,
             "/audit": audit,
+            "/introspect": introspect,
+            "/revoke": revoke,
             "/openapi.json": openapi,
         },
         "components": {
@@ -389,6 +481,9 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                         "message": {"type": "string", "description":
                                     "What to change, or what the login would get."},
                     }},
+                "IntrospectionRequest": _INTROSPECTION_REQUEST,
+                "Introspection": _INTROSPECTION,
+                "RevocationRequest": _REVOCATION_REQUEST,
                 "Revoked": {"type": "object", "required": ["revoked"], "properties": {
                     "revoked": {"type": "integer", "minimum": 0}}},
                 "Script": {"type": "object", "required": ["key", "path"], "properties": {
