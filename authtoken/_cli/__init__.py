@@ -10,9 +10,10 @@ A token string is a password: given as an argument it would land in ``ps`` outpu
 shell history.  So the raw argument list is scanned *before* argparse sees it, and any
 argument holding something shaped like a token string -- in any case, glued into a
 longer argument, or without its ``atk_`` prefix -- is refused (exit 2) without being
-echoed; the commands that need a token (``login``, ``revoke --token``) read it from
-standard input, or from ``AUTHTOKEN_TOKEN`` when standard input is a terminal or holds
-only whitespace.  Everything written to standard error goes through
+echoed, the command ``exec`` runs included; the commands that need a token (``login``,
+``exec``, ``revoke --token``, ``renew --token``) read it from ``--token-file F``, else
+from standard input, or from ``AUTHTOKEN_TOKEN`` when standard input is a terminal or
+holds only whitespace (``_input``).  Everything written to standard error goes through
 :func:`authtoken._redact.redact` (see ``_output``).
 
 Exit status: 0 done; 1 an ``AuthTokenError`` (``ClassName: message`` on stderr, one
@@ -23,8 +24,10 @@ both are one JSON line on stderr instead: ``{"error": CLASS, "message": TEXT}``,
 Files: ``_parser`` (the parser and its usage errors), ``_commands`` (one function a
 command), ``_tokens`` (how ``show`` and ``list`` print tokens), ``_pinning`` (the
 script a command names, ``--bind-file``, ``check``), ``_scan`` (``scan``: finding token
-strings in files, streamed), ``_demo`` (the narrated demo), ``_output`` (what is
-written, and how).
+strings in files, streamed), ``_input`` (reading a token string: ``--token-file``,
+standard input, the environment), ``_exec`` (``exec``: a command run with a run token,
+signals passed on), ``_demo`` (the narrated demo), ``_output`` (what is written, and
+how).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from typing import Final
 
 from .._errors import AuthTokenError
 from .._shape import BODY_PATTERN, KEY_CHARS, KEY_LENGTH, PREFIX
-from ._commands import TOKEN_ENV, parse_user, read_token
+from ._commands import parse_user
+from ._input import TOKEN_ENV, read_token
 from ._output import JSON_ERRORS, PROG, fail, one_line
 from ._parser import build_parser
 
@@ -54,6 +58,22 @@ _TOKEN_AS_ARGUMENT: Final = (
     "a token string cannot be given as an argument (it would leak into the process list "
     f"and shell history); pipe it on standard input or set {TOKEN_ENV}"
 )
+
+
+def _command_name(arguments: Sequence[str]) -> str | None:
+    """The command named in ``arguments``: the first word that is neither a global
+    option nor the value of one."""
+    skip = False
+    for argument in arguments:
+        if skip:
+            skip = False
+        elif argument == "--database":
+            skip = True
+        elif not argument.startswith("-"):
+            return argument
+        elif argument == "--":
+            return None
+    return None
 
 
 def _exit_code(code: object) -> int:
@@ -104,10 +124,16 @@ def _run(arguments: list[str]) -> int:
         fail("UsageError", _TOKEN_AS_ARGUMENT, text=f"{PROG}: error: {_TOKEN_AS_ARGUMENT}")
         return 2
     parser = build_parser()
+    # 'exec' takes everything after the first '--' as its command, untouched by argparse.
+    command: list[str] | None = None
+    if _command_name(arguments) == "exec" and "--" in arguments:
+        split = arguments.index("--")
+        arguments, command = arguments[:split], arguments[split + 1:]
     try:
         args = parser.parse_args(arguments)
     except SystemExit as exc:
         return _exit_code(exc.code)
+    args.after_dashes = command
     handler: Callable[..., int] = args.handler
     try:
         with _quiet_broken_pipe():

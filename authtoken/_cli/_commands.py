@@ -8,22 +8,24 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import sys
-from typing import Any, Final, NoReturn
+from typing import Final, NoReturn
 
-from .._errors import InvalidArgument, InvalidToken, RepositoryError, ScriptNotAuthorized
+from .._errors import InvalidArgument, RepositoryError, ScriptNotAuthorized
 from .._escape import unescape
 from .._expiry import Relative, parse_duration
 from .._jobs import check_run_id
 from .._open import open_security
-from .._scopes import key_binding, path_binding, scope_warnings
+from .._scopes import Script, key_binding, path_binding, scope_warnings
 from .._security import Security
+from .._session import Session
 from .._token import AuthToken, Principal, UserKey, check_user
 from .._views import event_view, isoformat, principal_view, token_view
+from ._input import MAX_STDIN, TOKEN_ENV, read_token
 from ._output import (
     PROG,
     cut,
     fail,
+    json_text,
     note,
     out,
     print_json,
@@ -55,13 +57,12 @@ __all__ = [
     "json_mode",
     "open_store",
     "parse_user",
+    "principal_json",
     "read_token",
+    "script_login",
     "usage_error",
 ]
 
-#: At most this much of standard input is read when looking for a token string.
-MAX_STDIN: Final = 64 * 1024
-TOKEN_ENV: Final = "AUTHTOKEN_TOKEN"  # noqa: S105 - a variable name, not a secret
 
 
 # -- arguments and input ------------------------------------------------------------------
@@ -76,47 +77,6 @@ def parse_user(text: str) -> UserKey:
         except ValueError as exc:  # more digits than int() will read
             raise InvalidArgument("the user number is too long") from exc
     return check_user(text)
-
-
-def _stdin_text(stream: Any) -> str:
-    """What ``stream`` holds (at most ``MAX_STDIN``), or ``""`` when it is a terminal."""
-    if stream is None:
-        return ""
-    isatty = getattr(stream, "isatty", None)
-    try:
-        if callable(isatty) and isatty():
-            return ""
-        source = getattr(stream, "buffer", None)
-        if source is None or not callable(getattr(source, "read", None)):
-            source = stream
-        raw = source.read(MAX_STDIN + 1)
-    except (OSError, ValueError):  # closed, unreadable or captured: nothing to read
-        return ""
-    if raw is None:
-        return ""
-    if len(raw) > MAX_STDIN and raw.strip():
-        raise InvalidToken(
-            "standard input holds more than 64 KiB; a token string is at most 256 characters"
-        )
-    if isinstance(raw, (bytes, bytearray)):
-        return bytes(raw).decode("utf-8", "replace")
-    return str(raw)
-
-
-def read_token() -> str:
-    """The token string: from standard input, else from ``AUTHTOKEN_TOKEN``.
-
-    Surrounding whitespace is stripped.  Standard input is used unless it is a terminal
-    or holds only whitespace.  Raises ``InvalidToken`` when neither holds anything.
-    """
-    text = _stdin_text(sys.stdin).strip()
-    if not text:
-        text = os.environ.get(TOKEN_ENV, "").strip()
-    if not text:
-        raise InvalidToken(
-            f"no token string: pipe it on standard input or set {TOKEN_ENV}"
-        )
-    return text
 
 
 def json_mode(args: argparse.Namespace) -> bool:
@@ -244,25 +204,41 @@ def _binding_options(token: AuthToken) -> str:
     return f"pass {shown} to log in as a script it is bound to{also}"
 
 
+def script_login(security: Security, string: str, script: Script | None) -> Session | None:
+    """A session logged in with ``string`` for ``script``; ``None`` once a refusal for
+    another script was reported on stderr with the options that would pass (the caller
+    exits 1).  Any other refusal is raised for ``main`` to report."""
+    session = Session(security, script=script)
+    try:
+        session.login_by_auth_token(string)
+    except ScriptNotAuthorized as exc:
+        # Raised only after the secret matched: the caller holds the token and may
+        # learn what it is bound to.
+        hint = _binding_options(security.restore_auth_token(string)) \
+            or "pass --script-key or --script-path"
+        # The engine's message speaks of the Python API when no script was named.
+        told = "the token is bound to scripts" if script is None else str(exc)
+        fail(type(exc).__name__, f"{told}; {hint}")
+        return None
+    return session
+
+
+def principal_json(principal: Principal) -> str:
+    """What ``login --json`` prints for ``principal`` (``AUTHTOKEN_PRINCIPAL`` too)."""
+    return json_text(principal_view(principal))
+
+
 def cmd_login(args: argparse.Namespace) -> int:
     script = script_of(args)
-    string = read_token()
+    string = read_token(args.token_file)
     with open_store(args) as security:
-        try:
-            principal = security.login_by_auth_token(string, script=script)
-        except ScriptNotAuthorized as exc:
-            # Raised only after the secret matched: the caller holds the token and may
-            # learn what it is bound to.
-            hint = _binding_options(security.restore_auth_token(string)) \
-                or "pass --script-key or --script-path"
-            # The engine's message speaks of the Python API when no script was named.
-            told = "the token is bound to scripts" if script is None else str(exc)
-            fail(type(exc).__name__, f"{told}; {hint}")
-            return 1
+        session = script_login(security, string, script)
+    if session is None or session.principal is None:
+        return 1
     if json_mode(args):
-        print_json(principal_view(principal))
+        out(principal_json(session.principal))
     else:
-        _show_principal(principal)
+        _show_principal(session.principal)
     return 0
 
 
@@ -341,14 +317,15 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def cmd_renew(args: argparse.Namespace) -> int:
-    if args.key is None and not args.token:
-        usage_error(args, "give the token's KEY, or --token to read the token string "
-                          "from standard input")
-    if args.key is not None and args.token:
-        usage_error(args, "give KEY or --token, not both")
+    by_string = args.token or args.token_file is not None
+    if args.key is None and not by_string:
+        usage_error(args, "give the token's KEY, --token to read the token string from "
+                          "standard input, or --token-file F")
+    if args.key is not None and by_string:
+        usage_error(args, "give KEY or --token/--token-file, not both")
     by = None if args.by is None else duration(args.by, "--by")
-    if args.token:
-        string = read_token()
+    if by_string:
+        string = read_token(args.token_file)
         with open_store(args) as security:
             expires = security.renew_auth_token(string, by=by)
             token = security.restore_auth_token(string)
@@ -369,8 +346,9 @@ def cmd_renew(args: argparse.Namespace) -> int:
 def _revoke_all(args: argparse.Namespace) -> int:
     if args.user is None:
         usage_error(args, "--all needs --user U: it revokes every token of that user")
-    if args.key is not None or args.token:
-        usage_error(args, "--user U --all revokes by user: give no KEY or --token with it")
+    if args.key is not None or args.token or args.token_file is not None:
+        usage_error(args, "--user U --all revokes by user: give no KEY, --token or "
+                          "--token-file with it")
     user = parse_user(args.user)
     with open_store(args) as security:
         count = security.revoke_user_tokens(user)
@@ -387,13 +365,14 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         return _revoke_all(args)
     if args.user is not None:
         usage_error(args, "--user U needs --all to revoke every token of that user")
-    if args.key is None and not args.token:
+    by_string = args.token or args.token_file is not None
+    if args.key is None and not by_string:
         usage_error(args, "give the token's KEY, --token to read the token string "
-                          "from standard input, or --user U --all")
-    if args.key is not None and args.token:
-        usage_error(args, "give KEY or --token, not both")
-    if args.token:
-        string = read_token()
+                          "from standard input, --token-file F, or --user U --all")
+    if args.key is not None and by_string:
+        usage_error(args, "give KEY or --token/--token-file, not both")
+    if by_string:
+        string = read_token(args.token_file)
         with open_store(args) as security:
             key = security.restore_auth_token(string).key
             security.revoke_auth_token(string)

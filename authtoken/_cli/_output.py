@@ -25,6 +25,7 @@ __all__ = [
     "PROG",
     "cut",
     "fail",
+    "json_text",
     "note",
     "one_line",
     "out",
@@ -69,9 +70,14 @@ def table(rows: Sequence[Sequence[str]]) -> None:
         out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
+def json_text(value: object) -> str:
+    """``value`` as the indented JSON every ``--json`` output is written in."""
+    return json.dumps(value, indent=2)
+
+
 def print_json(value: object) -> None:
     """``value`` as indented JSON on standard output."""
-    out(json.dumps(value, indent=2))
+    out(json_text(value))
 
 
 def note(text: str) -> None:

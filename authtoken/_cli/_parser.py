@@ -17,7 +17,7 @@ from typing import Any, Final, NoReturn
 
 from .._errors import AuthTokenError
 from .._scopes import MAX_IDENTIFIER_LENGTH
-from . import _commands, _demo, _scan
+from . import _commands, _demo, _exec, _scan
 from ._output import JSON_ERRORS, PROG, fail, note, one_line
 
 __all__ = ["Parser", "build_parser", "with_suggestion"]
@@ -117,8 +117,9 @@ environment:
                           SQLite file in the per-user data folder)
   AUTHTOKEN_SECRET_KEYS   secret keys, comma-separated, newest first (default: a key
                           file created with mode 0600 beside the default database)
-  {_commands.TOKEN_ENV}         the token string for 'login', 'revoke --token' and
+  {_commands.TOKEN_ENV}         the token string for 'login', 'exec', 'revoke --token' and
                           'renew --token' when standard input is a terminal or empty
+                          (--token-file F wins over both)
   AUTHTOKEN_MAX_LIFETIME  the policy: no token may live (or be renewed) longer than
                           this duration after it was authorized, such as 90d
   AUTHTOKEN_REQUIRE_EXPIRY
@@ -228,6 +229,40 @@ def _script_options(sub: argparse.ArgumentParser, doing: str) -> None:
                           "--script-path gives another")
 
 
+_TOKEN_FILE_HELP: Final = (
+    "read the token string from file F instead: a regular file, yours or root's, that "
+    "group and others may neither read nor write (chmod 600), as systemd's "
+    f"LoadCredential= hands one over; it wins over standard input and {_commands.TOKEN_ENV}"
+)
+
+
+def _token_file(sub: argparse.ArgumentParser, *, implies_token: bool = False) -> None:
+    sub.add_argument("--token-file", metavar="F",
+                     help=_TOKEN_FILE_HELP + ("; needs no --token" if implies_token else ""))
+
+
+def _exec_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--script-key", metavar="K", type=_script_key,
+                     help="the integer key of the script CMD is")
+    script = sub.add_mutually_exclusive_group()
+    script.add_argument("--script-path", metavar="P", help="the path of the script CMD is")
+    script.add_argument("--script-file", metavar="F",
+                        help="the file of the script CMD runs: read now for its SHA-256 "
+                             "(for tokens pinned to code), and its path")
+    sub.add_argument("--run-id", metavar="ID",
+                     help="the run's id, stored on the run token (default: a fresh UUID)")
+    sub.add_argument("--run-expires", metavar="E",
+                     help="the run token's expiry: a duration such as '2h', or an ISO 8601 "
+                          "time (default: 1h, cut to the standing token's expiry)")
+    sub.add_argument("--max-uses", metavar="N", type=_max_uses,
+                     help="how many logins the run token allows (default: unlimited, or "
+                          "the standing token's own limit)")
+    _token_file(sub)
+    sub.add_argument("command_line", metavar="CMD", nargs="*",
+                     help="the command to run and its arguments, after '--' (run without "
+                          "a shell)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``authtoken`` argument parser."""
     from .. import __version__
@@ -264,8 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("login", _commands.cmd_login,
                   "log in with the token string read from standard input (or "
-                  f"{_commands.TOKEN_ENV})")
+                  f"{_commands.TOKEN_ENV}, or --token-file F)")
     _script_options(sub, "logging in")
+    _token_file(sub)
 
     sub = command("list", _commands.cmd_list, "list tokens, newest first")
     sub.add_argument("--user", metavar="U", help="only this user's tokens")
@@ -291,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--token", action="store_true",
                      help=f"read the token string from standard input (or "
                           f"{_commands.TOKEN_ENV})")
+    _token_file(sub, implies_token=True)
     sub.add_argument("--user", metavar="U",
                      help="with --all: the user whose tokens to revoke")
     sub.add_argument("--all", action="store_true",
@@ -307,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--token", action="store_true",
                      help=f"read the token string from standard input (or "
                           f"{_commands.TOKEN_ENV})")
+    _token_file(sub, implies_token=True)
     sub.add_argument("--by", metavar="D",
                      help="extend the token this long from now: a duration such as '7d' "
                           "(default: its first lifetime)")
@@ -372,6 +410,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--admin-scope", metavar="S", default="authtoken:admin",
                      help="callers whose token holds this scope are admins "
                           "(default authtoken:admin)")
+
+    sub = command("exec", _exec.cmd_exec,
+                  "run a command as the user of the standing token: log in with it for "
+                  "the script given, make a run token, run CMD with AUTHTOKEN_TOKEN set to "
+                  "the run token and AUTHTOKEN_PRINCIPAL to its login as JSON, revoke the "
+                  "run token when CMD ends, and exit with CMD's status",
+                  "The standing token is read as by 'login' (--token-file F, else standard "
+                  "input, else AUTHTOKEN_TOKEN) and never reaches CMD. SIGINT, SIGTERM and "
+                  "SIGHUP are passed on to CMD; a signal N that ends CMD is exit status "
+                  "128+N; a command that cannot be found is 127, one that cannot be run "
+                  "126. A refused login runs nothing and exits 1. Writes nothing to "
+                  "standard output itself.")
+    _exec_options(sub)
+    sub.usage = ("%(prog)s [-h] [--database URL] [--json] [--script-key K]\n"
+                 "       [--script-path P | --script-file F] [--run-id ID] "
+                 "[--run-expires E]\n       [--max-uses N] [--token-file F] "
+                 "-- CMD [ARG ...]")
 
     sub = command("db", _commands.cmd_db,
                   "the database schema: 'current' shows its revision (and creates "
