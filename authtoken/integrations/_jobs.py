@@ -1,0 +1,371 @@
+"""What the scheduler integrations share: token sources, one engine per process, and
+the run of a delegated job.
+
+Theory of operation
+-------------------
+A scheduled job is declared once, at import, with the script it runs as, the scope it
+needs and where its *standing token* is kept.  The declaration holds no token string:
+only a :class:`TokenSource`, which reads the string on the worker at each run (a file
+as systemd's ``LoadCredential=`` hands one over, an environment variable, or any
+zero-argument callable such as a secrets-manager client).  So nothing that a scheduler
+serialises -- a broker message, a job store row, a result -- can hold it.
+
+At each run, :meth:`DelegatedJob.run` does on the worker:
+
+1. read the standing token from its source (:class:`TokenSourceError` if it cannot);
+2. log in with it for the job's script (the ``LoginError`` of the engine: a revoked,
+   expired or used-up standing token stops the run here, before the body);
+3. require the job's scope (``PermissionDenied`` naming what is missing);
+4. mint a run token (``Session.run_token``) for the run's id, holding the job's scope
+   and the standing token's bindings that the job's script satisfies, and log in with
+   it for the same script: the body's ``Session``, whose principal shows ``run_id`` and
+   a ``chain`` from the standing token to the run token;
+5. call the body with that session, then the job's own arguments, and revoke the run
+   token when the body ends, however it ends.
+
+The engine (``Security``) is opened lazily, once per process, by :func:`engine_for`:
+after a fork (Celery's prefork pool) the child opens its own, since a database
+connection must not cross a fork.  :func:`close_engines` closes those opened here.
+"""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import os
+import stat
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any, Final
+
+from .._errors import ArgumentTypeError, InvalidArgument
+from .._redact import redact
+from .._scopes import Script, parse_scope
+from .._security import Security
+from .._session import ScriptRunner, Session
+from .._token import AuthToken
+
+__all__ = [
+    "DelegatedJob",
+    "EnvToken",
+    "SecurityFactory",
+    "TokenFile",
+    "TokenSource",
+    "TokenSourceError",
+    "close_engines",
+    "engine_for",
+    "from_env",
+    "token_file",
+]
+
+#: A token file larger than this is refused unread: a token string is 256 characters.
+MAX_TOKEN_FILE: Final = 64 * 1024
+#: How the declaration may name where its standing token lives.
+HOW: Final = ("give token=token_file(path), token=from_env(NAME) or a zero-argument "
+              "callable that returns the token string")
+
+SecurityFactory = Callable[[], Security]
+
+
+class TokenSourceError(InvalidArgument):
+    """The job's token source gave no token string: a missing, unreadable or unsafe
+    file, an unset variable, a callable that raised or returned something else.
+
+    ``source`` names the source (``token_file('/run/…')``, ``from_env('NAME')``, the
+    callable's name); the message says what to fix.  Neither holds a token string.
+    """
+
+    def __init__(self, message: str, *, source: str = "") -> None:
+        super().__init__(message)
+        self.source = redact(source)
+
+
+class TokenFile:
+    """A token source reading a file at each run, refused as ssh refuses a private key:
+    it must be a regular file owned by this user (or root), that neither group nor
+    others may read or write.  Surrounding whitespace is stripped."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        if isinstance(path, os.PathLike):
+            path = os.fspath(path)
+        if not isinstance(path, str):
+            raise ArgumentTypeError(f"token_file needs a path, not {type(path).__name__}")
+        if not path or "\x00" in path:
+            raise InvalidArgument("token_file needs a non-empty path without NUL characters")
+        if redact(path) != path:
+            raise InvalidArgument("token_file got a token string, not a path: " + HOW)
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"token_file({self.path!r})"
+
+    def _refused(self, why: str) -> TokenSourceError:
+        return TokenSourceError(f"the token file {self.path!r} {why}", source=repr(self))
+
+    def __call__(self) -> str:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOCTTY", 0)
+                         | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            raise self._refused("does not exist; put the standing token's string in it "
+                                "(mode 0600), or fix the path") from None
+        except PermissionError:
+            raise self._refused("cannot be read by this user; make it readable by the "
+                                "worker's user only ('chmod 600', 'chown')") from None
+        except OSError as exc:
+            raise self._refused(f"cannot be opened: {exc.strerror}") from None
+        try:
+            return self._read(fd)
+        finally:
+            os.close(fd)
+
+    def _read(self, fd: int) -> str:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise self._refused("is not a regular file; give the file holding the token")
+        if info.st_uid not in (os.geteuid(), 0):
+            raise self._refused("is owned by another user; it must belong to the worker's "
+                                "user (or root)")
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise self._refused(
+                f"may be read or changed by others (mode {stat.S_IMODE(info.st_mode):04o}); "
+                f"run 'chmod 600 {self.path}', and revoke the token if others read it")
+        if info.st_size > MAX_TOKEN_FILE:
+            raise self._refused("is larger than 64 KiB; a token string is at most 256 "
+                                "characters")
+        raw = os.read(fd, MAX_TOKEN_FILE + 1)
+        text = raw.decode("ascii", "replace").strip()
+        if not text:
+            raise self._refused("is empty; put the standing token's string in it")
+        return text
+
+
+class EnvToken:
+    """A token source reading an environment variable at each run (stripped)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str):
+            raise ArgumentTypeError(f"from_env needs a variable name, not {type(name).__name__}")
+        if not name or "=" in name or "\x00" in name or redact(name) != name:
+            raise InvalidArgument("from_env needs the name of an environment variable "
+                                  "(such as 'EXPORT_TOKEN'), not its value")
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"from_env({self.name!r})"
+
+    def __call__(self) -> str:
+        text = os.environ.get(self.name, "").strip()
+        if not text:
+            raise TokenSourceError(
+                f"the environment variable {self.name} is not set or empty; set it to the "
+                "standing token's string in the worker's environment", source=repr(self))
+        return text
+
+
+def token_file(path: str | os.PathLike[str]) -> TokenFile:
+    """A token source: the file at ``path``, read at each run (see :class:`TokenFile`)."""
+    return TokenFile(path)
+
+
+def from_env(name: str) -> EnvToken:
+    """A token source: the environment variable ``name``, read at each run."""
+    return EnvToken(name)
+
+
+TokenSource = TokenFile | EnvToken | Callable[[], str]
+
+
+def _source(token: object) -> Callable[[], str]:
+    """``token`` as a token source, refused at declaration when it cannot be one."""
+    if isinstance(token, (TokenFile, EnvToken)):
+        return token
+    if isinstance(token, os.PathLike):
+        return TokenFile(token)
+    if isinstance(token, (str, bytes)):
+        # A token string here would sit in the code and travel wherever it goes; and a
+        # bare str cannot say whether it names a file or a variable.
+        raise ArgumentTypeError("token= takes no string (not a token string, nor a bare "
+                                "path or variable name): " + HOW)
+    if not callable(token):
+        raise ArgumentTypeError(f"token is a token source, not {type(token).__name__}: {HOW}")
+    return token
+
+
+def _read_source(source: Callable[[], str]) -> str:
+    """The token string ``source`` gives now, or ``TokenSourceError``."""
+    shown = repr(source) if isinstance(source, (TokenFile, EnvToken)) else \
+        getattr(source, "__qualname__", type(source).__name__)
+    try:
+        text = source()
+    except TokenSourceError:
+        raise
+    except Exception as exc:  # told below, unchained: its cause may carry anything
+        failure = TokenSourceError(
+            f"the token source {shown} raised {type(exc).__name__}: {str(exc)[:200]}",
+            source=shown)
+    else:
+        if isinstance(text, str) and text.strip():
+            return text.strip()
+        got = "an empty string" if isinstance(text, str) else type(text).__name__
+        failure = TokenSourceError(
+            f"the token source {shown} returned {got}, not the token string", source=shown)
+    raise failure
+
+
+# -- one engine per process -----------------------------------------------------------
+_lock = threading.Lock()
+_engines: dict[object, Security] = {}
+_pid = os.getpid()
+
+
+def _default_engine() -> Security:
+    from .. import open_security  # the default, opened when first needed
+
+    return open_security()
+
+
+def engine_for(factory: SecurityFactory | None) -> Security:
+    """The engine ``factory`` opens (``None``: ``open_security()``), once per process.
+
+    After a fork the child opens its own; an engine that failed to open is not kept,
+    so the next run tries again.
+    """
+    global _pid
+    with _lock:
+        if os.getpid() != _pid:  # a forked child: the parent's engines are not ours
+            _engines.clear()
+            _pid = os.getpid()
+        engine = _engines.get(factory)
+        if engine is None:
+            engine = (factory or _default_engine)()
+            if not isinstance(engine, Security):
+                raise ArgumentTypeError(
+                    f"security= must return a Security, not {type(engine).__name__}")
+            _engines[factory] = engine
+        return engine
+
+
+def close_engines() -> None:
+    """Close (and so flush) every engine this process opened for jobs; the next run
+    opens them again.  Called at interpreter exit and by the scheduler's shutdown."""
+    with _lock:
+        engines = list(_engines.values()) if os.getpid() == _pid else []
+        _engines.clear()
+    for engine in engines:
+        engine.close()
+
+
+atexit.register(close_engines)
+
+
+# -- the job --------------------------------------------------------------------------
+def _script(script: object) -> Script:
+    if isinstance(script, Script):
+        return script
+    if isinstance(script, str):
+        return Script(path=script)
+    if isinstance(script, int) and not isinstance(script, bool):
+        return Script(key=script)
+    raise ArgumentTypeError(
+        f"script is a Script, a path (str) or a key (int), not {type(script).__name__}")
+
+
+def _expiry(run_expires: object) -> str | timedelta | None:
+    if run_expires is None:
+        return None
+    if not isinstance(run_expires, (str, timedelta)):
+        raise ArgumentTypeError(
+            f"run_expires is a duration such as '1h' or a timedelta, not "
+            f"{type(run_expires).__name__}")
+    AuthToken("run", expires=run_expires)  # InvalidArgument now, not at the first run
+    return run_expires
+
+
+class DelegatedJob:
+    """A job's declaration: ``script``, the ``needs`` (scope) its runs require, its
+    token ``source``, its engine ``factory`` and ``run_expires``.  Validates at once:
+    ``TypeError`` for a value of the wrong type, ``ScopeError``/``InvalidArgument``
+    for one that does not parse."""
+
+    __slots__ = ("factory", "needs", "run_expires", "script", "source")
+
+    def __init__(self, *, script: object, scope: object, token: object,
+                 security: object = None, run_expires: object = None) -> None:
+        self.script = _script(script)
+        self.needs = parse_scope(scope)
+        self.source = _source(token)
+        if isinstance(security, Security):
+            raise ArgumentTypeError(
+                "security= takes a factory (a zero-argument callable returning a Security, "
+                "opened in each worker process), not an open Security: pass "
+                "'lambda: engine' if this process may share it")
+        if security is not None and not callable(security):
+            raise ArgumentTypeError(
+                f"security= is a zero-argument callable returning a Security, not "
+                f"{type(security).__name__}")
+        self.factory: SecurityFactory | None = security
+        self.run_expires = _expiry(run_expires)
+
+    def __repr__(self) -> str:
+        return redact(f"DelegatedJob(script={self.script!r}, scope={' '.join(self.needs)!r}, "
+                      f"token={self.source!r})")
+
+    def body_signature(self, body: object, *, skip: int = 0) -> inspect.Signature:
+        """The signature a caller of ``body`` sees: the body's without its session (and
+        the ``skip`` parameters before it).  ``TypeError`` for a body that is not a
+        plain synchronous function taking the session as a positional parameter."""
+        if not inspect.isfunction(body):
+            raise ArgumentTypeError(
+                f"a delegated job decorates a function, not {type(body).__name__}")
+        if inspect.iscoroutinefunction(body) or inspect.isasyncgenfunction(body):
+            raise ArgumentTypeError(
+                f"{body.__qualname__} is async; a delegated job body is a plain function")
+        signature = inspect.signature(body)
+        params = list(signature.parameters.values())
+        first = params[skip] if len(params) > skip else None
+        if first is None or first.kind not in (inspect.Parameter.POSITIONAL_ONLY,
+                                               inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                               inspect.Parameter.VAR_POSITIONAL):
+            raise ArgumentTypeError(
+                f"{body.__qualname__} must take the job's Session as its first "
+                "argument: def job(session, ...)")
+        keep = skip if first.kind is inspect.Parameter.VAR_POSITIONAL else skip + 1
+        return signature.replace(parameters=params[keep:])
+
+    def login(self, security: Security) -> Session:
+        """The scheduler's session: the standing token logged in for the job's script,
+        holding the job's scope (``TokenSourceError``, the engine's ``LoginError``, or
+        ``PermissionDenied``)."""
+        standing = _read_source(self.source)
+        session = ScriptRunner(security, self.script).login_by_auth_token(standing)
+        assert session.principal is not None  # set by the login
+        session.principal.require(*self.needs)
+        return session
+
+    def run(self, run_id: str, body: Callable[..., Any], args: Sequence[Any],
+            kwargs: Mapping[str, Any], *, before: Sequence[Any] = ()) -> Any:
+        """Run ``body(*before, session, *args, **kwargs)`` as the standing token's user
+        with a run token for ``run_id``, revoked when the body ends; the body's result.
+
+        Raises what :meth:`login` raises before the body starts, and the body's own
+        exception after revoking the run token.
+        """
+        security = engine_for(self.factory)
+        session = self.login(security)
+        assert session.principal is not None
+        bound = self.script.identifiers()
+        scope = self.needs + tuple(s for s in session.principal.scopes
+                                   if s in bound and s not in self.needs)
+        options: dict[str, Any] = {}
+        if self.run_expires is not None:
+            options["expires"] = self.run_expires
+        with session.run_token(run_id, scope=scope, **options) as run:
+            job = ScriptRunner(security, self.script).login_by_auth_token(run.token)
+            return body(*before, job, *args, **kwargs)
+
