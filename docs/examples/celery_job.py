@@ -53,6 +53,7 @@ def configure(folder: Path) -> None:
                                   # consumed messages are kept, so main() can read them
                                   "store_processed": True,
                                   "processed_folder": str(folder / "processed"),
+                                  "control_folder": str(folder / "control"),
                                   "polling_interval": 0.1},
         broker_connection_retry_on_startup=True)
 

@@ -37,6 +37,8 @@ def configure(app: Celery, base: Path) -> None:
         broker_transport_options={
             "data_folder_in": str(base / "broker"), "data_folder_out": str(base / "broker"),
             "processed_folder": str(base / "processed"), "store_processed": True,
+            # the exchange table, else kombu keeps it in ./control of the working folder
+            "control_folder": str(base / "control"),
             "polling_interval": 0.05},
         result_backend=f"file://{base / 'results'}",
         task_serializer="json", result_serializer="json", accept_content=["json"],

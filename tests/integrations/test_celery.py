@@ -55,7 +55,7 @@ class Jobs:
 
     def stored_bytes(self) -> bytes:
         """Every byte the broker and the result backend hold."""
-        return b"".join(path.read_bytes() for name in ("broker", "processed", "results")
+        return b"".join(path.read_bytes() for name in ("broker", "processed", "results", "control")
                         for path in sorted((self.base / name).rglob("*")) if path.is_file())
 
 
