@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from cli_process import COMMAND, TIMEOUT, Store, one_line, python
+from support.cli_process import COMMAND, TIMEOUT, Store, one_line, python
 
 from authtoken import AuthToken, Script, ScriptRunner
 from authtoken.testing import FakeClock

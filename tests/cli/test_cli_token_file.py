@@ -13,10 +13,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from cli_process import Store, one_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.cli import SECRET_KEY
+from support.cli_process import Store, one_line
 
 from authtoken._cli import main
 from authtoken._cli._input import MAX_TOKEN_FILE

@@ -9,9 +9,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from support.cli import SECRET_KEY
-
 from authtoken import AuthToken, Policy, Security, open_security
+from support.cli import SECRET_KEY
 
 _SCRIPT = Path(sys.executable).with_name("authtoken")
 #: How the console script is started: the installed entry point, else ``-m``.
