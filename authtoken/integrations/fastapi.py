@@ -8,7 +8,13 @@ so the OpenAPI document shows it as an HTTP bearer scheme and ``/docs`` offers i
 ``Security(auth, scopes=[...])`` to require scopes; either gives the ``Principal``.
 
 The login reads storage, so it runs in Starlette's worker-thread pool and never blocks
-the event loop.  Refusals follow RFC 6750 (the shared rules live in ``_bearer``):
+the event loop.  A request logs in once per ``TokenAuth``, however many of its
+dependencies name it: FastAPI calls a dependency once per distinct set of scopes (a
+router's ``Security(auth, scopes=[...])`` and a route's own are two calls), so the
+outcome of the first call -- the ``Principal`` or the refusal -- is kept on
+``request.state`` and every later call only checks its own scopes against it.  One
+request therefore spends one use of a ``max_uses`` token and writes one audit event.
+Refusals follow RFC 6750 (the shared rules live in ``_bearer``):
 
 - no ``Authorization`` header: 401, ``WWW-Authenticate: Bearer``;
 - a malformed or repeated header, a token in the query string: 401 with
@@ -43,6 +49,8 @@ __all__ = ["TokenAuth"]
 
 #: What the OpenAPI document says of the scheme unless told otherwise.
 DESCRIPTION: Final = "An authtoken delegation token: 'Authorization: Bearer atk_...'."
+# The attribute of ``request.state`` that holds the request's logins, by ``TokenAuth``.
+_LOGINS: Final = "authtoken_logins"
 
 
 class TokenAuth(SecurityBase):
@@ -75,16 +83,32 @@ class TokenAuth(SecurityBase):
         return f"TokenAuth(script={self.script!r}, scheme_name={self.scheme_name!r})"
 
     async def __call__(self, request: Request, security_scopes: SecurityScopes) -> Principal:
-        try:
-            credential = bearer_credential(request.headers.getlist("authorization"),
-                                           request.url.query)
-            principal = await run_in_threadpool(login, self.security, credential, self.script)
-        except BearerRefused as refusal:
-            raise _refused(refusal) from None
-        lacking = missing_scopes(principal, security_scopes.scopes)
+        outcome = await self._login(request)
+        if isinstance(outcome, BearerRefused):
+            raise _refused(outcome) from None
+        lacking = missing_scopes(outcome, security_scopes.scopes)
         if lacking:
             raise _insufficient(lacking)
-        return principal
+        return outcome
+
+    async def _login(self, request: Request) -> Principal | BearerRefused:
+        """This request's login through this ``TokenAuth``: made on the first call and
+        kept on ``request.state`` (per request, keyed by this instance) for the others,
+        which FastAPI makes one after another while it solves the dependencies."""
+        logins: dict[TokenAuth, Principal | BearerRefused] | None = getattr(
+            request.state, _LOGINS, None)
+        if logins is None:
+            logins = {}
+            setattr(request.state, _LOGINS, logins)
+        if self not in logins:
+            try:
+                credential = bearer_credential(request.headers.getlist("authorization"),
+                                               request.url.query)
+                logins[self] = await run_in_threadpool(
+                    login, self.security, credential, self.script)
+            except BearerRefused as refusal:
+                logins[self] = refusal
+        return logins[self]
 
 
 def _refused(refusal: BearerRefused) -> HTTPException:

@@ -49,6 +49,12 @@ def make_app(security: Security, script: Script | None = None) -> FastAPI:
                 ) -> dict[str, Any]:
         return {"user": principal.user}
 
+    @app.get("/both")
+    def both(anyone: Annotated[Principal, Depends(auth)],
+             reader: Annotated[Principal, Needs(auth, scopes=["reports:read"])],
+             ) -> dict[str, Any]:
+        return {"same": anyone is reader}
+
     admin = APIRouter(dependencies=[Needs(auth, scopes=["admin"])])
 
     @admin.get("/admin/purge")
@@ -203,6 +209,40 @@ def test_scopes_of_router_and_route_add_up(security: Security, client: TestClien
     assert answer.status_code == 403
     assert 'scope="admin"' in answer.headers["www-authenticate"]
     assert client.get("/admin/purge", headers=bearer(both)).json() == {"purged_by": "alice"}
+
+
+@pytest.mark.parametrize("path", ["/admin/purge", "/both"])
+def test_one_request_is_one_login(security: Security, client: TestClient,
+                                  path: str) -> None:
+    """A request whose dependencies name the same TokenAuth several times (a router's
+    scopes and a route's, or Depends beside Security) logs in once: one use of a
+    max_uses token, one audit event, the same Principal everywhere."""
+    token = security.authorize_token(
+        AuthToken("admin reports:read reports:write", max_uses=4), user="alice")
+    key = token[4:20]
+    for spent in range(1, 5):
+        assert client.get(path, headers=bearer(token)).status_code == 200
+        security.flush()
+        assert security.get_auth_token(key).use_count == spent
+    logins = [e for e in security.audit_events(token_key=key) if e.action == "login"]
+    assert [e.outcome for e in logins] == ["ok"] * 4
+    assert client.get("/both", headers=bearer(token)).json() == {
+        "detail": "the token has no use left"}
+    assert client.get(path, headers=bearer(token)).status_code == 401
+    security.flush()
+    assert security.get_auth_token(key).use_count == 4
+    refused = [e for e in security.audit_events(token_key=key)
+               if e.action == "login" and e.outcome == "refused"]
+    assert len(refused) == 2
+
+
+def test_two_requests_log_in_twice(security: Security, client: TestClient) -> None:
+    """The kept login lives for one request only: the next request logs in afresh and
+    sees a revocation made in between."""
+    token = security.authorize_token(AuthToken("reports:read"), user="alice")
+    assert client.get("/both", headers=bearer(token)).json() == {"same": True}
+    security.revoke_auth_token(token)
+    assert client.get("/both", headers=bearer(token)).status_code == 401
 
 
 @pytest.mark.parametrize("query", [
