@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from support.cli_process import COMMAND, TIMEOUT, Store, one_line, python
+from support.cli_process import COMMAND, TIMEOUT, Store, base_environment, one_line, python
 
 from authtoken import AuthToken, Script, ScriptRunner
 from authtoken.testing import FakeClock
@@ -387,3 +388,40 @@ def test_bad_options_are_usage_errors(store: Store, option: list[str]) -> None:
     result = store.run("exec", "--token-file", str(path), *option, "--", "true")
     assert result.returncode == 2
     assert store.run_tokens() == []
+
+
+@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs util-linux setsid")
+def test_ctrl_c_at_a_terminal_reaches_the_child_once(store: Store) -> None:
+    """In the foreground of a terminal, Ctrl+C reaches exec and its child alike: exec
+    does not send the child a second SIGINT."""
+    _, path = standing(store)
+    ready, counted = store.folder / "ready", store.folder / "counted"
+    # Every delivery writes a byte to the wakeup fd, even those Python's own handler
+    # would fold into one call.
+    code = (
+        "import os, pathlib, signal, socket, time\n"
+        "reader, writer = socket.socketpair()\n"
+        "reader.setblocking(False); writer.setblocking(False)\n"
+        "signal.set_wakeup_fd(writer.fileno())\n"
+        "signal.signal(signal.SIGINT, lambda n, f: None)\n"
+        f"pathlib.Path({str(ready)!r}).write_text('ready')\n"
+        "time.sleep(1.5)\n"  # room for a second one to arrive
+        "seen = 0\n"
+        "try:\n    seen = len(reader.recv(100))\nexcept BlockingIOError:\n    pass\n"
+        f"pathlib.Path({str(counted)!r}).write_text(str(seen))\n"
+    )
+    controller, terminal = os.openpty()
+    try:
+        process = subprocess.Popen(
+            ["setsid", "-c", *COMMAND, "--database", store.url, "exec", "--token-file",
+             str(path), "--script-path", JOB, "--", *python(code)],
+            stdin=terminal, stdout=terminal, stderr=terminal, cwd=store.folder,
+            env=base_environment())
+        _wait_for(ready, process)
+        os.write(controller, b"\x03")
+        assert process.wait(timeout=TIMEOUT) == 0
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert counted.read_text() == "1"
+    assert_all_revoked(store)
