@@ -10,7 +10,12 @@ framework so each of them only carries values in and out:
    a token in its query string -- the ``access_token`` parameter, or any value that is a
    token string (``find_tokens``) -- whatever its header says, because query strings land
    in access logs and proxies' histories: the token must move to the header (and, being
-   logged already, should be revoked).
+   logged already, should be revoked).  A header of another scheme (``Basic`` from a
+   proxy, a session's own) is no bearer credential at all: it is told apart as
+   ``missing``, like no header, so an integration can leave the request to its other
+   authentication or anonymous -- unless the header holds one of our tokens under the
+   wrong scheme (``Token atk_...``, ``Beareratk_...``, a bare ``atk_...``), which is a
+   malformed request to be answered.
 2. :func:`login` logs the credential in through ``Security`` (the engine decides; nothing
    here checks a token) and turns a ``LoginError`` into a :class:`BearerRefused`.
 3. :func:`missing_scopes` and :func:`challenge` give what the answer needs: the scopes
@@ -18,7 +23,7 @@ framework so each of them only carries values in and out:
    ``WWW-Authenticate`` value.
 
 A :class:`BearerRefused` carries the RFC 6750 ``error`` code -- ``None`` when no
-credential was sent at all (the RFC asks for no code then), ``invalid_request`` for a
+bearer credential was sent (the RFC asks for no code then), ``invalid_request`` for a
 malformed, repeated or misplaced one, ``invalid_token`` for one the engine refused --
 and the HTTP ``status`` to answer: 401 for all of these, 503 when storage cannot tell
 (``RepositoryError``).  No message, description or challenge ever holds the credential.
@@ -62,6 +67,10 @@ MAX_CREDENTIAL_LENGTH: Final = 4096
 QUERY_PARAMETER: Final = "access_token"
 #: What a token must be sent as; every refusal of the request's form says it.
 HOW: Final = "send the token in an 'Authorization: Bearer <token>' header"
+# RFC 7230's tchar: what the auth-scheme at the start of the header is made of.
+_SCHEME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# RFC 7230's OWS: the only whitespace a header value may be padded with.
+_OWS: Final = " \t"
 # RFC 6750's scope-token characters (no quote, no backslash, no space, ASCII only).
 _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
 
@@ -80,7 +89,7 @@ _DESCRIPTIONS: Final[dict[type[LoginError], str]] = {
 class BearerRefused(AuthTokenError):
     """The request's bearer credential is missing or refused.
 
-    ``error`` is the RFC 6750 code (``None``: no credential was sent;
+    ``error`` is the RFC 6750 code (``None``: no bearer credential was sent;
     ``"invalid_request"``: the request's form is wrong; ``"invalid_token"``: the engine
     refused the token), ``description`` a sentence for the client, ``status`` the HTTP
     status to answer (401, or 503 when storage cannot tell) and ``reason`` the class name
@@ -98,7 +107,8 @@ class BearerRefused(AuthTokenError):
 
     @property
     def missing(self) -> bool:
-        """Whether no credential was sent at all (an anonymous request)."""
+        """Whether no bearer credential was sent: no ``Authorization`` header, or one of
+        another scheme (an anonymous request, as far as tokens go)."""
         return self.error is None and self.status == 401
 
     @property
@@ -146,11 +156,13 @@ def bearer_credential(authorization: Sequence[str], query: str = "") -> str:
     ``authorization`` (every value sent, in order) and whose raw query string is
     ``query``.
 
-    Raises ``BearerRefused``: with ``error=None`` when no ``Authorization`` header was
-    sent; with ``"invalid_request"`` when a token is in the query string, when there are
-    two headers, when the scheme is not ``Bearer``, or when the value is not exactly one
-    token (empty, two words, a comma, absurdly long).  The message says how to send it
-    and never holds the credential.
+    Raises ``BearerRefused``: with ``error=None`` (``missing``) when no
+    ``Authorization`` header was sent or its scheme is another one (``Basic``, ...);
+    with ``"invalid_request"`` when a token is in the query string, when there are two
+    headers, when the header is empty or starts with no scheme, when it holds a token
+    under a scheme other than ``Bearer``, or when the value is not exactly one token
+    (two words, a comma, absurdly long).  The message says how to send it and never
+    holds the credential.
     """
     if _query_holds_token(query):
         raise BearerRefused(
@@ -164,12 +176,23 @@ def bearer_credential(authorization: Sequence[str], query: str = "") -> str:
     value = authorization[0]
     if len(value) > MAX_CREDENTIAL_LENGTH:
         raise BearerRefused("the Authorization header is too long", error="invalid_request")
-    scheme, _, credential = value.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        raise BearerRefused(f"the Authorization scheme is not Bearer: {HOW}",
+    value = value.strip(_OWS)
+    if not value:
+        raise BearerRefused(f"the Authorization header is empty: {HOW}",
                             error="invalid_request")
+    match = _SCHEME.match(value)
+    if match is None:
+        raise BearerRefused(f"the Authorization header does not start with a scheme: {HOW}",
+                            error="invalid_request")
+    scheme, credential = match.group(), value[match.end():]
+    if scheme.lower() != "bearer":
+        if scheme.lower().startswith("bearer") or "atk_" in value:
+            raise BearerRefused(
+                f"a token must follow the scheme Bearer and a space: {HOW}",
+                error="invalid_request")
+        raise BearerRefused(f"the Authorization scheme is not Bearer: {HOW}", error=None)
     words = credential.split()
-    if len(words) != 1 or "," in credential:
+    if not credential.startswith(" ") or len(words) != 1 or "," in credential:
         raise BearerRefused(f"the Authorization header must hold one token: {HOW}",
                             error="invalid_request")
     return words[0]

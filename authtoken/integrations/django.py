@@ -14,10 +14,12 @@ Configuration is the ``AUTHTOKEN`` dict of the Django settings::
 One ``Security`` per process is opened from it on first use (:func:`get_security`) and
 closed at exit, or when a test changes the setting (``override_settings``).
 
-``TokenAuthentication`` reads ``Authorization: Bearer atk_…``; a request with no header
-is left to the next authentication class (DRF answers 401 with ``WWW-Authenticate:
-Bearer`` when none succeeds and the view needs a user).  A malformed header, a token in
-the query string or a token the engine refuses is a 401 whose ``WWW-Authenticate``
+``TokenAuthentication`` reads ``Authorization: Bearer atk_…``; a request with no header,
+or with one of another scheme (``Basic``, as DRF's own classes step aside for a keyword
+not theirs), is left to the next authentication class (DRF answers 401 with
+``WWW-Authenticate: Bearer`` when none succeeds and the view needs a user).  A malformed
+header, a token under another scheme, a token in the query string or a token the engine
+refuses is a 401 whose ``WWW-Authenticate``
 carries RFC 6750's ``error``; storage unreachable is a 503.  On success ``request.user``
 is the Django user whose username is the principal's user (``str(principal.user)``) and
 ``request.auth`` the ``Principal``.  A user that does not exist is refused (401) unless
@@ -174,7 +176,8 @@ class InsufficientScope(exceptions.PermissionDenied):  # type: ignore[misc]  # D
 class TokenAuthentication(BaseAuthentication):  # type: ignore[misc]  # DRF ships no types
     """DRF authentication by ``Authorization: Bearer atk_…``: ``(user, Principal)``.
 
-    ``authenticate`` returns ``None`` with no ``Authorization`` header; raises
+    ``authenticate`` returns ``None`` with no ``Authorization`` header or one of another
+    scheme, so the next authentication class is tried; raises
     ``AuthenticationFailed`` (401) for a refused credential or a user it may not map,
     ``Unavailable`` (503) when storage cannot be reached.  Override ``get_user`` to map
     principals to users another way.

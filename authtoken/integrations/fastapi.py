@@ -16,9 +16,10 @@ outcome of the first call -- the ``Principal`` or the refusal -- is kept on
 request therefore spends one use of a ``max_uses`` token and writes one audit event.
 Refusals follow RFC 6750 (the shared rules live in ``_bearer``):
 
-- no ``Authorization`` header: 401, ``WWW-Authenticate: Bearer``;
-- a malformed or repeated header, a token in the query string: 401 with
-  ``error="invalid_request"``;
+- no ``Authorization`` header, or one of another scheme (``Basic`` ...): 401,
+  ``WWW-Authenticate: Bearer`` (no error code: no bearer credential was sent);
+- a malformed or repeated header, a token under another scheme, a token in the query
+  string: 401 with ``error="invalid_request"``;
 - a token the engine refuses (forged, unknown, expired, revoked, used up, not for this
   ``script``): 401 with ``error="invalid_token"``;
 - a scope missing: 403 with ``error="insufficient_scope", scope="..."``;

@@ -5,10 +5,12 @@
 With the middleware installed, a request that carries ``Authorization: Bearer atk_…``
 has ``request.user`` a :class:`TokenUser` (``.principal``, ``.is_authenticated``,
 ``.display_name``) and ``request.auth.scopes`` the token's scopes, so Starlette's own
-``@requires("reports:read")`` guards an endpoint.  A request with no ``Authorization``
-header stays anonymous (Starlette's ``UnauthenticatedUser``), so public endpoints work
-beside guarded ones.  Everything else -- a malformed or repeated header, a token in the
-query string, a token the engine refuses, storage unreachable -- raises a
+``@requires("reports:read")`` guards an endpoint.  A request with no bearer credential
+-- no ``Authorization`` header, or one of another scheme, such as the ``Basic`` a
+basic-auth proxy forwards -- stays anonymous (Starlette's ``UnauthenticatedUser``), so
+public endpoints work beside guarded ones.  Everything else -- a malformed or repeated
+header, a token under another scheme, a token in the query string, a token the engine
+refuses, storage unreachable -- raises a
 :class:`TokenAuthenticationError`; give the middleware ``on_error=bearer_challenge`` to
 answer it with 401 (503) and RFC 6750's ``WWW-Authenticate`` instead of Starlette's
 default plain 400.  The login reads storage in a worker thread.
@@ -78,8 +80,9 @@ class TokenAuthBackend(AuthenticationBackend):
 
     ``script=None`` logs in as no script, so a token bound to scripts is refused.  Raises
     ``TypeError`` for a ``security`` that is not a ``Security`` or a ``script`` that is
-    not a ``Script``.  ``authenticate`` returns ``None`` for a request with no
-    ``Authorization`` header and raises ``TokenAuthenticationError`` for a refused one.
+    not a ``Script``.  ``authenticate`` returns ``None`` (anonymous) for a request with
+    no ``Authorization`` header or one of another scheme, and raises
+    ``TokenAuthenticationError`` for a refused one.
     """
 
     def __init__(self, security: Security, *, script: Script | None = None) -> None:

@@ -86,7 +86,7 @@ def test_missing_header_is_401_with_bearer_challenge(security: Security, api: An
 
 
 @pytest.mark.parametrize("value", [
-    "Basic YWxpY2U6c2VjcmV0", "Bearer", "Bearer a b", "Bearer {token},Bearer {token}",
+    "", "Bearer", "Bearer a b", "Bearer {token},Bearer {token}", "Token {token}", "{token}",
 ])
 def test_malformed_header_is_401_invalid_request(security: Security, api: Any,
                                                  value: str) -> None:
@@ -96,6 +96,32 @@ def test_malformed_header_is_401_invalid_request(security: Security, api: Any,
     assert answer.status_code == 401
     assert answer["WWW-Authenticate"].startswith('Bearer error="invalid_request"')
     assert_no_token([answer.content.decode()], token)
+
+
+def test_another_scheme_goes_to_the_next_class(security: Security, api: Any) -> None:
+    """An 'Authorization: Basic' header is left to the next authentication class (DRF's
+    BasicAuthentication here), as DRF's own classes leave a scheme they do not handle:
+    its user is authenticated, a wrong password is its 401, and HasScopes refuses a
+    request no token authenticated (403); a bearer token still works beside it."""
+    import base64
+
+    from django.contrib.auth.models import User
+
+    User.objects.create_user("bob", password="bob-pw")
+
+    def basic(secret: str) -> dict[str, str]:
+        return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(secret.encode()).decode()}
+
+    answer = api.get("/who", **basic("bob:bob-pw"))
+    assert answer.status_code == 200
+    assert answer.json() == {"username": "bob", "by_token": False}
+    wrong = api.get("/who", **basic("bob:nope"))
+    assert wrong.status_code == 401
+    assert wrong.json() == {"detail": "Invalid username/password."}
+    assert api.get("/reports", **basic("bob:bob-pw")).status_code == 403
+    token = security.authorize_token(AuthToken("reports:read"), user="alice")
+    assert api.get("/who", **bearer(token)).json() == {"username": "alice", "by_token": True}
+    assert api.get("/who", HTTP_AUTHORIZATION="Digest x").status_code == 401
 
 
 def test_refused_tokens(security: Security, api: Any) -> None:

@@ -101,13 +101,16 @@ def test_missing_header_is_401_with_a_bare_challenge(client: TestClient) -> None
 
 
 @pytest.mark.parametrize("value", [
-    "Basic YWxpY2U6c2VjcmV0",
+    "",
     "Bearer",
     "Bearer ",
     "Bearer a b",
     "Bearer{token}",
     "Bearer {token}, Bearer {token}",
     "Token {token}",
+    "{token}",
+    "Basic {token}",
+    "(Bearer) {token}",
     "Bearer " + "a" * 5000,
 ])
 def test_malformed_header_is_invalid_request(security: Security, client: TestClient,
@@ -119,6 +122,24 @@ def test_malformed_header_is_invalid_request(security: Security, client: TestCli
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"].startswith('Bearer error="invalid_request"')
     assert_no_token([answer.text, str(answer.headers)], token)
+
+
+@pytest.mark.parametrize("value", ["Basic YWxpY2U6c2VjcmV0", "Negotiate YIIB", "Digest"])
+def test_another_scheme_is_no_bearer_credential(security: Security, client: TestClient,
+                                                value: str) -> None:
+    """A header of another scheme (a basic-auth proxy's) carries no bearer credential:
+    a guarded route answers as to no credential (401, a bare 'Bearer' challenge, RFC
+    6750 3.1) saying what to send; an open route is not disturbed; nothing is audited."""
+    token = security.authorize_token(AuthToken("reports:read"), user="alice")
+    answer = client.get("/me", headers={"Authorization": value})
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert answer.json()["detail"] == (
+        "the Authorization scheme is not Bearer: "
+        "send the token in an 'Authorization: Bearer <token>' header")
+    assert client.get("/health", headers={"Authorization": value}).status_code == 200
+    events = security.audit_events(token_key=token[4:20])
+    assert [e for e in events if e.action == "login"] == []
 
 
 def test_two_authorization_headers_are_refused(security: Security,

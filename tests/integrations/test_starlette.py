@@ -98,7 +98,8 @@ def test_no_header_stays_anonymous(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("value", [
-    "Basic YWxpY2U6c2VjcmV0", "Bearer", "Bearer a b", "Bearer {token}, Bearer {token}",
+    "", "Bearer", "Bearer a b", "Bearer {token}, Bearer {token}", "Token {token}",
+    "{token}", "Bearer{token}",
 ])
 def test_malformed_header_is_401_invalid_request(security: Security, client: TestClient,
                                                  value: str) -> None:
@@ -108,6 +109,19 @@ def test_malformed_header_is_401_invalid_request(security: Security, client: Tes
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"].startswith('Bearer error="invalid_request"')
     assert_no_token([answer.text], token)
+
+
+@pytest.mark.parametrize("value", ["Basic YWxpY2U6c2VjcmV0", "Negotiate YIIB", "Digest"])
+def test_another_scheme_stays_anonymous(security: Security, client: TestClient,
+                                        value: str) -> None:
+    """A header of another scheme (a basic-auth proxy in front of the app) is no bearer
+    credential: the request is anonymous, so open endpoints answer and @requires
+    refuses as it refuses anyone anonymous; nothing is audited."""
+    token = security.authorize_token(AuthToken("reports:read"), user="alice")
+    assert client.get("/me", headers={"Authorization": value}).json() == {"anonymous": True}
+    assert client.get("/reports", headers={"Authorization": value}).status_code == 403
+    events = security.audit_events(token_key=token[4:20])
+    assert [e for e in events if e.action == "login"] == []
 
 
 def test_two_headers_are_refused(security: Security, client: TestClient) -> None:

@@ -37,6 +37,8 @@ AUTHTOKEN = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "authtoken.integrations.django.TokenAuthentication",
+        # Tried when a request holds no bearer credential (here: "Authorization: Basic").
+        "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": [
         "authtoken.integrations.django.HasScopes",

@@ -10,4 +10,5 @@ urlpatterns = [
     path("me", views.Me.as_view()),
     path("reports", views.Reports.as_view()),
     path("health", views.Health.as_view()),
+    path("who", views.Who.as_view()),
 ]

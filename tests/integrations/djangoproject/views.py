@@ -1,13 +1,16 @@
-"""API views of the test project: who am I, a scoped view, and an open one."""
+"""API views of the test project: who am I, a scoped view, an open one, and one for
+any authenticated user, by token or otherwise."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from authtoken import Principal
 
 
 class Me(APIView):
@@ -36,3 +39,13 @@ class Health(APIView):
 
     def get(self, request: Request) -> Response:
         return Response({"status": "ok"})
+
+
+class Who(APIView):
+    """Any authenticated user, whichever class authenticated it."""
+
+    permission_classes = (IsAuthenticated,)
+
+    def get(self, request: Request) -> Response:
+        return Response({"username": request.user.username,
+                         "by_token": isinstance(request.auth, Principal)})
