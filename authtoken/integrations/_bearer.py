@@ -71,6 +71,9 @@ HOW: Final = "send the token in an 'Authorization: Bearer <token>' header"
 _SCHEME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # RFC 7230's OWS: the only whitespace a header value may be padded with.
 _OWS: Final = " \t"
+# RFC 6750's b64token, the credential after "Bearer" and its spaces: ASCII, no
+# whitespace of any kind, no comma, no quote.
+_B64TOKEN: Final = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 # RFC 6750's scope-token characters (no quote, no backslash, no space, ASCII only).
 _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
 
@@ -163,6 +166,13 @@ def bearer_credential(authorization: Sequence[str], query: str = "") -> str:
     under a scheme other than ``Bearer``, or when the value is not exactly one token
     (two words, a comma, absurdly long).  The message says how to send it and never
     holds the credential.
+
+    The grammar is RFC 6750's, with nothing lenient about it: ``Bearer``, one or more
+    spaces (SP; a tab is refused with a message saying so), and one b64token --
+    ASCII letters, digits and ``-._~+/``, then any ``=``.  Padding of spaces and tabs
+    around the whole value (RFC 7230's OWS) is dropped; any other whitespace, a
+    no-break space or a line separator say, is refused wherever it is, never trimmed,
+    so a value logs in only when what follows ``Bearer`` is exactly the token.
     """
     if _query_holds_token(query):
         raise BearerRefused(
@@ -191,11 +201,17 @@ def bearer_credential(authorization: Sequence[str], query: str = "") -> str:
                 f"a token must follow the scheme Bearer and a space: {HOW}",
                 error="invalid_request")
         raise BearerRefused(f"the Authorization scheme is not Bearer: {HOW}", error=None)
-    words = credential.split()
-    if not credential.startswith(" ") or len(words) != 1 or "," in credential:
+    if not credential:
+        raise BearerRefused(f"no token after Bearer: {HOW}", error="invalid_request")
+    if credential[0] == "\t":
+        raise BearerRefused(
+            f"Bearer and the token must be separated by a space, not a tab: {HOW}",
+            error="invalid_request")
+    token = credential.lstrip(" ")
+    if credential[0] != " " or _B64TOKEN.fullmatch(token) is None:
         raise BearerRefused(f"the Authorization header must hold one token: {HOW}",
                             error="invalid_request")
-    return words[0]
+    return token
 
 
 def login(security: Security, credential: str, script: Script | None) -> Principal:

@@ -87,6 +87,7 @@ def test_missing_header_is_401_with_bearer_challenge(security: Security, api: An
 
 @pytest.mark.parametrize("value", [
     "", "Bearer", "Bearer a b", "Bearer {token},Bearer {token}", "Token {token}", "{token}",
+    "Bearer {token}\u00a0", "Bearer\t{token}",
 ])
 def test_malformed_header_is_401_invalid_request(security: Security, api: Any,
                                                  value: str) -> None:

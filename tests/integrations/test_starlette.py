@@ -99,13 +99,14 @@ def test_no_header_stays_anonymous(client: TestClient) -> None:
 
 @pytest.mark.parametrize("value", [
     "", "Bearer", "Bearer a b", "Bearer {token}, Bearer {token}", "Token {token}",
-    "{token}", "Bearer{token}",
+    "{token}", "Bearer{token}", "Bearer {token}\u00a0", "Bearer\t{token}",
 ])
 def test_malformed_header_is_401_invalid_request(security: Security, client: TestClient,
                                                  value: str) -> None:
     """With bearer_challenge, a malformed header is 401 invalid_request, not echoed."""
     token = security.authorize_token(AuthToken("reports:read"), user="alice")
-    answer = client.get("/me", headers={"Authorization": value.format(token=token)})
+    answer = client.get("/me", headers={
+        "Authorization": value.format(token=token).encode("latin-1")})
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"].startswith('Bearer error="invalid_request"')
     assert_no_token([answer.text], token)
