@@ -54,6 +54,7 @@ from .._token import Principal
 
 __all__ = [
     "MAX_CREDENTIAL_LENGTH",
+    "RETRY_AFTER",
     "BearerRefused",
     "bearer_credential",
     "challenge",
@@ -63,6 +64,8 @@ __all__ = [
 
 #: Longer credentials are refused before any parsing: nothing legitimate is that long.
 MAX_CREDENTIAL_LENGTH: Final = 4096
+#: Seconds a 503 (storage unreachable) asks the client to wait, in ``Retry-After``.
+RETRY_AFTER: Final = 5
 #: The query parameter RFC 6750 defines for a token, refused here whatever it holds.
 QUERY_PARAMETER: Final = "access_token"
 #: What a token must be sent as; every refusal of the request's form says it.

@@ -19,9 +19,9 @@ or with one of another scheme (``Basic``, as DRF's own classes step aside for a 
 not theirs), is left to the next authentication class (DRF answers 401 with
 ``WWW-Authenticate: Bearer`` when none succeeds and the view needs a user).  A malformed
 header, a token under another scheme, a token in the query string or a token the engine
-refuses is a 401 whose ``WWW-Authenticate``
-carries RFC 6750's ``error``; storage unreachable is a 503.  On success ``request.user``
-is the Django user whose username is the principal's user (``str(principal.user)``) and
+refuses is a 401 whose ``WWW-Authenticate`` carries RFC 6750's ``error``; storage
+unreachable is a 503 with ``Retry-After: 5``.  On success ``request.user`` is the Django
+user whose username is the principal's user (``str(principal.user)``) and
 ``request.auth`` the ``Principal``.  A user that does not exist is refused (401) unless
 ``CREATE_USERS`` is true; an inactive user is refused.
 
@@ -52,7 +52,14 @@ from .._redact import redact
 from .._scopes import Script
 from .._security import Security
 from .._token import Principal
-from ._bearer import BearerRefused, bearer_credential, challenge, login, missing_scopes
+from ._bearer import (
+    RETRY_AFTER,
+    BearerRefused,
+    bearer_credential,
+    challenge,
+    login,
+    missing_scopes,
+)
 
 __all__ = [
     "HasScopes",
@@ -154,9 +161,11 @@ atexit.register(close_security)
 
 
 class Unavailable(exceptions.APIException):  # type: ignore[misc]  # DRF ships no types
-    """The token store cannot be reached: 503, try again later."""
+    """The token store cannot be reached: 503 with ``Retry-After`` (DRF sends ``wait``),
+    try again later."""
 
     status_code = 503
+    wait = RETRY_AFTER
     default_detail = "the token store cannot be reached; try again later"
     default_code = "unavailable"
 
@@ -179,8 +188,8 @@ class TokenAuthentication(BaseAuthentication):  # type: ignore[misc]  # DRF ship
     ``authenticate`` returns ``None`` with no ``Authorization`` header or one of another
     scheme, so the next authentication class is tried; raises
     ``AuthenticationFailed`` (401) for a refused credential or a user it may not map,
-    ``Unavailable`` (503) when storage cannot be reached.  Override ``get_user`` to map
-    principals to users another way.
+    ``Unavailable`` (503, ``Retry-After: 5``) when storage cannot be reached.  Override
+    ``get_user`` to map principals to users another way.
     """
 
     def authenticate(self, request: Any) -> tuple[Any, Principal] | None:

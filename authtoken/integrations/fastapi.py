@@ -44,7 +44,14 @@ from .._redact import redact
 from .._scopes import Script
 from .._security import Security
 from .._token import Principal
-from ._bearer import BearerRefused, bearer_credential, challenge, login, missing_scopes
+from ._bearer import (
+    RETRY_AFTER,
+    BearerRefused,
+    bearer_credential,
+    challenge,
+    login,
+    missing_scopes,
+)
 
 __all__ = ["TokenAuth"]
 
@@ -116,7 +123,7 @@ def _refused(refusal: BearerRefused) -> HTTPException:
     """The answer to a refused credential: its status, message and challenge."""
     headers = {"WWW-Authenticate": refusal.challenge}
     if refusal.status == 503:
-        headers["Retry-After"] = "5"
+        headers["Retry-After"] = str(RETRY_AFTER)
     return HTTPException(status_code=refusal.status, detail=refusal.description,
                          headers=headers)
 

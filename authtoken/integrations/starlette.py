@@ -32,7 +32,7 @@ from .._errors import ArgumentTypeError
 from .._scopes import Script
 from .._security import Security
 from .._token import Principal
-from ._bearer import BearerRefused, bearer_credential, login
+from ._bearer import RETRY_AFTER, BearerRefused, bearer_credential, login
 
 __all__ = ["TokenAuthBackend", "TokenAuthenticationError", "TokenUser", "bearer_challenge"]
 
@@ -120,5 +120,5 @@ def bearer_challenge(conn: HTTPConnection, exc: AuthenticationError) -> Response
                             headers={"WWW-Authenticate": "Bearer"})
     headers = {"WWW-Authenticate": exc.challenge}
     if exc.status == 503:
-        headers["Retry-After"] = "5"
+        headers["Retry-After"] = str(RETRY_AFTER)
     return JSONResponse({"detail": exc.description}, status_code=exc.status, headers=headers)

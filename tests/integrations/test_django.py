@@ -227,8 +227,8 @@ def test_long_user_names_are_refused(security: Security, project: Path, api: Any
 
 
 def test_unreachable_store_is_503(security: Security, api: Any) -> None:
-    """With the token store unreachable the answer is 503, naming neither the token nor
-    the database password."""
+    """With the token store unreachable the answer is 503 with Retry-After, as FastAPI's
+    and Starlette's are, naming neither the token nor the database password."""
     from django.test import override_settings
 
     token = security.authorize_token(AuthToken("reports:read"), user="alice")
@@ -237,6 +237,7 @@ def test_unreachable_store_is_503(security: Security, api: Any) -> None:
     with override_settings(AUTHTOKEN=settings):
         answer = api.get("/me", **bearer(token))
     assert answer.status_code == 503
+    assert answer["Retry-After"] == "5"
     assert "s3cret-pw" not in answer.content.decode()
     assert_no_token([answer.content.decode()], token)
 
