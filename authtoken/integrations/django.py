@@ -8,6 +8,7 @@ Configuration is the ``AUTHTOKEN`` dict of the Django settings::
         "DATABASE_URL": "postgresql://authtoken@db/authtoken",  # default: as open_security
         "SECRET_KEYS": ["newest", "older"],    # or "newest,older"; default: as open_security
         "SCRIPT_KEY": 7, "SCRIPT_PATH": "/srv/api",  # the script this service logs in as
+        "SCRIPT_DIGEST": "0d5f…",              # and the SHA-256 of its code (sha256: tokens)
         "CREATE_USERS": False,                 # make a Django user a token names, if missing
     }
 
@@ -46,7 +47,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
-from .._errors import RepositoryError
+from .._errors import InvalidArgument, RepositoryError
 from .._open import open_security
 from .._redact import redact
 from .._scopes import Script
@@ -72,7 +73,8 @@ __all__ = [
 
 SETTING: Final = "AUTHTOKEN"
 KNOWN: Final = frozenset(
-    {"DATABASE_URL", "SECRET_KEYS", "SCRIPT_KEY", "SCRIPT_PATH", "CREATE_USERS"})
+    {"DATABASE_URL", "SECRET_KEYS", "SCRIPT_KEY", "SCRIPT_PATH", "SCRIPT_DIGEST",
+     "CREATE_USERS"})
 # Where authenticate leaves the refusal's challenge for authenticate_header.
 _CHALLENGE: Final = "_authtoken_challenge"
 
@@ -106,13 +108,21 @@ def _secret_keys(value: object) -> list[str] | None:
 
 def _script(config: Mapping[str, Any]) -> Script | None:
     key, path = config.get("SCRIPT_KEY"), config.get("SCRIPT_PATH")
-    if key is None and path is None:
+    digest = config.get("SCRIPT_DIGEST")
+    if key is None and path is None and digest is None:
         return None
     if key is not None and (isinstance(key, bool) or not isinstance(key, int)):
         raise ImproperlyConfigured(f"{SETTING}['SCRIPT_KEY'] must be an int")
     if path is not None and not isinstance(path, str):
         raise ImproperlyConfigured(f"{SETTING}['SCRIPT_PATH'] must be a str")
-    return Script(key=key, path=path)
+    if digest is not None and not isinstance(digest, str):
+        raise ImproperlyConfigured(f"{SETTING}['SCRIPT_DIGEST'] must be a str")
+    try:
+        return Script(key=key, path=path, digest=digest)
+    except InvalidArgument as exc:  # says what is wrong with the path or the digest
+        raise ImproperlyConfigured(
+            f"settings.{SETTING}'s SCRIPT_PATH or SCRIPT_DIGEST is malformed: {exc}",
+        ) from None
 
 
 def _open() -> tuple[Security, Script | None, bool]:

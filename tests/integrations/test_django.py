@@ -213,6 +213,35 @@ def test_settings_take_a_script_and_key_lists(security: Security, project: Path,
         assert answer.json() == {"detail": "the token is not for this service"}
 
 
+def test_settings_take_a_code_digest(security: Security, project: Path, api: Any) -> None:
+    """SCRIPT_DIGEST makes the service log in as code with that SHA-256, so a token
+    pinned to that code (sha256:<digest>) is taken and one pinned to other code is not;
+    without it a pinned token is refused."""
+    import hashlib
+
+    from django.test import override_settings
+
+    digest = hashlib.sha256(b"the service's code").hexdigest()
+    other = hashlib.sha256(b"other code").hexdigest()
+    pinned = security.authorize_token(AuthToken(f"sha256:{digest} reports:read"),
+                                      user="alice")
+    elsewhere = security.authorize_token(AuthToken(f"sha256:{other}"), user="alice")
+    assert api.get("/me", **bearer(pinned)).status_code == 401  # no digest: refused
+    settings = {"DATABASE_URL": f"sqlite:///{project / 'tokens.db'}",
+                "SECRET_KEYS": "django-test-key-new", "SCRIPT_DIGEST": digest}
+    with override_settings(AUTHTOKEN=settings):
+        assert api.get("/me", **bearer(pinned)).json()["username"] == "alice"
+        answer = api.get("/me", **bearer(elsewhere))
+        assert answer.json() == {"detail": "the token is not for this service"}
+    from django.core.exceptions import ImproperlyConfigured
+
+    from authtoken.integrations.django import get_security
+
+    with override_settings(AUTHTOKEN={**settings, "SCRIPT_DIGEST": digest.upper()}), \
+            pytest.raises(ImproperlyConfigured, match=r"SCRIPT_DIGEST.*lower case"):
+        get_security()
+
+
 def test_long_user_names_are_refused(security: Security, project: Path, api: Any) -> None:
     """A user longer than a username may be has no account, and none is made for it."""
     from django.contrib.auth.models import User
@@ -245,6 +274,8 @@ def test_unreachable_store_is_503(security: Security, api: Any) -> None:
 @pytest.mark.parametrize("setting", [
     "not a dict", {"DATABASE_URLS": "sqlite://"}, {"SECRET_KEYS": 5},
     {"SECRET_KEYS": " , "}, {"SCRIPT_KEY": "7"}, {"CREATE_USERS": "yes"},
+    {"SCRIPT_DIGEST": 5}, {"SCRIPT_DIGEST": "AB" * 32}, {"SCRIPT_DIGEST": "abc"},
+    {"SCRIPT_PATH": ""},
 ])
 def test_bad_settings_are_improperly_configured(security: Security, setting: Any) -> None:
     """A malformed AUTHTOKEN setting is ImproperlyConfigured, naming what is wrong."""
