@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from typing import Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from .._errors import (
     AuthTokenError,
@@ -50,6 +50,7 @@ from .._redact import redact
 from .._scan import find_tokens
 from .._scopes import Script
 from .._security import Security
+from .._shape import BODY_PATTERN, KEY_CHARS, KEY_LENGTH, PART_CHARS, PREFIX, SECRET_LENGTH
 from .._token import Principal
 
 __all__ = [
@@ -146,6 +147,11 @@ def challenge(error: str | None = None, description: str | None = None, *,
     return "Bearer" + (" " + ", ".join(parts) if parts else "")
 
 
+# A token's key and secret, with its prefix or without (what is left when it was cut off).
+_LEAKED: Final = re.compile(
+    rf"{PREFIX}[{KEY_CHARS}]{{{KEY_LENGTH}}}\.[{PART_CHARS}]{{{SECRET_LENGTH}}}|{BODY_PATTERN}")
+
+
 def _query_holds_token(query: str) -> bool:
     """Whether ``query`` (a raw query string) carries a token anywhere."""
     if not query:
@@ -154,7 +160,11 @@ def _query_holds_token(query: str) -> bool:
     if any(name.lower() == QUERY_PARAMETER for name, _ in pairs):
         return True
     texts = [query, *(part for pair in pairs for part in pair)]
-    return any(find_tokens(text) for text in texts)
+    # Decoded once more too: a token percent-encoded twice is still a token in a log.
+    texts += [unquote(text) for text in texts]
+    # A string with a checksum, or the key and secret of any string (an earlier one has
+    # no checksum; either way the secret is what must not reach a log).
+    return any(find_tokens(text) or _LEAKED.search(text) for text in texts)
 
 
 def bearer_credential(authorization: Sequence[str], query: str = "") -> str:

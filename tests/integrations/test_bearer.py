@@ -197,3 +197,20 @@ def test_no_login_unless_exactly_the_token(security: Security, token: str, befor
     assert exact
     assert credential == token
     assert principal.user == "alice"
+
+
+@pytest.mark.parametrize("query", [
+    # a string of the earlier format, with no checksum
+    "report=atk_abcdefghijklmnop." + "s" * 43 + "." + "g" * 43,
+    # the key and secret alone, under any name
+    "x=abcdefghijklmnop." + "s" * 43,
+    # percent-encoded twice
+    "x=atk%255Fabcdefghijklmnop%252E" + "s" * 43,
+])
+def test_a_token_without_a_checksum_or_encoded_twice_in_the_query_is_refused(
+        query: str) -> None:
+    """What reaches an access log is refused, whatever format or encoding it came in."""
+    with pytest.raises(BearerRefused) as refused:
+        bearer_credential(["Bearer " + "atk_" + "a" * 16], query)
+    assert refused.value.error == "invalid_request"
+    assert "query string" in str(refused.value)
