@@ -33,7 +33,6 @@ from __future__ import annotations
 import atexit
 import inspect
 import os
-import stat
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
@@ -45,6 +44,7 @@ from .._scopes import Script, parse_scope
 from .._security import Security
 from .._session import ScriptRunner, Session
 from .._token import AuthToken
+from .._tokenfile import read_token_file
 
 __all__ = [
     "DelegatedJob",
@@ -59,8 +59,6 @@ __all__ = [
     "token_file",
 ]
 
-#: A token file larger than this is refused unread: a token string is 256 characters.
-MAX_TOKEN_FILE: Final = 64 * 1024
 #: How the declaration may name where its standing token lives.
 HOW: Final = ("give token=token_file(path), token=from_env(NAME) or a zero-argument "
               "callable that returns the token string")
@@ -84,7 +82,9 @@ class TokenSourceError(InvalidArgument):
 class TokenFile:
     """A token source reading a file at each run, refused as ssh refuses a private key:
     it must be a regular file owned by this user (or root), that neither group nor
-    others may read or write.  Surrounding whitespace is stripped."""
+    others may read or write (systemd's credential, root's with an ACL entry granting
+    this user alone, passes), ASCII and at most 4 KiB.  Surrounding whitespace is
+    stripped."""
 
     __slots__ = ("path",)
 
@@ -102,45 +102,12 @@ class TokenFile:
     def __repr__(self) -> str:
         return f"token_file({self.path!r})"
 
-    def _refused(self, why: str) -> TokenSourceError:
-        return TokenSourceError(f"the token file {self.path!r} {why}", source=repr(self))
-
     def __call__(self) -> str:
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOCTTY", 0)
-                         | getattr(os, "O_NONBLOCK", 0))
-        except FileNotFoundError:
-            raise self._refused("does not exist; put the standing token's string in it "
-                                "(mode 0600), or fix the path") from None
-        except PermissionError:
-            raise self._refused("cannot be read by this user; make it readable by the "
-                                "worker's user only ('chmod 600', 'chown')") from None
-        except OSError as exc:
-            raise self._refused(f"cannot be opened: {exc.strerror}") from None
-        try:
-            return self._read(fd)
-        finally:
-            os.close(fd)
-
-    def _read(self, fd: int) -> str:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise self._refused("is not a regular file; give the file holding the token")
-        if info.st_uid not in (os.geteuid(), 0):
-            raise self._refused("is owned by another user; it must belong to the worker's "
-                                "user (or root)")
-        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise self._refused(
-                f"may be read or changed by others (mode {stat.S_IMODE(info.st_mode):04o}); "
-                f"run 'chmod 600 {self.path}', and revoke the token if others read it")
-        if info.st_size > MAX_TOKEN_FILE:
-            raise self._refused("is larger than 64 KiB; a token string is at most 256 "
-                                "characters")
-        raw = os.read(fd, MAX_TOKEN_FILE + 1)
-        text = raw.decode("ascii", "replace").strip()
-        if not text:
-            raise self._refused("is empty; put the standing token's string in it")
-        return text
+            return read_token_file(self.path, label="the token file")
+        except InvalidArgument as exc:  # said again as this source's error, unchained
+            failure = TokenSourceError(str(exc), source=repr(self))
+        raise failure
 
 
 class EnvToken:

@@ -5,6 +5,9 @@ every refusal says what to fix and never holds a token string."""
 from __future__ import annotations
 
 import os
+import shutil
+import stat
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ import pytest
 from celery import Celery
 
 from authtoken import AuthToken, ScopeError, Security, open_security
+from authtoken._tokenfile import MAX_TOKEN_FILE
 from authtoken.integrations._jobs import DelegatedJob, engine_for
 from authtoken.integrations.apscheduler import (
     TokenSourceError,
@@ -71,12 +75,51 @@ def test_a_token_file_others_may_touch_is_refused(tmp_path: Path, standing: str,
 
 
 def test_bad_token_files(tmp_path: Path, standing: str) -> None:
-    """Missing, a folder, empty and huge files are each refused with their reason."""
+    """Missing, a folder, empty, non-ASCII and huge files are each refused with their
+    reason; a file of exactly the limit is read."""
     assert "does not exist" in str(refused(token_file(tmp_path / "nope"), standing))
-    assert "not a regular file" in str(refused(token_file(tmp_path), standing))
+    assert "is a folder" in str(refused(token_file(tmp_path), standing))
     assert "is empty" in str(refused(token_file(write(tmp_path / "e", " \n")), standing))
     huge = write(tmp_path / "h", standing + "x" * 70_000)
-    assert "64 KiB" in str(refused(token_file(huge), standing))
+    assert "more than 4096" in str(refused(token_file(huge), standing))
+    fits = tmp_path / "fits"
+    fits.write_bytes((standing + "\r\n").encode().ljust(MAX_TOKEN_FILE, b" "))
+    fits.chmod(0o600)
+    assert read(token_file(fits)) == standing
+    fits.write_bytes(fits.read_bytes() + b" ")
+    assert "more than 4096" in str(refused(token_file(fits), standing))
+    accented = tmp_path / "accented"
+    accented.write_bytes(standing.encode() + "\u00e9".encode())
+    accented.chmod(0o600)
+    assert "not ASCII" in str(refused(token_file(accented), standing))
+
+
+def _acl(path: Path, spec: str) -> None:
+    """Set the POSIX access ACL ``spec`` on ``path`` as an administrator would, with
+    ``setfacl``; skip where there is no ``setfacl`` or the file system keeps no ACL."""
+    setfacl = shutil.which("setfacl")
+    if setfacl is None:
+        pytest.skip("setfacl is missing: install the 'acl' package to test ACLs")
+    done = subprocess.run([setfacl, "--set", spec, str(path)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"this file system keeps no POSIX ACL: {done.stderr.strip()}")
+
+
+def test_a_systemd_credential_with_an_acl_for_the_worker_is_read(tmp_path: Path,
+                                                                 standing: str) -> None:
+    """systemd's credential for ``User=``: mode 0400 plus a read entry for the worker's
+    user, shown as 0440, is read; the same file readable by its group or another user
+    is refused with the chmod that fixes it."""
+    path = write(tmp_path / "export-token", standing + "\n", 0o400)
+    me = os.geteuid()
+    _acl(path, f"u::r,u:{me}:r,g::-,m::r,o::-")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o440
+    assert read(token_file(path)) == standing
+    _acl(path, f"u::r,u:{me}:r,g::r,m::r,o::-")
+    assert "chmod 600" in str(refused(token_file(path), standing))
+    _acl(path, f"u::r,u:{me + 4242}:r,g::-,m::r,o::-")
+    assert "has mode 0440" in str(refused(token_file(path), standing))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
