@@ -111,7 +111,14 @@ class TokenFile:
 
 
 class EnvToken:
-    """A token source reading an environment variable at each run (stripped)."""
+    """A token source: an environment variable, taken out of the environment.
+
+    The variable is read when the source is made (the job's declaration, at import) and
+    whenever it is set again, stripped, kept in this process's memory only, and removed
+    from ``os.environ``: so no process a job starts inherits the standing token (a
+    forked worker child shares the kept copy, as it shares all memory).  Set to blank,
+    it forgets the kept copy.
+    """
 
     __slots__ = ("name",)
 
@@ -122,17 +129,39 @@ class EnvToken:
             raise InvalidArgument("from_env needs the name of an environment variable "
                                   "(such as 'EXPORT_TOKEN'), not its value")
         self.name = name
+        _take_env(name)
 
     def __repr__(self) -> str:
         return f"from_env({self.name!r})"
 
     def __call__(self) -> str:
-        text = os.environ.get(self.name, "").strip()
+        text = _take_env(self.name)
         if not text:
             raise TokenSourceError(
                 f"the environment variable {self.name} is not set or empty; set it to the "
-                "standing token's string in the worker's environment", source=repr(self))
+                "standing token's string in the worker's environment before the worker "
+                "starts (it is read once and taken out of the environment)",
+                source=repr(self))
         return text
+
+
+# Variables taken out of the environment, by name: shared by every source of that name,
+# since the first one to read a variable removes it.
+_env_lock = threading.Lock()
+_env_kept: dict[str, str] = {}
+
+
+def _take_env(name: str) -> str:
+    """The variable ``name`` (taken out of the environment if it is set), else what was
+    kept of it; ``""`` for neither."""
+    with _env_lock:
+        if name in os.environ:
+            text = os.environ.pop(name).strip()
+            if text:
+                _env_kept[name] = text
+            else:
+                _env_kept.pop(name, None)
+        return _env_kept.get(name, "")
 
 
 def token_file(path: str | os.PathLike[str]) -> TokenFile:
@@ -141,7 +170,8 @@ def token_file(path: str | os.PathLike[str]) -> TokenFile:
 
 
 def from_env(name: str) -> EnvToken:
-    """A token source: the environment variable ``name``, read at each run."""
+    """A token source: the environment variable ``name``, taken out of the environment
+    and kept in memory (see :class:`EnvToken`)."""
     return EnvToken(name)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 from datetime import datetime, timezone
@@ -70,6 +71,15 @@ def failing(session: Session) -> None:
 @run_as(script=SCRIPT, scope="reports:write", token=from_env(TOKEN_ENV))
 def writes(session: Session) -> None:
     mark("writes")
+
+
+@run_as(script=SCRIPT, scope="reports:read", token=from_env(TOKEN_ENV))
+def spawns(session: Session) -> None:
+    """Start a process, as a job body may, and record the environment it got."""
+    child = subprocess.run(
+        [sys.executable, "-c", f"import os; print(os.environ.get({TOKEN_ENV!r}, ''))"],
+        capture_output=True, text=True, check=True, timeout=30)
+    mark("spawns", child_saw=child.stdout.strip(), **seen(session))
 
 
 def second_scheduler(url: str, job_id: str) -> dict[str, Any]:

@@ -152,6 +152,18 @@ def test_token_sources(jobs: Jobs) -> None:
     assert jobs.marks("from_missing_file") == []
 
 
+def test_no_process_a_job_starts_holds_the_standing_token(jobs: Jobs) -> None:
+    """The standing token's variable is taken out of the environment at the first run:
+    a process the body starts finds nothing in it, at that run and the next, and both
+    runs are alice's."""
+    for _ in range(2):
+        assert jobs.run_now(apscheduler_jobs.spawns).exception is None
+    assert apscheduler_jobs.TOKEN_ENV not in os.environ
+    runs = jobs.marks("spawns")
+    assert [(m["child_saw"], m["user"]) for m in runs] == [("", "alice")] * 2
+    assert runs[0]["token_key"] != runs[1]["token_key"]
+
+
 def test_add_job_checks_the_arguments_without_the_session(jobs: Jobs) -> None:
     """APScheduler checks add_job's arguments against the body's own, the session left
     out: a missing one is refused when the job is added."""
@@ -198,7 +210,7 @@ def test_a_restarted_scheduler_runs_the_stored_job(jobs: Jobs) -> None:
                            args=["restarted"], next_run_time=later)
     jobs.scheduler.shutdown()
     close_engines()
-    env = {**os.environ,
+    env = {**os.environ, apscheduler_jobs.TOKEN_ENV: jobs.standing,
            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, str(HERE / "apscheduler_jobs.py"), jobs.store_url,
                            "nightly"], env=env, capture_output=True, text=True, timeout=60,
