@@ -40,7 +40,7 @@ from typing import Any, Final
 
 from .._errors import ArgumentTypeError, InvalidArgument
 from .._redact import redact
-from .._scopes import Script, parse_scope
+from .._scopes import Script, bindings_of, code_bindings_of, parse_scope
 from .._security import Security
 from .._session import ScriptRunner, Session
 from .._token import AuthToken
@@ -339,11 +339,31 @@ class DelegatedJob:
         """The scheduler's session: the standing token logged in for the job's script,
         holding the job's scope (``TokenSourceError``, the engine's ``LoginError``, or
         ``PermissionDenied``)."""
-        standing = _read_source(self.source)
-        session = ScriptRunner(security, self.script).login_by_auth_token(standing)
+        # No local name holds the standing token: error reporters record frame locals.
+        session = ScriptRunner(security, self.script).login_by_auth_token(
+            _read_source(self.source))
         assert session.principal is not None  # set by the login
         session.principal.require(*self.needs)
         return session
+
+    def run_scope(self, held: Sequence[str]) -> tuple[str, ...]:
+        """The run token's scope, for a standing token holding ``held``: the job's
+        scope, plus the bindings that tie it to the job's script.
+
+        Script bindings (``vfs:``/``ufs:``) and code bindings (``sha256:``) are chosen
+        apart: a standing token holding some keeps those this script satisfies; one
+        holding none gets this script's own (its key, its path; its digest when the
+        script is pinned), so a run token that travels works for this script only.
+        """
+        mine = self.script.identifiers()
+        scope = list(self.needs)
+        for kind in (bindings_of, code_bindings_of):
+            theirs = kind(held)
+            # vfs: before ufs:, then by name: the same scope at every run
+            chosen = [s for s in theirs if s in mine] if theirs else \
+                sorted(kind(mine), key=lambda s: (not s.startswith("vfs:"), s))
+            scope += [s for s in chosen if s not in scope]
+        return tuple(scope)
 
     def run(self, run_id: str, body: Callable[..., Any], args: Sequence[Any],
             kwargs: Mapping[str, Any], *, before: Sequence[Any] = ()) -> Any:
@@ -356,13 +376,10 @@ class DelegatedJob:
         security = engine_for(self.factory)
         session = self.login(security)
         assert session.principal is not None
-        bound = self.script.identifiers()
-        scope = self.needs + tuple(s for s in session.principal.scopes
-                                   if s in bound and s not in self.needs)
         options: dict[str, Any] = {}
         if self.run_expires is not None:
             options["expires"] = self.run_expires
-        with session.run_token(run_id, scope=scope, **options) as run:
+        with session.run_token(run_id, scope=self.run_scope(session.principal.scopes),
+                               **options) as run:
             job = ScriptRunner(security, self.script).login_by_auth_token(run.token)
             return body(*before, job, *args, **kwargs)
-
