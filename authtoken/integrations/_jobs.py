@@ -5,9 +5,11 @@ Theory of operation
 -------------------
 A scheduled job is declared once, at import, with the script it runs as, the scope it
 needs and where its *standing token* is kept.  The declaration holds no token string:
-only a :class:`TokenSource`, which reads the string on the worker at each run (a file
-as systemd's ``LoadCredential=`` hands one over, an environment variable, or any
-zero-argument callable such as a secrets-manager client).  So nothing that a scheduler
+only a :class:`TokenSource`, which gives the string on the worker: a file read at each
+run (as systemd's ``LoadCredential=`` hands one over; the checks are
+``authtoken._tokenfile``'s), an environment variable taken out of the environment when
+first read and kept in memory (so no process a job starts inherits it), or any
+zero-argument callable such as a secrets-manager client.  So nothing that a scheduler
 serialises -- a broker message, a job store row, a result -- can hold it.
 
 At each run, :meth:`DelegatedJob.run` does on the worker:
@@ -17,11 +19,15 @@ At each run, :meth:`DelegatedJob.run` does on the worker:
    expired or used-up standing token stops the run here, before the body);
 3. require the job's scope (``PermissionDenied`` naming what is missing);
 4. mint a run token (``Session.run_token``) for the run's id, holding the job's scope
-   and the standing token's bindings that the job's script satisfies, and log in with
-   it for the same script: the body's ``Session``, whose principal shows ``run_id`` and
-   a ``chain`` from the standing token to the run token;
+   and bindings to the job's script (:meth:`DelegatedJob.run_scope`: the standing
+   token's that the script satisfies, or, when it has none, the script's own), and log
+   in with it for the same script: the body's ``Session``, whose principal shows
+   ``run_id`` and a ``chain`` from the standing token to the run token;
 5. call the body with that session, then the job's own arguments, and revoke the run
-   token when the body ends, however it ends.
+   token when the body ends, however it ends.  A revocation the store refuses is
+   retried a few times at once, then kept by key and retried at the next run in the
+   process and by :func:`close_engines`, with a warning; it never replaces the body's
+   outcome, so a scheduler never retries a body that did its work.
 
 The engine (``Security``) is opened lazily, once per process, by :func:`engine_for`:
 after a fork (Celery's prefork pool) the child opens its own, since a database
@@ -32,14 +38,17 @@ from __future__ import annotations
 
 import atexit
 import inspect
+import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Final
 
-from .._errors import ArgumentTypeError, InvalidArgument
+from .._errors import ArgumentTypeError, InvalidArgument, RepositoryError, TokenNotFound
 from .._redact import redact
+from .._run import RunToken
 from .._scopes import Script, bindings_of, code_bindings_of, parse_scope
 from .._security import Security
 from .._session import ScriptRunner, Session
@@ -56,6 +65,7 @@ __all__ = [
     "close_engines",
     "engine_for",
     "from_env",
+    "revoke_pending",
     "token_file",
 ]
 
@@ -216,9 +226,25 @@ def _read_source(source: Callable[[], str]) -> str:
 
 
 # -- one engine per process -----------------------------------------------------------
+log = logging.getLogger("authtoken.integrations")
+
 _lock = threading.Lock()
 _engines: dict[object, Security] = {}
+#: Run tokens whose revocation failed, by key, with the factory of their engine.
+_pending: dict[str, SecurityFactory | None] = {}
 _pid = os.getpid()
+#: Pauses between the quick retries of a run token's revocation (seconds).
+REVOKE_PAUSES: Final = (0.1, 0.5)
+
+
+def _forget_after_fork() -> None:
+    """In a forked child, forget the parent's engines and pending revocations (the
+    parent keeps both).  Called with ``_lock`` held."""
+    global _pid
+    if os.getpid() != _pid:
+        _engines.clear()
+        _pending.clear()
+        _pid = os.getpid()
 
 
 def _default_engine() -> Security:
@@ -228,16 +254,14 @@ def _default_engine() -> Security:
 
 
 def engine_for(factory: SecurityFactory | None) -> Security:
-    """The engine ``factory`` opens (``None``: ``open_security()``), once per process.
+    """The engine ``factory`` opens (``None``: ``open_security()``), once per process
+    and per factory object (so give every job the same factory, not a lambda each).
 
     After a fork the child opens its own; an engine that failed to open is not kept,
     so the next run tries again.
     """
-    global _pid
     with _lock:
-        if os.getpid() != _pid:  # a forked child: the parent's engines are not ours
-            _engines.clear()
-            _pid = os.getpid()
+        _forget_after_fork()
         engine = _engines.get(factory)
         if engine is None:
             engine = (factory or _default_engine)()
@@ -248,14 +272,63 @@ def engine_for(factory: SecurityFactory | None) -> Security:
         return engine
 
 
-def close_engines() -> None:
-    """Close (and so flush) every engine this process opened for jobs; the next run
-    opens them again.  Called at interpreter exit and by the scheduler's shutdown."""
+def _revoke_run(run: RunToken, factory: SecurityFactory | None) -> None:
+    """Revoke ``run``, retrying quickly; if storage keeps failing, keep its key for
+    :func:`revoke_pending` and log a warning, without raising: the run is over, and
+    its outcome must not be replaced by the store's."""
+    for pause in (*REVOKE_PAUSES, None):
+        try:
+            run.revoke()
+            return
+        except RepositoryError:
+            if pause is None:
+                break
+            time.sleep(pause)
     with _lock:
-        engines = list(_engines.values()) if os.getpid() == _pid else []
+        _pending[run.key] = factory
+    expires = "never" if run.expires is None else run.expires.isoformat()
+    log.warning("could not revoke the run token %s of run %s: the token store failed; "
+                "retried at the next run in this process and when its engines close, "
+                "else it lives until %s (revoke it by hand: authtoken revoke %s)",
+                run.key, redact(repr(run.run_id)), expires, run.key)
+
+
+def revoke_pending() -> int:
+    """Try again to revoke the run tokens whose revocation failed in this process; how
+    many are still live.  Never raises for a store that still fails."""
+    with _lock:
+        _forget_after_fork()
+        waiting = list(_pending.items())
+    for key, factory in waiting:
+        try:
+            engine_for(factory).revoke_auth_token_by_key(key)
+        except TokenNotFound:
+            pass  # nothing left to revoke
+        except RepositoryError:
+            continue
+        with _lock:
+            _pending.pop(key, None)
+        log.info("revoked the run token %s, which an earlier run left live", key)
+    with _lock:
+        return len(_pending)
+
+
+def close_engines() -> None:
+    """Revoke what is pending, then close (and so flush) every engine this process
+    opened for jobs; the next run opens them again.  Called at interpreter exit and by
+    the scheduler's shutdown.  Run tokens still pending are logged, and kept."""
+    live = revoke_pending()
+    with _lock:
+        _forget_after_fork()
+        engines = list(_engines.values())
         _engines.clear()
+        keys = sorted(_pending)
     for engine in engines:
         engine.close()
+    if live:
+        log.warning("%d run token(s) could not be revoked, the token store failing: %s; "
+                    "each lives until its expiry unless revoked by hand", live,
+                    ", ".join(keys))
 
 
 atexit.register(close_engines)
@@ -371,15 +444,20 @@ class DelegatedJob:
         with a run token for ``run_id``, revoked when the body ends; the body's result.
 
         Raises what :meth:`login` raises before the body starts, and the body's own
-        exception after revoking the run token.
+        exception.  A revocation the token store refuses does not replace either: it is
+        retried (see :func:`revoke_pending`) and logged by the run token's key.
         """
         security = engine_for(self.factory)
+        revoke_pending()
         session = self.login(security)
         assert session.principal is not None
         options: dict[str, Any] = {}
         if self.run_expires is not None:
             options["expires"] = self.run_expires
-        with session.run_token(run_id, scope=self.run_scope(session.principal.scopes),
-                               **options) as run:
+        run = session.run_token(run_id, scope=self.run_scope(session.principal.scopes),
+                                **options)
+        try:
             job = ScriptRunner(security, self.script).login_by_auth_token(run.token)
             return body(*before, job, *args, **kwargs)
+        finally:
+            _revoke_run(run, self.factory)

@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import Celery, Task
 
-from authtoken import Script, Session
+from authtoken import RepositoryError, Script, Security, Session, SQLRepository
 from authtoken.integrations.celery import delegated_task, from_env, token_file
 
 SCRIPT = Script(key=42, path="/jobs/export.py")
@@ -58,6 +58,25 @@ def seen(session: Session) -> dict[str, Any]:
     return {"user": principal.user, "run_id": principal.run_id,
             "chain": list(principal.chain), "scopes": list(principal.scopes),
             "token_key": principal.token_key, "script": session.script == SCRIPT}
+
+
+class FlakyRepository(SQLRepository):
+    """The store of ``AUTHTOKEN_DATABASE_URL``, whose revocations fail as an unreachable
+    store's would as many times as ``JOBS_DIR/revoke-failures`` says."""
+
+    def revoke(self, key: str, at: int) -> int | None:
+        count = folder() / "revoke-failures"
+        left = int(count.read_text() or 0) if count.exists() else 0
+        if left:
+            count.write_text(str(left - 1))
+            raise RepositoryError("the token store is unreachable")
+        return super().revoke(key, at)
+
+
+def flaky_security() -> Security:
+    """The engine of the tasks whose store fails their revocations on demand."""
+    return Security(FlakyRepository(os.environ["AUTHTOKEN_DATABASE_URL"]),
+                    secret_keys=os.environ["AUTHTOKEN_SECRET_KEYS"])
 
 
 class Recording(Task):  # type: ignore[misc]
@@ -108,8 +127,15 @@ def register(app: Celery) -> dict[str, Task]:
             raise task.retry()
         return seen(session)
 
+    @delegated_task(app, script=SCRIPT, scope="reports:read", token=from_env(TOKEN_ENV),
+                    security=flaky_security, name="jobs.sends", shared=False,
+                    autoretry_for=(RepositoryError,), max_retries=2, default_retry_delay=0)
+    def sends(session: Session, invoice: int) -> dict[str, Any]:
+        mark("sends", invoice=invoice, **seen(session))
+        return seen(session)
+
     return {"errback": errback, "export": export, "from_file": from_file, "failing": failing,
-            "writes": writes, "retried": retried}
+            "writes": writes, "retried": retried, "sends": sends}
 
 
 app = Celery("celery_jobs")

@@ -199,6 +199,23 @@ def test_each_retry_gets_its_own_run_token(jobs: Jobs, tasks: dict[str, Task]) -
     assert all(r.revoked for r in runs)
 
 
+def test_a_failed_revocation_does_not_fail_or_retry_the_task(
+        jobs: Jobs, tasks: dict[str, Task]) -> None:
+    """The store refusing the run token's revocation after the body did its work: the
+    task succeeds, its body ran once although it retries on RepositoryError, and the
+    run token is revoked at the worker's next run of a task."""
+    (jobs.base / "revoke-failures").write_text("3")
+    result = tasks["sends"].delay(42)
+    seen = result.get(timeout=WAIT)
+    assert result.state == "SUCCESS" and seen["user"] == "alice"
+    assert [m["invoice"] for m in jobs.marks("sends")] == [42]
+    [run] = jobs.run_tokens(result.id)
+    assert not run.revoked and run.key == seen["token_key"]
+    assert tasks["sends"].delay(43).get(timeout=WAIT)["user"] == "alice"
+    assert jobs.security.get_auth_token(run.key).revoked
+    assert [t for t in jobs.security.list_auth_tokens(user="alice") if t.run_id] == []
+
+
 def test_a_token_file_source(jobs: Jobs, tasks: dict[str, Task]) -> None:
     """The standing token read from a 0600 file logs in; the same file made readable by
     others fails the task with TokenSourceError saying how to fix it, unechoed."""

@@ -6,6 +6,7 @@ at the next run or when the engines close."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from authtoken import (
     SQLRepository,
     open_security,
 )
-from authtoken.integrations._jobs import DelegatedJob, close_engines
+from authtoken.integrations._jobs import DelegatedJob, close_engines, revoke_pending
 
 KEYS = "job-runs-test-key"
 
@@ -147,3 +148,59 @@ def test_a_bound_standing_token_keeps_its_own_bindings(engine: Recording,
         return session.principal.scopes
 
     assert job.run("kept", body, (), {}) == ("reports:read", "vfs:ikey?7")
+
+
+# -- a revocation the store refuses ----------------------------------------------------
+def test_a_failed_revocation_keeps_the_bodys_result(
+        engine: Recording, repository: FlakyRepository, store: Security,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The store refusing every quick try after the body returned: the run still
+    returns the body's result, the body ran once, a warning names the run token's key
+    (never a string); the next run of any job revokes it."""
+    standing = standing_token(store)
+    job = job_of(engine, standing, Script(key=7))
+    ran: list[str] = []
+    repository.failures = 3
+    with caplog.at_level(logging.WARNING, logger="authtoken.integrations"):
+        assert job.run("first", lambda session: ran.append("first") or "done", (), {}) \
+            == "done"
+    [live] = live_runs(store)
+    assert ran == ["first"]
+    assert live in caplog.text and "could not revoke" in caplog.text
+    assert all(s not in caplog.text for s in engine.strings)
+    other = job_of(engine, standing, Script(key=9))
+    other.run("second", lambda session: ran.append("second"), (), {})
+    assert ran == ["first", "second"] and live_runs(store) == []
+    assert store.get_auth_token(live).revoked
+
+
+def test_a_failed_revocation_keeps_the_bodys_exception(
+        engine: Recording, repository: FlakyRepository, store: Security) -> None:
+    """A body that raised, then a store refusing the revocation: the body's own
+    exception comes out; close_engines revokes the run token."""
+    job = job_of(engine, standing_token(store), Script(key=7))
+
+    def body(session: Session) -> None:
+        raise LookupError("the report is gone")
+
+    repository.failures = 3
+    with pytest.raises(LookupError, match="report is gone"):
+        job.run("raised", body, (), {})
+    assert len(live_runs(store)) == 1
+    close_engines()
+    assert live_runs(store) == [] and revoke_pending() == 0
+
+
+def test_a_store_that_stays_down_keeps_the_key(engine: Recording,
+                                               repository: FlakyRepository,
+                                               store: Security) -> None:
+    """While the store still refuses, a retry keeps the key and raises nothing; once it
+    answers, nothing is left; a store that fails once is covered by the quick retries."""
+    job = job_of(engine, standing_token(store), Script(key=7))
+    repository.failures = 4
+    job.run("down", lambda session: None, (), {})
+    assert revoke_pending() == 1 and len(live_runs(store)) == 1
+    assert revoke_pending() == 0 and live_runs(store) == []
+    repository.failures = 1
+    job.run("blip", lambda session: None, (), {})
+    assert repository.failures == 0 and revoke_pending() == 0 and live_runs(store) == []
