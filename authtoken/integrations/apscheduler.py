@@ -14,8 +14,8 @@ token.
 
 ``run_as`` returns a plain module-level function with the body's name, so a persistent
 job store keeps it by reference (``"jobs:export"``) and the job's own arguments; the
-standing token is read from its source on the scheduler's machine at each run and is
-never in the job store.  Each run logs in with the standing token for the script,
+standing token is read from its source on the scheduler's machine and is never in the
+job store.  Each run logs in with the standing token for the script,
 requires the scope, mints a run token (``run_id``: the job's id and the run's scheduled
 time, ``"<job id>@<ISO time>"``) and calls the body with the run token's ``Session``;
 the run token is revoked when the body ends.  A refused standing token
@@ -82,12 +82,13 @@ def run_as(*, script: Script | str | int, scope: str, token: TokenSource,
 
     ``script``: the script the job runs as (a ``Script``, a path or a key); the standing
     token must be good for it.  ``scope``: what a run needs; the run token holds it and
-    nothing more (plus the standing token's bindings to this script).  ``token``: where
-    the scheduler finds the standing token at each run (``token_file(path)``,
-    ``from_env(NAME)``, a zero-argument callable); never a string.  ``security``: a
-    zero-argument callable returning the ``Security`` (default ``open_security()``),
-    called once per process.  ``run_expires``: how long a run token lives (default an
-    hour, cut to the standing token's expiry).
+    nothing more, plus bindings to this script (the standing token's, or the script's
+    own when it has none).  ``token``: where the scheduler finds the standing token
+    (``token_file(path)``, ``from_env(NAME)`` -- taken out of the environment when
+    read --, a zero-argument callable); never a string.  ``security``: a zero-argument
+    callable returning the ``Security`` (default ``open_security()``), called once per
+    process and per factory object (share one).  ``run_expires``: how long a run token
+    lives (default an hour, cut to the standing token's expiry).
 
     The body is called ``body(session, *args, **kwargs)``; the job function takes
     ``*args, **kwargs`` only.  Raises ``TypeError``, ``ScopeError`` or

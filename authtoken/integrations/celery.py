@@ -20,7 +20,9 @@ the body ends.  A refused standing token (``TokenRevoked``, ``TokenExpired``, ..
 missing scope (``PermissionDenied``) or an unreadable source (``TokenSourceError``)
 fails the task before the body starts, so Celery's own handling sees it: the state is
 ``FAILURE`` with that exception, ``on_failure`` and ``link_error`` run, and
-``autoretry_for`` retries if the task says so.
+``autoretry_for`` retries if the task says so.  Once the body has run, its result or
+exception is the task's: a revocation the token store refuses then is retried later
+and logged by the run token's key, never turned into a failure (nor a retry).
 
 The engine is opened by ``security`` (default ``open_security()``) once per worker
 process, after the fork, and closed when the process shuts down.
@@ -73,12 +75,15 @@ def delegated_task(app: celery.Celery | None = None, *, script: Script | str | i
 
     ``app``: the Celery app (``None``: a ``shared_task``).  ``script``: the script the
     job runs as (a ``Script``, a path or a key); the standing token must be good for it.
-    ``scope``: what a run needs; the run token holds it and nothing more (plus the
-    standing token's bindings to this script).  ``token``: where the worker finds the
-    standing token (``token_file(path)``, ``from_env(NAME)``, a zero-argument callable);
-    never a string.  ``security``: a zero-argument callable returning the ``Security``
-    (default ``open_security()``), called once per worker process.  ``run_expires``:
-    how long a run token lives (default an hour, cut to the standing token's expiry).
+    ``scope``: what a run needs; the run token holds it and nothing more, plus bindings
+    to this script (the standing token's, or the script's own when it has none).
+    ``token``: where the worker finds the standing token (``token_file(path)``,
+    ``from_env(NAME)`` -- taken out of the environment when read --, a zero-argument
+    callable); never a string.  ``security``: a zero-argument callable returning the
+    ``Security`` (default ``open_security()``), called once per worker process and per
+    factory object (share one).  ``run_expires``: how long a run token lives (default an
+    hour, cut to the standing token's expiry); keep it near ``time_limit``, since a
+    killed process revokes nothing.
     ``task_options`` go to ``app.task`` (``name``, ``autoretry_for``, ...);
     ``bind=True`` gives the body the task before the session.
 
