@@ -219,6 +219,19 @@ class AuditBuffer:
             self._keep(event)
             return self._due(event.at)
 
+    def upstream(self, at: int, key: str, user: UserKey, script: Script | None,
+                 name: str, reason: str | None = None) -> bool:
+        """An upstream access token given to the session of token ``key`` for link
+        ``name`` (the event's actor is ``upstream:<name>``), or refused for ``reason``;
+        sampled like logins, ``True`` when a batch is due."""
+        with self._lock:
+            self._attempts += 1
+            actor = f"upstream:{name}"[:300]
+            if self._sample(("upstream", key, script, reason, actor), at, user):
+                self._keep(EventRow(at, "upstream", "ok" if reason is None else "refused",
+                                    actor, key, user, script, reason, 1))
+            return self._due(at)
+
     def failure(self, at: int, actor: str | None, reason: str) -> bool:
         """A failed authentication of an API caller, sampled per caller and reason."""
         with self._lock:

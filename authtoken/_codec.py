@@ -194,6 +194,20 @@ class TokenCodec:
         mac.update(b"authtoken derived key\x00" + purpose)
         return mac.digest()
 
+    def derive_each(self, purpose: object) -> tuple[bytes, ...]:
+        """``derive``'s key for ``purpose`` (a ``str`` is its UTF-8 bytes) from each
+        secret key, newest first: what an older key protected stays readable."""
+        if isinstance(purpose, str):
+            purpose = purpose.encode("utf-8")
+        if not isinstance(purpose, bytes):
+            raise ArgumentTypeError(f"purpose is a str, not {type(purpose).__name__}")
+        keyed = []
+        for state in self._legacy:
+            mac = state.copy()
+            mac.update(b"authtoken derived key\x00" + purpose)
+            keyed.append(mac.digest())
+        return tuple(keyed)
+
     def issue(self, key: str) -> tuple[str, bytes]:
         """A new token string for ``key`` (the current format) and its secret's digest."""
         secret = _b64(secrets.token_bytes(32))

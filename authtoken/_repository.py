@@ -105,7 +105,8 @@ class EventRow(NamedTuple):
 class AuditEvent:
     """One entry of the audit trail.  Never holds a token string or secret.
 
-    ``action``: authorize, update, renew, revoke, revoke_all, login or authenticate;
+    ``action``: authorize, update, renew, revoke, revoke_all, login, authenticate or
+    upstream (an access token the broker gave a session; ``actor`` ``upstream:<link>``);
     ``outcome``: ok or refused; ``reason``: the error's class name; ``user``: whose
     token the event is about (for filtering); ``count``: how many like events this one
     stands for (refusals of unknown or forged strings are counted and sampled);

@@ -88,7 +88,6 @@ from ._trail import Trail, check_before, check_query
 __all__ = ["Security"]
 
 
-
 class Security:
     """The token engine over one ``Repository``.
 
@@ -163,18 +162,19 @@ class Security:
         return self._policy
 
     def derive_key(self, purpose: str | bytes) -> bytes:
-        """A 256-bit key for one ``purpose`` (say, signing a page's CSRF tokens).
+        """A 256-bit key for one ``purpose`` (say, a page's CSRF tokens) from the newest
+        secret key: the same in every process sharing the keys, new with a new newest key,
+        never a signing key, revealing nothing of the keys or signatures (``str``: UTF-8)."""
+        return self._codec.derive_each(purpose)[0]
 
-        Derived from the newest secret key, so every process sharing the secret keys
-        derives the same key for the same purpose, and a new newest key gives new
-        derived keys.  It is never a signing key itself, and reveals nothing of the
-        secret keys or of token signatures.  ``purpose`` as ``str`` is its UTF-8 bytes.
-        """
-        if isinstance(purpose, str):
-            purpose = purpose.encode("utf-8")
-        if not isinstance(purpose, bytes):
-            raise ArgumentTypeError(f"purpose is a str, not {type(purpose).__name__}")
-        return self._codec.derive(purpose)
+    def derive_keys(self, purpose: str | bytes) -> tuple[bytes, ...]:
+        """``derive_key``'s key from each secret key, newest first: kept data outlives rotations."""
+        return self._codec.derive_each(purpose)
+
+    def record_upstream(self, principal: Principal, name: str, reason: str | None = None) -> None:
+        """Put an upstream access token given to ``principal`` for link ``name`` (refused:
+        ``reason``, the error's class) on the trail: ``upstream``, buffered like a login."""
+        self._trail.upstream(self._now_us(), principal, name, reason)
 
     def now(self) -> datetime:
         """The engine's current time (its clock, as aware UTC)."""

@@ -19,7 +19,7 @@ from ._errors import ArgumentTypeError, InvalidArgument, RepositoryError
 from ._expiry import aware_utc, to_micros
 from ._repository import AuditEvent, Repository
 from ._scopes import Script
-from ._token import UserKey
+from ._token import Principal, UserKey
 
 __all__ = ["AUDIT_LIMIT", "Pruning", "Trail", "check_before", "check_query"]
 
@@ -106,6 +106,14 @@ class Trail:
             self._buffer.flush(self._repository, wait=True)
         except RepositoryError:
             pass  # kept in the buffer; written by a later batch or flush()
+
+    def upstream(self, at: int, principal: Principal, name: str,
+                 reason: str | None = None) -> None:
+        """An upstream access token given to ``principal``'s session for link ``name``
+        (refused: ``reason``), buffered and sampled like a login; never the token."""
+        if self._buffer.upstream(at, principal.token_key, principal.user, principal.script,
+                                 name, reason):
+            self.flush_quietly()
 
     def failure(self, actor: str | None, reason: str) -> None:
         """A failed authentication of an API caller, sampled per caller and reason."""
