@@ -3,8 +3,8 @@
 The server (``tests/support/panva/server.js``, started by ``support.panva``) rotates
 refresh tokens and revokes a whole grant when a used one comes back, issues JWT access
 tokens, and serves a protected resource that checks them.  Refresh timing is driven by a
-``FakeClock`` handed to the session (the server's tokens live 30 s); one test waits for
-a real 1-second token to expire.  No test asserts on wall-clock durations.
+``FakeClock`` handed to the session (the server's tokens live 30 s); two tests wait for
+a real 2-second token to expire.  No test asserts on wall-clock durations.
 """
 
 from __future__ import annotations
@@ -53,6 +53,22 @@ def panva_server() -> Iterator[PanvaProvider]:
     """One server for the module, with 30-second access tokens."""
     with panva_provider(access_ttl=TTL) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def short_server() -> Iterator[PanvaProvider]:
+    """A server whose access tokens live 2 seconds (1 to 2, as ``exp`` is whole seconds)."""
+    with panva_provider(access_ttl=2) as server:
+        yield server
+
+
+def wait_until_refused(op: PanvaProvider, token: str) -> None:
+    """Poll the protected resource until the server refuses ``token`` (it expired)."""
+    deadline = time.monotonic() + 30
+    while httpx.get(op.api_url, headers={"Authorization": f"Bearer {token}"}
+                    ).status_code == 200:
+        assert time.monotonic() < deadline, "a 2-second token never expired"
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -208,23 +224,40 @@ def test_a_refused_refresh_and_a_changed_password_raise_issuer_error(
     assert op.stats()["grants"] == {"password": 2, "refresh_token": 1}
 
 
-def test_a_real_expiry_is_refreshed_before_the_resource_refuses(op: PanvaProvider) -> None:
-    """With 1-second tokens and a real clock, the auth refreshes once the token is due."""
-    with panva_provider(access_ttl=1) as short, OIDCPasswordSession(
-            short.issuer, short.client_id, "alice", ACCOUNTS["alice"],
-            client_secret=short.client_secret) as session:
+def test_a_real_expiry_is_refreshed(short_server: PanvaProvider) -> None:
+    """With 2-second tokens and a real clock, the auth serves a fresh token after expiry."""
+    short_server.reset_stats()
+    with OIDCPasswordSession(short_server.issuer, short_server.client_id, "alice",
+                             ACCOUNTS["alice"], client_secret=short_server.client_secret,
+                             ) as session:
         first = session.get_access_token()
-        deadline = time.monotonic() + 30
-        while httpx.get(short.api_url, headers={"Authorization": f"Bearer {first}"}
-                        ).status_code == 200:
-            assert time.monotonic() < deadline, "a 1-second token never expired"
-            time.sleep(0.2)
-        assert me(short, session.auth)["sub"] == "alice"
+        wait_until_refused(short_server, first)
+        assert me(short_server, session.auth)["sub"] == "alice"
         assert session.get_access_token() != first
-        stats = short.stats()
+    stats = short_server.stats()
     assert stats["grants"]["password"] == 1
     assert stats["grants"]["refresh_token"] >= 1
-    assert len(set(stats["refresh_tokens_presented"])) == len(stats["refresh_tokens_presented"])
+    assert "errors" not in stats or not stats["errors"]
+    presented = stats["refresh_tokens_presented"]
+    assert len(set(presented)) == len(presented)
+
+
+def test_a_token_the_resource_refuses_is_replaced_and_retried_once(
+        short_server: PanvaProvider, clock: FakeClock) -> None:
+    """When the API refuses a token the session still thinks fresh (its clock lags the
+    server's), the auth refreshes and retries the request once."""
+    short_server.reset_stats()
+    with OIDCPasswordSession(short_server.issuer, short_server.client_id, "alice",
+                             ACCOUNTS["alice"], client_secret=short_server.client_secret,
+                             clock=clock) as session:
+        first = session.get_access_token()
+        wait_until_refused(short_server, first)
+        before = short_server.stats()["api_requests"]
+        assert me(short_server, session.auth)["sub"] == "alice"
+        assert session.get_access_token() != first
+    stats = short_server.stats()
+    assert stats["api_requests"] - before == 2  # the refused request and its retry
+    assert stats["grants"] == {"password": 1, "refresh_token": 1}
 
 
 def test_many_threads_at_an_expired_token_cause_one_refresh(op: PanvaProvider,
