@@ -260,6 +260,48 @@ def test_a_token_the_resource_refuses_is_replaced_and_retried_once(
     assert stats["grants"] == {"password": 1, "refresh_token": 1}
 
 
+def test_a_5xx_during_a_refresh_keeps_the_valid_token_and_retries_later(
+        op: PanvaProvider, clock: FakeClock) -> None:
+    """A 503 while the token is due but valid is not raised; the same refresh token,
+    unused by the issuer, is sent again after the backoff and works."""
+    with alice(op, clock) as session:
+        first = session.get_access_token()
+        op.fault("refresh_token", fail_count=1)
+        clock.advance(seconds=TTL * 0.95)
+        assert session.get_access_token() == first
+        assert session.get_access_token() == first  # within the backoff: no request
+        assert op.refresh_requests() == 1
+        clock.advance(seconds=1)
+        second = session.get_access_token()
+    assert second != first
+    stats = op.stats()
+    assert stats["errors"] == {"temporarily_unavailable": 1}
+    assert len(stats["refresh_tokens_presented"]) == 2
+    assert len(set(stats["refresh_tokens_presented"])) == 1
+    assert len(stats["refresh_tokens_processed"]) == 1
+    assert stats["grants_revoked"] == 0
+
+
+def test_a_refresh_answered_too_late_is_never_sent_again(op: PanvaProvider,
+                                                         clock: FakeClock) -> None:
+    """The issuer consumed the refresh token but the answer timed out: the session keeps
+    the valid token, never presents that refresh token again (which would make the
+    server revoke the grant), and logs in by password once the token has expired."""
+    with alice(op, clock, timeout=0.5) as session:
+        first = session.get_access_token()
+        op.fault("refresh_token", delay_after=2.0)
+        clock.advance(seconds=TTL * 0.95)
+        assert session.get_access_token() == first
+        clock.advance(seconds=TTL)
+        second = session.get_access_token()
+        assert me(op, session.auth)["sub"] == "alice"
+    assert second != first
+    stats = op.stats()
+    assert stats["grants"] == {"password": 2, "refresh_token": 1}
+    assert len(stats["refresh_tokens_processed"]) == 1
+    assert stats["grants_revoked"] == 0
+
+
 def test_many_threads_at_an_expired_token_cause_one_refresh(op: PanvaProvider,
                                                             clock: FakeClock) -> None:
     """Sixteen threads asking at once after expiry share one refresh request."""

@@ -121,7 +121,7 @@ class PanvaProvider:
         client, for ``OIDCPasswordSession.from_space``."""
         return self.issuer
 
-    def _post(self, path: str, body: dict[str, str] | None = None) -> dict[str, Any]:
+    def _post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         response = httpx.post(f"{self.issuer}/_test/{path}", json=body or {}, timeout=10)
         response.raise_for_status()
         result: dict[str, Any] = response.json()
@@ -131,7 +131,9 @@ class PanvaProvider:
         """What the token endpoint was asked since the start (or ``reset_stats``):
         ``token_requests``; per ``grant_type``: ``grants``, ``succeeded``; ``errors`` per
         error code; ``clients`` per client id; ``refresh_tokens_presented`` (sha256 hex, in
-        order); ``api_requests``; ``grants_revoked``."""
+        order) and ``refresh_tokens_processed`` (less those a ``fault`` answered);
+        ``api_requests``; ``grants_revoked`` (a reused refresh token revokes its grant).
+        ``reset_stats`` empties it and clears the faults."""
         response = httpx.get(f"{self.issuer}/_test/stats", timeout=10)
         response.raise_for_status()
         result: dict[str, Any] = response.json()
@@ -142,7 +144,21 @@ class PanvaProvider:
         return int(self.stats()["grants"].get("refresh_token", 0))
 
     def reset_stats(self) -> None:
+        """Empty the record and clear every ``fault``."""
         self._post("reset")
+
+    def fault(self, grant_type: str, *, fail_count: int = 0, fail_status: int = 503,
+              delay_before: float = 0.0, delay_after: float = 0.0) -> None:
+        """Make the token endpoint misbehave for ``grant_type`` until ``reset_stats``:
+        answer ``fail_status`` without processing for the next ``fail_count`` requests;
+        wait ``delay_before`` seconds before processing a request (nothing used yet) or
+        ``delay_after`` seconds after it (a refresh token already consumed, the answer
+        not yet sent).  Faulted requests count in ``refresh_tokens_presented`` but not in
+        ``refresh_tokens_processed``.  A new call replaces the grant type's fault."""
+        self._post("fault", {"grant_type": grant_type, "fail_count": fail_count,
+                             "fail_status": fail_status,
+                             "delay_before_ms": round(delay_before * 1000),
+                             "delay_after_ms": round(delay_after * 1000)})
 
     def revoke(self, username: str) -> int:
         """Revoke every grant of ``username`` (its refresh tokens are refused from now

@@ -18,7 +18,8 @@
 //   defaults to it), so a resource server can check them against the JWKS;
 // - GET /api/me: a protected resource that checks such a token and answers who it is for;
 // - GET /_test/stats: what the token endpoint was asked (per grant, per client, the
-//   sha256 of every refresh token presented); POST /_test/reset empties it.
+//   sha256 of every refresh token presented); POST /_test/reset empties it; a few more
+//   test-only endpoints revoke an account's grants, change a password, inject faults.
 //
 // Environment: PORT; ACCESS_TTL (seconds, default 60; access tokens and client
 // credentials tokens); REFRESH_TTL (default 3600); CLIENT_SECRET (the confidential
@@ -81,6 +82,7 @@ function resetStats() {
     errors: {}, // error code -> answers
     clients: {}, // client_id -> requests
     refresh_tokens_presented: [], // sha256 hex of each refresh_token sent, in order
+    refresh_tokens_processed: [], // the same, less those answered by an injected fault
     api_requests: 0, // GET /api/me, answered or not
     grants_revoked: 0, // by a reused refresh token (replay detection) or POST /_test/revoke
   };
@@ -300,7 +302,8 @@ async function readJSON(ctx) {
   }
 }
 
-// The test-only endpoints: GET /_test/stats; POST /_test/reset; POST /_test/revoke
+// The test-only endpoints: GET /_test/stats; POST /_test/reset (the record and the
+// faults); POST /_test/fault {"grant_type", ...} (see tokenEndpoint); POST /_test/revoke
 // {"username"} revokes the account's grants (its refresh tokens are refused from then
 // on); POST /_test/password {"username", "password"} changes a password.
 async function testEndpoint(ctx) {
@@ -308,7 +311,14 @@ async function testEndpoint(ctx) {
   if (ctx.method !== 'POST') return json(ctx, 405, { error: 'method_not_allowed' });
   if (ctx.path === '/_test/reset') {
     resetStats();
+    faults.clear();
     return json(ctx, 200, stats);
+  }
+  if (ctx.path === '/_test/fault') {
+    const fault = await readJSON(ctx);
+    if (typeof fault.grant_type !== 'string') return json(ctx, 400, { error: 'grant_type is required' });
+    faults.set(fault.grant_type, fault);
+    return json(ctx, 200, { faults: Object.fromEntries(faults) });
   }
   const body = await readJSON(ctx);
   const account = ACCOUNTS.get(body.username);
@@ -321,6 +331,51 @@ async function testEndpoint(ctx) {
   return json(ctx, 404, { error: 'not_found' });
 }
 
+// Faults a test can inject at the token endpoint, per grant type: answer `fail_status`
+// (say 503) without processing for the next `fail_count` requests; wait `delay_before_ms`
+// before processing (the request is in flight, nothing used yet) or `delay_after_ms` after
+// it (the refresh token is already consumed, the answer not yet sent).
+const faults = new Map();
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+async function tokenEndpoint(ctx, next) {
+  // Read the form here (oidc-provider accepts a body read upstream) to know the grant
+  // type before it is processed.
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of ctx.req) {
+    size += chunk.length;
+    if (size > 65536) return json(ctx, 413, { error: 'invalid_request', error_description: 'body too large' });
+    chunks.push(chunk);
+  }
+  const raw = Buffer.concat(chunks).toString('utf8');
+  ctx.request.body = raw;
+  const form = new URLSearchParams(raw);
+  const grantType = form.get('grant_type') ?? '(none)';
+  const refreshToken = grantType === 'refresh_token' ? form.get('refresh_token') : null;
+  const fault = faults.get(grantType) ?? {};
+
+  stats.token_requests += 1;
+  count(stats.grants, grantType);
+  if (refreshToken) stats.refresh_tokens_presented.push(sha256(refreshToken));
+  if (fault.delay_before_ms) await sleep(fault.delay_before_ms);
+  if (fault.fail_count > 0) {
+    fault.fail_count -= 1;
+    count(stats.errors, 'temporarily_unavailable');
+    count(stats.clients, form.get('client_id') ?? '(unknown)');
+    return json(ctx, fault.fail_status ?? 503, {
+      error: 'temporarily_unavailable', error_description: 'a fault injected by the test',
+    });
+  }
+  if (refreshToken) stats.refresh_tokens_processed.push(sha256(refreshToken));
+  await next();
+  count(stats.clients, ctx.oidc?.client?.clientId ?? form.get('client_id') ?? '(unknown)');
+  if (ctx.status >= 200 && ctx.status < 300) count(stats.succeeded, grantType);
+  else count(stats.errors, ctx.body?.error ?? String(ctx.status));
+  if (fault.delay_after_ms) await sleep(fault.delay_after_ms);
+  return undefined;
+}
+
 provider.use(async (ctx, next) => {
   if (ctx.path.startsWith('/_test/')) return testEndpoint(ctx);
   // A space's pointer to its authority, as OIDCPasswordSession.from_space(issuer) reads it.
@@ -328,20 +383,10 @@ provider.use(async (ctx, next) => {
     return json(ctx, 200, { data: { authority: issuer, client_id: CLIENTS.public } });
   }
   if (ctx.path === '/api/me' && ctx.method === 'GET') return protectedResource(ctx);
-  const tokenRequest = ctx.path === '/token' && ctx.method === 'POST';
-  await next();
-  if (tokenRequest) {
-    const params = ctx.oidc?.params ?? {};
-    stats.token_requests += 1;
-    count(stats.grants, params.grant_type ?? '(none)');
-    count(stats.clients, ctx.oidc?.client?.clientId ?? params.client_id ?? '(unknown)');
-    if (params.grant_type === 'refresh_token' && typeof params.refresh_token === 'string') {
-      stats.refresh_tokens_presented.push(sha256(params.refresh_token));
-    }
-    if (ctx.status >= 200 && ctx.status < 300) count(stats.succeeded, params.grant_type);
-    else count(stats.errors, ctx.body?.error ?? String(ctx.status));
+  if (ctx.path === '/token' && ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded')) {
+    return tokenEndpoint(ctx, next);
   }
-  return undefined;
+  return next();
 });
 
 server.on('request', provider.callback());
