@@ -46,9 +46,11 @@ import pytest
 SERVER_DIR = Path(__file__).with_name("panva")
 #: The accounts of the server's in-memory store: username -> password.
 ACCOUNTS = {"alice": "wonderland", "bob": "builder"}
-#: The client authenticating with client_secret_post (how authtoken's adapters send it).
+#: The confidential client, registered for client_secret_post (how authtoken's adapters
+#: send a secret).  oidc-provider takes the secret in the form or in HTTP Basic from
+#: either confidential client; both have the secret ``PanvaProvider.client_secret``.
 CONFIDENTIAL_CLIENT = "authtoken-confidential"
-#: The same, authenticating with HTTP Basic (client_secret_basic).
+#: The same, registered for client_secret_basic.
 BASIC_CLIENT = "authtoken-basic"
 #: A public client (no secret): the one the server's space pointer names.
 PUBLIC_CLIENT = "authtoken-public"

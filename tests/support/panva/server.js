@@ -35,9 +35,12 @@ const HOST = '127.0.0.1';
 const RESOURCE = 'urn:authtoken:test-api';
 const RESOURCE_SCOPE = 'api:read';
 const OIDC_SCOPES = ['openid', 'offline_access', 'profile'];
+// The two confidential clients differ only in what they registered: oidc-provider accepts
+// a secret in the form (client_secret_post, how authtoken's adapters send it) or in HTTP
+// Basic (client_secret_basic) from either.
 const CLIENTS = {
-  confidential: 'authtoken-confidential', // client_secret_post: how authtoken's adapters send it
-  basic: 'authtoken-basic', // client_secret_basic
+  confidential: 'authtoken-confidential', // registered as client_secret_post
+  basic: 'authtoken-basic', // registered as client_secret_basic
   public: 'authtoken-public', // no secret (token_endpoint_auth_method none)
 };
 const REDIRECT_URI = 'http://127.0.0.1/callback';
