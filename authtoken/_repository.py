@@ -24,7 +24,7 @@ import secrets
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final, NamedTuple, Protocol, runtime_checkable
 
@@ -33,12 +33,14 @@ from ._expiry import from_micros, to_micros
 from ._scopes import Script
 from ._token import TokenRecord, UserKey
 
-__all__ = ["MEMORY_EVENTS", "AuditEvent", "BatchId", "EventRow", "LoginRow",
-           "MemoryRepository", "Repository", "TokenCap", "Usage", "UseLimits", "add_use",
-           "new_writer", "with_usage"]
+__all__ = ["LINK_STATES", "MEMORY_EVENTS", "AuditEvent", "BatchId", "EventRow", "LoginRow",
+           "MemoryRepository", "Repository", "TokenCap", "UpstreamLink", "UpstreamLinks",
+           "Usage", "UseLimits", "add_use", "new_writer", "with_usage"]
 
 #: The newest audit events a ``MemoryRepository`` keeps; older ones are dropped.
 MEMORY_EVENTS: Final = 100_000
+#: The states of an upstream link: usable, or waiting for its owner to link again.
+LINK_STATES: Final = ("ok", "needs_relink")
 
 
 class LoginRow(NamedTuple):
@@ -234,6 +236,79 @@ class TokenCap(Protocol):
         tokens the user held before (at least ``limit``: nothing inserted)."""
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamLink:
+    """A user's account at an upstream issuer, as the broker keeps it (``UpstreamLinks``).
+
+    ``refresh_token`` and ``access_token`` are *sealed* blobs (``authtoken._sealing``),
+    never tokens; times are microseconds since 1970: ``access_expires`` (the access token
+    is no longer valid), ``refresh_at`` (it is due for refresh), ``refresh_expires``
+    (the refresh token's end, when the issuer says).  ``lease_holder`` holds the refresh
+    lease until ``lease_expires``; ``version`` grows with every write.
+    """
+
+    user: UserKey
+    name: str
+    state: str = "ok"
+    refresh_token: bytes | None = field(default=None, repr=False)
+    access_token: bytes | None = field(default=None, repr=False)
+    access_expires: int | None = None
+    refresh_at: int | None = None
+    refresh_expires: int | None = None
+    lease_holder: str | None = None
+    lease_expires: int | None = None
+    version: int = 1
+    updated_at: int = 0
+
+
+@runtime_checkable
+class UpstreamLinks(Protocol):
+    """A repository that keeps upstream links for the broker (``authtoken.broker``).
+
+    One row per (user, name); 42 and ``"42"`` are two users.  The refresh *lease* makes
+    a refresh one at a time across every process sharing the store: a process refreshes
+    only while it holds the lease, and its results are written only if it still does
+    (compare-and-set on the holder).  The lease expires, so a process killed while
+    holding it blocks nobody for longer than the lease.  Every method is atomic.
+    """
+
+    def put_link(self, link: UpstreamLink, at: int) -> UpstreamLink:
+        """Insert the link, or replace the one of the same user and name: its state,
+        tokens and times from ``link``, the lease cleared, ``updated_at`` ``at``.  The
+        stored row."""
+
+    def get_link(self, user: UserKey, name: str) -> UpstreamLink | None:
+        """The link, or ``None``."""
+
+    def list_links(self, user: UserKey) -> list[UpstreamLink]:
+        """The user's links, by name."""
+
+    def delete_link(self, user: UserKey, name: str) -> bool:
+        """Remove the link; whether there was one."""
+
+    def take_lease(self, user: UserKey, name: str, holder: str, now: int,
+                   until: int) -> UpstreamLink | None:
+        """Give ``holder`` the refresh lease until ``until`` unless another holds one that
+        has not expired at ``now``; the link as stored afterwards (its ``lease_holder``
+        says who holds it), ``None`` if there is no link."""
+
+    def finish_refresh(self, link: UpstreamLink, holder: str, at: int) -> UpstreamLink | None:
+        """If ``holder`` still holds the lease of ``link``'s row: write ``link``'s tokens
+        and times, state ``ok``, clear the lease; the stored row.  ``None`` (nothing
+        written) when the lease was lost -- expired and taken, or the link replaced."""
+
+    def mark_needs_relink(self, user: UserKey, name: str, holder: str, at: int) -> bool:
+        """If ``holder`` holds the lease: state ``needs_relink``, tokens dropped, lease
+        cleared.  Whether it did."""
+
+    def release_lease(self, user: UserKey, name: str, holder: str) -> bool:
+        """Clear the lease if ``holder`` holds it, changing nothing else.  Whether it did."""
+
+
+def _link_key(user: UserKey, name: str) -> tuple[str, str]:
+    return (f"i:{user}" if isinstance(user, int) else f"s:{user}", name)
+
+
 class MemoryRepository:
     """A ``Repository`` in this process's memory: for tests and throwaway runs.
 
@@ -254,6 +329,7 @@ class MemoryRepository:
         # adds to these lists in place; reads add them to the records they return.
         self._usage: dict[str, list[int]] = {}
         self._batches: dict[str, int] = {}  # writer -> highest batch number written
+        self._links: dict[tuple[str, str], UpstreamLink] = {}
 
     def __repr__(self) -> str:
         return f"MemoryRepository(<{len(self._rows)} tokens>)"
@@ -444,6 +520,79 @@ class MemoryRepository:
             dropped = len(self._events) - len(kept)
             self._events = kept
         return dropped
+
+    # -- upstream links (``UpstreamLinks``) ------------------------------------------------
+    def put_link(self, link: UpstreamLink, at: int) -> UpstreamLink:
+        with self._lock:
+            old = self._links.get(_link_key(link.user, link.name))
+            stored = replace(link, lease_holder=None, lease_expires=None, updated_at=at,
+                             version=1 if old is None else old.version + 1)
+            self._links[_link_key(link.user, link.name)] = stored
+            return stored
+
+    def get_link(self, user: UserKey, name: str) -> UpstreamLink | None:
+        return self._links.get(_link_key(user, name))
+
+    def list_links(self, user: UserKey) -> builtins.list[UpstreamLink]:
+        with self._lock:
+            ref = _link_key(user, "")[0]
+            return sorted((v for k, v in self._links.items() if k[0] == ref),
+                          key=lambda link: link.name)
+
+    def delete_link(self, user: UserKey, name: str) -> bool:
+        with self._lock:
+            return self._links.pop(_link_key(user, name), None) is not None
+
+    def take_lease(self, user: UserKey, name: str, holder: str, now: int,
+                   until: int) -> UpstreamLink | None:
+        with self._lock:
+            link = self._links.get(_link_key(user, name))
+            if link is None:
+                return None
+            if link.lease_holder is None or link.lease_expires is None \
+                    or link.lease_expires <= now:
+                link = self._links[_link_key(user, name)] = replace(
+                    link, lease_holder=holder, lease_expires=until, version=link.version + 1)
+            return link
+
+    def _held(self, user: UserKey, name: str, holder: str) -> UpstreamLink | None:
+        """The link if ``holder`` holds its lease (the caller holds the lock)."""
+        link = self._links.get(_link_key(user, name))
+        return link if link is not None and link.lease_holder == holder else None
+
+    def finish_refresh(self, link: UpstreamLink, holder: str, at: int) -> UpstreamLink | None:
+        with self._lock:
+            held = self._held(link.user, link.name, holder)
+            if held is None:
+                return None
+            stored = self._links[_link_key(link.user, link.name)] = replace(
+                held, state="ok", refresh_token=link.refresh_token,
+                access_token=link.access_token, access_expires=link.access_expires,
+                refresh_at=link.refresh_at, refresh_expires=link.refresh_expires,
+                lease_holder=None, lease_expires=None, version=held.version + 1,
+                updated_at=at)
+            return stored
+
+    def mark_needs_relink(self, user: UserKey, name: str, holder: str, at: int) -> bool:
+        with self._lock:
+            held = self._held(user, name, holder)
+            if held is None:
+                return False
+            self._links[_link_key(user, name)] = replace(
+                held, state="needs_relink", refresh_token=None, access_token=None,
+                access_expires=None, refresh_at=None, refresh_expires=None,
+                lease_holder=None, lease_expires=None, version=held.version + 1,
+                updated_at=at)
+            return True
+
+    def release_lease(self, user: UserKey, name: str, holder: str) -> bool:
+        with self._lock:
+            held = self._held(user, name, holder)
+            if held is None:
+                return False
+            self._links[_link_key(user, name)] = replace(
+                held, lease_holder=None, lease_expires=None, version=held.version + 1)
+            return True
 
     def close(self) -> None:
         """Nothing to release; the tokens stay readable."""

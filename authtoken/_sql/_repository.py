@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import RepositoryError
 from .._migrations import REVISIONS
 from .._redact import redact
-from .._repository import AuditEvent, BatchId, EventRow, LoginRow, Usage
+from .._repository import AuditEvent, BatchId, EventRow, LoginRow, UpstreamLink, Usage
 from .._token import TokenRecord, UserKey
 from ._calls import DEFAULT_TIMEOUT, Calls, check_timeout
 from ._failures import Failures
@@ -40,6 +40,7 @@ from ._staging import FOLD_CHUNK, WRITE_CHUNK, fold_due, staged_rows, with_usage
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from ._links import SQLLinks
     from ._store import SQLStore
 
 __all__ = ["DEFAULT_TIMEOUT", "SQLRepository"]
@@ -73,6 +74,7 @@ class SQLRepository:
         self._url = self._shown = url
         self._engine_options = engine_options
         self._built: SQLStore | None = None
+        self._link_ops: SQLLinks | None = None
         self._build_lock = threading.Lock()
         self._folded_at = time.monotonic()
         path = plain_sqlite_path(url) if engine_options is None else None
@@ -227,6 +229,40 @@ class SQLRepository:
                since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
         return self._store().events(user=user, token_key=token_key, since=since,
                                     limit=limit)
+
+    # -- upstream links (``_links``): the store's, never on the login path --------------------
+    def _links(self) -> SQLLinks:
+        ops = self._link_ops
+        if ops is None:
+            from ._links import SQLLinks
+
+            ops = self._link_ops = SQLLinks(self._store)
+        return ops
+
+    def put_link(self, link: UpstreamLink, at: int) -> UpstreamLink:
+        return self._links().put_link(link, at)
+
+    def get_link(self, user: UserKey, name: str) -> UpstreamLink | None:
+        return self._links().get_link(user, name)
+
+    def list_links(self, user: UserKey) -> builtins.list[UpstreamLink]:
+        return self._links().list_links(user)
+
+    def delete_link(self, user: UserKey, name: str) -> bool:
+        return self._links().delete_link(user, name)
+
+    def take_lease(self, user: UserKey, name: str, holder: str, now: int,
+                   until: int) -> UpstreamLink | None:
+        return self._links().take_lease(user, name, holder, now, until)
+
+    def finish_refresh(self, link: UpstreamLink, holder: str, at: int) -> UpstreamLink | None:
+        return self._links().finish_refresh(link, holder, at)
+
+    def mark_needs_relink(self, user: UserKey, name: str, holder: str, at: int) -> bool:
+        return self._links().mark_needs_relink(user, name, holder, at)
+
+    def release_lease(self, user: UserKey, name: str, holder: str) -> bool:
+        return self._links().release_lease(user, name, holder)
 
     def close(self) -> None:
         """Refuse new calls, let calls in flight finish (up to 2 x (``timeout`` + 1 s)),

@@ -16,8 +16,8 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 __all__ = [
-    "AUDIT", "BATCHES", "LOGIN_SELECT", "METADATA", "STAGED", "TOKENS", "AuditRow",
-    "StagedRow", "TokenRow", "UsageBatchRow",
+    "AUDIT", "BATCHES", "LINKS", "LOGIN_SELECT", "METADATA", "STAGED", "TOKENS", "AuditRow",
+    "StagedRow", "TokenRow", "UpstreamLinkRow", "UsageBatchRow",
 ]
 
 
@@ -125,11 +125,35 @@ class UsageBatchRow(_Base, table=True):
     written_at: int = Field(sa_type=sa.BigInteger, nullable=False)
 
 
+class UpstreamLinkRow(_Base, table=True):
+    """A user's account at an upstream issuer (``authtoken.broker``); its tokens are sealed
+    (AES-GCM blobs, ``authtoken._sealing``), never stored in clear.  Times in µs."""
+
+    __tablename__ = "authtoken_upstream_link"
+    __table_args__ = (
+        sa.PrimaryKeyConstraint("user_ref", "name", name="pk_authtoken_upstream_link"),
+    )
+
+    user_ref: str = Field(sa_type=sa.String(300), nullable=False)
+    name: str = Field(sa_type=sa.String(64), nullable=False)
+    state: str = Field(sa_type=sa.String(16), nullable=False)
+    refresh_token: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    access_token: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    access_expires: int | None = Field(default=None, sa_type=sa.BigInteger)
+    refresh_at: int | None = Field(default=None, sa_type=sa.BigInteger)
+    refresh_expires: int | None = Field(default=None, sa_type=sa.BigInteger)
+    lease_holder: str | None = Field(default=None, sa_type=sa.String(64))
+    lease_expires: int | None = Field(default=None, sa_type=sa.BigInteger)
+    version: int = Field(default=1, nullable=False)
+    updated_at: int = Field(sa_type=sa.BigInteger, nullable=False)
+
+
 METADATA = _Base.metadata
 TOKENS: sa.Table = TokenRow.__table__  # type: ignore[attr-defined]
 AUDIT: sa.Table = AuditRow.__table__  # type: ignore[attr-defined]
 BATCHES: sa.Table = UsageBatchRow.__table__  # type: ignore[attr-defined]
 STAGED: sa.Table = StagedRow.__table__  # type: ignore[attr-defined]
+LINKS: sa.Table = UpstreamLinkRow.__table__  # type: ignore[attr-defined]
 # The login read through SQLAlchemy, for a dialect without a login path of its own.
 LOGIN_SELECT: Final = sa.select(
     TOKENS.c.secret_hash, TOKENS.c.user_ref, TOKENS.c.scope, TOKENS.c.data,

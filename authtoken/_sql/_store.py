@@ -149,6 +149,14 @@ class SQLStore:
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
+    def transaction(self, body: Callable[[Connection], _R], *, write: bool = True) -> _R:
+        """``body`` in one transaction of this store (a write: retried like every write),
+        for the ``_sql`` modules that keep tables of their own (``_links``)."""
+        if write:
+            return self._write(body)
+        with self._tx(write=False) as conn:
+            return body(conn)
+
     @contextmanager
     def _tx(self, write: bool = True, *, limit: float | None = None,
             unknown: str = CHANGE_UNKNOWN, urgent: bool = False) -> Iterator[Connection]:
