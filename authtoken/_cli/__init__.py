@@ -25,8 +25,9 @@ Files: ``_parser`` (the parser and its usage errors), ``_commands`` (one functio
 command), ``_tokens`` (how ``show`` and ``list`` print tokens), ``_pinning`` (the
 script a command names, ``--bind-file``, ``check``), ``_scan`` (``scan``: finding token
 strings in files, streamed), ``_input`` (reading a token string: ``--token-file``,
-standard input, the environment), ``_exec`` (``exec``: a command run with a run token,
-signals passed on), ``_demo`` (the narrated demo), ``_output`` (what is written, and
+standard input, the environment), ``_exec`` (``exec``: a command run with a run token),
+``_relay`` (how ``exec`` guards itself, starts its command and passes signals on),
+``_demo`` (the narrated demo), ``_output`` (what is written, and
 how).
 """
 

@@ -240,12 +240,16 @@ def test_a_child_killed_by_a_signal_is_128_plus_n(store: Store) -> None:
 
 
 @pytest.mark.parametrize(("target", "status"), [
-    ("no-such-command-anywhere", 127), ("./not-executable", 126), ("/", 126)])
+    ("no-such-command-anywhere", 127), ("./not-executable", 126), ("/", 126),
+    ("./bad-interpreter", 126)])
 def test_a_command_that_cannot_run_is_127_or_126(store: Store, target: str,
                                                   status: int) -> None:
-    """Not found: 127; not executable or a folder: 126 -- as a shell says; one line on
-    stderr naming it; the run token revoked."""
+    """Not found: 127; not executable, a folder, or a script whose '#!' names no
+    program: 126 -- as a shell says; one line on stderr naming it; the run token
+    revoked."""
     (store.folder / "not-executable").write_text("#!/bin/sh\necho hi\n")
+    (store.folder / "bad-interpreter").write_text("#!/nonexistent/interp\necho hi\n")
+    (store.folder / "bad-interpreter").chmod(0o755)
     _, path = standing(store)
     result = store.run("exec", "--token-file", str(path), "--script-path", JOB, "--",
                        target, "arg")
@@ -254,6 +258,8 @@ def test_a_command_that_cannot_run_is_127_or_126(store: Store, target: str,
     line = one_line(result.stderr)
     assert line.startswith("CommandNotFound: " if status == 127 else "CommandNotExecutable: ")
     assert repr(target) in line
+    if target == "./bad-interpreter":
+        assert "bad interpreter" in line
     assert_all_revoked(store)
 
 
@@ -270,7 +276,9 @@ def _wait_for(path: Path, process: subprocess.Popen[bytes]) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
+                                    signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                                    signal.SIGALRM],
                          ids=lambda s: signal.Signals(s).name)
 def test_a_signal_to_exec_is_passed_on_and_ends_the_child(store: Store,
                                                           signum: int) -> None:
@@ -291,25 +299,29 @@ def test_a_signal_to_exec_is_passed_on_and_ends_the_child(store: Store,
     assert_all_revoked(store)
 
 
-def test_a_child_that_handles_sigterm_decides_the_status(store: Store) -> None:
-    """The child catches the forwarded SIGTERM, cleans up and exits 0: so does exec --
-    proof that exec passed it on rather than died of it."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGWINCH],
+                         ids=lambda s: signal.Signals(s).name)
+def test_a_child_that_handles_the_signal_decides_the_status(store: Store,
+                                                            signum: int) -> None:
+    """The child catches the forwarded SIGTERM (or SIGWINCH, which exec would ignore
+    itself), cleans up and exits 0: so does exec -- proof that exec passed it on rather
+    than died of it."""
     _, path = standing(store)
     ready, caught = store.folder / "ready", store.folder / "caught"
     code = (
         "import pathlib, signal, sys, time\n"
         f"def done(n, f):\n    pathlib.Path({str(caught)!r}).write_text(str(n)); sys.exit(0)\n"
-        "signal.signal(signal.SIGTERM, done)\n"
+        f"signal.signal({int(signum)}, done)\n"
         f"pathlib.Path({str(ready)!r}).write_text('ready')\n"
         "time.sleep(300)\n"
     )
     process = store.start("exec", "--token-file", str(path), "--script-path", JOB, "--",
                           *python(code))
     _wait_for(ready, process)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=TIMEOUT)
     assert process.returncode == 0, err
-    assert caught.read_text() == str(int(signal.SIGTERM))
+    assert caught.read_text() == str(int(signum))
     assert_all_revoked(store)
 
 
@@ -391,9 +403,13 @@ def test_bad_options_are_usage_errors(store: Store, option: list[str]) -> None:
 
 
 @pytest.mark.skipif(shutil.which("setsid") is None, reason="needs util-linux setsid")
-def test_ctrl_c_at_a_terminal_reaches_the_child_once(store: Store) -> None:
-    """In the foreground of a terminal, Ctrl+C reaches exec and its child alike: exec
-    does not send the child a second SIGINT."""
+@pytest.mark.parametrize(("key", "signum"), [(b"\x03", signal.SIGINT),
+                                             (b"\x1c", signal.SIGQUIT)],
+                         ids=["ctrl-c", "ctrl-backslash"])
+def test_ctrl_c_at_a_terminal_reaches_the_child_once(store: Store, key: bytes,
+                                                     signum: int) -> None:
+    """In the foreground of a terminal, Ctrl+C (SIGINT) or Ctrl+\\ (SIGQUIT) reaches
+    exec and its child alike: exec does not send the child the signal a second time."""
     _, path = standing(store)
     ready, counted = store.folder / "ready", store.folder / "counted"
     # Every delivery writes a byte to the wakeup fd, even those Python's own handler
@@ -403,7 +419,7 @@ def test_ctrl_c_at_a_terminal_reaches_the_child_once(store: Store) -> None:
         "reader, writer = socket.socketpair()\n"
         "reader.setblocking(False); writer.setblocking(False)\n"
         "signal.set_wakeup_fd(writer.fileno())\n"
-        "signal.signal(signal.SIGINT, lambda n, f: None)\n"
+        f"signal.signal({int(signum)}, lambda n, f: None)\n"
         f"pathlib.Path({str(ready)!r}).write_text('ready')\n"
         "time.sleep(1.5)\n"  # room for a second one to arrive
         "seen = 0\n"
@@ -418,7 +434,7 @@ def test_ctrl_c_at_a_terminal_reaches_the_child_once(store: Store) -> None:
             stdin=terminal, stdout=terminal, stderr=terminal, cwd=store.folder,
             env=base_environment())
         _wait_for(ready, process)
-        os.write(controller, b"\x03")
+        os.write(controller, key)
         assert process.wait(timeout=TIMEOUT) == 0
     finally:
         os.close(terminal)
