@@ -15,7 +15,7 @@ the bottom, then ``_problems`` and ``_context``, then the faces.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
@@ -36,6 +36,10 @@ from ._oauth import oauth_routes
 from ._openapi import openapi_document
 from ._page import page_routes
 from ._problems import Problem
+from ._upstreams import upstream_routes
+
+if TYPE_CHECKING:
+    from ..broker import Broker
 
 __all__ = ["DEFAULT_MAX_BODY", "create_app"]
 
@@ -72,13 +76,27 @@ async def _not_routed(request: Request, exc: Exception) -> Response:
     return Problem(exc.status_code, detail, headers=exc.headers).response()
 
 
-async def _openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document(request.scope.get("root_path", "")))
+def _openapi(upstreams: bool) -> Any:
+    async def document(request: Request) -> Response:
+        return JSONResponse(openapi_document(request.scope.get("root_path", ""),
+                                             upstreams=upstreams))
+
+    return document
+
+
+def _checked_broker(broker: object) -> Broker:
+    from ..broker import Broker  # only when one is given: the admin extra lacks its deps
+
+    if not isinstance(broker, Broker):
+        raise ArgumentTypeError(f"broker must be an authtoken.broker.Broker, not "
+                                f"{type(broker).__name__}")
+    return broker
 
 
 def create_app(security: Security, *, authenticate: Authenticator,
                max_body: int = DEFAULT_MAX_BODY,
-               limiter: FailureLimiter | None = None) -> Starlette:
+               limiter: FailureLimiter | None = None,
+               broker: Broker | None = None) -> Starlette:
     """The admin API over ``security`` as an ASGI application.
 
     ``authenticate`` decides who calls (``DelegationTokenAuth``, ``JWTAuth``,
@@ -88,6 +106,9 @@ def create_app(security: Security, *, authenticate: Authenticator,
     application needs no lifespan events; mount it anywhere (``Mount("/admin", app)``).
     Behind a reverse proxy, let the server set the client address from the proxy's
     headers (``uvicorn --proxy-headers``), or every client shares the proxy's limit.
+    With a ``broker`` (``authtoken.broker.Broker`` over the same ``security``) it also
+    serves the state of users' linked upstream accounts: ``GET /upstreams`` and
+    ``DELETE /upstreams/{name}`` (``_upstreams``).
     Raises ``TypeError`` or ``InvalidArgument`` for a bad argument.
     """
     if not isinstance(security, Security):
@@ -98,10 +119,13 @@ def create_app(security: Security, *, authenticate: Authenticator,
         raise InvalidArgument("max_body must be a positive number of bytes")
     if limiter is not None and not isinstance(limiter, FailureLimiter):
         raise ArgumentTypeError(f"limiter must be a FailureLimiter, not {type(limiter).__name__}")
+    checked = None if broker is None else _checked_broker(broker)
     context = AdminContext(security, authenticate, limiter or FailureLimiter(), max_body)
     routes = api_routes(context)
+    if checked is not None:
+        routes += upstream_routes(context, checked)
     routes += oauth_routes(context)
-    routes.append(Route("/openapi.json", _openapi, methods=["GET"]))
+    routes.append(Route("/openapi.json", _openapi(checked is not None), methods=["GET"]))
     routes += page_routes(context)
     return Starlette(
         routes=routes,

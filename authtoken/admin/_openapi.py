@@ -18,6 +18,7 @@ from .._scopes import MAX_IDENTIFIERS
 from ._api import MAX_AUDIT_EVENTS
 from ._oauth import FORM
 from ._problems import PROBLEM_JSON
+from ._upstreams import upstream_openapi
 
 __all__ = ["openapi_document"]
 
@@ -198,8 +199,9 @@ def _oauth_paths() -> tuple[dict[str, Any], dict[str, Any]]:
     return introspect, revoke
 
 
-def openapi_document(root_path: str = "") -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the admin API; ``root_path`` is where it is mounted."""
+def openapi_document(root_path: str = "", *, upstreams: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the admin API; ``root_path`` is where it is mounted;
+    ``upstreams``: with the routes of an application given a broker."""
     token_routes = {
         "get": {
             "operationId": "listTokens",
@@ -402,6 +404,8 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
     responses: dict[str, Any] = {code: _problem(text) for code, text in problem_codes.items()}
     responses["401"] = _problem(problem_codes["401"], "WWW-Authenticate")
     responses["429"] = _problem(problem_codes["429"], "Retry-After")
+    upstream_paths, upstream_schemas = upstream_openapi(_responses, _USER_TEXT) \
+        if upstreams else ({}, {})
     return {
         "openapi": "3.1.0",
         "info": {
@@ -427,6 +431,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
             "/introspect": introspect,
             "/revoke": revoke,
             "/openapi.json": openapi,
+            **upstream_paths,
         },
         "components": {
             "securitySchemes": {
@@ -509,6 +514,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                                   "attempts of one batch it stands for"},
                     },
                 },
+                **upstream_schemas,
                 "AuditList": {"type": "object", "required": ["events"], "properties": {
                     "events": {"type": "array", "items": _ref("AuditEvent")}}},
                 "Problem": {
