@@ -195,9 +195,9 @@ def audit(security: Security, names: dict[str, str], secrets_: list[str]) -> Non
     tally: Counter[tuple[str, str, str, str]] = Counter()
     events = [e for e in security.audit_events(user="alice") if e.action == "upstream"]
     for event in events:
-            assert event.token_key is not None
-            tally[(names[event.token_key], event.actor or "", event.outcome,
-                   event.reason or "-")] += event.count
+        assert event.token_key is not None
+        tally[(names[event.token_key], event.actor or "", event.outcome,
+               event.reason or "-")] += event.count
     print("audit trail, upstream events (token, actor, outcome, reason: how many):")
     for (name, actor, outcome, reason), count in sorted(tally.items()):
         print(f"  {name}, {actor}, {outcome}, {reason}: {count}")
