@@ -18,6 +18,10 @@ copy of the database must not give them away.  Each is *sealed*:
   token it is (``refresh`` or ``access``).  A blob copied into another row or column,
   or any byte of it changed, does not open.
 
+Cost: a ``Sealer`` derives its keys and builds their AES-GCM objects once, when it is
+made (a broker makes one); opening a blob is then one AES-GCM decryption.  Nothing
+opened is kept: a token is read from the store, opened and handed over at every call.
+
 ``Sealer.open`` raises ``Unsealable`` -- never the cryptography library's errors, never
 with the blob or the token in its message -- for every blob that does not open: altered,
 moved, truncated, or sealed under a key that is no longer listed.  Needs the ``broker``
@@ -26,6 +30,7 @@ extra (``cryptography``); this module is imported only by ``authtoken.broker``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -67,6 +72,9 @@ def _user_ref(user: UserKey) -> str:
     return f"i:{user}" if isinstance(user, int) else f"s:{user}"
 
 
+# Public bytes (no key, no token), rebuilt for every open otherwise: the broker's fast
+# path opens a blob per call.  typed: 42 and "42" (and True) stay apart, as in storage.
+@functools.lru_cache(maxsize=4096, typed=True)
 def bound_to(user: UserKey, name: str, field: str) -> bytes:
     """The associated data of a blob: the link (user and name) and which token it is."""
     if field not in FIELDS:

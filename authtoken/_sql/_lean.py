@@ -162,6 +162,16 @@ class SQLiteReads:
             raise self._failures.of(exc) from exc
         return str(rows[0][0]) if rows else None
 
+    def first(self, sql: str, params: tuple[Any, ...]) -> Any:
+        """The first row of a read of ``sql`` with ``params`` (``None``: no row), on this
+        thread's connection: a read by key of another table (``_lean_links``)."""
+        try:
+            rows = self.cursor().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            self.drop()
+            raise self._failures.of(exc) from exc
+        return rows[0] if rows else None
+
     def _first(self, sql: str, key: str) -> Any:
         try:
             # fetchall runs the statement to completion, so no open statement can pin

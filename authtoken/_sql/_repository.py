@@ -7,7 +7,8 @@ the schema check, the retries, the fold.  Building one imports SQLAlchemy, which
 longer than everything else ``authtoken login`` does.  So for a plain SQLite file
 (``sqlite:///path``) the repository builds its store only when a call needs it, and
 serves on ``sqlite3`` alone (``_lean``) the calls of a process that only logs in and
-records its usage: ``login_row``, ``get`` and ``record_usage`` (the batch append).  The
+records its usage: ``login_row``, ``get`` and ``record_usage`` (the batch append);
+and the broker's read of a link (``get_link``, ``_lean_links``).  The
 schema is checked on that path too, by reading its revision: a file at the newest
 revision needs no store; any other -- new, old or newer -- is handed to the store, which
 creates or refuses it as always.  PostgreSQL, other databases and the URLs the lean path
@@ -34,7 +35,8 @@ from .._token import TokenRecord, UserKey
 from ._calls import DEFAULT_TIMEOUT, Calls, check_timeout
 from ._failures import Failures
 from ._lean import SQLiteAppend, SQLiteReads, create_file, plain_sqlite_path
-from ._rows import StoredToken, login_row, token_record
+from ._lean_links import LINK_SQL, link_of
+from ._rows import StoredToken, login_row, token_record, user_ref
 from ._staging import FOLD_CHUNK, WRITE_CHUNK, fold_due, staged_rows, with_usage
 
 if TYPE_CHECKING:
@@ -243,7 +245,18 @@ class SQLRepository:
         return self._links().put_link(link, at)
 
     def get_link(self, user: UserKey, name: str) -> UpstreamLink | None:
-        return self._links().get_link(user, name)
+        # The broker's fast path: on a plain SQLite file, one lean read (``_lean_links``).
+        lean = self._lean
+        if lean is None:
+            return self._links().get_link(user, name)
+        lean.calls.enter()
+        try:
+            if not lean.ready:
+                self._ready(lean)
+            row = lean.reads.first(LINK_SQL, (user_ref(user), name))
+        finally:
+            lean.calls.leave()
+        return None if row is None else link_of(row)
 
     def list_links(self, user: UserKey) -> builtins.list[UpstreamLink]:
         return self._links().list_links(user)
