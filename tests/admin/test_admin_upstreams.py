@@ -6,7 +6,10 @@ of ``authtoken.testing``; the engine runs over memory and over a SQLite file."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,8 +17,15 @@ import pytest
 from starlette.routing import Route
 from support.served import served
 
-from authtoken import AuthToken, Security, Session, SessionExpired, SessionNotEstablished
-from authtoken.admin import DelegationTokenAuth, create_app, openapi_document
+from authtoken import (
+    AuthToken,
+    Security,
+    Session,
+    SessionExpired,
+    SessionNotEstablished,
+    SQLRepository,
+)
+from authtoken.admin import DelegationTokenAuth, FailureLimiter, create_app, openapi_document
 from authtoken.broker import Broker, OIDCUpstream
 from authtoken.testing import FakeClock, OIDCProvider
 
@@ -228,3 +238,41 @@ def test_the_openapi_document_names_the_upstream_routes(security: Security,
     schema = document["components"]["schemas"]["UpstreamLinks"]
     assert schema["properties"]["links"]["additionalProperties"] == {
         "enum": ["ok", "needs_relink"]}
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_5xx_on_the_upstream_routes(
+        tmp_path: Path, provider: OIDCProvider) -> None:
+    """Requests generated from the document (valid and not) at the upstream routes get
+    no 5xx and answers that match the document."""
+    from test_admin_schema import _schemathesis
+
+    command = _schemathesis()
+    security = Security(SQLRepository(f"sqlite:///{tmp_path / 'api.db'}"),
+                        secret_keys=["schema-test"])
+    admin = security.authorize_token(AuthToken("authtoken:admin", expires="never"),
+                                     user="alice")
+    config = tmp_path / "schemathesis.toml"
+    config.write_text('[headers]\nAuthorization = "Bearer ${AUTHTOKEN_SCHEMA_TEST_TOKEN}"\n')
+    environment = {**os.environ, "AUTHTOKEN_SCHEMA_TEST_TOKEN": admin,
+                   "SCHEMATHESIS_TELEMETRY": "false", "NO_COLOR": "1"}
+    try:
+        with Broker(security, {"space": OIDCUpstream.from_space(provider.space_url)}) \
+                as broker:
+            broker.link_password("alice", "space", "alice", provider.password)
+            app = create_app(security, authenticate=DelegationTokenAuth(security),
+                             limiter=FailureLimiter(limit=100, window=1), broker=broker)
+            with served(app) as url:
+                run = subprocess.run(
+                    [command, "--config-file", str(config), "run", f"{url}/openapi.json",
+                     "--include-path-regex", "^/upstreams", "--exclude-checks",
+                     "positive_data_acceptance", "--phases", "coverage,fuzzing",
+                     "--max-examples", "40", "--seed", "1", "--no-color"],
+                    capture_output=True, text=True, timeout=480, env=environment,
+                    cwd=tmp_path, check=False)
+    finally:
+        security.close()
+    report = run.stdout + run.stderr
+    assert admin not in report and provider.password not in report
+    assert run.returncode == 0, report[-6000:]
+    assert "Tested: 2" in report and "No issues found" in report, report[-3000:]
