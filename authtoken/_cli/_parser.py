@@ -417,10 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
                   "the run token and AUTHTOKEN_PRINCIPAL to its login as JSON, revoke the "
                   "run token when CMD ends, and exit with CMD's status",
                   "The standing token is read as by 'login' (--token-file F, else standard "
-                  "input, else AUTHTOKEN_TOKEN) and never reaches CMD. SIGINT, SIGTERM and "
-                  "SIGHUP are passed on to CMD; a signal N that ends CMD is exit status "
-                  "128+N; a command that cannot be found is 127, one that cannot be run "
-                  "126. A refused login runs nothing and exits 1. Writes nothing to "
+                  "input, else AUTHTOKEN_TOKEN) and is not passed to CMD (a CMD running as "
+                  "the token file's user can still read that file). SIGINT, SIGTERM, "
+                  "SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM and SIGWINCH are passed on "
+                  "to CMD, unless ignored when exec started; a signal N that ends CMD is "
+                  "exit status 128+N; a command that cannot be found is 127, one that "
+                  "cannot be run 126. A refused login runs nothing and exits 1. Writes nothing to "
                   "standard output itself.")
     _exec_options(sub)
     sub.usage = ("%(prog)s [-h] [--database URL] [--json] [--script-key K]\n"

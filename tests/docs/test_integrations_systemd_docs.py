@@ -5,10 +5,13 @@ systemd makes it; a token file in the user's home), with the page's job program.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,12 +30,18 @@ def blocks(language: str) -> list[str]:
 
 
 def unit_file() -> str:
-    (service,) = [b for b in blocks("ini") if "[Service]" in b]
+    (service,) = [b for b in blocks("ini") if b.startswith("[Unit]") and "[Service]" in b]
+    return service
+
+
+def drop_in() -> str:
+    """The drop-in that runs the job as another user."""
+    (service,) = [b for b in blocks("ini") if b.startswith("[Service]")]
     return service
 
 
 def setting(unit: str, name: str) -> str:
-    (value,) = re.findall(rf"^{name}=(.*)$", unit, re.MULTILINE)
+    *_, value = re.findall(rf"^{name}=(.*)$", unit, re.MULTILINE)
     return value
 
 
@@ -152,3 +161,74 @@ def test_an_open_token_file_is_refused_as_the_page_says(store: Store,
     assert "chmod 600 F" in PAGE.read_text()
     assert not marker.exists()
     assert os.path.exists(path)
+
+
+# The job of the drop-in, in sh (this Python may lie where another user cannot run it):
+# who it runs as, and what it could read of the credential and of exec.
+PEEK = """
+echo "uid: $(id -u)"
+printf 'credential: '; cat "$1" 2>&1 >/dev/null | tr -d '\\n'; echo
+printf 'exec: '; cat "/proc/$PPID/environ" 2>&1 >/dev/null | tr -d '\\n'; echo
+echo "CREDENTIALS_DIRECTORY: ${CREDENTIALS_DIRECTORY:-unset}"
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and util-linux setpriv, as the drop-in does")
+def test_the_drop_in_runs_the_job_as_another_user(store: Store) -> None:
+    """The drop-in clears User= and ExecStart= and runs the job behind setpriv; run as
+    systemd would (as root, the credential root's 0400), with nobody for exporter: the
+    job runs as nobody, cannot read the credential nor exec's environment, and is not
+    told where the credential lies."""
+    unit = drop_in()
+    assert re.findall(r"^(User|ExecStart)=$", unit, re.MULTILINE) == ["User", "ExecStart"]
+    assert (shlex.split(setting(unit, "ExecStart"))[:8]
+            == shlex.split(setting(unit_file(), "ExecStart"))[:8])
+    string = store.authorize("reports:read ufs:/opt/jobs/export.py")
+    # Not under pytest's folder, which nobody may enter: the job could reach the file.
+    credentials = Path(tempfile.mkdtemp(prefix="credentials-"))
+    try:
+        _run_drop_in(store, unit, credentials, string)
+    finally:
+        shutil.rmtree(credentials)
+
+
+def _run_drop_in(store: Store, unit: str, credentials: Path, string: str) -> None:
+    credential = credentials / "authtoken"
+    credential.write_text(string + "\n")
+    credential.chmod(0o400)
+    credentials.chmod(0o755)  # the worst case: the job could find the file
+    line = setting(unit, "ExecStart").replace("${CREDENTIALS_DIRECTORY}", str(credentials))
+    nobody = pwd.getpwnam("nobody")
+    words = shlex.split(line.replace("--reuid=exporter", "--reuid=nobody")
+                        .replace("--regid=exporter", f"--regid={nobody.pw_gid}"))
+    split = words.index("--")
+    assert words[split + 1] == "/usr/bin/setpriv"
+    assert words[-2:] == ["/usr/bin/python3", JOB]
+    command = [*COMMAND, *words[1:split + 1], shutil.which("setpriv") or "setpriv",
+               *words[split + 2:-2], "sh", "-c", PEEK, "peek", str(credential)]
+    done = subprocess.run(
+        command, env=base_environment({"AUTHTOKEN_DATABASE_URL": store.url,
+                                       "AUTHTOKEN_TOKEN": string,
+                                       "CREDENTIALS_DIRECTORY": str(credentials)}),
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT, check=False)
+    credentials.chmod(0o700)
+    assert done.returncode == 0, done.stderr
+    seen = dict(x.split(": ", 1) for x in done.stdout.decode().splitlines())
+    assert seen["uid"] == str(nobody.pw_uid)
+    assert "Permission denied" in seen["credential"]
+    assert "Permission denied" in seen["exec"]
+    assert seen["CREDENTIALS_DIRECTORY"] == "unset"
+    assert string not in done.stdout.decode() + done.stderr.decode()
+    (run,) = store.run_tokens()
+    assert run.revoked_at is not None
+
+
+def test_the_page_says_what_exec_cannot_keep_from_the_job() -> None:
+    """The page does not promise that the job never sees the standing token: it says a
+    job of the same user can read the token file, and that a job not trusted with the
+    store must run as another user."""
+    text = " ".join(PAGE.read_text().split())
+    assert "never sees the standing token" not in text
+    assert "a job that runs as the same user as the token file can read that file" in text
+    assert "A job you would not trust with the store must run as another user" in text
