@@ -8,7 +8,8 @@ longer than everything else ``authtoken login`` does.  So for a plain SQLite fil
 (``sqlite:///path``) the repository builds its store only when a call needs it, and
 serves on ``sqlite3`` alone (``_lean``) the calls of a process that only logs in and
 records its usage: ``login_row``, ``get`` and ``record_usage`` (the batch append);
-and the broker's read of a link (``get_link``, ``_lean_links``).  The
+and the broker's read of a link (``get_link``, ``_lean_links``, which on PostgreSQL
+reads through the login path's connections).  The
 schema is checked on that path too, by reading its revision: a file at the newest
 revision needs no store; any other -- new, old or newer -- is handed to the store, which
 creates or refuses it as always.  PostgreSQL, other databases and the URLs the lean path
@@ -25,7 +26,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import RepositoryError
 from .._migrations import REVISIONS
@@ -35,7 +36,7 @@ from .._token import TokenRecord, UserKey
 from ._calls import DEFAULT_TIMEOUT, Calls, check_timeout
 from ._failures import Failures
 from ._lean import SQLiteAppend, SQLiteReads, create_file, plain_sqlite_path
-from ._lean_links import LINK_SQL, link_of
+from ._lean_links import LINK_SQL, link_of, pg_link_row
 from ._rows import StoredToken, login_row, token_record, user_ref
 from ._staging import FOLD_CHUNK, WRITE_CHUNK, fold_due, staged_rows, with_usage
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from ._links import SQLLinks
+    from ._pg_login import PgReads
     from ._store import SQLStore
 
 __all__ = ["DEFAULT_TIMEOUT", "SQLRepository"]
@@ -77,6 +79,7 @@ class SQLRepository:
         self._engine_options = engine_options
         self._built: SQLStore | None = None
         self._link_ops: SQLLinks | None = None
+        self._link_reads: PgReads | Literal[False] | None = False  # not looked for yet
         self._build_lock = threading.Lock()
         self._folded_at = time.monotonic()
         path = plain_sqlite_path(url) if engine_options is None else None
@@ -244,11 +247,30 @@ class SQLRepository:
     def put_link(self, link: UpstreamLink, at: int) -> UpstreamLink:
         return self._links().put_link(link, at)
 
+    def _pg_reads(self, store: SQLStore) -> PgReads | None:
+        """PostgreSQL's reads by key (``_pg_login``), for the link read; ``None`` on any
+        other database (its links are read through SQLAlchemy)."""
+        found = self._link_reads
+        if found is False:
+            from ._pg_login import PgReads
+
+            reads = store._reads  # the store's reads by key, shared
+            found = self._link_reads = reads if isinstance(reads, PgReads) else None
+        return found
+
     def get_link(self, user: UserKey, name: str) -> UpstreamLink | None:
-        # The broker's fast path: on a plain SQLite file, one lean read (``_lean_links``).
+        # The broker's fast path (``_lean_links``): on a plain SQLite file, one lean read;
+        # on PostgreSQL, one prepared statement on the login path's connection.
         lean = self._lean
         if lean is None:
-            return self._links().get_link(user, name)
+            store = self._store()
+            reads = self._pg_reads(store)
+            if reads is None:
+                return self._links().get_link(user, name)
+            ref = user_ref(user)
+            # The store's read by key: counted in flight, the schema checked once.
+            row = store._fast(lambda _: pg_link_row(reads, ref, name), name)
+            return None if row is None else link_of(row)
         lean.calls.enter()
         try:
             if not lean.ready:

@@ -1,10 +1,11 @@
-"""The broker's read of a link on SQLite without SQLAlchemy (``_lean_links``).
+"""The broker's read of a link without SQLAlchemy (``_lean_links``).
 
 ``SQLRepository.get_link`` on a plain ``sqlite:///path`` reads through the lean
-``sqlite3`` connection of the login path; every write stays with SQLAlchemy.  These
-tests hold that read to the store's: the same row for every state a link can be in,
-another connection's writes seen by the very next read, no SQLAlchemy import, and the
-same refusals (a closed repository, a schema that is not the newest).
+``sqlite3`` connection of the login path, and on PostgreSQL through the login path's
+connection per thread; every write stays with SQLAlchemy.  These tests hold that read
+to the store's: the same row for every state a link can be in, another connection's
+writes seen by the very next read, no SQLAlchemy import on SQLite, the same refusals (a
+closed repository), and on PostgreSQL a reconnection when the connection died idle.
 """
 
 from __future__ import annotations
@@ -34,12 +35,19 @@ def a_link(user: int | str = "alice", name: str = "space", **changes: object) ->
     return replace(link, **changes)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[tuple[SQLRepository, SQLRepository]]:
-    """The same file twice: lean (a plain URL) and through SQLAlchemy alone (with
-    ``engine_options``, which the lean path does not interpret)."""
-    url = f"sqlite:///{tmp_path / 'links.db'}"
-    lean, heavy = SQLRepository(url), SQLRepository(url, engine_options={})
+@pytest.fixture(params=["sqlite", "postgresql"])
+def pair(request: pytest.FixtureRequest,
+         tmp_path: Path) -> Iterator[tuple[SQLRepository, SQLRepository]]:
+    """One database twice: a repository whose links are read lean, and one that reads
+    them through SQLAlchemy (``SQLLinks``, as every write goes).  On SQLite the second
+    has ``engine_options``, which the lean path does not interpret."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'links.db'}"
+        lean, heavy = SQLRepository(url), SQLRepository(url, engine_options={})
+    else:
+        url = request.getfixturevalue("pg_url")
+        lean, heavy = SQLRepository(url), SQLRepository(url)
+        heavy.get_link = heavy._links().get_link  # type: ignore[method-assign]
     try:
         yield lean, heavy
     finally:
@@ -127,5 +135,30 @@ def test_a_new_file_gets_its_schema_on_the_first_read(tmp_path: Path) -> None:
         assert repo.get_link("alice", "space") is None
         repo.put_link(a_link(), 100)
         assert repo.get_link("alice", "space") is not None
+    finally:
+        repo.close()
+
+
+@pytest.mark.slow
+def test_postgresql_reads_on_the_login_connection_and_reconnects(pg_url: str) -> None:
+    """The read uses this thread's login connection; when that died idle (a restart, a
+    failover), the next read reconnects once and answers."""
+    import psycopg
+
+    from authtoken._sql._pg_login import PgReads
+
+    repo = SQLRepository(pg_url)
+    try:
+        repo.put_link(a_link(), 100)
+        assert repo.get_link("alice", "space") is not None
+        reads = repo._store()._reads
+        assert isinstance(reads, PgReads)
+        state = reads.current()
+        assert state is not None  # the read made this thread's connection
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (state.conn.info.backend_pid,))
+        again = repo.get_link("alice", "space")
+        assert again is not None and again.access_token == SEALED_A
+        assert reads.current() is not state
     finally:
         repo.close()
