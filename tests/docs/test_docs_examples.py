@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from test_broker_docs import PHRASES as BROKER_PAGE_PHRASES
+from test_broker_docs import PROGRAM as BROKER_PAGE_PROGRAM
 from test_integrations_scheduler_docs import PHRASES as SCHEDULER_PAGE_PHRASES
 from test_integrations_service_docs import PHRASES as SERVICE_PAGE_PHRASES
 from test_integrations_service_docs import PROGRAM as SERVICE_PAGE_PROGRAM
@@ -128,7 +130,8 @@ PHRASES["admin_api.py"] = (
 )
 # The integration pages' programs: their pages' tests say what each must print.
 for _program, _phrases in [*WEB_PAGE_PHRASES.items(), *SCHEDULER_PAGE_PHRASES.items(),
-                           (SERVICE_PAGE_PROGRAM, SERVICE_PAGE_PHRASES)]:
+                           (SERVICE_PAGE_PROGRAM, SERVICE_PAGE_PHRASES),
+                           (BROKER_PAGE_PROGRAM, BROKER_PAGE_PHRASES)]:
     PHRASES[Path(_program).name] = _phrases
 
 
