@@ -162,3 +162,24 @@ def test_postgresql_reads_on_the_login_connection_and_reconnects(pg_url: str) ->
         assert reads.current() is not state
     finally:
         repo.close()
+
+
+@pytest.mark.slow
+def test_postgresql_prepares_the_read_again_when_it_vanished(pg_url: str) -> None:
+    """A pooler's DISCARD, say: one retry on a new connection prepares it afresh."""
+    from authtoken._sql._pg_login import PgReads
+
+    repo = SQLRepository(pg_url)
+    try:
+        repo.put_link(a_link(user=42), 100)
+        assert repo.get_link(42, "space") is not None
+        reads = repo._store()._reads
+        assert isinstance(reads, PgReads)
+        state = reads.current()
+        assert state is not None
+        state.conn.execute("DEALLOCATE authtoken_upstream_link")
+        again = repo.get_link(42, "space")
+        assert again is not None and again.user == 42 and again.refresh_token == SEALED_R
+        assert reads.current() is not state
+    finally:
+        repo.close()
