@@ -27,7 +27,8 @@ script a command names, ``--bind-file``, ``check``), ``_scan`` (``scan``: findin
 strings in files, streamed), ``_input`` (reading a token string: ``--token-file``,
 standard input, the environment), ``_exec`` (``exec``: a command run with a run token),
 ``_relay`` (how ``exec`` guards itself, starts its command and passes signals on),
-``_demo`` (the narrated demo), ``_output`` (what is written, and
+``_demo`` (the narrated demo), ``_upstream`` and ``_upstream_config``
+(``upstream``: linking accounts at upstreams named in a file), ``_output`` (what is written, and
 how).
 """
 
@@ -58,6 +59,11 @@ _TOKEN_ARGUMENT: Final = re.compile(
 _TOKEN_AS_ARGUMENT: Final = (
     "a token string cannot be given as an argument (it would leak into the process list "
     f"and shell history); pipe it on standard input or set {TOKEN_ENV}"
+)
+
+_UNKNOWN_UPSTREAM_ARGUMENTS: Final = (
+    "{count} argument(s) not understood, not repeated here as one may be a password: a "
+    "password is typed when asked or piped on standard input, never an argument"
 )
 
 
@@ -131,7 +137,14 @@ def _run(arguments: list[str]) -> int:
         split = arguments.index("--")
         arguments, command = arguments[:split], arguments[split + 1:]
     try:
-        args = parser.parse_args(arguments)
+        if _command_name(arguments) == "upstream":
+            # An argument 'upstream' does not know may be a password typed in the wrong
+            # place: say so without repeating it (argparse would).
+            args, unknown = parser.parse_known_args(arguments)
+            if unknown:
+                parser.error(_UNKNOWN_UPSTREAM_ARGUMENTS.format(count=len(unknown)))
+        else:
+            args = parser.parse_args(arguments)
     except SystemExit as exc:
         return _exit_code(exc.code)
     args.after_dashes = command

@@ -17,7 +17,7 @@ from typing import Any, Final, NoReturn
 
 from .._errors import AuthTokenError
 from .._scopes import MAX_IDENTIFIER_LENGTH
-from . import _commands, _demo, _exec, _scan
+from . import _commands, _demo, _exec, _scan, _upstream
 from ._output import JSON_ERRORS, PROG, fail, note, one_line
 
 __all__ = ["Parser", "build_parser", "with_suggestion"]
@@ -434,4 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
                   "the database schema: 'current' shows its revision (and creates "
                   "nothing), 'upgrade' migrates it to the one this authtoken needs")
     sub.add_argument("action", choices=("current", "upgrade"))
+
+    sub = command("upstream", _upstream.cmd_upstream,
+                  "link a user's account at an upstream named in the upstreams file "
+                  "('link'), list the user's links ('list') or forget one ('unlink'); "
+                  "needs authtoken[broker]")
+    _upstream.add_upstream_commands(sub, common, Parser)
     return parser
