@@ -396,3 +396,21 @@ def test_any_table_loads_or_is_refused_by_key(tmp_path: Path, kind: str,
     else:
         assert list(loaded) == ["x"]
         assert "client_secret" not in values
+
+
+def test_documented_upstreams_file_loads(tmp_path: Path) -> None:
+    """The upstreams file docs/cli.md shows loads as it says (its secret file beside it),
+    and the error it quotes is the one given."""
+    page = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    section = page[page.index("\n## upstream\n"):page.index("\n## Exit status\n")]
+    example = section.split("```toml\n")[1].split("```")[0]
+    write(tmp_path / "staff.secret", "a-client-secret\n")
+    loaded = load_upstreams(write(tmp_path / "upstreams.toml", example))
+    assert sorted(loaded) == ["space", "spatium", "staff"]
+    quoted = section.split("```text\n")[1].split("```")[0].strip()
+    documented = quoted.split("'")[1]
+    bad = example.replace('permissions = ["lessons:read"]', "permissions = []")
+    path = tmp_path / "documented.toml"
+    with pytest.raises(InvalidArgument) as info:
+        load_upstreams(write(path, bad))
+    assert f"InvalidArgument: {info.value}" == quoted.replace(documented, str(path))
