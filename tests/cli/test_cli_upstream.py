@@ -414,3 +414,54 @@ def test_documented_upstreams_file_loads(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument) as info:
         load_upstreams(write(path, bad))
     assert f"InvalidArgument: {info.value}" == quoted.replace(documented, str(path))
+
+
+def run_at_terminal(store: Store, args: list[str], answer: str) -> tuple[int, str]:
+    """``authtoken *args`` on a pseudo-terminal of its own; ``answer`` typed at the
+    password prompt.  Its exit status, and everything the terminal showed."""
+    import os
+    import pty
+    import select
+
+    from support.cli_process import COMMAND, base_environment
+
+    environment = base_environment({"AUTHTOKEN_UPSTREAMS": str(store.folder / "upstreams.toml")})
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execve(COMMAND[0], [*COMMAND, "--database", store.url, *args], environment)
+    shown, typed = b"", False
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if not typed and b"password of " in shown:
+                os.write(master, answer.encode() + b"\n")
+                typed = True
+    finally:
+        os.close(master)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode("utf-8", "replace")
+
+
+@pytest.mark.slow
+# The child only calls execve: fork's risk with threads (the servers') does not apply.
+@pytest.mark.filterwarnings("ignore:This process.*multi-threaded:DeprecationWarning")
+def test_password_typed_at_a_terminal_is_not_echoed(store: Store,
+                                                    provider: OIDCProvider) -> None:
+    """At a terminal the password is asked for, not echoed, and links the account."""
+    code, shown = run_at_terminal(
+        store, ["upstream", "link", "space", "--user", "alice", "--username", "alice"],
+        provider.password)
+    assert code == 0, shown
+    assert "password of alice at space: " in shown
+    assert "linked space for alice" in shown
+    assert provider.password not in shown
+    assert links(store) == {"space": "ok"}
