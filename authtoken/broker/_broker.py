@@ -11,12 +11,14 @@ every refusal of one, is an ``upstream`` event on the audit trail.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Final
 
 import httpx
@@ -103,7 +105,7 @@ class Broker:
         self._holder = f"{secrets.token_hex(8)}"
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._refreshers: dict[tuple[str, str], Refresher] = {}
+        self._memory: dict[tuple[str, str], _Memory] = {}
 
     def __repr__(self) -> str:
         return f"Broker(upstreams={sorted(self._upstreams)!r})"
@@ -261,14 +263,22 @@ class Broker:
         ref = (f"{type(user).__name__}:{user}", name)
         with self._guard:
             lock = self._locks.setdefault(ref, threading.Lock())
-            refresher = self._refreshers.get(ref)
-            if refresher is None:
-                refresher = self._refreshers[ref] = Refresher(_LinkAdapter(
-                    self._upstreams[name], user, name, self._now), self._now)
         with lock:
-            return self._refresh(user, name, refresher)
+            return self._refresh(user, name, ref)
 
-    def _refresh(self, user: UserKey, name: str, refresher: Refresher) -> str:
+    def _memory_of(self, ref: tuple[str, str], link: UpstreamLink) -> _Memory:
+        """What this process remembers of refreshing ``link`` (under its lock): afresh
+        when the store holds other tokens than those its last decision was about -- the
+        owner linked again, another process refreshed -- as a backoff and a last error
+        are about tokens the store no longer holds (the store is the truth)."""
+        with self._guard:
+            memory = self._memory.get(ref)
+            if memory is None or not memory.about(link):
+                memory = self._memory[ref] = _Memory(Refresher(_LinkAdapter(
+                    self._upstreams[link.name], link.user, link.name, self._now), self._now))
+            return memory
+
+    def _refresh(self, user: UserKey, name: str, ref: tuple[str, str]) -> str:
         deadline = time.monotonic() + self._wait
         while True:
             now = self._now_us()
@@ -285,16 +295,19 @@ class Broker:
                                   f"for more than {self._wait:.0f} s; try again")
             time.sleep(POLL)
         try:
-            return self._refresh_held(link, refresher)
+            return self._refresh_held(link, ref)
         finally:
             self._links.release_lease(user, name, self._holder)  # nothing if finished
 
-    def _refresh_held(self, link: UpstreamLink, refresher: Refresher) -> str:
+    def _refresh_held(self, link: UpstreamLink, ref: tuple[str, str]) -> str:
         """Refresh ``link`` under its lease (see ``_lease``)."""
         if link.state != "ok":
             raise SessionExpired(f"the {link.name!r} link needs its owner to {_RELINK}")
         if serves(link, self._now_us(), until_due=True):
             return self._open(link, "access")  # refreshed by another while we waited
+        memory = self._memory_of(ref, link)
+        memory.basis = link  # what the store holds unless this refresh writes
+        refresher = memory.refresher
         held = Grant(access_token=self._open(link, "access") if link.access_token else "",
                      expires_at=(link.access_expires or 0) / 1e6,
                      refresh_at=(link.refresh_at or 0) / 1e6,
@@ -312,22 +325,48 @@ class Broker:
                         link.name)
             raise
         except BaseException:
-            self._write_back(link, held, refresher)  # a refresh token it may have spent
+            self._write_back(link, held, memory)  # a refresh token it may have spent
             raise
-        self._write_back(link, held, refresher)
+        self._write_back(link, held, memory)
         return token
 
-    def _write_back(self, link: UpstreamLink, held: Grant, refresher: Refresher) -> None:
+    def _write_back(self, link: UpstreamLink, held: Grant, memory: _Memory) -> None:
         """Store what the refresh engine left, if anything changed, while the lease is ours;
-        the engine keeps nothing in memory (the store is the truth)."""
+        the engine keeps no grant in memory (the store is the truth)."""
+        refresher = memory.refresher
         new, refresher.grant = refresher.grant, None
         if new is None or new is held:
             return
-        stored = self._links.finish_refresh(self._sealed(link.user, link.name, new),
-                                            self._holder, self._now_us())
+        written = self._sealed(link.user, link.name, new)
+        stored = self._links.finish_refresh(written, self._holder, self._now_us())
         if stored is None:
             log.warning("upstream %r: the lease was lost during a refresh; its result was "
                         "not stored", link.name)
+        else:
+            memory.basis = written  # our own write does not make the memory stale
+
+
+def _same(a: bytes | None, b: bytes | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return hmac.compare_digest(a, b)
+
+
+@dataclass(slots=True)
+class _Memory:
+    """What a process remembers of one link's refreshes: the refresh engine (its backoff
+    and last error) and ``basis``, the stored link its last decision was about (``None``
+    before any).  Sealed blobs are sealed afresh at every write, so other tokens in the
+    store -- a relink, another process's refresh -- always mean other blobs."""
+
+    refresher: Refresher
+    basis: UpstreamLink | None = None
+
+    def about(self, link: UpstreamLink) -> bool:
+        """Whether ``link`` as stored now holds the tokens the memory is about."""
+        basis = self.basis
+        return basis is None or (_same(basis.refresh_token, link.refresh_token)
+                                 and _same(basis.access_token, link.access_token))
 
 
 class _LinkAdapter:

@@ -12,8 +12,13 @@ lock per link keeps the other threads off the store while one of them refreshes.
 Under the lease the issuers' own refresh engine (``issuers._core.Refresher``) decides,
 as it does for a session: refresh with the refresh token, keep serving a still-valid
 token through a transient failure (with its backoff, shared by the process), never send
-a refresh token again that a failed request may have carried.  What it leaves is written
-back only while the lease is still ours (compare-and-set on the holder):
+a refresh token again that a failed request may have carried.  Its grant is read from
+the store at every refresh; what the process remembers (the backoff, the last error) is
+about the tokens then stored, and is forgotten as soon as the store holds others -- the
+owner linked again, another process refreshed -- so a relinked account is tried at once
+and is never marked ``needs_relink`` by an error about tokens it no longer holds.  What
+the engine leaves is written back only while the lease is still ours (compare-and-set on
+the holder):
 
 - a new grant: sealed and stored, the lease cleared (``finish_refresh``);
 - a refused refresh token (HTTP 4xx): the link is ``needs_relink`` (``mark_needs_relink``)
