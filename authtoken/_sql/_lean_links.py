@@ -72,8 +72,8 @@ def pg_link_row(reads: PgReads, ref: str, name: str) -> tuple[Any, ...] | None:
     """
     import psycopg
 
-    timeout: float = reads._timeout  # the reads of this package, shared
-    failures = reads._failures
+    timeout = reads.timeout
+    failures = reads.failures
     budget = round((timeout + 1) * 1e9)
     started = 0
     for attempt in range(2):

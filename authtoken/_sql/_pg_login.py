@@ -153,6 +153,16 @@ class PgReads:
         self._failures = failures
         self._local = _Local()
 
+    @property
+    def timeout(self) -> float:
+        """The statement timeout in seconds; a call waits at most this and a second."""
+        return self._timeout
+
+    @property
+    def failures(self) -> Failures:
+        """How a failure becomes the repository's ``RepositoryError``."""
+        return self._failures
+
     def current(self) -> PgThread | None:
         """This thread's connection, if it has one."""
         return self._local.state

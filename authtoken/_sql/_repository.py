@@ -254,7 +254,7 @@ class SQLRepository:
         if found is False:
             from ._pg_login import PgReads
 
-            reads = store._reads  # the store's reads by key, shared
+            reads = store.reads  # the store's reads by key, shared
             found = self._link_reads = reads if isinstance(reads, PgReads) else None
         return found
 
@@ -269,7 +269,7 @@ class SQLRepository:
                 return self._links().get_link(user, name)
             ref = user_ref(user)
             # The store's read by key: counted in flight, the schema checked once.
-            row = store._fast(lambda _: pg_link_row(reads, ref, name), name)
+            row = store.read_by_key(lambda _: pg_link_row(reads, ref, name), name)
             return None if row is None else link_of(row)
         lean.calls.enter()
         try:

@@ -46,7 +46,7 @@ from .._redact import redact
 from .._repository import AuditEvent, BatchId, EventRow, LoginRow, Usage
 from .._token import TokenRecord, UserKey
 from ._calls import DEFAULT_TIMEOUT, MIN_RETRY, Calls, check_timeout
-from ._dialect import Dialect
+from ._dialect import Dialect, FastReads
 from ._failures import BATCH_UNKNOWN, CHANGE_UNKNOWN, Failures
 from ._postgres import PostgreSQL
 from ._rows import (
@@ -116,6 +116,17 @@ class SQLStore:
     def engine(self) -> Engine:
         """The SQLAlchemy engine (for migrations and diagnostics)."""
         return self._engine
+
+    @property
+    def reads(self) -> FastReads | None:
+        """The dialect's reads by key outside SQLAlchemy (``None``: none on this one)."""
+        return self._reads
+
+    def read_by_key(self, read: Callable[[str], Sequence[Any] | None], key: str,
+                    ) -> Sequence[Any] | None:
+        """``read(key)`` as the login's read by key runs: counted in flight, the schema
+        checked once (the broker's link read shares it)."""
+        return self._fast(read, key)
 
     # -- transactions ---------------------------------------------------------------
     def _write(self, body: Callable[[Connection], _R], *,
