@@ -1,31 +1,45 @@
 """A real OAuth2 / OpenID Connect provider on 127.0.0.1, for tests.
 
 Built on Authlib's server side (``AuthorizationServer`` with the password, refresh
-token -- rotating: a used refresh token is revoked -- and client credentials grants) and
-Flask, served by werkzeug in a daemon thread.  It plays every party the OIDC adapters meet:
+token -- rotating: a used refresh token is revoked -- client credentials and
+authorization-code grants; the last with PKCE required, S256 only, and OpenID Connect's
+ID token) and Flask, served by werkzeug in a daemon thread.  It plays every party the
+OIDC adapters meet:
 
 - a Keycloak-like realm at ``{url}/realms/test`` (``issuer``):
   ``/.well-known/openid-configuration``, ``/protocol/openid-connect/token``
-  (``token_url``), ``/protocol/openid-connect/certs`` (``jwks_uri``); access tokens are
-  RS256 JWTs signed with the current key (``rotate_key`` adds one);
+  (``token_url``), ``/protocol/openid-connect/certs`` (``jwks_uri``),
+  ``/protocol/openid-connect/auth`` (``authorization_url``: a login form, labelled
+  "Username", "Password", "Sign in" and "Cancel"; signing in redirects to the
+  ``redirect_uri`` with ``code``, ``state`` and ``iss``, cancelling with
+  ``error=access_denied``); access tokens and ID tokens are RS256 JWTs signed with the
+  current key (``rotate_key`` adds one); an ID token has ``nonce``, ``aud`` = the client
+  id and the user's ``groups`` when ``groups`` names some;
 - a space at ``{url}/space`` (``space_url``): ``/api/.well-known/oidc`` and the
   protected ``/api/lessons/<id>`` (Bearer JWT, checked with the provider's own keys);
 - a Brainysoft-like core: ``POST {url}/oauth/token`` (``bs_token_url``, ``token_type:
   bsauth``) and ``GET {url}/bs-core/utils/session/whoami`` (``whoami_url``, header
   ``bsauth: <token>``).
 
-One user (``username``/``password``, "alice" by default) and two clients: the public
-``PUBLIC_CLIENT`` (password and refresh grants, no secret) and the confidential
-``SERVICE_CLIENT`` (client credentials, secret ``client_secret``).
+One user (``username``/``password``, "alice" by default; ``users`` maps more usernames to
+passwords) and two clients: the public ``PUBLIC_CLIENT`` (password, refresh and
+authorization-code grants, no secret) and the confidential ``SERVICE_CLIENT`` (client
+credentials, secret ``client_secret``); ``register_client`` adds one.  A code goes only
+to a redirect URI allowed for every client: ``redirect_uris`` or ``allow_redirect(uri)``.
 
 Knobs for tests: ``lifetime`` (``expires_in`` seconds), ``refresh_lifetime``,
 ``send_refresh_expires_in``, ``token_delay``, ``fail_token_requests(n)`` (the next n
 token requests answer 503, or any status and body), ``refuse_refresh``,
 ``space_authority`` (the authority the space names instead of the realm),
 ``discovery_overrides`` (fields the discovery document says instead of the true ones),
-``reject_api(n)`` (the next n API calls answer 401 whatever the token), ``stop()``.
+``reject_api(n)`` (the next n API calls answer 401 whatever the token), ``groups`` (user ->
+group names, into the ID token), and a misbehaving ID token: ``id_token_claims`` (claims
+that replace the true ones, ``None`` removes one: a wrong ``nonce``, ``aud``...) and
+``id_token_key`` (sign with this key instead), ``send_iss``/``callback_iss`` (the
+callback's RFC 9207 ``iss``: left out, or another), ``stop()``.
 ``counts`` tallies requests per grant type and per endpoint; ``token_requests()`` sums
-the grants; ``reused_refresh_tokens`` counts refresh tokens presented again after use;
+the grants; ``reused_refresh_tokens`` counts refresh tokens presented again after use,
+``reused_codes`` authorization codes;
 ``api_statuses`` lists the lesson API's answers.  The provider runs on real time
 (``time.time``): pass a ``FakeClock`` to the session under test, not to the provider.
 
@@ -58,6 +72,16 @@ try:
     from cryptography.hazmat.primitives.asymmetric import rsa
     from flask import Flask, jsonify, request
     from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+    from ._oidc_code import (
+        AUTH_PATH,
+        CodeGrant,
+        CodeRecord,
+        Issuer,
+        OpenIDCodeExtension,
+        S256Challenge,
+        install_login_page,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "authtoken.testing.OIDCProvider needs Authlib, Flask and PyJWT[crypto]: "
@@ -94,6 +118,7 @@ class _Client(ClientMixin):  # type: ignore[misc]
     grant_types: tuple[str, ...]
     scope: str = "openid"
     token_type: str = "Bearer"  # noqa: S105 - a scheme name
+    redirect_uris: set[str] = field(default_factory=set)
 
     def __repr__(self) -> str:
         return f"_Client({self.client_id!r})"
@@ -108,7 +133,7 @@ class _Client(ClientMixin):  # type: ignore[misc]
         return scope or self.scope
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return False
+        return redirect_uri in self.redirect_uris
 
     def check_client_secret(self, client_secret: str) -> bool:
         return self.client_secret is not None and secrets.compare_digest(
@@ -120,7 +145,7 @@ class _Client(ClientMixin):  # type: ignore[misc]
         return method in ("client_secret_post", "client_secret_basic")
 
     def check_response_type(self, response_type: str) -> bool:
-        return False
+        return response_type == "code" and "authorization_code" in self.grant_types
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.grant_types
@@ -256,15 +281,26 @@ class OIDCProvider:
     username: str = "alice"
     private_key: rsa.RSAPrivateKey | None = None
     users: dict[str, str] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    redirect_uris: set[str] = field(default_factory=set)
+    id_token_claims: dict[str, Any] = field(default_factory=dict)
+    id_token_key: rsa.RSAPrivateKey | None = None
+    send_iss: bool = True
+    callback_iss: str | None = None
     clients: dict[str, _Client] = field(default_factory=dict)
     refresh_tokens: dict[str, _RefreshRecord] = field(default_factory=dict)
+    codes: dict[str, CodeRecord] = field(default_factory=dict)
+    used_codes: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
     api_statuses: list[int] = field(default_factory=list)
     reused_refresh_tokens: int = 0
+    reused_codes: int = 0
 
     def __post_init__(self) -> None:
         self.users[self.username] = self.password
-        self.clients[PUBLIC_CLIENT] = _Client(PUBLIC_CLIENT, None, ("password", "refresh_token"))
+        self.clients[PUBLIC_CLIENT] = _Client(
+            PUBLIC_CLIENT, None, ("password", "refresh_token", "authorization_code"),
+            redirect_uris=self.redirect_uris)
         self.clients[SERVICE_CLIENT] = _Client(
             SERVICE_CLIENT, self.client_secret, ("client_credentials",),
             scope="core_basic admin:read", token_type="bsauth")  # noqa: S106 - a scheme
@@ -307,6 +343,11 @@ class OIDCProvider:
         return self.issuer + "/protocol/openid-connect/certs"
 
     @property
+    def authorization_url(self) -> str:
+        """The authorization endpoint: the login form of the browser sign-in."""
+        return self.issuer + AUTH_PATH
+
+    @property
     def space_url(self) -> str:
         """The space: ``OIDCPasswordSession.from_space(space_url, ...)``."""
         return self.url + "/space"
@@ -332,6 +373,20 @@ class OIDCProvider:
             self._fail_grant = grant_type
             self._fail_body = body
 
+    def allow_redirect(self, uri: str) -> None:
+        """Let every client's codes go to ``uri`` (compared exactly)."""
+        with self._lock:
+            self.redirect_uris.add(uri)
+
+    def register_client(self, client_id: str, client_secret: str | None = None, *,
+                        grant_types: tuple[str, ...] = ("authorization_code",
+                                                        "refresh_token")) -> None:
+        """Add a client (confidential when it has a secret) that may use ``grant_types``
+        and the redirect URIs ``allow_redirect`` allows."""
+        with self._lock:
+            self.clients[client_id] = _Client(client_id, client_secret, grant_types,
+                                              redirect_uris=self.redirect_uris)
+
     def reject_api(self, n: int) -> None:
         """The next ``n`` protected API calls answer 401 whatever token they carry."""
         with self._lock:
@@ -347,7 +402,8 @@ class OIDCProvider:
 
     def token_requests(self) -> int:
         """How many grant requests (password, refresh, client credentials) arrived."""
-        return sum(self.counts[g] for g in ("password", "refresh_token", "client_credentials"))
+        return sum(self.counts[g] for g in ("password", "refresh_token", "client_credentials",
+                                            "authorization_code"))
 
     # -- tokens -------------------------------------------------------------------------
     def mint(self, claims: dict[str, Any] | None = None, *, key: Any = None,
@@ -417,6 +473,10 @@ class OIDCProvider:
         server.register_grant(_PasswordGrant)
         server.register_grant(_RefreshGrant)
         server.register_grant(_ClientCredentialsGrant)
+        server.register_grant(CodeGrant, [S256Challenge(required=True),
+                                          OpenIDCodeExtension(self)])
+        server.register_extension(Issuer(self))
+        install_login_page(app, server, self, REALM)
 
         @app.after_request
         def close_connection(response: Any) -> Any:
@@ -447,8 +507,13 @@ class OIDCProvider:
                 self.counts["discovery"] += 1
             document: dict[str, Any] = {
                 "issuer": self.issuer, "token_endpoint": self.token_url,
-                "jwks_uri": self.jwks_uri,
-                "grant_types_supported": ["password", "refresh_token", "client_credentials"]}
+                "jwks_uri": self.jwks_uri, "authorization_endpoint": self.authorization_url,
+                "grant_types_supported": ["password", "refresh_token", "client_credentials",
+                                          "authorization_code"],
+                "response_types_supported": ["code"],
+                "code_challenge_methods_supported": ["S256"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "authorization_response_iss_parameter_supported": True}
             document.update(self.discovery_overrides)
             return jsonify(document)
 

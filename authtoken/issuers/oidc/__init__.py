@@ -1,4 +1,5 @@
-"""OpenID Connect and OAuth2 issuers (password and client credentials), and a JWT verifier.
+"""OpenID Connect and OAuth2 issuers (password, client credentials and the browser's
+authorization code), and a JWT verifier.
 
 ::
 
@@ -27,6 +28,10 @@ access token is still valid is not raised: callers keep getting that token and t
 attempt waits a growing backoff.  ``start()`` runs the refreshes in the background (a
 daemon thread, or an asyncio task), a little before they are due, so callers never wait.
 
+``AuthorizationCodeClient`` (``_authcode``) runs the browser sign-in: the
+authorization-code flow with PKCE, ``begin`` (the URL to send the browser to) and
+``finish`` (the callback's parameters: the state, the code, the verified ID token).
+
 ``JWTVerifier`` (``authtoken.issuers.jwt``, re-exported here) checks JWT access tokens
 on the API side.
 
@@ -53,6 +58,9 @@ from .._session import BACKGROUND_NAP as BACKGROUND_NAP
 from ..jwt import AsyncJWTVerifier as AsyncJWTVerifier
 from ..jwt import JWTVerifier as JWTVerifier
 from ..jwt import jwks_flow as jwks_flow
+from ._authcode import AuthorizationCodeClient as AuthorizationCodeClient
+from ._authcode import AuthorizationRequest as AuthorizationRequest
+from ._authcode import CodeGrant as CodeGrant
 from ._flows import DEFAULT_EXPIRES_IN as DEFAULT_EXPIRES_IN
 from ._flows import REFRESH_FRACTION as REFRESH_FRACTION
 from ._flows import Discovery as Discovery
@@ -69,7 +77,10 @@ __all__ = [
     "AsyncClientCredentialsSession",
     "AsyncJWTVerifier",
     "AsyncOIDCPasswordSession",
+    "AuthorizationCodeClient",
+    "AuthorizationRequest",
     "ClientCredentialsSession",
+    "CodeGrant",
     "JWTVerifier",
     "OIDCPasswordSession",
 ]
