@@ -81,6 +81,7 @@ try:
         OpenIDCodeExtension,
         S256Challenge,
         install_login_page,
+        sign_in,
     )
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
@@ -386,6 +387,15 @@ class OIDCProvider:
         with self._lock:
             self.clients[client_id] = _Client(client_id, client_secret, grant_types,
                                               redirect_uris=self.redirect_uris)
+
+    def sign_in(self, url: str, username: str | None = None, password: str | None = None,
+                *, cancel: bool = False) -> dict[str, str]:
+        """Play the browser at ``url`` (an authorization request's): GET the login form,
+        POST it (or Cancel); the redirect's query parameters (``code``, ``state``,
+        ``iss``, or ``error``), its redirect URI never visited.  ``username``/``password``
+        default to the provider's own user."""
+        return sign_in(url, self.username if username is None else username,
+                       self.password if password is None else password, cancel=cancel)
 
     def reject_api(self, n: int) -> None:
         """The next ``n`` protected API calls answer 401 whatever token they carry."""

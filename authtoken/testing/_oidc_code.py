@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import secrets
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import httpx
 import jwt
 from authlib.oauth2.rfc6749 import grants  # type: ignore[import-untyped]
 from authlib.oauth2.rfc6749.errors import (  # type: ignore[import-untyped]
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from ._oidc import OIDCProvider
 
 __all__ = ["AUTH_PATH", "CodeGrant", "CodeRecord", "Issuer", "OpenIDCodeExtension",
-           "S256Challenge", "install_login_page"]
+           "S256Challenge", "install_login_page", "sign_in"]
 
 #: The authorization endpoint, under the realm (as Keycloak spells it).
 AUTH_PATH = "/protocol/openid-connect/auth"
@@ -239,3 +241,25 @@ def install_login_page(app: Flask, server: Any, provider: OIDCProvider, realm: s
                                                           password.encode()):
             return _page(client_id, "Invalid username or password."), 401, headers()
         return server.create_authorization_response(grant_user=username, grant=grant)
+
+
+def sign_in(url: str, username: str, password: str, *, cancel: bool = False,
+            timeout: float = 10.0) -> dict[str, str]:
+    """Play the browser: open ``url`` (an ``AuthorizationRequest.url``), fill in the login
+    form and submit it (or press Cancel); the query parameters of the redirect, read from
+    its ``Location`` without following it.  ``AssertionError`` when the page or the
+    answer is not what a browser would expect (a wrong password: the form again, 401)."""
+    with httpx.Client(timeout=timeout, follow_redirects=False) as browser:
+        page = browser.get(url)
+        if page.status_code in (302, 303):  # the provider refused the request outright
+            return dict(parse_qsl(urlsplit(page.headers["location"]).query))
+        assert page.status_code == 200, f"the login page answered {page.status_code}"
+        found = re.search(r'<form method="post" action="([^"]*)"', page.text)
+        assert found is not None, "the login page has no form"
+        action = page.url.join(html.unescape(found.group(1)))
+        form = {"username": username, "password": password,
+                "action": "cancel" if cancel else "login"}
+        answer = browser.post(action, data=form)
+        assert answer.status_code == 302, (
+            f"signing in answered {answer.status_code}, not a redirect")
+        return dict(parse_qsl(urlsplit(answer.headers["location"]).query))
