@@ -14,7 +14,10 @@
 What the server does: the password grant (accounts ``ACCOUNTS``), ``refresh_token`` with
 rotation (a used refresh token is consumed; presenting it again is refused with
 ``invalid_grant`` *and revokes the whole grant*, so the newer refresh token dies too),
-``client_credentials``, ``authorization_code`` with PKCE (S256, required); JWT access
+``client_credentials``, ``authorization_code`` with PKCE (S256, required; its login and
+consent pages are oidc-provider's devInteractions, the login checking the password;
+``redirect_uris`` registers more redirect URIs for every client, and ``groups`` asked
+as a scope puts alice's ``["authtoken-admins"]`` in the ID token); JWT access
 tokens (RS256, ``typ`` ``at+jwt``, audience ``RESOURCE``) that ``JWTVerifier`` can check
 against ``jwks_uri``.  ``stats()["refresh_tokens_presented"]`` holds the sha256 (hex) of
 every refresh token sent, in order (``fingerprint`` computes one).
@@ -28,17 +31,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import selectors
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -102,6 +107,7 @@ class PanvaProvider:
     public_client_id: str = PUBLIC_CLIENT
     resource: str = RESOURCE
     redirect_uri: str = "http://127.0.0.1/callback"
+    redirect_uris: tuple[str, ...] = ()
 
     @property
     def token_url(self) -> str:
@@ -170,6 +176,40 @@ class PanvaProvider:
     def set_password(self, username: str, password: str) -> None:
         self._post("password", {"username": username, "password": password})
 
+    def sign_in(self, url: str, username: str = "alice", password: str | None = None, *,
+                abort: bool = False) -> dict[str, str]:
+        """Play the browser at ``url`` (an authorization request's, with
+        ``prompt=consent`` for a refresh token): the devInteractions login page, then the
+        consent page (or abort: ``error=access_denied``); the query parameters of the
+        redirect to the client, whose redirect URI is never visited.  ``password``
+        defaults to the account's.  ``AssertionError`` if a page is not as expected."""
+        secret = ACCOUNTS[username] if password is None else password
+        with httpx.Client(timeout=10) as browser:
+            answer = browser.get(url)
+            for _ in range(10):
+                if answer.status_code in (302, 303):
+                    location = answer.url.join(answer.headers["location"])
+                    if not str(location).startswith(self.issuer + "/"):
+                        return dict(parse_qsl(location.query.decode()))
+                    answer = browser.get(location)
+                    continue
+                assert answer.status_code == 200, (
+                    f"the provider answered {answer.status_code}: {answer.text[:200]}")
+                found = re.search(r'action="([^"]*)"', answer.text)
+                assert found is not None, "the interaction page has no form"
+                if abort:
+                    answer = browser.get(answer.url.join(
+                        f"{answer.url.path}/abort"))
+                    continue
+                action = answer.url.join(found.group(1))
+                if 'name="login"' in answer.text:
+                    answer = browser.post(action, data={
+                        "prompt": "login", "login": username, "password": secret})
+                    assert answer.status_code != 401, "the provider refused the password"
+                else:
+                    answer = browser.post(action, data={"prompt": "consent"})
+            raise AssertionError("the sign-in did not come back to the client")
+
     def log(self) -> str:
         """What the server wrote on stderr (oidc-provider's warnings, a crash)."""
         return self.log_path.read_text(errors="replace")
@@ -237,17 +277,23 @@ def _wait_for_discovery(issuer: str, process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def panva_provider(*, access_ttl: int = 60, refresh_ttl: int = 3600,
-                   client_secret: str | None = None) -> Iterator[PanvaProvider]:
+                   client_secret: str | None = None,
+                   redirect_uris: Iterable[str] = ()) -> Iterator[PanvaProvider]:
     """A running server on a free loopback port, stopped afterwards.
 
-    ``access_ttl``/``refresh_ttl``: lifetimes in whole seconds.  The confidential
+    ``access_ttl``/``refresh_ttl``: lifetimes in whole seconds.  ``redirect_uris``: more
+    redirect URIs every client registers (besides ``http://127.0.0.1/callback``).  The confidential
     clients' secret is random unless given; it reaches the server by its environment,
     never its command line.  Skips (fails in CI) when Node or the install is missing.
     """
     require_panva()
     secret = client_secret or secrets.token_urlsafe(24)
+    uris = list(redirect_uris)
+    if any(not uri or " " in uri for uri in uris):
+        raise ValueError("redirect_uris are URLs without spaces")
     env = {**os.environ, "ACCESS_TTL": str(access_ttl), "REFRESH_TTL": str(refresh_ttl),
-           "CLIENT_SECRET": secret, "EXIT_WITH_STDIN": "1", "NODE_ENV": "test"}
+           "CLIENT_SECRET": secret, "EXIT_WITH_STDIN": "1", "NODE_ENV": "test",
+           "REDIRECT_URIS": " ".join(uris)}
     env.pop("PORT", None)
     with tempfile.TemporaryDirectory(prefix="panva-") as tmp:
         log_path = Path(tmp) / "server.log"
@@ -261,7 +307,8 @@ def panva_provider(*, access_ttl: int = 60, refresh_ttl: int = 3600,
             op = PanvaProvider(issuer=info["issuer"], port=info["port"], client_secret=secret,
                                access_ttl=access_ttl, refresh_ttl=refresh_ttl,
                                log_path=log_path, process=process,
-                               redirect_uri=info["redirect_uri"])
+                               redirect_uri=info["redirect_uri"],
+                               redirect_uris=tuple(info["redirect_uris"]))
             _wait_for_discovery(op.issuer, process)
             yield op
         finally:

@@ -21,10 +21,17 @@
 //   sha256 of every refresh token presented); POST /_test/reset empties it; a few more
 //   test-only endpoints revoke an account's grants, change a password, inject faults.
 //
+// Sign-in by the browser: /auth redirects to oidc-provider's devInteractions login page
+// (/interaction/UID: fields "login" and "password", the password checked against the
+// account store below), then its consent page (POST /interaction/UID/confirm), then the
+// client's redirect_uri with code, state and iss.  The ID token carries a "groups" claim
+// (alice: ["authtoken-admins"]) when the "groups" scope is asked.
+//
 // Environment: PORT; ACCESS_TTL (seconds, default 60; access tokens and client
 // credentials tokens); REFRESH_TTL (default 3600); CLIENT_SECRET (the confidential
 // clients' secret; a fixed test value by default -- the secret never goes in argv);
-// EXIT_WITH_STDIN=1: exit when stdin closes, so a killed test runner leaves no server behind.
+// REDIRECT_URIS (space-separated URLs, registered for every client besides the default
+// http://127.0.0.1/callback); EXIT_WITH_STDIN=1: exit when stdin closes, so a killed test runner leaves no server behind.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 
@@ -34,7 +41,7 @@ import Provider, { errors } from 'oidc-provider';
 const HOST = '127.0.0.1';
 const RESOURCE = 'urn:authtoken:test-api';
 const RESOURCE_SCOPE = 'api:read';
-const OIDC_SCOPES = ['openid', 'offline_access', 'profile'];
+const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'groups'];
 // The two confidential clients differ only in what they registered: oidc-provider accepts
 // a secret in the form (client_secret_post, how authtoken's adapters send it) or in HTTP
 // Basic (client_secret_basic) from either.
@@ -45,8 +52,8 @@ const CLIENTS = {
 };
 const REDIRECT_URI = 'http://127.0.0.1/callback';
 const ACCOUNTS = new Map([
-  ['alice', { password: 'wonderland', name: 'Alice Liddell' }],
-  ['bob', { password: 'builder', name: 'Bob the Builder' }],
+  ['alice', { password: 'wonderland', name: 'Alice Liddell', groups: ['authtoken-admins'] }],
+  ['bob', { password: 'builder', name: 'Bob the Builder', groups: [] }],
 ]);
 
 function seconds(name, fallback) {
@@ -62,6 +69,10 @@ function seconds(name, fallback) {
 const ACCESS_TTL = seconds('ACCESS_TTL', 60);
 const REFRESH_TTL = seconds('REFRESH_TTL', 3600);
 const CLIENT_SECRET = process.env.CLIENT_SECRET || 'panva-test-client-secret';
+const REDIRECT_URIS = [REDIRECT_URI, ...(process.env.REDIRECT_URIS ?? '').split(' ').filter(Boolean)];
+for (const uri of REDIRECT_URIS) {
+  if (!/^https?:\/\/[^\s#]+$/.test(uri)) throw new Error(`REDIRECT_URIS holds a malformed URL: ${JSON.stringify(uri)}`);
+}
 const requestedPort = Number(process.argv[2] ?? process.env.PORT ?? 0);
 if (!Number.isInteger(requestedPort) || requestedPort < 0 || requestedPort > 65535) {
   throw new Error(`the port must be a whole number from 0 to 65535, not ${process.argv[2] ?? process.env.PORT}`);
@@ -119,7 +130,7 @@ const configuration = {
       token_endpoint_auth_method: 'client_secret_post',
       grant_types: [...grantTypes, 'client_credentials'],
       response_types: ['code'],
-      redirect_uris: [REDIRECT_URI],
+      redirect_uris: REDIRECT_URIS,
       scope: clientScope,
     },
     {
@@ -128,7 +139,7 @@ const configuration = {
       token_endpoint_auth_method: 'client_secret_basic',
       grant_types: [...grantTypes, 'client_credentials'],
       response_types: ['code'],
-      redirect_uris: [REDIRECT_URI],
+      redirect_uris: REDIRECT_URIS,
       scope: clientScope,
     },
     {
@@ -136,16 +147,19 @@ const configuration = {
       token_endpoint_auth_method: 'none',
       grant_types: grantTypes,
       response_types: ['code'],
-      redirect_uris: [REDIRECT_URI],
+      redirect_uris: REDIRECT_URIS,
       scope: clientScope,
     },
   ],
   async findAccount(ctx, sub) {
     const account = ACCOUNTS.get(sub);
     if (!account) return undefined;
-    return { accountId: sub, async claims() { return { sub, name: account.name }; } };
+    return {
+      accountId: sub,
+      async claims() { return { sub, name: account.name, groups: account.groups }; },
+    };
   },
-  claims: { openid: ['sub'], profile: ['name'] },
+  claims: { openid: ['sub'], profile: ['name'], groups: ['groups'] },
   scopes: OIDC_SCOPES,
   pkce: { methods: ['S256'], required: () => true },
   rotateRefreshToken: true,
@@ -161,6 +175,7 @@ const configuration = {
   },
   jwks: { keys: [signingKey] },
   cookies: { keys: ['panva-test-cookie-key'] },
+  conformIdTokenClaims: false, // the scopes' claims (groups) go in the ID token too
   features: {
     devInteractions: { enabled: true },
     clientCredentials: { enabled: true },
@@ -266,6 +281,34 @@ async function revokeAccount(accountId) {
   }));
   stats.grants_revoked += ids.length;
   return ids.length;
+}
+
+// -- the devInteractions login form, with the password checked ----------------------------
+
+// devInteractions takes any login with any password: check it against the account store
+// first, so that a wrong password is refused as by a real provider (401, nothing signed in).
+async function loginSubmit(ctx, next) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of ctx.req) {
+    size += chunk.length;
+    if (size > 65536) return json(ctx, 413, { error: 'invalid_request', error_description: 'body too large' });
+    chunks.push(chunk);
+  }
+  const raw = Buffer.concat(chunks).toString('utf8');
+  ctx.request.body = raw;
+  const form = new URLSearchParams(raw);
+  if (form.get('prompt') === 'login') {
+    const account = ACCOUNTS.get(form.get('login') ?? '');
+    const expected = account ? account.password : 'no such account';
+    if (!sameText(form.get('password') ?? '', expected) || !account) {
+      ctx.status = 401;
+      ctx.type = 'html';
+      ctx.body = '<!doctype html><title>Sign-in</title><p>Invalid login or password.</p>';
+      return undefined;
+    }
+  }
+  return next();
 }
 
 // -- test-only endpoints and the token endpoint's record ---------------------------------
@@ -389,6 +432,10 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/token' && ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded')) {
     return tokenEndpoint(ctx, next);
   }
+  if (/^\/interaction\/[^/]+$/.test(ctx.path) && ctx.method === 'POST'
+      && ctx.is('application/x-www-form-urlencoded')) {
+    return loginSubmit(ctx, next);
+  }
   return next();
 });
 
@@ -412,6 +459,7 @@ process.stdout.write(`${JSON.stringify({
   resource: RESOURCE,
   resource_scope: RESOURCE_SCOPE,
   redirect_uri: REDIRECT_URI,
+  redirect_uris: REDIRECT_URIS,
   clients: CLIENTS,
   access_ttl: ACCESS_TTL,
   refresh_ttl: REFRESH_TTL,
