@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,20 +143,52 @@ def focused(driver: Any) -> str | None:
     return description
 
 
+_FOCUS_SHOWN = """
+const e = document.activeElement, style = getComputedStyle(e);
+const outline = style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0;
+return outline || style.boxShadow !== "none";
+"""
+
+
+def _walk(driver: Any, n: int) -> Iterator[str]:
+    """Press Tab ``n`` times from the top of the page, yielding after each press the
+    accessible name of what has the focus (see ``tab_order``)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    driver.execute_script(_FOCUS_START)
+    for _ in range(n):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        if focused(driver) is None:
+            yield "<document>"
+        else:
+            yield driver.switch_to.active_element.accessible_name or ""
+
+
 def tab_order(driver: Any, n: int) -> list[str]:
     """Press Tab ``n`` times from the top of the page; the accessible name (as Chromium
     computes it for assistive technology) of the element reached by each press: ``""``
     for a control without a name, ``"<document>"`` when the focus left the page's
     controls (past the last one)."""
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.keys import Keys
+    return list(_walk(driver, n))
 
-    driver.execute_script(_FOCUS_START)
-    names: list[str] = []
-    for _ in range(n):
-        ActionChains(driver).send_keys(Keys.TAB).perform()
-        if focused(driver) is None:
-            names.append("<document>")
-            continue
-        names.append(driver.switch_to.active_element.accessible_name or "")
-    return names
+
+def unmarked_focus(driver: Any, n: int) -> list[str]:
+    """Press Tab ``n`` times from the top of the page; the names of the controls reached
+    whose focus shows no outline or shadow (a keyboard user cannot see where they are)."""
+    return [name for name in _walk(driver, n)
+            if name != "<document>" and not driver.execute_script(_FOCUS_SHOWN)]
+
+
+def tab_to(driver: Any, name: str, *, limit: int = 60) -> Any:
+    """Press Tab from the top of the page until the control named ``name`` has the
+    focus; that element.  ``AssertionError`` with the names passed when Tab never
+    reaches it -- a control the keyboard cannot get to."""
+    seen = []
+    for reached in _walk(driver, limit):
+        if reached == name:
+            return driver.switch_to.active_element
+        seen.append(reached)
+        if reached == "<document>":
+            break
+    raise AssertionError(f"Tab does not reach {name!r}; it reaches {seen}")
