@@ -12,12 +12,14 @@ The browser and the served application are the ``chrome`` and ``site`` fixtures 
 
 from __future__ import annotations
 
+import json
 import struct
 import urllib.parse
 from typing import Any
 
 import pytest
-from support.axe import format_violations, run_axe
+from support import axe
+from support.axe import format_violations, inject_axe, run_axe
 from support.screens import (
     focused,
     overflows,
@@ -161,6 +163,39 @@ def test_axe_passes_a_clean_page(chrome: Any) -> None:
     violations = run_axe(chrome)
     assert violations == [], format_violations(violations)
     assert format_violations([]) == "no violations"
+
+
+def test_axe_runs_under_the_pages_content_security_policy(
+        chrome: Any, site: tuple[Security, str]) -> None:
+    """The page allows only its own nonce'd script; axe, injected by WebDriver, runs
+    all the same -- an empty answer is axe's verdict, not a script that never ran."""
+    import httpx
+
+    _, url = site
+    policy = httpx.get(f"{url}/ui/").headers["content-security-policy"]
+    assert "script-src 'nonce-" in policy and "unsafe-inline" not in policy
+    open_page(chrome, site, "sign-in")
+    lock = json.loads((axe.AXE_DIR / "package-lock.json").read_text(encoding="utf-8"))
+    assert inject_axe(chrome) == lock["packages"]["node_modules/axe-core"]["version"]
+    chrome.execute_script(
+        "const img = document.createElement('img'); img.id = 'planted';"
+        "img.src = 'data:image/gif;base64,R0lGODlhAQABAAAAACw=';"
+        "document.querySelector('main').append(img);")
+    found = run_axe(chrome, context="main")
+    assert [(v["id"], n["target"]) for v in found for n in v["nodes"]
+            if v["id"] == "image-alt"] == [("image-alt", ["#planted"])]
+
+
+@pytest.mark.parametrize("ci", [False, True])
+def test_without_axe_a_test_skips_locally_and_fails_in_ci(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any, ci: bool) -> None:
+    monkeypatch.setattr(axe, "AXE_SCRIPT", tmp_path / "missing" / "axe.min.js")
+    monkeypatch.setattr(axe, "IN_CI", ci)
+    reason = axe.unavailable_reason()
+    assert reason is not None and "npm ci --prefix tests/support/axe" in reason
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match="axe-core is not installed"):
+        axe.require_axe()
 
 
 def test_overflows_names_the_element_too_wide_for_the_window(chrome: Any) -> None:
