@@ -10,7 +10,9 @@
     session = ScriptRunner(security, script).login_by_auth_token(job_token)
     httpx.get(api_url, auth=broker.auth(session, "spatium"))      # as alice
 
-The owner links an account once (``link_password``, ``link_refresh_token``); the
+The owner links an account once (``link_password``, ``link_refresh_token``, or from a
+browser for an OIDC upstream: ``begin_link``, then ``finish_link`` with the callback's
+query parameters -- the authorization-code flow with PKCE); the
 refresh and access tokens are kept in the engine's repository, sealed with keys derived
 from the secret keys; a session whose token holds ``upstream:<name>`` gets the access
 token (``access_token``, ``auth``), refreshed once per link across every process that

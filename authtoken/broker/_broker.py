@@ -1,6 +1,7 @@
 """``Broker``: a job reaches an upstream as its user, with neither password nor refresh token.
 
-The owner links an account once (``link_password``, ``link_refresh_token``); the broker
+The owner links an account once (``link_password``, ``link_refresh_token``, or from a
+browser for an OIDC upstream: ``begin_link`` then ``finish_link``); the broker
 keeps its tokens in the engine's repository, sealed (``authtoken._sealing``).  A session
 that logged in by a token holding ``upstream:<name>`` then asks for an access token
 (``access_token``, ``auth``): the stored one while it is fresh (one read by key of the
@@ -43,6 +44,7 @@ from .._token import Principal, UserKey, check_user
 from ..issuers._args import DEFAULT_TIMEOUT, required_text
 from ..issuers._core import Flow, Grant, Refresher, guarded
 from ..issuers._shell import SyncDriver
+from ..issuers.oidc import AuthorizationCodeClient, AuthorizationRequest
 from ._auth import BrokerAuth
 from ._lease import POLL, grant_times, serves
 from ._upstreams import OIDCUpstream, SpatiumUpstream, Upstream
@@ -53,7 +55,8 @@ log = logging.getLogger("authtoken.broker")
 
 #: What a link name may be: it is also the scope ``upstream:<name>``.
 LINK_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-_RELINK: Final = "link the account again (link_password or link_refresh_token)"
+_RELINK: Final = ("link the account again (link_password, link_refresh_token, or "
+                  "begin_link and finish_link from a browser)")
 
 
 def _name(name: object) -> str:
@@ -106,6 +109,7 @@ class Broker:
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._memory: dict[tuple[str, str], _Memory] = {}
+        self._code_clients: dict[str, AuthorizationCodeClient] = {}
 
     def __repr__(self) -> str:
         return f"Broker(upstreams={sorted(self._upstreams)!r})"
@@ -156,6 +160,45 @@ class Broker:
                       refresh_token=required_text(refresh_token, "refresh_token"))
         grant = self._driver.run(guarded(upstream.refresh_flow(user, given, self._now)))
         self._store(user, name, grant)
+
+    def _code_client(self, name: str) -> AuthorizationCodeClient:
+        upstream = self._upstream(name)
+        if not isinstance(upstream, OIDCUpstream):
+            raise InvalidArgument(f"upstream {name!r} is Spatium, which links by credentials "
+                                  "(link_password), not from a browser")
+        with self._guard:
+            client = self._code_clients.get(name)
+        if client is None:
+            client = upstream.code_client(self._driver.client, self._driver.timeout,
+                                          self._now)
+            with self._guard:
+                client = self._code_clients.setdefault(name, client)
+        return client
+
+    def begin_link(self, user: UserKey, name: str, redirect_uri: str) -> AuthorizationRequest:
+        """Start linking ``user``'s account at OIDC upstream ``name`` from a browser: send
+        the browser to the result's ``url`` and keep the result (``to_json``, in a signed
+        cookie of the owner's session) for ``finish_link``.  ``redirect_uri``, where the
+        provider sends the browser back, must be registered with it.  Asks ``openid
+        offline_access`` and the upstream's scope, with ``prompt=consent`` (so a refresh
+        token comes back).  ``InvalidArgument`` for a Spatium upstream."""
+        check_user(user)
+        return self._code_client(name).begin(redirect_uri, prompt="consent")
+
+    def finish_link(self, user: UserKey, name: str, request: AuthorizationRequest,
+                    params: Mapping[str, str]) -> None:
+        """Finish ``begin_link`` with the callback's query ``params``: check them, redeem
+        the code, verify the ID token, and keep the tokens as ``link_password`` does
+        (replacing the link, healing ``needs_relink``).  ``InvalidArgument`` for a wrong
+        state (start again), ``IssuerError`` when the provider refused; the link is then
+        left as it was."""
+        user = check_user(user)
+        client = self._code_client(name)
+        result = client.finish(request, params)
+        if result.grant.refresh_token is None:
+            log.warning("upstream %r: the provider gave no refresh token; the link ends "
+                        "when its access token expires", name)
+        self._store(user, name, result.grant)
 
     def _sealed(self, user: UserKey, name: str, grant: Grant) -> UpstreamLink:
         times = grant_times(grant)

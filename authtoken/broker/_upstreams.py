@@ -6,7 +6,9 @@ keeps no credential.  Each builds on the issuers' own protocol code:
 
 - ``OIDCUpstream``: the password grant and the refresh grant of the OIDC password
   session (``issuers.oidc``'s ``PasswordGrant``: discovery, the token endpoint, RFC 6749
-  answers), for an authority and client id, or for a space (``from_space``);
+  answers), for an authority and client id, or for a space (``from_space``); and the
+  browser's authorization-code flow (``code_client``: ``issuers.oidc``'s
+  ``AuthorizationCodeClient``, asking ``openid offline_access`` and the upstream's scope);
 - ``SpatiumUpstream``: Spatium's credentials factor, ``issue-by-factors`` and
   ``refresh`` (``SpatiumProtocol``).  Each link gets a ``tokenId`` of its own, derived
   from the upstream's ``token_id`` and the user, because Spatium keeps one live refresh
@@ -24,10 +26,13 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Final, Protocol
 
+import httpx
+
 from .._token import UserKey
 from ..issuers._args import optional_text, required_text, seconds
 from ..issuers._core import Flow, Grant
 from ..issuers._urls import credential_url
+from ..issuers.oidc import AuthorizationCodeClient
 from ..issuers.oidc._grants import PasswordGrant
 from ..issuers.spatium import DEFAULT_LEEWAY, PermissionTokens, SpatiumProtocol
 from ..issuers.spatium._protocol import permission_names
@@ -36,6 +41,8 @@ __all__ = ["OIDCUpstream", "SpatiumUpstream", "Upstream", "link_token_id"]
 
 #: A Spatium ``tokenId`` derived for a link: the upstream's id, then this many hex digits.
 TOKEN_ID_DIGITS: Final = 32
+#: What a link by the browser asks at least: an ID token, and a refresh token.
+CODE_SCOPE: Final = ("openid", "offline_access")
 
 Now = Callable[[], float]
 
@@ -101,6 +108,30 @@ class OIDCUpstream:
         grant = self._grant(required_text(username, "username"),
                             required_text(password, "password"), now)
         return grant.first_grant()
+
+    def code_scope(self) -> str:
+        """What a link by the browser asks: ``openid offline_access`` and this upstream's
+        own scope (what its other grants ask)."""
+        words = list(CODE_SCOPE)
+        for word in (self._scope or "").split():
+            if word not in words:
+                words.append(word)
+        return " ".join(words)
+
+    def code_client(self, http: httpx.Client, timeout: float,
+                    now: Now) -> AuthorizationCodeClient:
+        """The browser sign-in at this issuer, sending with ``http``; a space's pointer is
+        read now (``IssuerError`` if that fails)."""
+        if self.space_url is not None:
+            return AuthorizationCodeClient.from_space(
+                self.space_url, client_secret=self._client_secret, scope=self.code_scope(),
+                timeout=timeout, http=http, clock=now)
+        assert self.authority is not None
+        assert self.client_id is not None
+        return AuthorizationCodeClient(self.authority, self.client_id,
+                                       client_secret=self._client_secret,
+                                       scope=self.code_scope(), timeout=timeout, http=http,
+                                       clock=now)
 
     def refresh_flow(self, user: UserKey, grant: Grant, now: Now) -> Flow:
         # One adapter keeps the discovery for every refresh; it holds no credential (its

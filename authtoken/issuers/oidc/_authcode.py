@@ -32,7 +32,6 @@ import json
 import re
 import secrets
 import threading
-import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -40,6 +39,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from ..._clock import ClockOrSeconds, seconds_clock
 from ..._errors import ArgumentTypeError, InvalidArgument, InvalidToken, IssuerError
 from ..._redact import redact
 from .._answers import MAX_TOKEN_LENGTH, answer_url, json_object
@@ -256,11 +256,15 @@ class AuthorizationCodeClient:
     and, for a confidential client, ``client_secret`` (sent as ``client_secret_post``).
     ``scope`` is what ``begin`` asks unless told otherwise.  ``http``: an
     ``httpx.Client`` to send with (else the client makes its own; ``close`` closes it).
+    ``clock`` (aware datetimes, or seconds) dates the grant's times, for tests; the ID
+    token's ``exp``/``iat`` are checked against the real clock, as the provider's.
     """
 
     def __init__(self, authority: str, client_id: str, *, client_secret: str | None = None,
                  scope: str = "openid", timeout: float = DEFAULT_TIMEOUT,
-                 http: httpx.Client | None = None) -> None:
+                 http: httpx.Client | None = None,
+                 clock: ClockOrSeconds | None = None) -> None:
+        self._now = seconds_clock(clock)
         self.authority = credential_url(authority, "authority", base=True)
         self.client_id = required_text(client_id, "client_id", one_line=True)
         if not VISIBLE_ASCII.match(self.client_id):
@@ -382,7 +386,7 @@ class AuthorizationCodeClient:
         if self._client_secret is not None:
             form.append(("client_secret", self._client_secret))
         grant, id_token = self._driver.run(guarded(code_exchange_flow(
-            endpoints.discovery.token_endpoint, form, time.time)))
+            endpoints.discovery.token_endpoint, form, self._now)))
         if id_token is None:
             if "openid" in request.scope.split(" "):
                 raise IssuerError("the authorization code grant: the issuer's answer has no "
