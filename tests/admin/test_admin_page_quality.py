@@ -107,8 +107,7 @@ def open_page(chrome: Any, site: tuple[Security, str], page: str) -> None:
         chrome.get(f"{url}/ui/?revoked=1")  # every kind of row, the revoked one too
         _wait_for(chrome, "tokens")
     elif page == "tokens-refused":  # the create form sent back with the reason
-        _wait_for(chrome, "expires").send_keys("next week")
-        chrome.find_element(By.ID, "scope").send_keys("jobs:read")
+        _wait_for(chrome, "description").send_keys("no scope given")  # refused: kept
         chrome.find_element(By.ID, "create-token").click()
         _wait_for(chrome, "message")
     elif page == "created":
