@@ -222,6 +222,15 @@ def test_tab_order_names_what_the_keyboard_reaches(chrome: Any) -> None:
         tab_to(chrome, "Nowhere")
 
 
+def test_tab_order_counts_a_date_field_once_and_reports_a_trap(chrome: Any) -> None:
+    chrome.get(_data_url('<label>Day <input type="date"></label><button>After</button>'))
+    assert tab_order(chrome, 3) == ["Day", "After", "<document>"]
+    chrome.get(_data_url(
+        '<button>Before</button><label>Stuck <input onkeydown="if (event.key === '
+        "'Tab') event.preventDefault()\"></label><button>Never</button>"))
+    assert tab_order(chrome, 4) == ["Before", "Stuck", "<trapped in Stuck>"]
+
+
 def test_unmarked_focus_names_a_control_whose_focus_is_hidden(chrome: Any) -> None:
     chrome.get(_data_url('<button>Ringed</button><button style="outline:none">Bare</button>'
                          '<button style="outline:none;box-shadow:0 0 0 3px #005fcc">'

@@ -150,34 +150,48 @@ return outline || style.boxShadow !== "none";
 """
 
 
+#: Tab presses one control may take (a date field's day, month, year and picker) before
+#: its focus counts as trapped.
+INNER_STOPS = 8
+
+
 def _walk(driver: Any, n: int) -> Iterator[str]:
-    """Press Tab ``n`` times from the top of the page, yielding after each press the
-    accessible name of what has the focus (see ``tab_order``)."""
+    """Press Tab from the top of the page until ``n`` focus stops were reached, yielding
+    the accessible name of each (see ``tab_order``)."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
     driver.execute_script(_FOCUS_START)
+    previous: Any = None
     for _ in range(n):
-        ActionChains(driver).send_keys(Keys.TAB).perform()
-        if focused(driver) is None:
-            yield "<document>"
-        else:
-            yield driver.switch_to.active_element.accessible_name or ""
+        for _ in range(INNER_STOPS):
+            ActionChains(driver).send_keys(Keys.TAB).perform()
+            element = None if focused(driver) is None else driver.switch_to.active_element
+            if element is None or element != previous:
+                break
+        else:  # Tab keeps the focus in one element
+            yield f"<trapped in {previous.accessible_name or focused(driver)}>"
+            return
+        previous = element
+        yield "<document>" if element is None else element.accessible_name or ""
 
 
 def tab_order(driver: Any, n: int) -> list[str]:
-    """Press Tab ``n`` times from the top of the page; the accessible name (as Chromium
-    computes it for assistive technology) of the element reached by each press: ``""``
+    """Press Tab from the top of the page until it reached ``n`` elements; the
+    accessible name (as Chromium computes it for assistive technology) of each: ``""``
     for a control without a name, ``"<document>"`` when the focus left the page's
-    controls (past the last one)."""
+    controls (past the last one), and, last, ``"<trapped in NAME>"`` when Tab did not
+    get out of a control.  A control with parts (a date field's day, month and year)
+    counts once."""
     return list(_walk(driver, n))
 
 
 def unmarked_focus(driver: Any, n: int) -> list[str]:
-    """Press Tab ``n`` times from the top of the page; the names of the controls reached
+    """Press Tab from the top of the page through ``n`` elements; the names of those
     whose focus shows no outline or shadow (a keyboard user cannot see where they are)."""
     return [name for name in _walk(driver, n)
-            if name != "<document>" and not driver.execute_script(_FOCUS_SHOWN)]
+            if name != "<document>" and not name.startswith("<trapped in ")
+            and not driver.execute_script(_FOCUS_SHOWN)]
 
 
 def tab_to(driver: Any, name: str, *, limit: int = 60) -> Any:
