@@ -36,12 +36,17 @@ token requests answer 503, or any status and body), ``refuse_refresh``,
 group names, into the ID token), and a misbehaving ID token: ``id_token_claims`` (claims
 that replace the true ones, ``None`` removes one: a wrong ``nonce``, ``aud``...) and
 ``id_token_key`` (sign with this key instead), ``send_iss``/``callback_iss`` (the
-callback's RFC 9207 ``iss``: left out, or another), ``stop()``.
+callback's RFC 9207 ``iss``: left out, or another), ``stop()``.  ``sign_in(url)`` plays
+the browser at an authorization request's URL (fills in the form; ``cancel=True``
+presses Cancel) and returns the redirect's query parameters.
 ``counts`` tallies requests per grant type and per endpoint; ``token_requests()`` sums
 the grants; ``reused_refresh_tokens`` counts refresh tokens presented again after use,
 ``reused_codes`` authorization codes;
 ``api_statuses`` lists the lesson API's answers.  The provider runs on real time
 (``time.time``): pass a ``FakeClock`` to the session under test, not to the provider.
+
+The clients, refresh tokens and token-endpoint grants are in ``_oidc_grants``; the
+browser sign-in (the code grant, its ID token, the login page) in ``_oidc_code``.
 
 Needs the ``testing`` extra: ``pip install "authtoken[testing]"``.
 """
@@ -62,16 +67,9 @@ try:
     from authlib.integrations.flask_oauth2 import (  # type: ignore[import-untyped]
         AuthorizationServer,
     )
-    from authlib.oauth2.rfc6749 import (  # type: ignore[import-untyped]
-        ClientMixin,
-        TokenMixin,
-        grants,
-    )
-    from authlib.oauth2.rfc6749.errors import InvalidGrantError  # type: ignore[import-untyped]
-    from authlib.oauth2.rfc6750 import BearerTokenGenerator  # type: ignore[import-untyped]
     from cryptography.hazmat.primitives.asymmetric import rsa
     from flask import Flask, jsonify, request
-    from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+    from werkzeug.serving import BaseWSGIServer, make_server
 
     from ._oidc_code import (
         AUTH_PATH,
@@ -82,6 +80,16 @@ try:
         S256Challenge,
         install_login_page,
         sign_in,
+    )
+    from ._oidc_grants import (
+        Client,
+        ClientCredentialsGrant,
+        PasswordGrant,
+        QuietHandler,
+        RefreshGrant,
+        RefreshRecord,
+        TokenGenerator,
+        rsa_key,
     )
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
@@ -99,156 +107,6 @@ AUDIENCE: Final = "lessons"
 PUBLIC_CLIENT: Final = "space"
 #: The service's confidential client: client credentials, ``token_type: bsauth``.
 SERVICE_CLIENT: Final = "brainy-service"
-
-_KEYS: list[rsa.RSAPrivateKey] = []
-_KEYS_LOCK = threading.Lock()
-
-
-def rsa_key(index: int) -> rsa.RSAPrivateKey:
-    """The ``index``-th RSA key of a pool shared by the whole process (making one is slow)."""
-    with _KEYS_LOCK:
-        while len(_KEYS) <= index:
-            _KEYS.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-        return _KEYS[index]
-
-
-@dataclass(repr=False)
-class _Client(ClientMixin):  # type: ignore[misc]
-    client_id: str
-    client_secret: str | None
-    grant_types: tuple[str, ...]
-    scope: str = "openid"
-    token_type: str = "Bearer"  # noqa: S105 - a scheme name
-    redirect_uris: set[str] = field(default_factory=set)
-
-    def __repr__(self) -> str:
-        return f"_Client({self.client_id!r})"
-
-    def get_client_id(self) -> str:
-        return self.client_id
-
-    def get_default_redirect_uri(self) -> None:
-        return None
-
-    def get_allowed_scope(self, scope: str | None) -> str:
-        return scope or self.scope
-
-    def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.redirect_uris
-
-    def check_client_secret(self, client_secret: str) -> bool:
-        return self.client_secret is not None and secrets.compare_digest(
-            self.client_secret, client_secret)
-
-    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        if self.client_secret is None:
-            return method == "none"
-        return method in ("client_secret_post", "client_secret_basic")
-
-    def check_response_type(self, response_type: str) -> bool:
-        return response_type == "code" and "authorization_code" in self.grant_types
-
-    def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type in self.grant_types
-
-
-@dataclass(repr=False)
-class _RefreshRecord(TokenMixin):  # type: ignore[misc]
-    refresh_token: str
-    client_id: str
-    user: str
-    scope: str
-    expires_at: float
-    revoked: bool = False
-
-    def __repr__(self) -> str:
-        return f"_RefreshRecord(client_id={self.client_id!r}, revoked={self.revoked})"
-
-    def check_client(self, client: _Client) -> bool:
-        return client.client_id == self.client_id
-
-    def get_scope(self) -> str:
-        return self.scope
-
-    def get_expires_in(self) -> int:
-        return int(self.expires_at - time.time())
-
-    def is_expired(self) -> bool:
-        return time.time() >= self.expires_at
-
-    def is_revoked(self) -> bool:
-        return self.revoked
-
-    def get_user(self) -> str:
-        return self.user
-
-    def get_client(self) -> Any:
-        return None
-
-
-class _PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [
-        "client_secret_basic", "client_secret_post", "none"]
-
-    def authenticate_user(self, username: str, password: str) -> str:
-        provider: OIDCProvider = self.server.provider
-        expected = provider.users.get(username)
-        if expected is None or not secrets.compare_digest(expected, password):
-            raise InvalidGrantError("Invalid user credentials")
-        return username
-
-
-class _RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [
-        "client_secret_basic", "client_secret_post", "none"]
-    INCLUDE_NEW_REFRESH_TOKEN = True
-
-    def authenticate_refresh_token(self, refresh_token: str) -> _RefreshRecord | None:
-        provider: OIDCProvider = self.server.provider
-        record = provider.refresh_tokens.get(refresh_token)
-        if record is not None and record.revoked:
-            provider.reused_refresh_tokens += 1
-        if provider.refuse_refresh or record is None or record.revoked or record.is_expired():
-            return None
-        return record
-
-    def authenticate_user(self, refresh_token: _RefreshRecord) -> str:
-        return refresh_token.user
-
-    def revoke_old_credential(self, refresh_token: _RefreshRecord) -> None:
-        refresh_token.revoked = True  # rotation: a refresh token is good for one use
-
-
-class _ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post"]
-
-
-class _Generator(BearerTokenGenerator):  # type: ignore[misc]
-    """Authlib's bearer generator plus a Brainysoft-like core's extras (``bsauth``, ``sessid``,
-    Keycloak's ``refresh_expires_in``)."""
-
-    def __init__(self, provider: OIDCProvider) -> None:
-        super().__init__(provider._access_token, provider._refresh_token,
-                         lambda client, grant_type: provider.lifetime)
-        self.provider = provider
-
-    def generate(self, grant_type: str, client: _Client, user: Any = None,
-                 scope: str | None = None, expires_in: int | None = None,
-                 include_refresh_token: bool = True) -> dict[str, Any]:
-        token: dict[str, Any] = super().generate(
-            grant_type, client, user, scope, expires_in, include_refresh_token)
-        if client.token_type != "Bearer":  # noqa: S105 - a scheme name
-            token["token_type"] = client.token_type
-            token["sessid"] = str(secrets.randbelow(10**7))
-        if "refresh_token" in token and self.provider.send_refresh_expires_in:
-            token["refresh_expires_in"] = self.provider.refresh_lifetime
-        return token
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass  # quiet: tests read ``counts`` and ``api_statuses`` instead
-
 
 @dataclass(repr=False, eq=False)
 class OIDCProvider:
@@ -288,8 +146,8 @@ class OIDCProvider:
     id_token_key: rsa.RSAPrivateKey | None = None
     send_iss: bool = True
     callback_iss: str | None = None
-    clients: dict[str, _Client] = field(default_factory=dict)
-    refresh_tokens: dict[str, _RefreshRecord] = field(default_factory=dict)
+    clients: dict[str, Client] = field(default_factory=dict)
+    refresh_tokens: dict[str, RefreshRecord] = field(default_factory=dict)
     codes: dict[str, CodeRecord] = field(default_factory=dict)
     used_codes: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
@@ -299,10 +157,10 @@ class OIDCProvider:
 
     def __post_init__(self) -> None:
         self.users[self.username] = self.password
-        self.clients[PUBLIC_CLIENT] = _Client(
+        self.clients[PUBLIC_CLIENT] = Client(
             PUBLIC_CLIENT, None, ("password", "refresh_token", "authorization_code"),
             redirect_uris=self.redirect_uris)
-        self.clients[SERVICE_CLIENT] = _Client(
+        self.clients[SERVICE_CLIENT] = Client(
             SERVICE_CLIENT, self.client_secret, ("client_credentials",),
             scope="core_basic admin:read", token_type="bsauth")  # noqa: S106 - a scheme
         first = self.private_key if self.private_key is not None else rsa_key(0)
@@ -385,7 +243,7 @@ class OIDCProvider:
         """Add a client (confidential when it has a secret) that may use ``grant_types``
         and the redirect URIs ``allow_redirect`` allows."""
         with self._lock:
-            self.clients[client_id] = _Client(client_id, client_secret, grant_types,
+            self.clients[client_id] = Client(client_id, client_secret, grant_types,
                                               redirect_uris=self.redirect_uris)
 
     def sign_in(self, url: str, username: str | None = None, password: str | None = None,
@@ -437,19 +295,19 @@ class OIDCProvider:
         return jwt.encode(payload, current_key if key is None else key,
                           algorithm=algorithm, headers=headers)
 
-    def _access_token(self, client: _Client, grant_type: str, user: Any, scope: str,
+    def _access_token(self, client: Client, grant_type: str, user: Any, scope: str,
                       ) -> str:
         return self.mint({"sub": user or client.client_id, "azp": client.client_id,
                           "scope": scope, "client_id": client.client_id})
 
-    def _refresh_token(self, client: _Client, grant_type: str, user: Any, scope: str,
+    def _refresh_token(self, client: Client, grant_type: str, user: Any, scope: str,
                        ) -> str:
         return secrets.token_urlsafe(32)
 
     def _save_token(self, token: dict[str, Any], req: Any) -> None:
         refresh = token.get("refresh_token")
         if refresh:
-            self.refresh_tokens[refresh] = _RefreshRecord(
+            self.refresh_tokens[refresh] = RefreshRecord(
                 refresh, req.client.client_id, req.user, token.get("scope", ""),
                 time.time() + self.refresh_lifetime)
 
@@ -479,10 +337,10 @@ class OIDCProvider:
         server = AuthorizationServer(app, query_client=self.clients.get,
                                      save_token=self._save_token)
         server.provider = self
-        server.register_token_generator("default", _Generator(self))
-        server.register_grant(_PasswordGrant)
-        server.register_grant(_RefreshGrant)
-        server.register_grant(_ClientCredentialsGrant)
+        server.register_token_generator("default", TokenGenerator(self))
+        server.register_grant(PasswordGrant)
+        server.register_grant(RefreshGrant)
+        server.register_grant(ClientCredentialsGrant)
         server.register_grant(CodeGrant, [S256Challenge(required=True),
                                           OpenIDCodeExtension(self)])
         server.register_extension(Issuer(self))
@@ -576,7 +434,7 @@ class OIDCProvider:
         if self._server is not None:
             return self
         server = make_server("127.0.0.1", self.port, self.app, threaded=True,
-                             request_handler=_QuietHandler)
+                             request_handler=QuietHandler)
         self._server = server
         self.port = server.server_port
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,),
