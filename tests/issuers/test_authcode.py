@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from urllib.parse import parse_qsl, urlsplit
@@ -21,12 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authtoken import InvalidArgument, IssuerError
+from authtoken.issuers._core import Response
 from authtoken.issuers.oidc import (
     AuthorizationCodeClient,
     AuthorizationRequest,
     CodeGrant,
     OIDCPasswordSession,
 )
+from authtoken.issuers.oidc._authcode import code_exchange_flow
 from authtoken.testing import OIDCProvider
 from authtoken.testing._oidc import rsa_key
 
@@ -264,6 +267,7 @@ def test_a_callback_naming_another_issuer_is_refused(
     ({"azp": "another-client"}, "azp"),
     ({"iss": "http://127.0.0.1:1/realms/evil"}, "issuer"),
     ({"exp": 1_000_000_000}, "expired"),
+    ({"iat": 4_000_000_000}, "not valid yet"),
     ({"iat": None}, "lacks a required claim"),
     ({"sub": None}, "lacks a required claim"),
 ])
@@ -303,6 +307,29 @@ def test_an_authorization_endpoint_in_clear_is_refused(op: OIDCProvider) -> None
     with AuthorizationCodeClient(op.issuer, op.PUBLIC_CLIENT) as client, \
             pytest.raises(IssuerError, match="authorization_endpoint"):
         client.begin(CALLBACK)
+
+
+@pytest.mark.parametrize(("field", "reason"), [("authorization_endpoint", "authorization_endpoint"),
+                                               ("jwks_uri", "no jwks_uri")])
+def test_a_discovery_document_without_what_the_flow_needs_is_refused(
+        op: OIDCProvider, field: str, reason: str) -> None:
+    op.discovery_overrides[field] = None
+    with AuthorizationCodeClient(op.issuer, op.PUBLIC_CLIENT) as client, \
+            pytest.raises(IssuerError, match=reason):
+        client.begin(CALLBACK)
+
+
+@pytest.mark.parametrize("id_token", [42, "", ["a.b.c"], "x" * 70000])
+def test_an_unusable_id_token_in_the_token_answer_is_refused(id_token: object) -> None:
+    """The exchange flow, driven by hand (it is sans-IO): a token answer whose id_token
+    is no JWT text is an IssuerError, not a crash further on."""
+    flow = code_exchange_flow("https://id.example/token", [("code", "c")], lambda: 0.0)
+    request = next(flow)
+    assert request.method == "POST" and request.url == "https://id.example/token"
+    body = json.dumps({"access_token": "at", "token_type": "Bearer", "expires_in": 60,
+                       "id_token": id_token}).encode()
+    with pytest.raises(IssuerError, match="unusable id_token"):
+        flow.send(Response(200, {"content-type": "application/json"}, body))
 
 
 @pytest.mark.parametrize("kwargs", [{"client_id": ""}, {"client_id": "a b"},

@@ -370,9 +370,9 @@ class AuthorizationCodeClient:
         if state is None or not _same(state, request.state):
             raise InvalidArgument("the sign-in's state is missing or does not match this "
                                   f"browser's sign-in (a stale or forged callback): {_RESTART}")
-        endpoints = self.endpoints()
         if params.get("error") is not None:
             raise _provider_refusal(params)
+        endpoints = self.endpoints()
         issuer = _callback_text(params, "iss")
         if issuer is not None and not same_issuer(issuer, endpoints.discovery.issuer):
             raise IssuerError("the callback names another issuer than the one the sign-in "
