@@ -121,12 +121,13 @@ def open_page(chrome: Any, site: tuple[Security, str], page: str) -> None:
         chrome.get(f"{url}/ui/tokens/atk_zzzzzzzzzzzzzzzz/revoke")
         _wait_for(chrome, "message")
     else:
-        raise AssertionError(f"no page {page!r}")
+        raise ValueError(f"no page {page!r}")
 
 
 def _xfail(page: str, reason: str) -> Any:
     """``page`` as a parameter whose test fails today with an ``AssertionError`` for
-    ``reason`` (any other error, a page that no longer opens, is a failure)."""
+    ``reason`` (any other error -- a page that no longer opens, axe that did not run --
+    is a failure)."""
     return pytest.param(page, marks=pytest.mark.xfail(strict=True, raises=AssertionError,
                                                       reason=reason))
 
@@ -183,6 +184,17 @@ def test_axe_runs_under_the_pages_content_security_policy(
     found = run_axe(chrome, context="main")
     assert [(v["id"], n["target"]) for v in found for n in v["nodes"]
             if v["id"] == "image-alt"] == [("image-alt", ["#planted"])]
+
+
+def test_a_script_that_leaves_no_axe_is_an_error_not_a_clean_page(
+        chrome: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    decoy = tmp_path / "axe.min.js"
+    decoy.write_text("window.notAxe = 1;", encoding="utf-8")
+    monkeypatch.setattr(axe, "AXE_SCRIPT", decoy)
+    chrome.get(_data_url("<p>text</p>"))
+    with pytest.raises(RuntimeError, match="axe-core did not load"):
+        run_axe(chrome)
+    assert chrome.execute_script("return window.notAxe") == 1  # the decoy did run
 
 
 @pytest.mark.parametrize("ci", [False, True])

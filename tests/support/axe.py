@@ -65,8 +65,9 @@ def require_axe() -> None:
 def inject_axe(driver: Any) -> str:
     """Load axe into the page open in ``driver`` (once per page); its version.
 
-    Raises ``AssertionError`` when the script ran but left no ``axe`` behind, so a page
-    that blocks it cannot pass for a page without violations."""
+    Raises ``RuntimeError`` when the script ran but left no ``axe`` behind, so a page
+    that blocks it cannot pass for a page without violations (nor for an expected
+    failure: that is an ``AssertionError``)."""
     require_axe()
     version = driver.execute_script(
         "return typeof axe === 'undefined' ? null : axe.version")
@@ -74,8 +75,8 @@ def inject_axe(driver: Any) -> str:
         source = AXE_SCRIPT.read_text(encoding="utf-8")
         version = driver.execute_script(
             source + "\n;return typeof axe === 'undefined' ? null : axe.version")
-    assert isinstance(version, str) and version, \
-        f"axe-core did not load into {driver.current_url!r}"
+    if not isinstance(version, str) or not version:
+        raise RuntimeError(f"axe-core did not load into {driver.current_url!r}")
     return version
 
 
@@ -94,7 +95,7 @@ def run_axe(driver: Any, *, context: str | Mapping[str, Any] | None = None,
     answer = driver.execute_async_script(
         _RUN, None if context is None else context, options)
     if not isinstance(answer, dict) or "error" in answer:
-        raise AssertionError(f"axe.run failed on {driver.current_url!r}: "
+        raise RuntimeError(f"axe.run failed on {driver.current_url!r}: "
                              f"{answer.get('error') if isinstance(answer, dict) else answer}")
     violations: list[dict[str, Any]] = answer["violations"]
     return violations
