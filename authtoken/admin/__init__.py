@@ -13,7 +13,8 @@ on its own or mount in a larger one; ``authenticate`` decides who calls::
 Ready authenticators: ``DelegationTokenAuth`` (``Authorization: Bearer atk_…``; what the
 caller creates derives from that token), ``JWTAuth`` (an OIDC access token checked by
 ``authtoken.issuers.oidc.JWTVerifier``) and ``SpatiumAuth`` (a Spatium permission
-token).  Your own is any callable ``request -> Identity`` raising
+token).  ``OIDCSignIn`` lets people sign in to the token page (``/ui``) with the
+organisation's OpenID provider.  Your own is any callable ``request -> Identity`` raising
 ``AuthenticationFailed`` for bad credentials (see ``Authenticator``).
 
 Needs the ``admin`` extra: ``pip install "authtoken[admin]"``.
@@ -37,6 +38,7 @@ from ._auth import SpatiumAuth as SpatiumAuth
 from ._auth import bearer_token as bearer_token
 from ._limiter import FailureLimiter as FailureLimiter
 from ._openapi import openapi_document as openapi_document
+from ._page_sso import OIDCSignIn as OIDCSignIn
 
 __all__ = [
     "AuthenticationFailed",
@@ -45,6 +47,7 @@ __all__ = [
     "FailureLimiter",
     "Identity",
     "JWTAuth",
+    "OIDCSignIn",
     "SpatiumAuth",
     "bearer_token",
     "create_app",

@@ -34,7 +34,10 @@ from ._context import AdminContext
 from ._limiter import FailureLimiter
 from ._oauth import oauth_routes
 from ._openapi import openapi_document
-from ._page import page_routes
+from ._page import TokenPages
+from ._page_admin import AdminPages
+from ._page_sso import OIDCSignIn, SSOPages, link_states
+from ._pagekit import PageKit
 from ._problems import Problem
 from ._upstreams import upstream_routes
 
@@ -93,10 +96,22 @@ def _checked_broker(broker: object) -> Broker:
     return broker
 
 
+def _page_routes(context: AdminContext, broker: Broker | None,
+                 sign_in: OIDCSignIn | None) -> list[Route]:
+    """The token page's routes: one's tokens, the admin's views, sign-on and links."""
+    kit = PageKit(context)
+    if sign_in is not None:
+        kit.sso_name = sign_in.name
+    links = None if broker is None else (lambda user: link_states(broker, user))
+    return [*TokenPages(kit, links).routes(), *AdminPages(kit).routes(),
+            *SSOPages(kit, sign_in, broker).routes()]
+
+
 def create_app(security: Security, *, authenticate: Authenticator,
                max_body: int = DEFAULT_MAX_BODY,
                limiter: FailureLimiter | None = None,
-               broker: Broker | None = None) -> Starlette:
+               broker: Broker | None = None,
+               sign_in: OIDCSignIn | None = None) -> Starlette:
     """The admin API over ``security`` as an ASGI application.
 
     ``authenticate`` decides who calls (``DelegationTokenAuth``, ``JWTAuth``,
@@ -108,7 +123,10 @@ def create_app(security: Security, *, authenticate: Authenticator,
     headers (``uvicorn --proxy-headers``), or every client shares the proxy's limit.
     With a ``broker`` (``authtoken.broker.Broker`` over the same ``security``) it also
     serves the state of users' linked upstream accounts: ``GET /upstreams`` and
-    ``DELETE /upstreams/{name}`` (``_upstreams``).
+    ``DELETE /upstreams/{name}`` (``_upstreams``), and the token page lists them, with
+    a button linking an OIDC upstream from the browser.  With ``sign_in``
+    (``OIDCSignIn``) people sign in to the token page with the organisation's OpenID
+    provider; token sign-in stays, for machines and break-glass.
     Raises ``TypeError`` or ``InvalidArgument`` for a bad argument.
     """
     if not isinstance(security, Security):
@@ -120,13 +138,15 @@ def create_app(security: Security, *, authenticate: Authenticator,
     if limiter is not None and not isinstance(limiter, FailureLimiter):
         raise ArgumentTypeError(f"limiter must be a FailureLimiter, not {type(limiter).__name__}")
     checked = None if broker is None else _checked_broker(broker)
+    if sign_in is not None and not isinstance(sign_in, OIDCSignIn):
+        raise ArgumentTypeError(f"sign_in must be an OIDCSignIn, not {type(sign_in).__name__}")
     context = AdminContext(security, authenticate, limiter or FailureLimiter(), max_body)
     routes = api_routes(context)
     if checked is not None:
         routes += upstream_routes(context, checked)
     routes += oauth_routes(context)
     routes.append(Route("/openapi.json", _openapi(checked is not None), methods=["GET"]))
-    routes += page_routes(context)
+    routes += _page_routes(context, checked, sign_in)
     return Starlette(
         routes=routes,
         middleware=[Middleware(_SecurityHeaders)],

@@ -183,8 +183,29 @@ class DelegationTokenAuth:
         """The identity of the presented token; ``LoginError`` when it is refused."""
         session = Session(self.security)
         principal = session.login_by_auth_token(bearer_token(request))
-        admin = self.admin_scope is not None and principal.has_scope(self.admin_scope)
-        return Identity(principal.user, admin=admin, principal=principal)
+        return Identity(principal.user, admin=self._admin(principal), principal=principal)
+
+    def _admin(self, principal: Principal) -> bool:
+        return self.admin_scope is not None and principal.has_scope(self.admin_scope)
+
+    def resume(self, credential: str) -> Identity:
+        """The identity of a token that already signed in (the token page's cookie),
+        checked as a login would check it now but *without* being one: no use is
+        spent and nothing is recorded, so browsing the page does not inflate the
+        token's ``use_count``.  A revoked, expired or script-bound token is refused as
+        a login would be (``AuthenticationFailed`` with what to change); a token whose
+        uses ran out still resumes, as its sign-in was the login it spent.
+        """
+        token = self.security.restore_auth_token(credential)
+        assert token.key is not None
+        assert token.user is not None
+        check = self.security.explain_login(token.key)
+        if not check.ok and check.reason != "TokenExhausted":
+            raise AuthenticationFailed(check.message)
+        principal = Principal(token.user, token.key, token.scopes, token.data,
+                              token.expires, parent_key=token.parent_key,
+                              run_id=token.run_id)
+        return Identity(principal.user, admin=self._admin(principal), principal=principal)
 
 
 def _claim(claims: Mapping[str, Any], name: str) -> Any:
@@ -249,20 +270,30 @@ class JWTAuth:
     def __call__(self, request: HTTPConnection) -> Identity:
         """The identity the token's claims name; ``InvalidToken`` when it is refused."""
         claims = self.verifier.verify(bearer_token(request))
-        user = _claim(claims, self.user_claim)
-        if isinstance(user, bool) or not isinstance(user, (str, int)):
-            raise AuthenticationFailed(f"the token carries no usable {self.user_claim!r} claim")
-        try:
-            user = check_user(user)
-        except InvalidArgument:
-            raise AuthenticationFailed(
-                f"the token's {self.user_claim!r} claim is not a valid user"
-            ) from None
-        admin = False
-        if self.admin_claim is not None:
-            value = _claim(claims, self.admin_claim)
-            admin = value is True if self.admin_value is None else _holds(value, self.admin_value)
-        return Identity(user, admin=admin)
+        return identity_from_claims(claims, self.user_claim, self.admin_claim,
+                                    self.admin_value, what="the token")
+
+
+def identity_from_claims(claims: Mapping[str, Any], user_claim: str,
+                         admin_claim: str | None, admin_value: Any, *,
+                         what: str) -> Identity:
+    """The ``Identity`` verified ``claims`` name (``JWTAuth``, the page's single
+    sign-on): the user is ``claims[user_claim]``; an admin when ``admin_claim`` holds
+    ``admin_value`` (see ``JWTAuth``).  ``AuthenticationFailed`` naming ``what`` carried
+    the claims when there is no usable user."""
+    user = _claim(claims, user_claim)
+    if isinstance(user, bool) or not isinstance(user, (str, int)):
+        raise AuthenticationFailed(f"{what} carries no usable {user_claim!r} claim")
+    try:
+        user = check_user(user)
+    except InvalidArgument:
+        raise AuthenticationFailed(f"{what}'s {user_claim!r} claim is not a valid user"
+                                   ) from None
+    admin = False
+    if admin_claim is not None:
+        value = _claim(claims, admin_claim)
+        admin = value is True if admin_value is None else _holds(value, admin_value)
+    return Identity(user, admin=admin)
 
 
 class SpatiumAuth:

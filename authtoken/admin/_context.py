@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -64,8 +66,31 @@ class AdminContext:
         ``TypeError`` when the authenticator returns something else than an
         ``Identity``.
         """
+        return await self._identity(request, self.authenticate, presented or request)
+
+    async def resumed(self, request: Request, credential: str) -> Identity:
+        """Who ``credential`` -- kept by the token page since its sign-in -- is now.
+
+        An authenticator with a ``resume(credential)`` method (``DelegationTokenAuth``)
+        is asked through it, so that a page view is no login; any other is handed the
+        credential as ``Authorization: Bearer …``, as at sign-in.  Refusals as for
+        ``authenticated``.
+        """
+        resume = getattr(self.authenticate, "resume", None)
+        if not callable(resume):
+            headers = [(k, v) for k, v in request.scope["headers"]
+                       if k not in (b"authorization", b"cookie")]
+            headers.append((b"authorization", b"Bearer " + credential.encode()))
+            return await self.authenticated(
+                request, Request({**request.scope, "headers": headers}))
+        return await self._identity(request, resume, credential)
+
+    async def _identity(self, request: Request, authenticate: Callable[[Any], Any],
+                        presented: Any) -> Identity:
+        """``authenticate(presented)`` in a worker thread; a refusal counted against
+        ``request``'s address, recorded, and raised as a 401 ``Problem``."""
         try:
-            identity = await run_in_threadpool(self.authenticate, presented or request)
+            identity = await run_in_threadpool(authenticate, presented)
         except (AuthenticationFailed, LoginError) as exc:
             address = client_address(request)
             self.limiter.failed(address)

@@ -1,339 +1,122 @@
-"""The token management page: server-rendered HTML, the admin application's second face.
+"""The token page: a person's own tokens -- list, create, edit, renew, revoke.
 
-Theory of operation
--------------------
-The page lives under ``/ui`` of the admin application.  A browser cannot send an
-``Authorization`` header with a link or a form, so the sign-in form takes the credential
-once (a delegation token, or whatever the application's ``Authenticator`` accepts as a
-bearer credential) and keeps it in a cookie -- ``HttpOnly`` (no script reads it),
-``SameSite=Strict``, ``Secure`` over HTTPS, scoped to ``/ui``.  Every page request hands
-it to the same ``Authenticator`` as ``Authorization: Bearer …``, so a revoked or expired
-credential stops working at once, and the same rate limit and audit trail apply.
-
-Forms that change something carry a CSRF token: an HMAC of the credential under a key
-derived from the engine's secret key (so every process of a deployment agrees, and a
-token is worthless with any other credential).  The sign-in form has no credential yet,
-so it is bound to a *pre-session* instead: the signed-out page gives the browser a random
-value in a cookie of its own (``HttpOnly``, ``SameSite=Strict``) and puts an HMAC of it,
-under another derived key, in the form -- so another site can neither read a valid value
-nor make one, and cannot sign a visitor in to the attacker's account (login CSRF).
-Signing in ends the pre-session.  Over HTTPS at the root of its host both cookies are
-``__Host-`` cookies, which a sibling subdomain cannot plant (cookie tossing); see
-``_Page._cookie``.
-
-Every POST must also be *shown* to come from this page: an ``Origin`` naming the page's
-own origin or, without one, ``Sec-Fetch-Site: same-origin``; and no ``Sec-Fetch-Site``
-naming another site.  ``Origin: null`` (sandboxed frames, no-referrer pages) and a request
-that says neither is refused.  Form bodies must be
-``application/x-www-form-urlencoded`` and are size-limited like API bodies.
+Server-rendered HTML under ``/ui`` of the admin application, built on ``_pagekit``
+(cookies, who is signed in, forms, CSRF, errors).  The admin's view of every user's
+tokens and the audit trail are ``_page_admin``; single sign-on and linking upstream
+accounts are ``_page_sso``.
 
 A new token's string is shown once, on the answer to the form that created it, with a
 copy button; it is never put in a URL, a cookie or a redirect.  A form the engine
 refuses for what was typed into it (403, 409, 422 -- a scope too wide, a policy, an
-unreadable expiry) comes back as the token page with the reason and the fields as they
-were typed, masked (``_forms.kept``); a refusal of the form itself (its CSRF value, its
-origin, its encoding) is an error page.  A renewable token's row has a Renew form;
-after a renewal the page says so (``?renewed=<key>``, shown only for a token listed).
+unreadable expiry) comes back with the reason and the fields as they were typed, masked
+(``_forms.kept``); a refusal of the form itself (its CSRF value, its origin, its
+encoding) is an error page.  Every action ends on the list with a one-line confirmation
+(``?done=…``, ``_listing.notice``).
 
-Each token's row shows the verdict a login would get now (``Session.explain_login``):
-by the script the token is bound to, rebuilt from its bindings (``_checks``), or by no
-script for a token bound to none -- "ok", or the reason and what to change.  A token
-pinned to code shows each digest shortened (``sha256:1a2b3c4d…``), the full value in
-its title and a ``<details>``; the create form pins a token with its "pin to code"
-field (SHA-256 hex digests, checked before the engine sees them).
-
-The answer that shows a new token's string also lists the warnings about the scope as
-written (``authtoken.scope_warnings``: a comma, a binding in capitals, a path with a
-space); scripts are best bound through the form's own path and key fields, which escape
-for the user.  Pages carry a strict Content-Security-Policy with a per-response nonce
-for the one small script.
-
-The page shares the API's ``AdminContext`` (authenticator, rate limit, body limit), acts
-through the caller's ``Session`` as the API does, and shows a failure with the status
-the API would answer: a ``Problem``, through the one table of ``_problems``.
+The create form's expiry picker offers only what the signed-in session may give (a
+token's child lives no longer than the token) and the policy allows
+(``_listing.expiry_choices``); scripts are bound through the form's path and key fields,
+which escape for the user, and pinned to code by digest; the answer lists the warnings
+about the scope as written (``authtoken.scope_warnings``).  The edit form changes a
+description, the data, and the scope only to a narrower one.  Each row shows the
+verdict a login would get now (``Session.explain_login``) by the script the token is
+bound to (``_checks``), and the token the page is signed in with is marked.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
-import secrets
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final, NamedTuple
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import urlencode
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .._errors import InvalidArgument
 from .._redact import redact
-from .._token import AuthToken
-from ._auth import MAX_CREDENTIAL_LENGTH, Identity, client_address
+from .._scopes import parse_scope
+from .._token import AuthToken, UserKey
+from ._auth import MAX_CREDENTIAL_LENGTH, client_address
 from ._bindings import written_scope
 from ._checks import bound_script, read_digests, verdict
-from ._context import AdminContext
 from ._forms import kept, read_max_uses, script_keys, script_paths, token_row
+from ._listing import expiry_choices, notice, readable_binding, state_of
+from ._pagekit import COOKIE, PRE_SESSION_COOKIE, SSO_COOKIE, PageKit, SignedIn
 from ._problems import Problem, problem_for
 
-__all__ = ["page_routes"]
+__all__ = ["TokenPages", "row_for"]
 
-COOKIE: Final = "authtoken_ui"
-#: The cookie of a signed-out browser's pre-session, which the sign-in form is bound to.
-PRE_SESSION_COOKIE: Final = "authtoken_ui_pre"
-_FORM: Final = "application/x-www-form-urlencoded"
-_CSRF_PURPOSE: Final = b"admin page csrf"
-_SIGN_IN_PURPOSE: Final = b"admin page sign-in csrf"
-_PRE_SESSION: Final = re.compile(r"[A-Za-z0-9_-]{43}\Z", re.ASCII)
-_EXPIRED_FORM: Final = ("The form expired or did not come from this page; reload the page "
-                        "and try again.")
-_CROSS_SITE: Final = ("This form was not sent from this page (another site, or a browser "
-                      "that does not say where it comes from); it was refused.")
-_MAX_FIELDS: Final = 16
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _CREATE_FIELDS: Final = ("scope", "bind_paths", "bind_keys", "pin_digests", "description",
-                         "expires", "max_uses", "max_lifetime", "data")
+                         "expires", "expires_date", "max_uses", "max_lifetime", "data")
+_EDIT_FIELDS: Final = ("scope", "description", "data")
 # Refusals of what was typed: the form comes back filled in, with the reason.
 _REFILLED: Final = frozenset({403, 409, 422})
 
-_templates = Environment(
-    loader=PackageLoader("authtoken.admin", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+
+def row_for(token: AuthToken, now: datetime, who: SignedIn) -> dict[str, Any]:
+    """``token_row`` with what the page adds: its state, readable bindings, whether it
+    is the token the page is signed in with."""
+    row = token_row(token, now)
+    row["user"] = token.user
+    row["state"] = state_of(token, now)
+    row["readable"] = {s: readable_binding(s) for s in row["scripts"]}
+    row["current"] = token.key == who.token_key
+    return row
 
 
-class _Cookie(NamedTuple):
-    """A cookie's name, path and ``Secure`` flag, as the page sets and reads it."""
+class TokenPages:
+    """The routes of one's own tokens."""
 
-    name: str
-    path: str
-    secure: bool
+    def __init__(self, kit: PageKit,
+                 links: Callable[[UserKey], list[dict[str, Any]]] | None = None) -> None:
+        self.kit = kit
+        self.security = kit.security
+        self.links = links
 
-
-def _form_type(content_type: str | None) -> bool:
-    return content_type is not None and \
-        content_type.split(";")[0].strip().lower() == _FORM
-
-
-class _Page:
-    """The page's routes over the admin application's ``AdminContext``."""
-
-    def __init__(self, context: AdminContext) -> None:
-        self.context = context
-        self.security = context.security
-        self.csrf_key = context.security.derive_key(_CSRF_PURPOSE)
-        self.sign_in_key = context.security.derive_key(_SIGN_IN_PURPOSE)
-
-    # -- plumbing ---------------------------------------------------------------------
-    def _base(self, request: Request) -> str:
-        return f"{request.scope.get('root_path', '')}/ui"
-
-    def _cookie(self, request: Request, name: str) -> _Cookie:
-        """Where the page keeps cookie ``name`` for ``request``.
-
-        Over HTTPS at the root of its host, a ``__Host-`` cookie: browsers take it only
-        from this host, with ``Secure`` and ``Path=/``, so a sibling subdomain cannot
-        plant a credential or a pre-session (cookie tossing), and the plain name, which
-        it could plant, is never read.  Mounted under a path, ``Path=/`` would hand the
-        credential to the whole host, so the plain name scoped to the page is kept.
-        """
-        https = request.url.scheme == "https"
-        if https and not request.scope.get("root_path"):
-            return _Cookie("__Host-" + name, "/", True)
-        return _Cookie(name, self._base(request), https)
-
-    def _set_cookie(self, request: Request, response: Response, name: str,
-                    value: str) -> None:
-        cookie = self._cookie(request, name)
-        response.set_cookie(cookie.name, value, path=cookie.path, httponly=True,
-                            samesite="strict", secure=cookie.secure)
-
-    def _delete_cookie(self, request: Request, response: Response, name: str) -> None:
-        cookie = self._cookie(request, name)
-        response.delete_cookie(cookie.name, path=cookie.path, secure=cookie.secure,
-                               httponly=True, samesite="strict")
-
-    def _read_cookie(self, request: Request, name: str) -> str:
-        return request.cookies.get(self._cookie(request, name).name, "")
-
-    def _render(self, request: Request, template: str, status: int = 200,
-                headers: dict[str, str] | None = None, **values: Any) -> HTMLResponse:
-        nonce = secrets.token_urlsafe(16)
-        html = _templates.get_template(template).render(
-            base=self._base(request), nonce=nonce, **values)
-        response = HTMLResponse(html, status_code=status, headers=headers)
-        response.headers["content-security-policy"] = (
-            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-        )
-        response.headers["referrer-policy"] = "same-origin"
-        response.headers["x-frame-options"] = "DENY"
-        return response
-
-    def _csrf(self, credential: str) -> str:
-        return hmac.new(self.csrf_key, credential.encode(), hashlib.sha256).hexdigest()
-
-    def _sign_in_csrf(self, pre_session: str) -> str:
-        return hmac.new(self.sign_in_key, pre_session.encode(), hashlib.sha256).hexdigest()
-
-    def _sign_in_page(self, request: Request, *, status: int = 200,
-                      message: str | None = None,
-                      headers: dict[str, str] | None = None) -> HTMLResponse:
-        """The sign-in form, bound to the browser's pre-session (started here if the
-        browser has none, kept if it has: a second tab shows a form that still works)."""
-        pre_session = self._read_cookie(request, PRE_SESSION_COOKIE)
-        started = not _PRE_SESSION.fullmatch(pre_session)
-        if started:
-            pre_session = secrets.token_urlsafe(32)
-        response = self._render(request, "signin.html", status=status, headers=headers,
-                                message=message, csrf=self._sign_in_csrf(pre_session))
-        if started:
-            self._set_cookie(request, response, PRE_SESSION_COOKIE, pre_session)
-        return response
-
-    def _check_rate(self, request: Request) -> None:
-        wait = self.context.retry_after(request)
-        if wait is not None:
-            raise Problem(429, "Too many failed sign-ins from this address; try again "
-                               "later.", headers={"Retry-After": str(wait)})
-
-    @staticmethod
-    def _same_origin(request: Request) -> bool:
-        """True only when the browser shows the request comes from this page's origin.
-
-        ``Origin`` must name it (``null`` never does) or, when absent,
-        ``Sec-Fetch-Site`` must say ``same-origin``; a ``Sec-Fetch-Site`` naming another
-        site refuses whatever ``Origin`` says.  A request with neither header is refused:
-        an old browser or a plain-HTTP intranet host sends no fetch metadata, and a
-        sandboxed frame or a no-referrer page sends ``Origin: null``.
-        """
-        origin = request.headers.get("origin")
-        site = request.headers.get("sec-fetch-site")
-        if site is not None and site not in ("same-origin", "none"):
-            return False
-        if origin is not None:
-            own = _origin(f"{request.url.scheme}://{request.url.netloc}")
-            return own is not None and _origin(origin) == own
-        return site == "same-origin"
-
-    async def _identify(self, request: Request, credential: str) -> Identity:
-        """Who ``credential`` is, through the application's authenticator; a refusal is
-        a 401 ``Problem`` (``AdminContext.authenticated``), shown as the sign-in form
-        with the reason."""
-        headers = [(k, v) for k, v in request.scope["headers"]
-                   if k not in (b"authorization", b"cookie")]
-        headers.append((b"authorization", b"Bearer " + credential.encode()))
-        return await self.context.authenticated(
-            request, Request({**request.scope, "headers": headers}))
-
-    async def _signed_in(self, request: Request) -> tuple[Identity, str]:
-        self._check_rate(request)
-        credential = self._read_cookie(request, COOKIE)
-        if not credential:
-            raise Problem(401, "")
-        return await self._identify(request, credential), credential
-
-    def _check_origin(self, request: Request) -> None:
-        """403 unless the POST shows it comes from this page.  Every POST calls this
-        first: a cross-site post must not get as far as the credential (no failed
-        sign-in counted against the visitor's address, no cookie set or cleared)."""
-        if not self._same_origin(request):
-            raise Problem(403, _CROSS_SITE)
-
-    async def _form(self, request: Request, fields: Iterable[str]) -> dict[str, str]:
-        self._check_origin(request)
-        if not _form_type(request.headers.get("content-type")):
-            raise Problem(415, "Send the form as application/x-www-form-urlencoded.")
-        size, chunks = 0, []
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.context.max_body:
-                raise Problem(413, f"The form is larger than {self.context.max_body} bytes.")
-            chunks.append(chunk)
-        try:
-            pairs = parse_qsl(b"".join(chunks).decode("utf-8"), keep_blank_values=True,
-                              strict_parsing=False, max_num_fields=_MAX_FIELDS,
-                              errors="strict")
-        except (UnicodeDecodeError, ValueError):
-            raise Problem(422, "The form could not be read.") from None
-        allowed = set(fields)
-        form: dict[str, str] = {}
-        for name, value in pairs:
-            # The name is not echoed: it could be anything, a pasted token included.
-            if name not in allowed:
-                raise Problem(422, "The form holds a field this page does not know.")
-            if name in form:
-                raise Problem(422, f"The form holds the field {name!r} twice.")
-            form[name] = value
-        return form
-
-    @staticmethod
-    def _check_csrf(form: dict[str, str], expected: str) -> None:
-        sent = form.get("csrf", "").encode("utf-8", "replace")
-        if not hmac.compare_digest(sent, expected.encode()):
-            raise Problem(403, _EXPIRED_FORM)
-
-    def _error(self, request: Request, problem: Problem) -> Response:
-        """``problem`` as a page: the sign-in form for a 401 (clearing a refused
-        credential's cookie), else the error page; the message masked."""
-        if problem.status == 401:
-            response = self._sign_in_page(
-                request, status=401, message=redact(problem.detail) or None,
-                headers={"WWW-Authenticate": 'Bearer realm="authtoken"'})
-            if self._read_cookie(request, COOKIE):
-                self._delete_cookie(request, response, COOKIE)
-            return response
-        return self._render(request, "error.html", status=problem.status,
-                            headers=problem.headers, message=redact(problem.detail))
-
-    def handle(self, action: Callable[[Request], Awaitable[Response]]
-               ) -> Callable[[Request], Awaitable[Response]]:
-        """``action`` as an endpoint whose failures are pages, with the status the
-        admin API would answer (the one table of ``_problems``)."""
-
-        async def run(request: Request) -> Response:
-            try:
-                return await action(request)
-            except Problem as problem:
-                return self._error(request, problem)
-            except Exception as exc:
-                return self._error(request, problem_for(exc))
-
-        return run
-
-    # -- the routes -------------------------------------------------------------------
+    # -- the list ---------------------------------------------------------------------
     async def index(self, request: Request) -> Response:
         try:
-            identity, credential = await self._signed_in(request)
+            who = await self.kit.signed_in(request)
         except Problem as error:
             if error.status == 401 and not error.detail:
-                return self._sign_in_page(request)
+                return self.kit.sign_in_page(request)
             raise
-        return await self._tokens_page(request, identity, credential,
-                                       renewed=request.query_params.get("renewed"))
+        return await self.tokens_page(request, who)
 
-    async def _tokens_page(self, request: Request, identity: Identity, credential: str, *,
-                           status: int = 200, message: str | None = None,
-                           renewed: str | None = None,
-                           typed: Mapping[str, str] | None = None,
-                           renew: Mapping[str, str] | None = None) -> HTMLResponse:
-        """The token list and the create form: with ``message`` (a refusal) and the
-        create form's ``typed`` values or the ``renew`` form's (its ``key`` and
-        ``by``), or with a note that the listed token ``renewed`` was renewed."""
+    def _limit(self, who: SignedIn, now: datetime) -> tuple[datetime | None, bool]:
+        """How long a token made now may live: the signed-in token's expiry and the
+        policy's longest lifetime, and whether it may never expire."""
+        limits: list[datetime] = []
+        never = True
+        principal = who.identity.principal
+        if principal is not None and principal.expires is not None:
+            limits.append(principal.expires)
+            never = False
+        policy = self.security.policy
+        if policy is not None:
+            if policy.max_lifetime is not None:
+                limits.append(now + policy.max_lifetime)
+                never = False
+            never = never and not policy.require_expiry
+        return (min(limits) if limits else None), never
+
+    async def tokens_page(self, request: Request, who: SignedIn, *, status: int = 200,
+                          message: str | None = None,
+                          typed: Mapping[str, str] | None = None,
+                          renew: Mapping[str, str] | None = None) -> HTMLResponse:
+        """The list and the create form: with ``message`` (a refusal) and the create
+        form's ``typed`` values or the ``renew`` form's (its ``key`` and ``by``)."""
         include_revoked = request.query_params.get("revoked") == "1"
 
         def rows() -> list[dict[str, Any]]:
             now = self.security.now()
-            session = identity.session(self.security)
-            listed = session.list_auth_tokens(include_revoked=include_revoked)
+            session = who.identity.session(self.security)
             shown = []
-            for token in listed:
-                row = token_row(token, now)
-                # What a login would get now: by its bound script, or by none.
+            for token in session.list_auth_tokens(include_revoked=include_revoked):
+                row = row_for(token, now, who)
                 script = bound_script(token.scopes)
                 row["verdict"] = verdict(
                     session.explain_login(str(token.key), script=script), script)
@@ -341,72 +124,90 @@ class _Page:
             return shown
 
         tokens = await run_in_threadpool(rows)
-        notice = next((t for t in tokens if renewed and t["key"] == renewed
-                       and not t["revoked"]), None)
-        return self._render(
-            request, "tokens.html", status=status, identity=identity,
-            csrf=self._csrf(credential), tokens=tokens, include_revoked=include_revoked,
-            message=None if message is None else redact(message), renewed=notice,
-            typed=typed or {}, renew=renew or {},
-        )
+        links = [] if self.links is None else \
+            await run_in_threadpool(self.links, who.identity.user)
+        now = self.security.now()
+        limit, never = self._limit(who, now)
+        done = notice(request.query_params)
+        renewed = request.query_params.get("renewed")
+        if renewed:
+            row = next((t for t in tokens if t["key"] == renewed and not t["revoked"]), None)
+            done = None if row is None else f"Token {renewed} renewed: it now expires " \
+                f"{row['expires']}."
+        return self.kit.render(
+            request, "tokens.html", status=status, who=who, identity=who.identity,
+            csrf=who.csrf, tokens=tokens, include_revoked=include_revoked,
+            message=None if message is None else redact(message), notice=done,
+            typed=typed or {}, renew=renew or {}, links=links,
+            expiry=expiry_choices(now, limit, never_allowed=never))
 
-    async def _refused(self, request: Request, identity: Identity, credential: str,
-                       exc: Exception, *, typed: Mapping[str, str] | None = None,
+    async def _refused(self, request: Request, who: SignedIn, exc: Exception, *,
+                       typed: Mapping[str, str] | None = None,
                        renew: Mapping[str, str] | None = None) -> HTMLResponse:
-        """The token page again after ``exc`` refused a form, with the reason and what
-        was ``typed``; an error that is no refusal of the typed values is raised as its
+        """The list again after ``exc`` refused a form, with the reason and what was
+        ``typed``; an error that is no refusal of the typed values is raised as its
         ``Problem``, for ``handle`` to show."""
         problem = exc if isinstance(exc, Problem) else problem_for(exc)
         if problem.status not in _REFILLED:
             raise problem from None
-        return await self._tokens_page(request, identity, credential,
-                                       status=problem.status, message=problem.detail,
-                                       typed=typed, renew=renew)
+        return await self.tokens_page(request, who, status=problem.status,
+                                      message=problem.detail, typed=typed, renew=renew)
 
+    def _done(self, request: Request, what: str, key: str, back: str = "") -> Response:
+        place = "/all" if back == "all" else "/"
+        return RedirectResponse(
+            f"{self.kit.base(request)}{place}?{urlencode({'done': what, 'key': key})}",
+            status_code=303)
+
+    # -- signing in and out -----------------------------------------------------------
     async def sign_in(self, request: Request) -> Response:
-        self._check_origin(request)
-        self._check_rate(request)
-        form = await self._form(request, ("csrf", "credential"))
-        pre_session = self._read_cookie(request, PRE_SESSION_COOKIE)
-        if not _PRE_SESSION.fullmatch(pre_session):
-            raise Problem(403, _EXPIRED_FORM)
-        self._check_csrf(form, self._sign_in_csrf(pre_session))
+        self.kit.check_origin(request)
+        self.kit.check_rate(request)
+        form = await self.kit.form(request, ("csrf", "credential"))
+        pre_session = self.kit.pre_session(request)
+        if pre_session is None:
+            raise Problem(403, "The form expired or did not come from this page; reload "
+                               "the page and try again.")
+        self.kit.check_csrf(form, self.kit.sign_in_csrf(pre_session))
         credential = form.get("credential", "").strip()
         if not credential:
             raise Problem(401, "Paste a token to sign in.")
         if len(credential) > MAX_CREDENTIAL_LENGTH or not credential.isascii() \
                 or not credential.isprintable():
-            self.context.limiter.failed(client_address(request))
+            self.kit.context.limiter.failed(client_address(request))
             raise Problem(401, "That is not a token.")
-        await self._identify(request, credential)
-        response = RedirectResponse(f"{self._base(request)}/", status_code=303)
-        self._set_cookie(request, response, COOKIE, credential)
-        self._delete_cookie(request, response, PRE_SESSION_COOKIE)
+        headers = [(k, v) for k, v in request.scope["headers"]
+                   if k not in (b"authorization", b"cookie")]
+        headers.append((b"authorization", b"Bearer " + credential.encode()))
+        await self.kit.context.authenticated(
+            request, Request({**request.scope, "headers": headers}))
+        response = RedirectResponse(f"{self.kit.base(request)}/", status_code=303)
+        self.kit.set_cookie(request, response, COOKIE, credential)
+        self.kit.delete_cookie(request, response, PRE_SESSION_COOKIE)
+        self.kit.delete_cookie(request, response, SSO_COOKIE, lax=True)
         return response
 
     async def sign_out(self, request: Request) -> Response:
-        self._check_origin(request)
-        response = RedirectResponse(f"{self._base(request)}/", status_code=303)
-        self._delete_cookie(request, response, COOKIE)
+        self.kit.check_origin(request)
+        response = RedirectResponse(f"{self.kit.base(request)}/", status_code=303)
+        self.kit.delete_cookie(request, response, COOKIE)
+        self.kit.delete_cookie(request, response, SSO_COOKIE, lax=True)
         return response
 
+    # -- create -----------------------------------------------------------------------
     async def create(self, request: Request) -> Response:
-        self._check_origin(request)
-        identity, credential = await self._signed_in(request)
-        form = await self._form(request, ("csrf", *_CREATE_FIELDS))
-        self._check_csrf(form, self._csrf(credential))
+        who, form = await self.kit.signed_form(request, _CREATE_FIELDS)
         try:
-            token, string, warnings = await run_in_threadpool(self._authorize, identity, form)
+            token, string, warnings = await run_in_threadpool(self._authorize, who, form)
         except Exception as exc:
-            return await self._refused(request, identity, credential, exc,
-                                       typed=kept(form, _CREATE_FIELDS))
-        row = token_row(token, self.security.now())
-        return self._render(request, "created.html", token=row, string=string,
-                            warnings=warnings)
+            return await self._refused(request, who, exc, typed=kept(form, _CREATE_FIELDS))
+        row = row_for(token, self.security.now(), who)
+        return self.kit.render(request, "created.html", token=row, string=string,
+                               warnings=warnings, who=who)
 
-    def _authorize(self, identity: Identity, form: Mapping[str, str]
+    def _authorize(self, who: SignedIn, form: Mapping[str, str]
                    ) -> tuple[AuthToken, str, tuple[str, ...]]:
-        """Authorize the token the create form describes, as ``identity``."""
+        """Authorize the token the create form describes, as ``who``."""
         scope = form.get("scope", "").strip()
         paths = script_paths(form.get("bind_paths", ""))
         keys = script_keys(form.get("bind_keys", ""))
@@ -419,82 +220,124 @@ class _Page:
             "max_lifetime": form.get("max_lifetime", "").strip() or None,
         }
         expires = form.get("expires", "").strip()
+        if expires == "date":
+            expires = form.get("expires_date", "").strip()
+            if not expires:
+                raise Problem(422, "Pick the day the token expires, or another expiry.")
         if expires:
             options["expires"] = expires
         written = written_scope(scope, paths, keys, digests)
         token = AuthToken(written.scope, form.get("data") or None, **options)
-        string = identity.session(self.security).authorize_token(token)
+        string = who.identity.session(self.security).authorize_token(token)
         return token, string, written.warnings
 
-    async def confirm_revoke(self, request: Request) -> Response:
-        identity, credential = await self._signed_in(request)
+    # -- edit -------------------------------------------------------------------------
+    async def edit_form(self, request: Request) -> Response:
+        who = await self.kit.signed_in(request)
         key = request.path_params["key"]
+        token = await run_in_threadpool(who.identity.session(self.security).get_auth_token,
+                                        key)
+        return self._edit_page(request, who, token)
 
-        token = await run_in_threadpool(identity.session(self.security).get_auth_token, key)
-        row = token_row(token, self.security.now())
-        return self._render(request, "confirm.html", token=row, csrf=self._csrf(credential))
+    def _edit_page(self, request: Request, who: SignedIn, token: AuthToken, *,
+                   status: int = 200, message: str | None = None,
+                   typed: Mapping[str, str] | None = None) -> HTMLResponse:
+        row = row_for(token, self.security.now(), who)
+        values = typed or {"scope": token.scope, "description": token.description,
+                           "data": token.data or ""}
+        return self.kit.render(request, "edit.html", status=status, token=row,
+                               typed=values, csrf=who.csrf, who=who,
+                               message=None if message is None else redact(message))
+
+    async def edit(self, request: Request) -> Response:
+        who, form = await self.kit.signed_form(request, _EDIT_FIELDS)
+        key = request.path_params["key"]
+        session = who.identity.session(self.security)
+        token = await run_in_threadpool(session.get_auth_token, key)
+        try:
+            await run_in_threadpool(self._update, who, token, form)
+        except Exception as exc:
+            problem = exc if isinstance(exc, Problem) else problem_for(exc)
+            if problem.status not in _REFILLED:
+                raise problem from None
+            return self._edit_page(request, who, token, status=problem.status,
+                                   message=problem.detail, typed=kept(form, _EDIT_FIELDS))
+        return self._done(request, "updated", key)
+
+    def _update(self, who: SignedIn, token: AuthToken, form: Mapping[str, str]) -> None:
+        """Change ``token``'s description, data and -- only narrower -- scope."""
+        scope = form.get("scope", "").strip()
+        try:
+            wanted = set(parse_scope(scope)) if scope else set()
+        except InvalidArgument as exc:
+            raise Problem(422, f"The scope does not read: {exc}") from None
+        if not wanted:
+            raise Problem(422, "A token keeps at least one scope; revoke it instead.")
+        added = wanted - set(token.scopes)
+        if added:
+            raise Problem(422, "The page only narrows a token's scope ("
+                               f"{len(added)} scope(s) are not in it now); create a new "
+                               "token for more.")
+        if wanted != set(token.scopes):
+            token.scopes = [s for s in token.scopes if s in wanted]
+        token.description = form.get("description", "")
+        token.data = form.get("data") or None
+        who.identity.session(self.security).update_auth_token(token)
+
+    # -- revoke and renew ---------------------------------------------------------------
+    async def confirm_revoke(self, request: Request) -> Response:
+        who = await self.kit.signed_in(request)
+        key = request.path_params["key"]
+        token = await run_in_threadpool(who.identity.session(self.security).get_auth_token,
+                                        key)
+        back = "all" if request.query_params.get("back") == "all" else ""
+        return self.kit.render(request, "confirm.html", token=row_for(
+            token, self.security.now(), who), csrf=who.csrf, back=back, who=who)
 
     async def revoke(self, request: Request) -> Response:
-        self._check_origin(request)
-        identity, credential = await self._signed_in(request)
-        form = await self._form(request, ("csrf",))
-        self._check_csrf(form, self._csrf(credential))
+        who, form = await self.kit.signed_form(request, ("back",))
         key = request.path_params["key"]
         await run_in_threadpool(
-            lambda: identity.session(self.security).revoke_auth_token_by_key(key))
-        return RedirectResponse(f"{self._base(request)}/", status_code=303)
+            lambda: who.identity.session(self.security).revoke_auth_token_by_key(key))
+        if key == who.token_key:  # the page's own token: signed out with it
+            response = RedirectResponse(f"{self.kit.base(request)}/", status_code=303)
+            self.kit.delete_cookie(request, response, COOKIE)
+            return response
+        return self._done(request, "revoked", key, form.get("back", ""))
 
     async def renew(self, request: Request) -> Response:
         """Renew a token (``by``: a duration, empty for its first lifetime) through the
         caller's session, then show the list with a note saying so."""
-        self._check_origin(request)
-        identity, credential = await self._signed_in(request)
-        form = await self._form(request, ("csrf", "by"))
-        self._check_csrf(form, self._csrf(credential))
+        who, form = await self.kit.signed_form(request, ("by",))
         key = request.path_params["key"]
         by = form.get("by", "").strip() or None
         try:
             await run_in_threadpool(
-                lambda: identity.session(self.security).renew_auth_token_by_key(key, by=by))
+                lambda: who.identity.session(self.security).renew_auth_token_by_key(key,
+                                                                                    by=by))
         except Exception as exc:
-            return await self._refused(request, identity, credential, exc,
+            return await self._refused(request, who, exc,
                                        renew={"key": key, **kept(form, ("by",))})
-        return RedirectResponse(f"{self._base(request)}/?{urlencode({'renewed': key})}",
+        return RedirectResponse(f"{self.kit.base(request)}/?{urlencode({'renewed': key})}",
                                 status_code=303)
 
+    def routes(self) -> list[Route]:
+        kit = self.kit
 
-def _origin(text: str) -> tuple[str, str, int] | None:
-    """``(scheme, host, port)`` of an origin (``https://host[:port]``), compared as
-    browsers compare them: scheme and host in any case, a default port written or not
-    (a proxy may send ``Host: example.com:443``; a browser never puts ``:443`` in
-    ``Origin``).  ``None`` for anything else -- ``null``, a path, a user part, a bad
-    port, another scheme -- which then matches nothing."""
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        return None
-    default = _DEFAULT_PORTS.get(parts.scheme)
-    if default is None or not parts.hostname or parts.path or parts.query \
-            or parts.fragment or "@" in parts.netloc:
-        return None
-    return parts.scheme, parts.hostname, default if port is None else port
+        async def to_page(request: Request) -> Response:
+            return RedirectResponse(f"{kit.base(request)}/", status_code=307)
 
+        return [
+            Route("/ui", to_page, methods=["GET"]),
+            Route("/ui/", kit.handle(self.index), methods=["GET"]),
+            Route("/ui/sign-in", kit.handle(self.sign_in), methods=["POST"]),
+            Route("/ui/sign-out", kit.handle(self.sign_out), methods=["POST"]),
+            Route("/ui/tokens", kit.handle(self.create), methods=["POST"]),
+            Route("/ui/tokens/{key}/edit", kit.handle(self.edit_form), methods=["GET"]),
+            Route("/ui/tokens/{key}/edit", kit.handle(self.edit), methods=["POST"]),
+            Route("/ui/tokens/{key}/revoke", kit.handle(self.confirm_revoke),
+                  methods=["GET"]),
+            Route("/ui/tokens/{key}/revoke", kit.handle(self.revoke), methods=["POST"]),
+            Route("/ui/tokens/{key}/renew", kit.handle(self.renew), methods=["POST"]),
+        ]
 
-def page_routes(context: AdminContext) -> list[Route]:
-    """The page's routes over ``context``, to add to the admin application."""
-    page = _Page(context)
-
-    async def to_page(request: Request) -> Response:
-        return RedirectResponse(f"{page._base(request)}/", status_code=307)
-
-    return [
-        Route("/ui", to_page, methods=["GET"]),
-        Route("/ui/", page.handle(page.index), methods=["GET"]),
-        Route("/ui/sign-in", page.handle(page.sign_in), methods=["POST"]),
-        Route("/ui/sign-out", page.handle(page.sign_out), methods=["POST"]),
-        Route("/ui/tokens", page.handle(page.create), methods=["POST"]),
-        Route("/ui/tokens/{key}/revoke", page.handle(page.confirm_revoke), methods=["GET"]),
-        Route("/ui/tokens/{key}/revoke", page.handle(page.revoke), methods=["POST"]),
-        Route("/ui/tokens/{key}/renew", page.handle(page.renew), methods=["POST"]),
-    ]

@@ -115,8 +115,8 @@ def test_public_names_are_sorted_and_exported() -> None:
     assert admin.__all__ == sorted(admin.__all__)
     assert admin.__all__ == [
         "AuthenticationFailed", "Authenticator", "DelegationTokenAuth",
-        "FailureLimiter", "Identity", "JWTAuth", "SpatiumAuth", "bearer_token", "create_app",
-        "openapi_document", "user_candidates",
+        "FailureLimiter", "Identity", "JWTAuth", "OIDCSignIn", "SpatiumAuth", "bearer_token",
+        "create_app", "openapi_document", "user_candidates",
     ]
     for name in admin.__all__:
         assert getattr(admin, name) is not None

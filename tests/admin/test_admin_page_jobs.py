@@ -57,7 +57,7 @@ def row(page: str, key: str | None) -> str:
 
 def cell(page: str, key: str | None, name: str) -> str:
     """The text of the cell of class ``name`` in the row of ``key``, tags removed."""
-    found = re.search(rf'<td class="{name}">(.*?)</td>', row(page, key), re.DOTALL)
+    found = re.search(rf'<td class="{name}"[^>]*>(.*?)</td>', row(page, key), re.DOTALL)
     assert found is not None
     return html.unescape(re.sub(r"<[^>]+>", "", found.group(1))).strip()
 
@@ -68,6 +68,10 @@ def field(page: str, name: str) -> str:
                          re.DOTALL)
     if textarea is not None:
         return html.unescape(textarea.group(1))
+    select = re.search(rf'<select [^>]*name="{name}"[^>]*>(.*?)</select>', page, re.DOTALL)
+    if select is not None:
+        chosen = re.search(r'<option value="([^"]*)" selected>', select.group(1))
+        return "" if chosen is None else html.unescape(chosen.group(1))
     found = re.search(rf'<input [^>]*name="{name}"[^>]*>', page)
     assert found is not None, name
     value = re.search(r'value="([^"]*)"', found.group(0))
@@ -317,7 +321,7 @@ def test_job_fields_in_chromium(chrome: Any, site: tuple[Security, str]) -> None
     typed fields, then renew from the list and read the confirmation."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     security, url = site
     wait = WebDriverWait(chrome, 10)
@@ -332,7 +336,10 @@ def test_job_fields_in_chromium(chrome: Any, site: tuple[Security, str]) -> None
     typed = {"scope": "jobs:run", "description": "nightly", "expires": "1d",
              "max-uses": "0", "max-lifetime": "7d"}
     for name, value in typed.items():
-        chrome.find_element(By.ID, name).send_keys(value)
+        if name == "expires":  # the expiry picker: a choice, not typing
+            Select(chrome.find_element(By.ID, name)).select_by_value(value)
+        else:
+            chrome.find_element(By.ID, name).send_keys(value)
     chrome.find_element(By.ID, "create-token").click()
     said = wait.until(ready.presence_of_element_located((By.ID, "message")))
     assert "max_uses" in said.text

@@ -67,7 +67,7 @@ def row(page: str, key: str) -> str:
 
 def cell(page: str, key: str, name: str) -> str:
     """The text of the cell of class ``name`` in the row of ``key``, tags removed."""
-    found = re.search(rf'<td class="{name}">(.*?)</td>', row(page, key), re.DOTALL)
+    found = re.search(rf'<td class="{name}"[^>]*>(.*?)</td>', row(page, key), re.DOTALL)
     assert found is not None
     return " ".join(html.unescape(re.sub(r"<[^>]+>", "", found.group(1))).split())
 
