@@ -386,3 +386,36 @@ def test_the_password_session_still_works_beside_the_code_flow(op: OIDCProvider)
     """The public client gained a grant; its password grant is as before."""
     with OIDCPasswordSession(op.issuer, op.PUBLIC_CLIENT, "alice", op.password) as session:
         assert session.get_access_token()
+
+
+# -- the test provider's side ---------------------------------------------------------------
+
+def test_the_provider_sends_no_code_to_an_unregistered_redirect_uri(
+        op: OIDCProvider, client: AuthorizationCodeClient) -> None:
+    request = client.begin("http://127.0.0.1:9/not-registered")
+    page = httpx.get(request.url)
+    assert page.status_code == 400 and "location" not in page.headers
+
+
+def test_the_provider_requires_pkce_by_s256(op: OIDCProvider,
+                                            client: AuthorizationCodeClient) -> None:
+    request = client.begin(CALLBACK)
+    query = dict(parse_qsl(urlsplit(request.url).query))
+    for change in ({"code_challenge_method": "plain"}, {"code_challenge": None,
+                                                        "code_challenge_method": None}):
+        asked = {k: v for k, v in {**query, **change}.items() if v is not None}
+        answer = httpx.get(op.authorization_url, params=asked)
+        assert answer.status_code == 302
+        assert dict(parse_qsl(urlsplit(answer.headers["location"]).query))["error"] == (
+            "invalid_request")
+
+
+def test_the_login_form_is_labelled_and_refuses_a_wrong_password(
+        op: OIDCProvider, client: AuthorizationCodeClient) -> None:
+    request = client.begin(CALLBACK)
+    page = httpx.get(request.url).text
+    for field in ("username", "password"):
+        assert f'<label for="{field}">' in page and f'id="{field}"' in page
+    assert ">Sign in</button>" in page and ">Cancel</button>" in page
+    with pytest.raises(AssertionError, match="401"):
+        op.sign_in(request.url, password="not-" + op.password)
