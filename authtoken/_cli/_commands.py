@@ -26,7 +26,6 @@ from ._output import (
     cut,
     fail,
     json_text,
-    note,
     out,
     print_json,
     safe,
@@ -50,7 +49,6 @@ __all__ = [
     "cmd_login",
     "cmd_renew",
     "cmd_revoke",
-    "cmd_serve_admin",
     "cmd_show",
     "cmd_update",
     "duration",
@@ -430,38 +428,6 @@ def _prune(args: argparse.Namespace) -> int:
     else:
         out(f"pruned {dropped} audit event{'' if dropped == 1 else 's'} recorded before "
             f"{short_time(args.before, seconds=True)}")
-    return 0
-
-
-_LOOPBACK: Final = ("127.0.0.1", "::1", "localhost")
-
-
-def cmd_serve_admin(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
-
-        from ..admin import DelegationTokenAuth, create_app
-    except ImportError:
-        fail("MissingExtra", "serve-admin needs the web server: "
-             "pip install 'authtoken[serve]'",
-             text=f"{PROG} serve-admin needs the web server: pip install 'authtoken[serve]'")
-        return 1
-    host = args.host.strip()
-    security = open_store(args)
-    with security:
-        security.list_auth_tokens(user="-")  # storage reachable and schema current
-        app = create_app(security, authenticate=DelegationTokenAuth(
-            security, admin_scope=args.admin_scope or None))
-        shown = f"[{host}]" if ":" in host else host
-        note(f"{PROG}: the admin API and the token page on http://{shown}:{args.port}/ui/ "
-             f"-- sign in with a token ('{PROG} authorize --user U --scope "
-             f"\"{args.admin_scope} ...\"' makes an admin one). Ctrl+C stops.")
-        if host not in _LOOPBACK:
-            warn(f"listening on {host}, beyond this machine, without TLS: put it behind "
-                 "an HTTPS reverse proxy.")
-        uvicorn.run(app, host=host, port=args.port, lifespan="off", log_level="warning",
-                    access_log=False, server_header=False, proxy_headers=args.proxy_headers,
-                    forwarded_allow_ips=args.forwarded_allow_ips)
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Any, Final, NoReturn
 
 from .._errors import AuthTokenError
 from .._scopes import MAX_IDENTIFIER_LENGTH
-from . import _commands, _demo, _exec, _scan, _upstream
+from . import _commands, _demo, _exec, _scan, _serve, _upstream
 from ._output import JSON_ERRORS, PROG, fail, note, one_line
 
 __all__ = ["Parser", "build_parser", "with_suggestion"]
@@ -395,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--limit", metavar="N", type=_limit, default=100,
                      help="at most N events (default 100, at most 10000)")
 
-    sub = command("serve-admin", _commands.cmd_serve_admin,
+    sub = command("serve-admin", _serve.cmd_serve_admin,
                   "serve the admin API and the token management page (/ui/)")
     sub.add_argument("--host", default="127.0.0.1",
                      help="the address to listen on (default 127.0.0.1: this machine only)")
@@ -410,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--admin-scope", metavar="S", default="authtoken:admin",
                      help="callers whose token holds this scope are admins "
                           "(default authtoken:admin)")
+    _serve.add_serve_options(sub)
 
     sub = command("exec", _exec.cmd_exec,
                   "run a command as the user of the standing token: log in with it for "
