@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 import httpx
@@ -113,6 +114,12 @@ class Broker:
 
     def __repr__(self) -> str:
         return f"Broker(upstreams={sorted(self._upstreams)!r})"
+
+    @property
+    def upstreams(self) -> Mapping[str, Upstream]:
+        """The upstreams by link name, read-only (an ``OIDCUpstream`` can be linked from a
+        browser, a ``SpatiumUpstream`` by credentials only)."""
+        return MappingProxyType(self._upstreams)
 
     def __enter__(self) -> Broker:
         return self

@@ -122,6 +122,15 @@ def test_spatium_links_by_credentials_only(engine: Security,
         assert broker.links("alice") == {}
 
 
+
+def test_the_upstreams_are_listed_read_only(broker: Broker) -> None:
+    """What a page lists: each link name and whether a browser can link it."""
+    assert list(broker.upstreams) == ["space"]
+    assert isinstance(broker.upstreams["space"], OIDCUpstream)
+    with pytest.raises(TypeError):
+        broker.upstreams["other"] = broker.upstreams["space"]  # type: ignore[index]
+
+
 # -- panva ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
