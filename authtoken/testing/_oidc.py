@@ -165,7 +165,7 @@ class OIDCProvider:
             scope="core_basic admin:read", token_type="bsauth")  # noqa: S106 - a scheme
         first = self.private_key if self.private_key is not None else rsa_key(0)
         self.keys: list[tuple[str, rsa.RSAPrivateKey]] = [("key-0", first)]
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._fail_token = 0
         self._fail_status = 503
         self._fail_grant: str | None = None
@@ -226,7 +226,7 @@ class OIDCProvider:
         """The next ``n`` token requests (of ``grant_type``, if given) answer ``status``,
         with ``body`` (e.g. an HTML page with status 200) or an OAuth2 error; they are not
         processed."""
-        with self._lock:
+        with self.lock:
             self._fail_token = n
             self._fail_status = status
             self._fail_grant = grant_type
@@ -234,7 +234,7 @@ class OIDCProvider:
 
     def allow_redirect(self, uri: str) -> None:
         """Let every client's codes go to ``uri`` (compared exactly)."""
-        with self._lock:
+        with self.lock:
             self.redirect_uris.add(uri)
 
     def register_client(self, client_id: str, client_secret: str | None = None, *,
@@ -242,7 +242,7 @@ class OIDCProvider:
                                                         "refresh_token")) -> None:
         """Add a client (confidential when it has a secret) that may use ``grant_types``
         and the redirect URIs ``allow_redirect`` allows."""
-        with self._lock:
+        with self.lock:
             self.clients[client_id] = Client(client_id, client_secret, grant_types,
                                               redirect_uris=self.redirect_uris)
 
@@ -257,12 +257,12 @@ class OIDCProvider:
 
     def reject_api(self, n: int) -> None:
         """The next ``n`` protected API calls answer 401 whatever token they carry."""
-        with self._lock:
+        with self.lock:
             self._reject_api = n
 
     def rotate_key(self, *, keep_old: bool = True) -> str:
         """Sign from now on with a new key (new ``kid``); the JWKS lists it (and the old)."""
-        with self._lock:
+        with self.lock:
             kid = f"key-{len(self.keys)}"
             new = (kid, rsa_key(len(self.keys)))
             self.keys = [*self.keys, new] if keep_old else [new]
@@ -295,12 +295,12 @@ class OIDCProvider:
         return jwt.encode(payload, current_key if key is None else key,
                           algorithm=algorithm, headers=headers)
 
-    def _access_token(self, client: Client, grant_type: str, user: Any, scope: str,
+    def access_token_for(self, client: Client, grant_type: str, user: Any, scope: str,
                       ) -> str:
         return self.mint({"sub": user or client.client_id, "azp": client.client_id,
                           "scope": scope, "client_id": client.client_id})
 
-    def _refresh_token(self, client: Client, grant_type: str, user: Any, scope: str,
+    def refresh_token_for(self, client: Client, grant_type: str, user: Any, scope: str,
                        ) -> str:
         return secrets.token_urlsafe(32)
 
@@ -356,11 +356,11 @@ class OIDCProvider:
         @app.post("/oauth/token")
         def token() -> Any:
             grant_type = request.form.get("grant_type", "")
-            with self._lock:
+            with self.lock:
                 self.counts[grant_type] += 1
             if self.token_delay:
                 time.sleep(self.token_delay)
-            with self._lock:
+            with self.lock:
                 if self._fail_token > 0 and self._fail_grant in (None, grant_type):
                     self._fail_token -= 1
                     if self._fail_body is not None:
@@ -371,7 +371,7 @@ class OIDCProvider:
 
         @app.get(REALM + "/.well-known/openid-configuration")
         def openid_configuration() -> Any:
-            with self._lock:
+            with self.lock:
                 self.counts["discovery"] += 1
             document: dict[str, Any] = {
                 "issuer": self.issuer, "token_endpoint": self.token_url,
@@ -387,13 +387,13 @@ class OIDCProvider:
 
         @app.get(REALM + "/protocol/openid-connect/certs")
         def certs() -> Any:
-            with self._lock:
+            with self.lock:
                 self.counts["jwks"] += 1
                 return jsonify(self.jwks())
 
         @app.get("/space/api/.well-known/oidc")
         def space_oidc() -> Any:
-            with self._lock:
+            with self.lock:
                 self.counts["space"] += 1
             authority = self.space_authority or self.issuer
             return jsonify(data={"authority": authority, "client_id": PUBLIC_CLIENT})
@@ -401,12 +401,12 @@ class OIDCProvider:
         @app.get("/space/api/lessons/<int:lesson>")
         def lesson(lesson: int) -> Any:
             scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-            with self._lock:
+            with self.lock:
                 rejected = self._reject_api > 0
                 self._reject_api -= rejected
             claims = None if rejected or scheme != "Bearer" else self.check(value)
             status = 401 if claims is None else 200
-            with self._lock:
+            with self.lock:
                 self.api_statuses.append(status)
             if claims is None:
                 return (jsonify(message="Unauthenticated."), 401,
@@ -416,7 +416,7 @@ class OIDCProvider:
 
         @app.get("/bs-core/utils/session/whoami")
         def whoami() -> Any:
-            with self._lock:
+            with self.lock:
                 self.counts["whoami"] += 1
             claims = self.check(request.headers.get("bsauth", ""))
             if claims is None:

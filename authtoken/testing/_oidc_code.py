@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
@@ -30,8 +30,9 @@ from authlib.oidc.core.grants import OpenIDCode  # type: ignore[import-untyped]
 from authlib.oidc.core.grants.util import create_half_hash  # type: ignore[import-untyped]
 from flask import Flask, request
 
-if TYPE_CHECKING:
-    from ._oidc import OIDCProvider
+# The provider is ``_oidc.OIDCProvider``; typed ``Provider`` (``Any``) so that the
+# provider's modules import one way only.
+Provider = Any
 
 __all__ = ["AUTH_PATH", "CodeGrant", "CodeRecord", "Issuer", "OpenIDCodeExtension",
            "S256Challenge", "install_login_page", "sign_in"]
@@ -86,7 +87,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         "client_secret_basic", "client_secret_post", "none"]
 
     def save_authorization_code(self, code: str, req: Any) -> None:
-        provider: OIDCProvider = self.server.provider
+        provider: Provider = self.server.provider
         data = req.payload.data
         provider.codes[code] = CodeRecord(
             code=code, client_id=req.client.client_id,
@@ -96,7 +97,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             auth_time=int(time.time()), expires_at=time.time() + CODE_LIFETIME)
 
     def query_authorization_code(self, code: str, client: Any) -> CodeRecord | None:
-        provider: OIDCProvider = self.server.provider
+        provider: Provider = self.server.provider
         record = provider.codes.get(code)
         if record is None:
             if code in provider.used_codes:
@@ -104,10 +105,10 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             return None
         if record.client_id != client.client_id or time.time() >= record.expires_at:
             return None
-        return record
+        return record  # type: ignore[no-any-return]
 
     def delete_authorization_code(self, authorization_code: CodeRecord) -> None:
-        provider: OIDCProvider = self.server.provider
+        provider: Provider = self.server.provider
         provider.codes.pop(authorization_code.code, None)
         provider.used_codes.add(authorization_code.code)
 
@@ -133,7 +134,7 @@ class OpenIDCodeExtension(OpenIDCode):  # type: ignore[misc]
     with ``nonce``, ``aud`` = the client id and the user's ``groups`` -- or whatever a
     test told the provider to get wrong (``id_token_claims``, ``id_token_key``)."""
 
-    def __init__(self, provider: OIDCProvider) -> None:
+    def __init__(self, provider: Provider) -> None:
         super().__init__(require_nonce=True)
         self.provider = provider
 
@@ -177,13 +178,13 @@ class Issuer(IssuerParameter):  # type: ignore[misc]
     """RFC 9207: every authorization response names the issuer (``iss``), unless a
     test turned ``send_iss`` off or set ``callback_iss`` to another."""
 
-    def __init__(self, provider: OIDCProvider) -> None:
+    def __init__(self, provider: Provider) -> None:
         self.provider = provider
 
     def get_issuer(self) -> str | None:
         if not self.provider.send_iss:
             return None
-        return self.provider.callback_iss or self.provider.issuer
+        return str(self.provider.callback_iss or self.provider.issuer)
 
 
 _PAGE = """<!doctype html>
@@ -211,7 +212,7 @@ def _page(client_id: str, message: str = "") -> str:
                         message=shown, action=html.escape(action, quote=True))
 
 
-def install_login_page(app: Flask, server: Any, provider: OIDCProvider, realm: str) -> None:
+def install_login_page(app: Flask, server: Any, provider: Provider, realm: str) -> None:
     """``GET {realm}/protocol/openid-connect/auth``: the login form for a valid
     authorization request; ``POST``: sign in (or cancel) and redirect with the code."""
 
@@ -220,7 +221,7 @@ def install_login_page(app: Flask, server: Any, provider: OIDCProvider, realm: s
 
     @app.route(realm + AUTH_PATH, methods=["GET", "POST"])
     def authorize() -> Any:
-        with provider._lock:
+        with provider.lock:
             provider.counts["authorize"] += 1
         try:
             grant = server.get_consent_grant(end_user=None)

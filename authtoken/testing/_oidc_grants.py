@@ -9,7 +9,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import (  # type: ignore[import-untyped]
     ClientMixin,
@@ -21,8 +21,9 @@ from authlib.oauth2.rfc6750 import BearerTokenGenerator  # type: ignore[import-u
 from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.serving import WSGIRequestHandler
 
-if TYPE_CHECKING:
-    from ._oidc import OIDCProvider
+# The provider is ``_oidc.OIDCProvider``; typed ``Provider`` (``Any``) so that the
+# provider's modules import one way only.
+Provider = Any
 
 __all__ = ["Client", "ClientCredentialsGrant", "PasswordGrant", "QuietHandler", "RefreshGrant",
            "RefreshRecord", "TokenGenerator", "rsa_key"]
@@ -118,7 +119,7 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):  # type: igno
         "client_secret_basic", "client_secret_post", "none"]
 
     def authenticate_user(self, username: str, password: str) -> str:
-        provider: OIDCProvider = self.server.provider
+        provider: Provider = self.server.provider
         expected = provider.users.get(username)
         if expected is None or not secrets.compare_digest(expected, password):
             raise InvalidGrantError("Invalid user credentials")
@@ -131,13 +132,13 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshRecord | None:
-        provider: OIDCProvider = self.server.provider
+        provider: Provider = self.server.provider
         record = provider.refresh_tokens.get(refresh_token)
         if record is not None and record.revoked:
             provider.reused_refresh_tokens += 1
         if provider.refuse_refresh or record is None or record.revoked or record.is_expired():
             return None
-        return record
+        return record  # type: ignore[no-any-return]
 
     def authenticate_user(self, refresh_token: RefreshRecord) -> str:
         return refresh_token.user
@@ -154,8 +155,8 @@ class TokenGenerator(BearerTokenGenerator):  # type: ignore[misc]
     """Authlib's bearer generator plus a Brainysoft-like core's extras (``bsauth``, ``sessid``,
     Keycloak's ``refresh_expires_in``)."""
 
-    def __init__(self, provider: OIDCProvider) -> None:
-        super().__init__(provider._access_token, provider._refresh_token,
+    def __init__(self, provider: Provider) -> None:
+        super().__init__(provider.access_token_for, provider.refresh_token_for,
                          lambda client, grant_type: provider.lifetime)
         self.provider = provider
 
