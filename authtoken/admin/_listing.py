@@ -170,12 +170,12 @@ def _moment(params: Mapping[str, str], name: str) -> datetime | None:
         return None
     try:
         moment = isoparse(text)
+        # In UTC, as the trail keeps time: an offset past the calendar's ends overflows.
+        return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None \
+            else moment.astimezone(timezone.utc)
     except (ValueError, OverflowError):
         raise Problem(422, f"The {name!r} filter is a date or time such as 2027-01-31 or "
                            "2027-01-31T12:00 (UTC).") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment
 
 
 def expiry_choices(now: datetime, limit: datetime | None, *, never_allowed: bool

@@ -37,7 +37,7 @@ from starlette.routing import Route
 
 from .._errors import InvalidArgument
 from .._redact import redact
-from .._scopes import parse_scope
+from .._scopes import bindings_of, code_bindings_of, parse_scope
 from .._token import AuthToken, UserKey
 from ._auth import MAX_CREDENTIAL_LENGTH, client_address
 from ._bindings import written_scope
@@ -273,6 +273,14 @@ class TokenPages:
             raise Problem(422, f"The scope does not read: {exc}") from None
         if not wanted:
             raise Problem(422, "A token keeps at least one scope; revoke it instead.")
+        for kind, held in (("script binding", bindings_of(token.scopes)),
+                           ("code pin", code_bindings_of(token.scopes))):
+            # One binding fewer of several narrows the token; none at all would let
+            # any script (any code) log in with it.
+            if held and not wanted.intersection(held):
+                raise Problem(422, f"A token keeps at least one of its {kind}s: without "
+                                   "one it would be wider, not narrower. Create a new "
+                                   "token instead.")
         added = wanted - set(token.scopes)
         if added:
             raise Problem(422, "The page only narrows a token's scope ("
