@@ -33,7 +33,14 @@ from support.axe import format_violations, run_axe
 from support.panva import RESOURCE_SCOPE, panva_provider
 from support.screens import overflows, save_screenshot, set_width
 
-from authtoken import AuthToken, MemoryRepository, Security, Session, SQLRepository
+from authtoken import (
+    AuthToken,
+    MemoryRepository,
+    Security,
+    Session,
+    SQLRepository,
+    TokenRevoked,
+)
 from authtoken.admin import DelegationTokenAuth, OIDCSignIn, create_app
 from authtoken.broker import Broker, OIDCUpstream, SpatiumUpstream
 from authtoken.testing import OIDCProvider
@@ -432,6 +439,77 @@ def test_token_sign_in_still_works_beside_sso(browser: Any, project: Stage) -> N
     assert "single sign-on" not in css(browser, "header")[0].text
     assert SSO_COOKIE not in cookies(browser) and "authtoken_ui" in cookies(browser)
 
+
+
+
+def test_a_tour_of_the_page_signed_in_by_sso(browser: Any, project: Stage) -> None:
+    """What a person signed in by single sign-on does, step by step (the screenshots of
+    docs/admin.md): her tokens with the verdict of a login now, edit, revoke after
+    confirming; as an admin, another user's tokens filtered and all revoked after
+    confirming; the audit trail explaining that user's refused login."""
+    security = project.security
+    security.authorize_token(AuthToken("reports:read", description="weekly report",
+                                       expires="7d"), user="alice")
+    security.authorize_token(AuthToken("jobs:run", description="nightly sync",
+                                       expires="1d", max_lifetime="30d"), user="alice")
+    security.authorize_token(AuthToken("jobs:run", description="one-off export",
+                                       expires="1d", max_uses=1), user="alice")
+    bobs = security.authorize_token(AuthToken("backups:write", description="backup job",
+                                              expires="30d"), user="bob")
+    security.authorize_token(AuthToken("reports:read", description="dashboard",
+                                       expires="90d"), user="bob")
+    sso_sign_in(browser, project, "alice")
+    rows = css(browser, "#tokens tbody tr")
+    assert len(rows) == 3
+    assert all(r.find_element("css selector", ".verdict").text.startswith("ok") for r in rows)
+    save_screenshot(browser, "tour-tokens", 1280)
+    save_screenshot(browser, "tour-tokens", 390)
+    set_width(browser, 1280)
+    # Edit the weekly report's description.
+    weekly = next(r for r in rows if "weekly report" in r.text)
+    key = weekly.get_attribute("id").removeprefix("token-")
+    css(browser, f"#token-{key} a.edit")[0].click()
+    wait_for(browser, lambda d: css(d, "#edit-description"), "no edit form")
+    field = by_id(browser, "edit-description")
+    field.clear()
+    field.send_keys("weekly report (finance)")
+    shoot(browser, "tour-edit")
+    by_id(browser, "save").click()
+    wait_for(browser, lambda d: css(d, "#notice"), "no confirmation after the edit")
+    assert security.get_auth_token(key).description == "weekly report (finance)"
+    # Revoke the one-off export, after confirming.
+    export = next(r for r in css(browser, "#tokens tbody tr") if "one-off export" in r.text)
+    export_key = export.get_attribute("id").removeprefix("token-")
+    css(browser, f"#token-{export_key} a.revoke")[0].click()
+    wait_for(browser, lambda d: css(d, "#confirm-revoke"), "no confirmation page")
+    shoot(browser, "tour-revoke")
+    by_id(browser, "confirm-revoke").click()
+    wait_for(browser, lambda d: css(d, "#notice"), "no confirmation after the revoke")
+    assert security.get_auth_token(export_key).revoked_at is not None
+    # As an admin: bob's tokens, then all of them revoked.
+    by_id(browser, "nav-all").click()
+    at(browser, f"{project.ui}/all")
+    by_id(browser, "f-user").send_keys("bob")
+    by_id(browser, "filter").click()
+    wait_for(browser, lambda d: "user=bob" in d.current_url, "the filter did not apply")
+    assert by_id(browser, "count").text == "2 tokens."
+    shoot(browser, "tour-all")
+    by_id(browser, "revoke-all").click()
+    wait_for(browser, lambda d: css(d, "#confirm-revoke-all"), "no confirmation page")
+    shoot(browser, "tour-revoke-all")
+    by_id(browser, "confirm-revoke-all").click()
+    wait_for(browser, lambda d: css(d, "#notice"), "no confirmation after revoking all")
+    assert "2 tokens of bob revoked" in by_id(browser, "notice").text
+    assert all(t.revoked_at is not None
+               for t in security.list_auth_tokens(user="bob", include_revoked=True))
+    # bob's job tries its token now: the trail says why it was refused.
+    with pytest.raises(TokenRevoked):
+        security.login_by_auth_token(bobs)
+    security.flush()
+    browser.get(f"{project.ui}/audit?user=bob&action=login&outcome=refused")
+    events = css(browser, "#events tbody tr")
+    assert len(events) == 1 and "TokenRevoked" in events[0].text
+    shoot(browser, "tour-audit")
 
 
 # -- linked accounts ------------------------------------------------------------------------
