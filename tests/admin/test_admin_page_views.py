@@ -159,7 +159,9 @@ def test_browsing_the_page_spends_no_use(security: Security) -> None:
     for _ in range(10):
         for url in ("/ui/", "/ui/audit", f"/ui/tokens/{other}/edit",
                     f"/ui/tokens/{browser.key}/edit"):
-            assert browser.get(url).status_code == 200, url
+            page = browser.get(url)
+            assert page.status_code == 200, url
+            assert browser.token not in page.text  # the cookie's string is never shown
     assert stored(security, browser.key).use_count == 1
     logins = [e for e in security.audit_events(token_key=browser.key)
               if e.action == "login"]
@@ -742,3 +744,47 @@ def test_a_spent_token_cannot_open_the_page_from_a_hand_made_cookie(
     assert token.key not in page.text
     security.flush()
     assert {t.key for t in security.list_auth_tokens(user="alice")} == before
+
+
+def test_what_a_caller_sent_with_a_login_is_escaped_on_the_audit_page(
+        security: Security) -> None:
+    """A refused login's script path is the caller's text: shown, never as markup."""
+    hostile = '/jobs/"><script>alert(1)</script>.py'
+    bound = AuthToken("jobs:run ufs:/jobs/nightly.py")
+    string = security.authorize_token(bound, user="bob")
+    with pytest.raises(LoginError):
+        security.login_by_auth_token(string, script=Script(path=hostile))
+    admin = Browser(security, ADMIN, user="root")
+    page = admin.get("/ui/audit", token=str(bound.key))
+    assert page.status_code == 200
+    assert "<script>alert(1)" not in page.text
+    assert html.escape(hostile, quote=False).replace('"', "&#34;") in page.text or \
+        html.escape(hostile) in page.text
+    confirm = admin.get("/ui/users/<b>bob</b>/revoke-all")
+    assert "<b>bob</b>" not in confirm.text
+
+
+def test_an_admin_revokes_from_the_admin_view_and_returns_to_it(
+        security: Security, people: dict[str, str]) -> None:
+    admin = Browser(security, ADMIN, user="root")
+    key = people["bob_expiring"]
+    confirm = admin.get(f"/ui/tokens/{key}/revoke", back="all")
+    assert confirm.status_code == 200
+    back = re.search(r'name="back" value="(all[^"]*)"', confirm.text)
+    assert back is not None, confirm.text
+    answer = admin.post(f"/ui/tokens/{key}/revoke", {"back": html.unescape(back.group(1))})
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/all?")
+    page = admin.client.get(answer.headers["location"])
+    assert notice_of(page.text) == \
+        f"Token {key} revoked: every login with it fails from now on."
+    assert stored(security, key).revoked_at is not None
+
+
+def test_a_non_admin_cannot_revoke_another_users_token(security: Security,
+                                                       people: dict[str, str]) -> None:
+    alice = Browser(security)
+    key = people["bob_expiring"]
+    assert alice.get(f"/ui/tokens/{key}/revoke").status_code == 403
+    assert alice.post(f"/ui/tokens/{key}/revoke").status_code == 403
+    assert alice.post(f"/ui/tokens/{key}/revoke", {"back": "all"}).status_code == 403
+    assert stored(security, key).revoked_at is None
