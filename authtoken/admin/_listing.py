@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from dateutil.parser import isoparse
 
@@ -30,11 +31,13 @@ from .._shape import is_token_key
 from .._token import AuthToken
 from ._problems import Problem
 
-__all__ = ["AUDIT_ACTIONS", "EXPIRING_DAYS", "STATES", "AuditFilter", "TokenFilter",
+__all__ = ["AUDIT_ACTIONS", "EXPIRING_DAYS", "FILTERS", "STATES", "AuditFilter", "TokenFilter",
            "expiry_choices", "notice", "readable_binding", "state_of"]
 
 EXPIRING_DAYS: Final = 7
 STATES: Final = ("live", "expiring", "expired", "revoked")
+#: The admin view's filters, as its query names them.
+FILTERS: Final = ("user", "scope", "script", "state", "run")
 AUDIT_ACTIONS: Final = ("authorize", "update", "renew", "revoke", "revoke_all", "login",
                         "authenticate", "upstream")
 _MAX_FILTER: Final = 300
@@ -101,8 +104,12 @@ class TokenFilter:
 
     def shown(self) -> dict[str, str]:
         """The filters as the form shows them again (masked)."""
-        return {name: redact(getattr(self, name)) for name in
-                ("user", "scope", "script", "state", "run")}
+        return {name: redact(getattr(self, name)) for name in FILTERS}
+
+    def query(self) -> str:
+        """The filters set, as a query string (to come back to this view)."""
+        return urlencode({name: getattr(self, name) for name in FILTERS
+                          if getattr(self, name)})
 
     @property
     def revoked_needed(self) -> bool:

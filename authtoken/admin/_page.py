@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -43,17 +43,27 @@ from ._auth import MAX_CREDENTIAL_LENGTH, client_address
 from ._bindings import written_scope
 from ._checks import bound_script, read_digests, verdict
 from ._forms import kept, read_max_uses, script_keys, script_paths, token_row
-from ._listing import expiry_choices, notice, readable_binding, state_of
+from ._listing import FILTERS, expiry_choices, notice, readable_binding, state_of
 from ._pagekit import COOKIE, PRE_SESSION_COOKIE, SSO_COOKIE, PageKit, SignedIn
 from ._problems import Problem, problem_for
 
-__all__ = ["TokenPages", "row_for"]
+__all__ = ["TokenPages", "back_to", "row_for"]
 
 _CREATE_FIELDS: Final = ("scope", "bind_paths", "bind_keys", "pin_digests", "description",
                          "expires", "expires_date", "max_uses", "max_lifetime", "data")
 _EDIT_FIELDS: Final = ("scope", "description", "data")
 # Refusals of what was typed: the form comes back filled in, with the reason.
 _REFILLED: Final = frozenset({403, 409, 422})
+
+
+def back_to(back: str) -> dict[str, str] | None:
+    """The admin view's filters a ``back`` value (``all?user=bob&state=live``) names, or
+    ``None`` when it names no return to that view; anything but the filters is dropped,
+    so it can lead nowhere else."""
+    if back != "all" and not back.startswith("all?"):
+        return None
+    pairs = parse_qsl(back[4:], keep_blank_values=False)
+    return {k: v for k, v in pairs if k in FILTERS}
 
 
 def row_for(token: AuthToken, now: datetime, who: SignedIn) -> dict[str, Any]:
@@ -154,10 +164,12 @@ class TokenPages:
                                       message=problem.detail, typed=typed, renew=renew)
 
     def _done(self, request: Request, what: str, key: str, back: str = "") -> Response:
-        place = "/all" if back == "all" else "/"
-        return RedirectResponse(
-            f"{self.kit.base(request)}{place}?{urlencode({'done': what, 'key': key})}",
-            status_code=303)
+        """To the list with the notice of ``what`` was done to ``key``: the admin's view
+        with its filters when ``back`` names it (``back_to``), else one's own list."""
+        filters = back_to(back)
+        place = "/" if filters is None else "/all"
+        query = urlencode({**(filters or {}), "done": what, "key": key})
+        return RedirectResponse(f"{self.kit.base(request)}{place}?{query}", status_code=303)
 
     # -- signing in and out -----------------------------------------------------------
     async def sign_in(self, request: Request) -> Response:
@@ -298,7 +310,8 @@ class TokenPages:
         key = request.path_params["key"]
         token = await run_in_threadpool(who.identity.session(self.security).get_auth_token,
                                         key)
-        back = "all" if request.query_params.get("back") == "all" else ""
+        filters = back_to(request.query_params.get("back", ""))
+        back = "" if filters is None else "all?" + urlencode(filters)
         return self.kit.render(request, "confirm.html", token=row_for(
             token, self.security.now(), who), csrf=who.csrf, back=back, who=who)
 

@@ -100,6 +100,7 @@ class AdminPages:
                                csrf=who.csrf, tokens=shown, total=total, shown_max=SHOWN,
                                filters=wanted.shown(), states=STATES,
                                notice=notice(request.query_params),
+                               back=urlencode({"back": "all?" + wanted.query()}),
                                revoked_all=int(revoked_all) if revoked_all.isdecimal()
                                and len(revoked_all) < 10 else None)
 
