@@ -364,35 +364,55 @@ def test_a_tampered_state_is_refused(browser: Any, project: Stage) -> None:
     nothing_kept(browser, project)
 
 
-def cancel_at_the_provider(driver: Any, stage: Stage) -> None:
-    """Start the sign-in and press Cancel on the provider's login form."""
+#: What the provider says on the way back that must sign nobody in: the person pressed
+#: Cancel (``error=access_denied``); an ID token whose nonce is not this sign-in's (a
+#: replayed token); a callback naming another issuer (RFC 9207: a mix-up).
+REFUSALS = ("cancel", "nonce", "issuer")
+
+
+def refused_at_the_callback(driver: Any, stage: Stage, refusal: str) -> None:
+    """Start the sign-in and come back with the provider's refusal ``refusal``."""
+    provider = stage.provider
+    if refusal == "nonce":
+        provider.id_token_claims = {"nonce": "another sign-in's nonce"}
+    elif refusal == "issuer":
+        provider.callback_iss = "http://127.0.0.1:9/realms/evil"
     driver.get(f"{stage.ui}/")
     by_id(driver, "sso").click()
-    at(driver, stage.provider.issuer)
-    css(driver, 'button[value="cancel"]')[0].click()
+    if refusal == "cancel":
+        at(driver, provider.issuer)
+        css(driver, 'button[value="cancel"]')[0].click()
+    else:
+        provider_login(driver, stage, "alice")
     at(driver, f"{stage.ui}/sso/callback")
-    assert "error=access_denied" in driver.current_url
+    assert ("error=access_denied" in driver.current_url) == (refusal == "cancel")
 
 
-def test_the_providers_cancel_signs_nobody_in(browser: Any, project: Stage) -> None:
-    """Cancel on the provider's login form comes back as ``error=access_denied``: an
-    error page, and nothing is kept."""
-    cancel_at_the_provider(browser, project)
+@pytest.mark.parametrize("refusal", REFUSALS)
+def test_a_refusal_on_the_way_back_signs_nobody_in(browser: Any, project: Stage,
+                                                   refusal: str) -> None:
+    """Cancel at the provider, a replayed ID token, another issuer's callback: an error
+    page, and nothing is kept."""
+    refused_at_the_callback(browser, project, refusal)
     assert status(browser) >= 400 and css(browser, "#user") == []
     nothing_kept(browser, project)
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "_page_sso.SSOPages._refused takes every IssuerError whose status is None for a "
-    "provider that cannot be reached (503, Retry-After, 'cannot be reached; try again "
-    "shortly'); the provider's own refusal at the callback (error=access_denied, also "
-    "status None) should be the 401 sign-in page saying the provider did not sign you in"))
-def test_the_providers_cancel_says_the_provider_did_not_sign_you_in(
-        browser: Any, project: Stage) -> None:
-    """After Cancel the answer is the sign-in page (401) saying why, offering to sign
-    in again -- not a page saying the provider cannot be reached."""
-    cancel_at_the_provider(browser, project)
-    shoot(browser, "sso-error-cancel")
+    "_page_sso.SSOPages._refused (the `exc.status is None` branch) takes every "
+    "IssuerError without an HTTP status for a provider that cannot be reached: 503, "
+    "Retry-After, 'cannot be reached; try again shortly'; the provider's refusal at the "
+    "callback (error=access_denied), an ID token that does not check out and a callback "
+    "naming another issuer have no status either, and should be the 401 sign-in page "
+    "saying the provider did not sign you in"))
+@pytest.mark.parametrize("refusal", REFUSALS)
+def test_a_refusal_on_the_way_back_says_the_provider_did_not_sign_you_in(
+        browser: Any, project: Stage, refusal: str) -> None:
+    """The answer is the sign-in page (401) saying why and offering to sign in again --
+    not a page saying the provider cannot be reached."""
+    refused_at_the_callback(browser, project, refusal)
+    if refusal == "cancel":
+        shoot(browser, "sso-error-cancel")
     assert "cannot be reached" not in css(browser, "main")[0].text
     assert status(browser) == 401
     assert "did not sign you in" in by_id(browser, "message").text
