@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -68,11 +68,13 @@ class Browser:
     """A client signed in to the page with a new token of ``user``."""
 
     def __init__(self, security: Security, scope: str = "jobs:run reports:read",
-                 user: Any = "alice", **options: Any) -> None:
-        self.token_object = AuthToken(scope, **options)
-        self.token = security.authorize_token(self.token_object, user=user)
-        assert self.token_object.key is not None
-        self.key: str = self.token_object.key
+                 user: Any = "alice", *, string: str | None = None,
+                 **options: Any) -> None:
+        if string is None:  # a new token; else sign in with ``string``
+            token = AuthToken(scope, **options)
+            string = security.authorize_token(token, user=user)
+        self.token = string
+        self.key: str = str(security.restore_auth_token(string).key)
         self.client = client_of(security)
         answer = sign_in_with(self.client, self.token)
         assert answer.status_code == 303, answer.text
@@ -524,12 +526,24 @@ def test_a_short_lived_sign_in_offers_only_what_fits(security: Security,
     assert date_input is not None and 'max="2030-01-02"' in date_input.group(0)
 
 
-def policy_security(tmp_path: Path, clock: FakeClock, backend: str,
-                    policy: Policy) -> Security:
+class Guarded(NamedTuple):
+    """A Security under a policy, and the string of alice's token that never expires,
+    made before the policy came in."""
+
+    security: Security
+    forever: str
+
+
+def guarded(tmp_path: Path, clock: FakeClock, backend: str, policy: Policy
+            ) -> Iterator[Guarded]:
     repository: Repository = (MemoryRepository() if backend == "memory" else
                               SQLRepository(f"sqlite:///{tmp_path / 'policy.db'}"))
-    return Security(repository, secret_keys=["views-test-key"], clock=clock,
-                    policy=policy)
+    before = Security(repository, secret_keys=["views-test-key"], clock=clock)
+    forever = before.authorize_token(AuthToken("jobs:run reports:read", expires=None),
+                                     user="alice")
+    sec = Security(repository, secret_keys=["views-test-key"], clock=clock, policy=policy)
+    yield Guarded(sec, forever)
+    sec.close()
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -538,28 +552,26 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def lifetime_limited(tmp_path: Path, clock: FakeClock, backend: str) -> Iterator[Security]:
-    sec = policy_security(tmp_path, clock, backend, Policy(max_lifetime="7d"))
-    yield sec
-    sec.close()
+def lifetime_limited(tmp_path: Path, clock: FakeClock, backend: str) -> Iterator[Guarded]:
+    yield from guarded(tmp_path, clock, backend, Policy(max_lifetime="7d"))
 
 
 @pytest.fixture
-def expiry_required(tmp_path: Path, clock: FakeClock, backend: str) -> Iterator[Security]:
-    sec = policy_security(tmp_path, clock, backend, Policy(require_expiry=True))
-    yield sec
-    sec.close()
+def expiry_required(tmp_path: Path, clock: FakeClock, backend: str) -> Iterator[Guarded]:
+    yield from guarded(tmp_path, clock, backend, Policy(require_expiry=True))
 
 
-def test_a_policys_longest_lifetime_limits_the_picker(lifetime_limited: Security) -> None:
-    alice = Browser(lifetime_limited, expires="7d")
-    offered = options_of(alice.get("/ui/").text)
+def test_a_policys_longest_lifetime_limits_the_picker(lifetime_limited: Guarded) -> None:
+    alice = Browser(lifetime_limited.security, string=lifetime_limited.forever)
+    page = alice.get("/ui/").text
+    offered = options_of(page)
     assert {"30d", "90d", "never"}.isdisjoint(offered)
     assert offered == ["1h", "1d", "7d", "date"]
+    assert 'max="2030-01-08"' in page
 
 
-def test_a_required_expiry_offers_no_never(expiry_required: Security) -> None:
-    alice = Browser(expiry_required, expires="365d")
+def test_a_required_expiry_offers_no_never(expiry_required: Guarded) -> None:
+    alice = Browser(expiry_required.security, string=expiry_required.forever)
     offered = options_of(alice.get("/ui/").text)
     assert "never" not in offered
     assert offered == ["1h", "1d", "7d", "30d", "90d", "date"]
