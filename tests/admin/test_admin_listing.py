@@ -253,3 +253,23 @@ def test_an_audit_moment_with_an_offset_is_read_in_utc() -> None:
     assert wanted.since == wanted.until == NOW
     assert wanted.since is not None and wanted.since.utcoffset() == timedelta(0)
     assert wanted.shown()["since"] == "2030-01-01T00:00"
+
+
+# -- where a revoke from the admin view returns -------------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=80),
+                 st.builds(lambda q: "all?" + q, st.text(max_size=80)),
+                 st.sampled_from(["all", "all?", "//evil.example/", "all/../..",
+                                  "all?user=bob&next=//evil.example",
+                                  "allx?user=bob", "all?user=bob&user=eve"])))
+def test_back_names_only_the_admin_views_filters(back: str) -> None:
+    from authtoken.admin._listing import FILTERS
+    from authtoken.admin._page import back_to
+
+    filters = back_to(back)
+    if back != "all" and not back.startswith("all?"):
+        assert filters is None
+        return
+    assert filters is not None
+    assert set(filters) <= set(FILTERS)
+    assert all(isinstance(v, str) and v for v in filters.values())

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -840,3 +841,37 @@ def test_every_date_the_picker_offers_can_be_chosen(security: Security,
         answer = alice.post("/ui/tokens", create_form(expires="date",
                                                       expires_date=latest.group(1)))
         assert answer.status_code == 200, re.findall(r'id="message">([^<]*)', answer.text)
+
+
+def test_revoking_from_a_filtered_admin_view_returns_to_it(
+        security: Security, people: dict[str, str]) -> None:
+    admin = Browser(security, ADMIN, user="root")
+    view = admin.get("/ui/all", user="bob", state="expiring")
+    key = people["bob_expiring"]
+    link = re.search(rf'href="(/ui/tokens/{key}/revoke\?[^"]*)"', view.text)
+    assert link is not None, view.text
+    confirm = admin.client.get(html.unescape(link.group(1)))
+    back = re.search(r'name="back" value="([^"]*)"', confirm.text)
+    assert back is not None
+    answer = admin.post(f"/ui/tokens/{key}/revoke", {"back": html.unescape(back.group(1))})
+    location = urlsplit(answer.headers["location"])
+    assert location.path == "/ui/all" and not location.netloc
+    assert dict(parse_qsl(location.query)) == {"user": "bob", "state": "expiring",
+                                               "done": "revoked", "key": key}
+
+
+@pytest.mark.parametrize("back", ["//evil.example/", "https://evil.example/all",
+                                  "all?next=https://evil.example&done=pwned&user=bob",
+                                  "../all", "all/../../x"])
+def test_a_forged_back_leads_nowhere_else(security: Security, people: dict[str, str],
+                                          back: str) -> None:
+    admin = Browser(security, ADMIN, user="root")
+    key = people["alice_reports"]
+    answer = admin.post(f"/ui/tokens/{key}/revoke", {"back": back})
+    assert answer.status_code == 303
+    location = urlsplit(answer.headers["location"])
+    assert not location.scheme and not location.netloc
+    assert location.path in ("/ui/", "/ui/all")
+    query = dict(parse_qsl(location.query))
+    assert query["done"] == "revoked" and query["key"] == key
+    assert set(query) <= {"done", "key", "user", "scope", "script", "state", "run"}
