@@ -113,6 +113,20 @@ def test_a_token_bound_to_a_script_cannot_sign_in(security: Security) -> None:
         client.get("/ui/").text
 
 
+def test_revoking_the_parent_signs_out_a_page_signed_in_with_its_child(
+        security: Security) -> None:
+    parent = Browser(security)
+    made = parent.post("/ui/tokens", create_form(description="child", expires="1d"))
+    assert made.status_code == 200
+    found = re.search(r'id="token-string" class="secret" value="([^"]+)"', made.text)
+    assert found is not None
+    child = Browser(security, string=html.unescape(found.group(1)))
+    assert child.get("/ui/").status_code == 200
+    security.revoke_auth_token(parent.token)
+    page = child.get("/ui/")
+    assert page.status_code == 401 and cookie_cleared(page)
+
+
 @pytest.mark.xfail(strict=True, reason="_auth.py DelegationTokenAuth.resume accepts a token "
                    "whose uses ran out (TokenExhausted) from any authtoken_ui cookie, not "
                    "only one the page's sign-in set: a single-use token spent by its job "
