@@ -273,6 +273,8 @@ def test_an_admin_reads_every_event(security: Security, trail: dict[str, Any]) -
     ({"since": "2030-01-02T00:00"}, {"bound"}),
     ({"until": "2030-01-02", "action": "login"}, {"alice", "bob"}),
     ({"since": "2030-01-04"}, set()),
+    ({"since": "2030-01-03", "outcome": "refused"}, {"bound"}),  # since: from, inclusive
+    ({"until": "2030-01-03", "outcome": "refused"}, set()),  # until: before, exclusive
 ])
 def test_the_audit_filters(security: Security, trail: dict[str, Any],
                            filters: dict[str, str], expected: set[str]) -> None:
