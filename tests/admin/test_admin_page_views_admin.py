@@ -220,6 +220,18 @@ def test_a_non_admin_cannot_revoke_all(security: Security, people: dict[str, str
 
 
 
+@pytest.mark.xfail(strict=True, reason="_page_admin.py all_tokens shows 'N tokens of <user> "
+                   "revoked.' from the query (revoked_all, user) whatever happened: a link "
+                   "makes the admin view claim a revocation that never was, where every "
+                   "other notice comes from a fixed table and names only a key")
+def test_a_link_cannot_make_the_admin_view_claim_a_revocation(
+        security: Security, people: dict[str, str]) -> None:
+    admin = Browser(security, ADMIN, user="root")
+    page = admin.get("/ui/all", user="bob", revoked_all="999")
+    assert page.status_code == 200
+    assert notice_of(page.text) is None
+
+
 # -- 3. the audit trail -------------------------------------------------------------------
 @pytest.fixture
 def trail(security: Security, clock: FakeClock) -> dict[str, Any]:
@@ -387,3 +399,4 @@ def test_a_page_view_of_another_users_page_is_no_login_either(
         assert admin.get("/ui/audit").status_code == 200
     clock.advance(minutes=5)
     assert stored(security, admin.key).use_count == 1
+
