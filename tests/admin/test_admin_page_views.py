@@ -113,6 +113,22 @@ def test_a_token_bound_to_a_script_cannot_sign_in(security: Security) -> None:
         client.get("/ui/").text
 
 
+@pytest.mark.parametrize("cookie", [
+    "x" * 5000, "atk_aaaaaaaaaaaaaaaa.zz", "%E9t%C3%A9", '"quoted"',
+    "atk_aaaaaaaaaaaaaaaa." + "A" * 43 + "." + "B" * 43,  # well formed, forged
+])
+def test_a_garbled_or_forged_cookie_is_the_sign_in_page(security: Security,
+                                                        cookie: str) -> None:
+    client = client_of(security)
+    for url in ("/ui/", "/ui/audit", "/ui/all"):
+        page = client.get(url, headers={"cookie": f"authtoken_ui={cookie}"})
+        assert page.status_code == 401 and 'name="credential"' in page.text, url
+        assert cookie_cleared(page) and cookie not in page.text
+    refused = [e for e in security.audit_events() if e.action == "authenticate"]
+    assert sum(e.count for e in refused) == 3  # each view refused, counted, recorded
+    assert all(e.outcome == "refused" for e in refused)
+
+
 def test_revoking_the_parent_signs_out_a_page_signed_in_with_its_child(
         security: Security) -> None:
     parent = Browser(security)
