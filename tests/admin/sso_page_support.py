@@ -304,7 +304,7 @@ def job_session(security: Security, user: str, scope: str) -> Session:
 def link_from_the_page(driver: Any, stage: Stage, *, screenshots: str | None = None) -> None:
     """Press "Link account" for ``space``, pass the provider's login, come back to the
     token page."""
-    link = css(driver, "#link-space a.link")[0]
+    link = css(driver, "#link-space .link")[0]
     name = link.accessible_name
     assert name.startswith("Link") and "space" in name  # one per upstream: it says which
     link.click()

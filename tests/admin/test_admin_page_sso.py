@@ -264,7 +264,7 @@ def test_a_tour_of_the_page_signed_in_by_sso(browser: Any, project: Stage) -> No
     # Edit the weekly report's description.
     weekly = next(r for r in rows if "weekly report" in r.text)
     key = weekly.get_attribute("id").removeprefix("token-")
-    css(browser, f"#token-{key} a.edit")[0].click()
+    css(browser, f"#token-{key} .edit")[0].click()
     wait_for(browser, lambda d: css(d, "#edit-description"), "no edit form")
     field = by_id(browser, "edit-description")
     field.clear()
@@ -276,7 +276,7 @@ def test_a_tour_of_the_page_signed_in_by_sso(browser: Any, project: Stage) -> No
     # Revoke the one-off export, after confirming.
     export = next(r for r in css(browser, "#tokens tbody tr") if "one-off export" in r.text)
     export_key = export.get_attribute("id").removeprefix("token-")
-    css(browser, f"#token-{export_key} a.revoke")[0].click()
+    css(browser, f"#token-{export_key} .revoke")[0].click()
     wait_for(browser, lambda d: css(d, "#confirm-revoke"), "no confirmation page")
     shoot(browser, "tour-revoke")
     by_id(browser, "confirm-revoke").click()
