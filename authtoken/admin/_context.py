@@ -31,7 +31,7 @@ from .._errors import LoginError, RepositoryError
 from .._security import Security
 from ._auth import AuthenticationFailed, Authenticator, Identity, client_address
 from ._limiter import FailureLimiter
-from ._problems import unauthorized
+from ._problems import Problem, unauthorized
 
 __all__ = ["AdminContext"]
 
@@ -92,14 +92,19 @@ class AdminContext:
         try:
             identity = await run_in_threadpool(authenticate, presented)
         except (AuthenticationFailed, LoginError) as exc:
-            address = client_address(request)
-            self.limiter.failed(address)
-            await run_in_threadpool(self._record_failure, address, exc)
-            raise unauthorized(exc) from None
+            raise await self.refused(request, exc) from None
         if not isinstance(identity, Identity):
             raise TypeError(f"the authenticator returned {type(identity).__name__}, "
                             "not an Identity")
         return identity
+
+    async def refused(self, request: Request, exc: Exception) -> Problem:
+        """The 401 for credentials refused with ``exc``, the refusal counted against
+        ``request``'s address and put on the audit trail."""
+        address = client_address(request)
+        self.limiter.failed(address)
+        await run_in_threadpool(self._record_failure, address, exc)
+        return unauthorized(exc)
 
     def _record_failure(self, address: str, exc: Exception) -> None:
         try:

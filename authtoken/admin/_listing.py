@@ -9,8 +9,6 @@ Pure functions, no request and no engine:
 - ``expiry_choices``: the create form's expiry picker, offering only what the signed-in
   session and the engine's policy allow;
 - ``AuditFilter``: the audit view's filters (user, token, action, outcome, since, until);
-- ``notice``: the one-line confirmation shown after an action (``?done=…``), from a
-  fixed table, never echoing what the query says beyond a token key's shape.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from .._token import AuthToken
 from ._problems import Problem
 
 __all__ = ["AUDIT_ACTIONS", "EXPIRING_DAYS", "FILTERS", "STATES", "AuditFilter", "TokenFilter",
-           "expiry_choices", "notice", "readable_binding", "state_of"]
+           "expiry_choices", "readable_binding", "state_of"]
 
 EXPIRING_DAYS: Final = 7
 STATES: Final = ("live", "expiring", "expired", "revoked")
@@ -44,13 +42,6 @@ _MAX_FILTER: Final = 300
 _CHOICES: Final = (("1h", "1 hour", timedelta(hours=1)), ("1d", "1 day", timedelta(days=1)),
                    ("7d", "7 days", timedelta(days=7)), ("30d", "30 days", timedelta(days=30)),
                    ("90d", "90 days", timedelta(days=90)))
-_NOTICES: Final = {
-    "revoked": "Token {key} revoked: every login with it fails from now on.",
-    "updated": "Token {key} updated.",
-    "renewed": "Token {key} renewed.",
-    "linked": "Account linked.",
-    "unlinked": "Account unlinked.",
-}
 
 
 def state_of(token: AuthToken, now: datetime) -> str:
@@ -104,7 +95,10 @@ class TokenFilter:
 
     def shown(self) -> dict[str, str]:
         """The filters as the form shows them again (masked)."""
-        return {name: redact(getattr(self, name)) for name in FILTERS}
+        # The user as typed, whole: it names whom "revoke all" revokes (a long ``sub``
+        # may look token-shaped, and must not turn into "[redacted]").
+        return {name: getattr(self, name) if name == "user" else redact(getattr(self, name))
+                for name in FILTERS}
 
     def query(self) -> str:
         """The filters set, as a query string (to come back to this view)."""
@@ -191,27 +185,30 @@ def expiry_choices(now: datetime, limit: datetime | None, *, never_allowed: bool
     than ``limit`` (the signed-in token's expiry, the policy's longest lifetime; ``None``:
     no limit) and may never expire only when ``never_allowed``.
 
-    ``{"options": [{"value", "label"}], "default": value, "date_max": "YYYY-MM-DD" or
-    "", "limit": text or ""}``: the fixed durations that end by ``limit``, ``never``
-    when allowed, and ``date`` (a calendar day, at most ``date_max``).  The default is
-    30 days, or the longest choice that fits.
+    ``{"options": [{"value", "label"}], "default": value, "dates": bool, "date_min",
+    "date_max": "YYYY-MM-DD" or "", "limit": text or ""}``: the fixed durations that end
+    by ``limit``, ``never`` when allowed, and ``date`` (a calendar day from ``date_min``
+    to ``date_max``) when a day fits; with a limit that no fixed choice fits, the
+    engine's default, which is as long as the limit allows.  The default is 30 days, or
+    the longest choice that fits.
     """
     options = [{"value": value, "label": label} for value, label, span in _CHOICES
                if limit is None or now + span <= limit]
     if never_allowed and limit is None:
         options.append({"value": "never", "label": "never"})
+    # A date is 00:00 UTC of that day: the first one to offer is tomorrow's, and only
+    # when it falls by the limit.
+    first_day = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0,
+                                                 microsecond=0)
+    dates = limit is None or first_day <= limit
+    if limit is not None and not options:  # nothing fixed fits: as long as allowed
+        options.append({"value": "", "label": f"until {limit.strftime('%Y-%m-%d %H:%M')} "
+                                              "UTC (the longest allowed)"})
     values = [o["value"] for o in options]
     default = "30d" if "30d" in values else (values[-1] if values else "date")
-    options.append({"value": "date", "label": "on a date…"})
-    return {"options": options, "default": default,
+    if dates:
+        options.append({"value": "date", "label": "on a date…"})
+    return {"options": options, "default": default, "dates": dates,
+            "date_min": first_day.strftime("%Y-%m-%d"),
             "date_max": "" if limit is None else limit.strftime("%Y-%m-%d"),
             "limit": "" if limit is None else limit.strftime("%Y-%m-%d %H:%M UTC")}
-
-
-def notice(params: Mapping[str, str]) -> str | None:
-    """The confirmation ``?done=<what>&key=<key>`` asks for, or ``None``."""
-    template = _NOTICES.get(params.get("done", ""))
-    key = params.get("key", "")
-    if template is None or ("{key}" in template and not is_token_key(key)):
-        return None
-    return template.format(key=key)

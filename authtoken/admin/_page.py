@@ -11,7 +11,7 @@ refuses for what was typed into it (403, 409, 422 -- a scope too wide, a policy,
 unreadable expiry) comes back with the reason and the fields as they were typed, masked
 (``_forms.kept``); a refusal of the form itself (its CSRF value, its origin, its
 encoding) is an error page.  Every action ends on the list with a one-line confirmation
-(``?done=…``, ``_listing.notice``).
+(``PageKit.flash``).
 
 The create form's expiry picker offers only what the signed-in session may give (a
 token's child lives no longer than the token) and the policy allows
@@ -42,9 +42,9 @@ from .._token import AuthToken, UserKey
 from ._auth import MAX_CREDENTIAL_LENGTH, client_address
 from ._bindings import written_scope
 from ._checks import bound_script, read_digests, verdict
-from ._forms import kept, read_max_uses, script_keys, script_paths, token_row
-from ._listing import FILTERS, expiry_choices, notice, readable_binding, state_of
-from ._pagekit import COOKIE, PRE_SESSION_COOKIE, SSO_COOKIE, PageKit, SignedIn
+from ._forms import kept, read_max_uses, script_keys, script_paths, token_row, when
+from ._listing import FILTERS, expiry_choices, readable_binding, state_of
+from ._pagekit import COOKIE, PENDING_COOKIE, PRE_SESSION_COOKIE, SSO_COOKIE, PageKit, SignedIn
 from ._problems import Problem, problem_for
 
 __all__ = ["TokenPages", "back_to", "row_for"]
@@ -138,18 +138,15 @@ class TokenPages:
             await run_in_threadpool(self.links, who.identity.user)
         now = self.security.now()
         limit, never = self._limit(who, now)
-        done = notice(request.query_params)
-        renewed = request.query_params.get("renewed")
-        if renewed:
-            row = next((t for t in tokens if t["key"] == renewed and not t["revoked"]), None)
-            done = None if row is None else f"Token {renewed} renewed: it now expires " \
-                f"{row['expires']}."
-        return self.kit.render(
+        done = self.kit.take_flash(request)
+        response = self.kit.render(
             request, "tokens.html", status=status, who=who, identity=who.identity,
             csrf=who.csrf, tokens=tokens, include_revoked=include_revoked,
             message=None if message is None else redact(message), notice=done,
             typed=typed or {}, renew=renew or {}, links=links,
             expiry=expiry_choices(now, limit, never_allowed=never))
+        self.kit.drop_flash(request, response)
+        return response
 
     async def _refused(self, request: Request, who: SignedIn, exc: Exception, *,
                        typed: Mapping[str, str] | None = None,
@@ -163,13 +160,14 @@ class TokenPages:
         return await self.tokens_page(request, who, status=problem.status,
                                       message=problem.detail, typed=typed, renew=renew)
 
-    def _done(self, request: Request, what: str, key: str, back: str = "") -> Response:
-        """To the list with the notice of ``what`` was done to ``key``: the admin's view
-        with its filters when ``back`` names it (``back_to``), else one's own list."""
+    def _done(self, request: Request, text: str, back: str = "") -> Response:
+        """To the list, which then says ``text``: the admin's view with its filters when
+        ``back`` names it (``back_to``), else one's own list."""
         filters = back_to(back)
-        place = "/" if filters is None else "/all"
-        query = urlencode({**(filters or {}), "done": what, "key": key})
-        return RedirectResponse(f"{self.kit.base(request)}{place}?{query}", status_code=303)
+        place = "/" if filters is None else f"/all?{urlencode(filters)}"
+        response = RedirectResponse(f"{self.kit.base(request)}{place}", status_code=303)
+        self.kit.flash(request, response, text)
+        return response
 
     # -- signing in and out -----------------------------------------------------------
     async def sign_in(self, request: Request) -> Response:
@@ -194,9 +192,11 @@ class TokenPages:
         await self.kit.context.authenticated(
             request, Request({**request.scope, "headers": headers}))
         response = RedirectResponse(f"{self.kit.base(request)}/", status_code=303)
-        self.kit.set_cookie(request, response, COOKIE, credential)
+        self.kit.set_cookie(request, response, COOKIE,
+                            self.kit.credential_cookie_value(credential))
         self.kit.delete_cookie(request, response, PRE_SESSION_COOKIE)
         self.kit.delete_cookie(request, response, SSO_COOKIE, lax=True)
+        self.kit.delete_cookie(request, response, PENDING_COOKIE, lax=True)
         return response
 
     async def sign_out(self, request: Request) -> Response:
@@ -204,6 +204,7 @@ class TokenPages:
         response = RedirectResponse(f"{self.kit.base(request)}/", status_code=303)
         self.kit.delete_cookie(request, response, COOKIE)
         self.kit.delete_cookie(request, response, SSO_COOKIE, lax=True)
+        self.kit.delete_cookie(request, response, PENDING_COOKIE, lax=True)
         return response
 
     # -- create -----------------------------------------------------------------------
@@ -274,7 +275,7 @@ class TokenPages:
                 raise problem from None
             return self._edit_page(request, who, token, status=problem.status,
                                    message=problem.detail, typed=kept(form, _EDIT_FIELDS))
-        return self._done(request, "updated", key)
+        return self._done(request, f"Token {key} updated.")
 
     def _update(self, who: SignedIn, token: AuthToken, form: Mapping[str, str]) -> None:
         """Change ``token``'s description, data and -- only narrower -- scope."""
@@ -324,7 +325,8 @@ class TokenPages:
             response = RedirectResponse(f"{self.kit.base(request)}/", status_code=303)
             self.kit.delete_cookie(request, response, COOKIE)
             return response
-        return self._done(request, "revoked", key, form.get("back", ""))
+        return self._done(request, f"Token {key} revoked: every login with it fails from "
+                                   "now on.", form.get("back", ""))
 
     async def renew(self, request: Request) -> Response:
         """Renew a token (``by``: a duration, empty for its first lifetime) through the
@@ -333,14 +335,13 @@ class TokenPages:
         key = request.path_params["key"]
         by = form.get("by", "").strip() or None
         try:
-            await run_in_threadpool(
+            expires = await run_in_threadpool(
                 lambda: who.identity.session(self.security).renew_auth_token_by_key(key,
                                                                                     by=by))
         except Exception as exc:
             return await self._refused(request, who, exc,
                                        renew={"key": key, **kept(form, ("by",))})
-        return RedirectResponse(f"{self.kit.base(request)}/?{urlencode({'renewed': key})}",
-                                status_code=303)
+        return self._done(request, f"Token {key} renewed: it now expires {when(expires)}.")
 
     def routes(self) -> list[Route]:
         kit = self.kit

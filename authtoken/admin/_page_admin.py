@@ -3,7 +3,8 @@
 - ``GET /ui/all`` -- an admin's view of every user's tokens, filtered by user, scope,
   script, state (live / expiring within 7 days / expired / revoked) and run
   (``_listing.TokenFilter``); at most ``SHOWN`` rows, newest first.  A user filter
-  offers "revoke all of this user's tokens", behind a confirmation page.
+  offers "revoke all of this user's tokens" (``/ui/revoke-all?user=…``), behind a
+  confirmation page that says when the name means two users (``"42"`` and ``42``).
 - ``GET /ui/audit`` -- the audit trail as the signed-in session may read it (its own
   user's events; an admin's, anyone's), filtered by user, token, action, outcome and
   time (``_listing.AuditFilter``).  A refused login says why and, asked of the engine
@@ -23,12 +24,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from .._errors import AuthTokenError
+from .._redact import redact
 from .._repository import AuditEvent
 from .._session import Session
 from ._api import user_candidates
 from ._checks import verdict
 from ._forms import when
-from ._listing import AUDIT_ACTIONS, STATES, AuditFilter, TokenFilter, notice
+from ._listing import AUDIT_ACTIONS, STATES, AuditFilter, TokenFilter
 from ._page import row_for
 from ._pagekit import PageKit, SignedIn
 from ._problems import Problem
@@ -37,6 +39,9 @@ __all__ = ["AdminPages"]
 
 #: The most rows a list shows; the filters narrow it down.
 SHOWN: Final = 200
+#: The most events an audit page reads: the newest, which its action, outcome and
+#: until filters then search (the engine's largest read).
+_READ: Final = 10_000
 #: The most refused logins of one audit page explained by asking the engine.
 _EXPLAINED: Final = 50
 _ADVICE: Final = {
@@ -49,6 +54,14 @@ _ADVICE: Final = {
     "TokenExhausted": "The token's uses ran out: create a new one, with more uses.",
     "AuthenticationFailed": "A caller of the admin API sent no or bad credentials.",
 }
+
+
+def _user_field(text: str) -> str:
+    """The user a revoke-all names (a query or form field, so any name -- one with a
+    ``/`` too -- travels whole); a 422 when none."""
+    if not text:
+        raise Problem(422, "Name the user whose tokens to revoke.")
+    return text
 
 
 def _script_text(event: AuditEvent) -> str:
@@ -95,34 +108,37 @@ class AdminPages:
             return [row_for(t, now, who) for t in matched[:SHOWN]], len(matched)
 
         shown, total = await run_in_threadpool(rows)
-        revoked_all = request.query_params.get("revoked_all", "")
-        return self.kit.render(request, "all.html", who=who, identity=who.identity,
-                               csrf=who.csrf, tokens=shown, total=total, shown_max=SHOWN,
-                               filters=wanted.shown(), states=STATES,
-                               notice=notice(request.query_params),
-                               back=urlencode({"back": "all?" + wanted.query()}),
-                               revoked_all=int(revoked_all) if revoked_all.isdecimal()
-                               and len(revoked_all) < 10 else None)
+        response = self.kit.render(
+            request, "all.html", who=who, identity=who.identity, csrf=who.csrf, tokens=shown,
+            total=total, shown_max=SHOWN, filters=wanted.shown(), states=STATES,
+            notice=self.kit.take_flash(request),
+            back=urlencode({"back": "all?" + wanted.query()}))
+        self.kit.drop_flash(request, response)
+        return response
 
     async def confirm_revoke_all(self, request: Request) -> Response:
         who = await self._admin(request)
-        user = request.path_params["user"]
+        user = _user_field(request.query_params.get("user", ""))
+        users = user_candidates(user)
         return self.kit.render(request, "revoke_all.html", who=who, user=user,
-                               csrf=who.csrf)
+                               csrf=who.csrf, both=len(users) > 1)
 
     async def revoke_all(self, request: Request) -> Response:
-        who, _ = await self.kit.signed_form(request, ())
+        who, form = await self.kit.signed_form(request, ("user",))
         if not who.identity.admin:
             raise Problem(403, "Only an admin revokes another user's tokens.")
-        user = request.path_params["user"]
+        user = _user_field(form.get("user", ""))
 
         def revoke() -> int:
             session = who.identity.session(self.security)
             return sum(session.revoke_user_tokens(u) for u in user_candidates(user))
 
         count = await run_in_threadpool(revoke)
-        query = urlencode({"user": user, "revoked_all": str(count)})
-        return RedirectResponse(f"{self.kit.base(request)}/all?{query}", status_code=303)
+        response = RedirectResponse(
+            f"{self.kit.base(request)}/all?{urlencode({'user': user})}", status_code=303)
+        self.kit.flash(request, response, f"{count} token{'' if count == 1 else 's'} of "
+                                          f"{redact(user)} revoked.")
+        return response
 
     # -- the audit trail --------------------------------------------------------------
     async def audit(self, request: Request) -> Response:
@@ -135,7 +151,7 @@ class AdminPages:
             events: list[AuditEvent] = []
             for user in users:
                 events += session.audit_events(user=user, token_key=wanted.token or None,
-                                               since=wanted.since, limit=SHOWN * 5)
+                                               since=wanted.since, limit=_READ)
             events.sort(key=lambda e: e.at, reverse=True)
             matched = [e for e in events if wanted.matches(e)][:SHOWN]
             explained = 0
@@ -167,9 +183,7 @@ class AdminPages:
         kit = self.kit
         return [
             Route("/ui/all", kit.handle(self.all_tokens), methods=["GET"]),
-            Route("/ui/users/{user}/revoke-all", kit.handle(self.confirm_revoke_all),
-                  methods=["GET"]),
-            Route("/ui/users/{user}/revoke-all", kit.handle(self.revoke_all),
-                  methods=["POST"]),
+            Route("/ui/revoke-all", kit.handle(self.confirm_revoke_all), methods=["GET"]),
+            Route("/ui/revoke-all", kit.handle(self.revoke_all), methods=["POST"]),
             Route("/ui/audit", kit.handle(self.audit), methods=["GET"]),
         ]

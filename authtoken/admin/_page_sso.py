@@ -16,15 +16,20 @@ nothing is kept.
   ``JWTAuth``.  The page then keeps its own signed session (``_pagekit``) for at most
   eight hours; the signed-in user manages their own tokens with no token of their own.
 - **Link an upstream account** (``create_app(..., broker=...)``, an ``OIDCUpstream``):
-  ``GET /ui/upstreams/{name}/link`` and ``GET /ui/upstreams/callback``, through the
-  broker's ``begin_link``/``finish_link``; ``POST /ui/upstreams/{name}/unlink``.  The
-  signed cookie names the user who started the link, so the way back needs no other
-  cookie; it ends on a page that continues to the token page by a same-site navigation,
-  which carries the page's strict cookie again.
+  ``POST /ui/upstreams/{name}/link`` (a form: no other site can start one), the
+  provider's way back ``GET /ui/upstreams/callback`` -- a cross-site navigation, which
+  carries no strict cookie, so it only steps on, by a same-site navigation, to
+  ``GET /ui/upstreams/finish`` -- where the broker's ``finish_link`` runs only for the
+  user signed in *now*, in the very sign-in that started it (the round trip's cookie
+  holds its CSRF value).  A sign-in by a token links or unlinks ``name`` only when the
+  token holds ``upstream:<name>`` (the scope that uses the link) or is an admin's; a
+  failed link leaves the page session alone.  ``POST /ui/upstreams/{name}/unlink``.
 """
 
 from __future__ import annotations
 
+import hmac
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -35,8 +40,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from .._errors import ArgumentTypeError, AuthTokenError, InvalidArgument, IssuerError
+from .._token import same_user
 from ._auth import AuthenticationFailed, client_address, identity_from_claims
-from ._pagekit import COOKIE, SSO_COOKIE, PageKit, SignedIn
+from ._pagekit import COOKIE, PENDING_COOKIE, SSO_COOKIE, PageKit, SignedIn
 from ._problems import Problem, problem_for
 
 if TYPE_CHECKING:
@@ -45,7 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = ["OIDCSignIn", "SSOPages", "link_states"]
 
-_PENDING: Final = "authtoken_ui_oidc"
 _PENDING_SECONDS: Final = 600
 _PENDING_PURPOSE: Final = b"admin page oidc round trip"
 _STARTED_AGAIN: Final = ("The sign-in took too long, or was started in another browser or "
@@ -103,6 +108,10 @@ class SSOPages:
         self.kit = kit
         self.sign_in = sign_in
         self.client = None if sign_in is None else sign_in.client()
+        if self.client is not None:
+            # Its connections to the provider end with the application (which has no
+            # lifespan to close them in).
+            weakref.finalize(self, self.client.close)
         self.broker = broker
         self.pending = URLSafeTimedSerializer(
             list(reversed(kit.security.derive_keys(_PENDING_PURPOSE))),
@@ -113,29 +122,33 @@ class SSOPages:
 
     def _away(self, request: Request, url: str, pending: dict[str, Any]) -> Response:
         response = RedirectResponse(url, status_code=303)
-        self.kit.set_cookie(request, response, _PENDING, str(self.pending.dumps(pending)),
+        self.kit.set_cookie(request, response, PENDING_COOKIE,
+                            str(self.pending.dumps(pending)),
                             lax=True, max_age=_PENDING_SECONDS)
         return response
 
     def _back(self, request: Request, kind: str) -> dict[str, Any]:
         """The round trip's kept values, if this browser started one of ``kind``."""
-        value = self.kit.read_cookie(request, _PENDING)
+        value = self.kit.read_cookie(request, PENDING_COOKIE)
         try:
             kept = self.pending.loads(value, max_age=_PENDING_SECONDS) if value else None
         except BadSignature:
             kept = None
         if not isinstance(kept, dict) or kept.get("k") != kind:
-            self.kit.context.limiter.failed(client_address(request))
+            # Not counted as a failed sign-in: any site can send a browser here, and
+            # the state in a signed cookie is nothing to guess.
             raise Problem(400, _STARTED_AGAIN)
         return kept
 
-    def _refused(self, request: Request, exc: Exception) -> Problem:
-        """A failed round trip as a page's ``Problem``, counted as a failed sign-in."""
-        self.kit.context.limiter.failed(client_address(request))
+    def _refused(self, request: Request, exc: Exception, *, count: bool = True) -> Problem:
+        """A failed round trip as a page's ``Problem``, counted as a failed sign-in
+        (unless not ``count``)."""
+        if count:
+            self.kit.context.limiter.failed(client_address(request))
         if isinstance(exc, InvalidArgument):
             return Problem(400, f"{exc} {_STARTED_AGAIN}")
-        if isinstance(exc, IssuerError) and exc.status is None:
-            return problem_for(exc)  # could not reach the provider: 503
+        if isinstance(exc, IssuerError) and _provider_trouble(exc):
+            return problem_for(exc)  # a 503: try again shortly
         if isinstance(exc, (IssuerError, AuthenticationFailed)):
             return Problem(401, f"The identity provider did not sign you in: {exc}")
         return problem_for(exc)
@@ -172,7 +185,7 @@ class SSOPages:
         self.kit.set_cookie(request, response, SSO_COOKIE,
                             self.kit.sso_cookie_value(identity.user, identity.admin),
                             lax=True, max_age=SignedIn.SSO_HOURS * 3600)
-        self.kit.delete_cookie(request, response, _PENDING, lax=True)
+        self.kit.delete_cookie(request, response, PENDING_COOKIE, lax=True)
         self.kit.delete_cookie(request, response, COOKIE)
         return response
 
@@ -182,19 +195,50 @@ class SSOPages:
             raise Problem(404, "No upstream accounts can be linked here.")
         return self.broker
 
+    @staticmethod
+    def _may_link(who: SignedIn, name: str) -> None:
+        """A sign-in by a token links or unlinks ``name`` only when the token holds the
+        scope a job needs to use the link (``upstream:<name>``), or is an admin's: a
+        narrow token must not swap the account the user's jobs act as."""
+        principal = who.identity.principal
+        if principal is not None and not who.identity.admin \
+                and not principal.has_scope(f"upstream:{name}"):
+            raise Problem(403, f"Linking {name} needs a sign-in whose token holds the scope "
+                               f"upstream:{name}, or single sign-on.")
+
     async def link(self, request: Request) -> Response:
+        """Start linking: a form (CSRF-checked), so no other site can start one."""
         broker = self._broker()
-        who = await self.kit.signed_in(request)
+        who, _ = await self.kit.signed_form(request, ())
         name = request.path_params["name"]
+        self._may_link(who, name)
         user = who.identity.user
         begun = await run_in_threadpool(broker.begin_link, user, name,
                                         self._url(request, "/upstreams/callback"))
-        return self._away(request, begun.url,
-                          {"k": "link", "r": begun.to_json(), "u": user, "n": name})
+        return self._away(request, begun.url, {"k": "link", "r": begun.to_json(), "u": user,
+                                               "n": name, "s": who.csrf})
 
     async def link_callback(self, request: Request) -> Response:
+        """The provider's way back, a cross-site navigation that carries no strict
+        cookie: only a step on to ``link_finish``, a same-site navigation that does."""
+        self._broker()
+        target = f"{self.kit.base(request)}/upstreams/finish"
+        if request.url.query:
+            target += f"?{request.url.query}"
+        return self.kit.render(request, "continue.html", target=target,
+                               message="Back from the provider: finishing the link…",
+                               link="Finish linking")
+
+    async def link_finish(self, request: Request) -> Response:
+        """Link the account the provider answered for, to the user signed in *now*, in
+        the sign-in that started the link: the round trip's cookie names both."""
         broker = self._broker()
+        who = await self.kit.signed_in(request)
         kept = self._back(request, "link")
+        if not hmac.compare_digest(str(kept.get("s", "")), who.csrf) \
+                or not same_user(kept.get("u"), who.identity.user):
+            raise Problem(403, "This link was started by another sign-in: start it again "
+                               "from your token page.")
         from ..issuers.oidc import AuthorizationRequest
 
         def finish() -> None:
@@ -205,19 +249,25 @@ class SSOPages:
         try:
             await run_in_threadpool(finish)
         except AuthTokenError as exc:
-            raise self._refused(request, exc) from None
-        target = f"{self.kit.base(request)}/?done=linked"
-        response = self.kit.render(request, "continue.html", target=target,
-                                   message=f"Your {kept['n']} account is linked.")
-        self.kit.delete_cookie(request, response, _PENDING, lax=True)
+            problem = self._refused(request, exc, count=False)
+            # Not a failed sign-in: the page session stays; the link is as it was.
+            raise Problem(503 if problem.status == 503 else 400,
+                          f"The account was not linked: {exc}",
+                          headers=problem.headers) from None
+        response = RedirectResponse(f"{self.kit.base(request)}/", status_code=303)
+        self.kit.delete_cookie(request, response, PENDING_COOKIE, lax=True)
+        self.kit.flash(request, response, f"Your {kept['n']} account is linked.")
         return response
 
     async def unlink(self, request: Request) -> Response:
         broker = self._broker()
         who, _ = await self.kit.signed_form(request, ())
         name = request.path_params["name"]
+        self._may_link(who, name)
         await run_in_threadpool(broker.unlink, who.identity.user, name)
-        return RedirectResponse(f"{self.kit.base(request)}/?done=unlinked", status_code=303)
+        response = RedirectResponse(f"{self.kit.base(request)}/", status_code=303)
+        self.kit.flash(request, response, f"Your {name} account is unlinked.")
+        return response
 
     def routes(self) -> list[Route]:
         kit = self.kit
@@ -225,9 +275,20 @@ class SSOPages:
             Route("/ui/sso", kit.handle(self.start), methods=["GET"]),
             Route("/ui/sso/callback", kit.handle(self.callback), methods=["GET"]),
             Route("/ui/upstreams/callback", kit.handle(self.link_callback), methods=["GET"]),
-            Route("/ui/upstreams/{name}/link", kit.handle(self.link), methods=["GET"]),
+            Route("/ui/upstreams/finish", kit.handle(self.link_finish), methods=["GET"]),
+            Route("/ui/upstreams/{name}/link", kit.handle(self.link), methods=["POST"]),
             Route("/ui/upstreams/{name}/unlink", kit.handle(self.unlink), methods=["POST"]),
         ]
+
+
+def _provider_trouble(exc: IssuerError) -> bool:
+    """Whether ``exc`` says the provider could not answer now (not reached, or a 5xx),
+    rather than that it refused: its refusal (``error=access_denied``, a refused code,
+    an ID token that does not check out) is a failed sign-in."""
+    cause = exc.__cause__
+    reached = not isinstance(cause, OSError) and not (
+        cause is not None and type(cause).__module__.split(".")[0] in ("httpx", "httpcore"))
+    return not reached or (exc.status is not None and exc.status >= 500)
 
 
 def link_states(broker: Broker | None, user: Any) -> list[dict[str, Any]]:

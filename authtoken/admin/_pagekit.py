@@ -10,7 +10,8 @@ in, two cookies:
 
 - **a credential** (a delegation token, or whatever the application's
   ``Authenticator`` accepts as a bearer credential), pasted into the sign-in form and
-  kept ``SameSite=Strict``.  The sign-in is a login; every later page request asks the
+  kept ``SameSite=Strict``, signed with a derived key so that only the page's own
+  sign-in -- a login -- makes one.  The sign-in is a login; every later page request asks the
   authenticator again -- through its ``resume`` when it has one, which checks the token
   as a login would *without* being one, so that a revoked or expired token stops
   working at once and browsing does not inflate ``use_count``;
@@ -19,6 +20,10 @@ in, two cookies:
   engine's secret keys (itsdangerous, every key of a rotation accepted), valid for at
   most ``SignedIn.SSO_HOURS`` hours.  It is ``SameSite=Lax``: the provider's redirect
   back is a cross-site navigation, which would drop a strict cookie.
+
+After an action the next page shows a one-line confirmation, carried by a signed
+cookie that lives a minute (``flash``): a link cannot make the page claim a revocation
+that never happened.
 
 Forms that change something carry a CSRF value: an HMAC of the cookie's value under
 another derived key, worthless with any other sign-in.  The sign-in form has no cookie
@@ -47,28 +52,36 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, Signer, URLSafeTimedSerializer
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from .._redact import redact
 from .._token import check_user
-from ._auth import Identity
+from ._auth import AuthenticationFailed, Identity
 from ._context import AdminContext
 from ._problems import Problem, problem_for
 
-__all__ = ["COOKIE", "PRE_SESSION_COOKIE", "SSO_COOKIE", "PageKit", "SignedIn"]
+__all__ = ["COOKIE", "FLASH_COOKIE", "PENDING_COOKIE", "PRE_SESSION_COOKIE", "SSO_COOKIE",
+           "PageKit", "SignedIn"]
 
 COOKIE: Final = "authtoken_ui"
 #: The cookie of a page session begun by single sign-on.
 SSO_COOKIE: Final = "authtoken_ui_sso"
+#: The cookie of a round trip to an OpenID provider (``_page_sso``).
+PENDING_COOKIE: Final = "authtoken_ui_oidc"
 #: The cookie of a signed-out browser's pre-session, which the sign-in form is bound to.
 PRE_SESSION_COOKIE: Final = "authtoken_ui_pre"
 _FORM: Final = "application/x-www-form-urlencoded"
 _CSRF_PURPOSE: Final = b"admin page csrf"
 _SIGN_IN_PURPOSE: Final = b"admin page sign-in csrf"
 _SSO_PURPOSE: Final = b"admin page sso session"
+_CREDENTIAL_PURPOSE: Final = b"admin page credential cookie"
+_FLASH_PURPOSE: Final = b"admin page notice"
+#: The cookie of the one-line notice the next page shows after an action.
+FLASH_COOKIE: Final = "authtoken_ui_notice"
+_FLASH_SECONDS: Final = 60
 _PRE_SESSION: Final = re.compile(r"[A-Za-z0-9_-]{43}\Z", re.ASCII)
 _EXPIRED_FORM: Final = ("The form expired or did not come from this page; reload the page "
                         "and try again.")
@@ -125,6 +138,15 @@ class PageKit:
         self.csrf_key = context.security.derive_key(_CSRF_PURPOSE)
         self.sign_in_key = context.security.derive_key(_SIGN_IN_PURPOSE)
         # itsdangerous signs with the last key and accepts every one: oldest first.
+        # The credential cookie is signed: only the page's own sign-in makes one, so a
+        # hand-made cookie cannot browse without a login (nor with a token whose uses
+        # ran out since).
+        self.credentials = Signer(list(reversed(context.security.derive_keys(
+            _CREDENTIAL_PURPOSE))), salt="authtoken page credential", sep="~",
+            digest_method=hashlib.sha256)
+        self.flashes = URLSafeTimedSerializer(
+            list(reversed(context.security.derive_keys(_FLASH_PURPOSE))),
+            salt="authtoken page notice", signer_kwargs={"digest_method": hashlib.sha256})
         self.sso_sessions = URLSafeTimedSerializer(
             list(reversed(context.security.derive_keys(_SSO_PURPOSE))),
             salt="authtoken page session", signer_kwargs={"digest_method": hashlib.sha256})
@@ -182,14 +204,43 @@ class PageKit:
         """Who is signed in, checked now; a 401 ``Problem`` (empty detail when nobody
         is) otherwise."""
         self.check_rate(request)
-        credential = self.read_cookie(request, COOKIE)
-        if credential:
+        kept = self.read_cookie(request, COOKIE)
+        if kept:
+            try:
+                credential = self.credentials.unsign(kept).decode()
+            except (BadSignature, UnicodeDecodeError):
+                raise await self.context.refused(request, AuthenticationFailed(
+                    "the sign-in cookie was not made by this page; sign in again")) from None
             identity = await self.context.resumed(request, credential)
-            return SignedIn(identity, self._csrf(credential), "token")
+            return SignedIn(identity, self._csrf(kept), "token")
         session = self.read_cookie(request, SSO_COOKIE)
         if session:
             return SignedIn(self._sso_identity(session), self._csrf(session), "sso")
         raise Problem(401, "")
+
+    def credential_cookie_value(self, credential: str) -> str:
+        """The credential cookie for a sign-in the page just accepted: signed."""
+        return self.credentials.sign(credential).decode()
+
+    # -- notices ----------------------------------------------------------------------
+    def flash(self, request: Request, response: Response, text: str) -> None:
+        """Have the next page show ``text`` (a confirmation): a signed, short-lived
+        cookie, so that no link can make the page claim what was not done."""
+        self.set_cookie(request, response, FLASH_COOKIE, str(self.flashes.dumps(text)),
+                        max_age=_FLASH_SECONDS)
+
+    def take_flash(self, request: Request) -> str | None:
+        """The notice an action left for this page, if any (``drop_flash`` ends it)."""
+        value = self.read_cookie(request, FLASH_COOKIE)
+        try:
+            text = self.flashes.loads(value, max_age=_FLASH_SECONDS) if value else None
+        except BadSignature:
+            return None
+        return text if isinstance(text, str) else None
+
+    def drop_flash(self, request: Request, response: Response) -> None:
+        if self.read_cookie(request, FLASH_COOKIE):
+            self.delete_cookie(request, response, FLASH_COOKIE)
 
     def _csrf(self, value: str) -> str:
         return hmac.new(self.csrf_key, value.encode(), hashlib.sha256).hexdigest()

@@ -1,6 +1,6 @@
 """What the token page's lists and pickers offer (``authtoken.admin._listing``): the
 filters read from any query string, a token's state at the boundaries, the expiry
-picker's choices and the notices -- pure functions, checked with hypothesis.
+picker's choices and readable bindings -- pure functions, checked with hypothesis.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from authtoken.admin._listing import (
     AuditFilter,
     TokenFilter,
     expiry_choices,
-    notice,
     readable_binding,
     state_of,
 )
@@ -174,7 +173,15 @@ def test_the_picker_offers_only_what_ends_by_the_limit(
     limit = None if left is None else now + left
     choices = expiry_choices(now, limit, never_allowed=never_allowed)
     values = [o["value"] for o in choices["options"]]
-    assert values[-1] == "date" and values.count("date") == 1
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    # a day is offered exactly when its 00:00 UTC, from tomorrow's on, fits the limit
+    assert choices["dates"] == (limit is None or tomorrow <= limit)
+    assert ("date" in values) == choices["dates"]
+    if choices["dates"]:
+        assert values[-1] == "date" and values.count("date") == 1
+        assert choices["date_min"] == tomorrow.strftime("%Y-%m-%d")
+    # with a limit no fixed choice fits, the longest allowed is offered
+    assert ("" in values) == (limit is not None and now + SPANS["1h"] > limit)
     assert len(set(values)) == len(values)
     for value in values:
         if value in SPANS and limit is not None:
@@ -188,16 +195,16 @@ def test_the_picker_offers_only_what_ends_by_the_limit(
         assert choices["default"] == "30d"
     if limit is None:
         assert choices["date_max"] == "" and choices["limit"] == ""
-    else:
+    elif choices["dates"]:
         assert choices["date_max"] == limit.strftime("%Y-%m-%d")
         assert datetime.strptime(choices["date_max"], "%Y-%m-%d").replace(
             tzinfo=timezone.utc) <= limit  # the latest date offered, at 00:00, fits
 
 
-def test_the_picker_with_a_limit_under_an_hour_offers_only_a_date() -> None:
+def test_the_picker_with_a_limit_under_an_hour_offers_the_longest_allowed() -> None:
     choices = expiry_choices(NOW, NOW + timedelta(minutes=59), never_allowed=True)
-    assert [o["value"] for o in choices["options"]] == ["date"]
-    assert choices["default"] == "date"
+    assert [o["value"] for o in choices["options"]] == [""]  # no day fits either
+    assert choices["default"] == "" and not choices["dates"]
 
 
 def test_the_picker_offers_a_duration_ending_exactly_at_the_limit() -> None:
@@ -206,24 +213,7 @@ def test_the_picker_offers_a_duration_ending_exactly_at_the_limit() -> None:
     assert choices["default"] == "7d"
 
 
-# -- notices and readable bindings --------------------------------------------------------
-@settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["done", "key", "other"]),
-                       st.one_of(st.text(max_size=30),
-                                 st.sampled_from(["revoked", "updated", "renewed",
-                                                  "linked", "aaaaaaaaaaaaaaaa"])),
-                       max_size=3))
-def test_a_notice_is_from_the_table_and_names_only_a_key(params: dict[str, Any]) -> None:
-    said = notice(params)
-    done, key = params.get("done", ""), params.get("key", "")
-    if done in ("linked", "unlinked"):
-        assert said == f"Account {done}."
-    elif done in ("revoked", "updated", "renewed") and KEY.fullmatch(key):
-        assert said is not None and said.startswith(f"Token {key} {done}")
-    else:
-        assert said is None
-
-
+# -- readable bindings --------------------------------------------------------------------
 @pytest.mark.parametrize(("binding", "readable"), [
     ("ufs:/jobs/a%20b.py", "/jobs/a b.py"),
     ("ufs:/jobs/plain.py", None),

@@ -365,7 +365,10 @@ def test_page_and_api_answer_an_error_with_the_same_status(
     client = TestClient(create_app(security, authenticate=lambda request: Identity("alice")),
                         base_url=ORIGIN, raise_server_exceptions=False)
     api = client.get("/tokens")
-    page = client.get("/ui/", headers={"cookie": "authtoken_ui=x"})
+    signed = client.post("/ui/sign-in", data={"csrf": sign_in_csrf(client), "credential": "x"},
+                         headers={"origin": ORIGIN}, follow_redirects=False)
+    assert signed.status_code == 303  # this authenticator takes any credential
+    page = client.get("/ui/")
     assert api.status_code == page.status_code == status, (api.text, page.text)
     assert api.headers["content-type"].startswith("application/problem+json")
     assert page.headers["content-type"].startswith("text/html")
@@ -391,7 +394,8 @@ def test_every_refused_credential_is_401_on_both_faces(security: Security,
     client = TestClient(create_app(security, authenticate=refusing, limiter=limiter),
                         base_url=ORIGIN, client=("10.0.0.9", 5000))
     api = client.get("/tokens", headers={"authorization": "Bearer x"})
-    page = client.get("/ui/", headers={"cookie": "authtoken_ui=x"})
+    page = client.post("/ui/sign-in", data={"csrf": sign_in_csrf(client), "credential": "x"},
+                       headers={"origin": ORIGIN})
     assert api.status_code == page.status_code == 401
     assert "Bearer" in api.headers["www-authenticate"]
     assert 'name="credential"' in page.text

@@ -91,7 +91,7 @@ def test_an_admin_filters_and_revokes_another_users_tokens(
 def test_the_audit_trail_explains_a_refused_login(chrome: Any,
                                                   site: tuple[Security, str]) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     security, url = site
     alice = security.authorize_token(AuthToken("jobs:run"), user="alice")
@@ -106,6 +106,7 @@ def test_the_audit_trail_explains_a_refused_login(chrome: Any,
     Select(_by_id(chrome, "a-outcome")).select_by_value("refused")
     Select(chrome.find_element(By.ID, "a-action")).select_by_value("login")
     chrome.find_element(By.ID, "filter").click()
+    WebDriverWait(chrome, 10).until(lambda driver: "outcome=refused" in driver.current_url)
     rows = _by_id(chrome, "events").find_elements(By.CSS_SELECTOR, "tbody tr")
     assert len(rows) == 1
     why = rows[0].find_element(By.CLASS_NAME, "why").text

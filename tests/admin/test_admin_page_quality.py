@@ -132,7 +132,7 @@ def open_page(chrome: Any, site: tuple[Security, str], page: str) -> None:
         chrome.get(f"{url}/ui/all?user=bob&state=live")
         _wait_for(chrome, "tokens")
     elif page == "revoke-all":
-        chrome.get(f"{url}/ui/users/bob/revoke-all")
+        chrome.get(f"{url}/ui/revoke-all?user=bob")
         _wait_for(chrome, "confirm-revoke-all")
     elif page == "audit":  # the refused login explained
         chrome.get(f"{url}/ui/audit?outcome=refused&action=login")
