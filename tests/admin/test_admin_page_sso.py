@@ -174,13 +174,6 @@ def test_a_refusal_on_the_way_back_signs_nobody_in(browser: Any, project: Stage,
     nothing_kept(browser, project)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "_page_sso.SSOPages._refused (the `exc.status is None` branch) takes every "
-    "IssuerError without an HTTP status for a provider that cannot be reached: 503, "
-    "Retry-After, 'cannot be reached; try again shortly'; the provider's refusal at the "
-    "callback (error=access_denied), an ID token that does not check out and a callback "
-    "naming another issuer have no status either, and should be the 401 sign-in page "
-    "saying the provider did not sign you in"))
 @pytest.mark.parametrize("refusal", REFUSALS)
 def test_a_refusal_on_the_way_back_says_the_provider_did_not_sign_you_in(
         browser: Any, project: Stage, refusal: str) -> None:
@@ -335,10 +328,6 @@ def test_the_sso_session_is_a_signed_cookie_and_nothing_else(browser: Any,
     assert SSO_COOKIE not in cookies(browser)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "templates/signin.html marks the 'Sign in with ...' link class='button primary', but "
-    "base.html styles only button.primary, not a.button.primary: the page's main way in "
-    "looks like a secondary button, no different from the token form's 'Sign in'"))
 def test_the_sso_button_looks_like_the_main_way_in(browser: Any, project: Stage) -> None:
     """The "Sign in with …" button has the page's primary colour."""
     browser.get(f"{project.ui}/")
@@ -346,11 +335,6 @@ def test_the_sso_button_looks_like_the_main_way_in(browser: Any, project: Stage)
     assert colour == "rgba(11, 87, 208, 1)"  # #0b57d0, as button.primary
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "_page_sso.SSOPages.__init__ makes the sign-in's AuthorizationCodeClient "
-    "(OIDCSignIn.client(), its own httpx.Client) for the application's lifetime, and "
-    "nothing ever closes it: create_app has no lifespan and no close, so its pooled "
-    "connections to the provider are left to the garbage collector (ResourceWarning)"))
 def test_the_app_leaves_no_connection_to_the_provider_open() -> None:
     """An application that started a sign-in and is dropped leaves no socket open."""
     import gc
