@@ -120,8 +120,17 @@ class SSOPages:
     def _url(self, request: Request, tail: str) -> str:
         return f"{request.url.scheme}://{request.url.netloc}{self.kit.base(request)}{tail}"
 
-    def _away(self, request: Request, url: str, pending: dict[str, Any]) -> Response:
-        response = RedirectResponse(url, status_code=303)
+    def _away(self, request: Request, url: str, pending: dict[str, Any], *,
+              from_form: bool = False) -> Response:
+        """To the provider at ``url``, keeping ``pending`` for the way back.  From a
+        form, by a page that navigates on: the page's ``form-action 'self'`` forbids a
+        form's redirect to another origin."""
+        if from_form:
+            response: Response = self.kit.render(
+                request, "continue.html", target=url, link="Continue to the provider",
+                message="Taking you to the provider to link your account…")
+        else:
+            response = RedirectResponse(url, status_code=303)
         self.kit.set_cookie(request, response, PENDING_COOKIE,
                             str(self.pending.dumps(pending)),
                             lax=True, max_age=_PENDING_SECONDS)
@@ -216,7 +225,7 @@ class SSOPages:
         begun = await run_in_threadpool(broker.begin_link, user, name,
                                         self._url(request, "/upstreams/callback"))
         return self._away(request, begun.url, {"k": "link", "r": begun.to_json(), "u": user,
-                                               "n": name, "s": who.csrf})
+                                               "n": name, "s": who.csrf}, from_form=True)
 
     async def link_callback(self, request: Request) -> Response:
         """The provider's way back, a cross-site navigation that carries no strict

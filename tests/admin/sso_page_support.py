@@ -310,5 +310,7 @@ def link_from_the_page(driver: Any, stage: Stage, *, screenshots: str | None = N
     link.click()
     provider_login(driver, stage, "alice",
                    screenshot=None if screenshots is None else f"{screenshots}-provider")
-    at(driver, f"{stage.ui}/?done=linked")  # by way of the "continue" page
+    # by way of the "continue" page and the same-site finishing step
+    wait_for(driver, lambda d: css(d, "#notice") and "linked" in css(d, "#notice")[0].text,
+             f"the token page never said the account is linked (at {driver.current_url})")
     wait_for(driver, lambda d: css(d, "#links"), "the token page lists no links")
