@@ -68,6 +68,8 @@ class Dialect:
     # The isolation of a read transaction, if the default would let two statements of
     # one read see different commits (a fold landing between them); None: the default.
     read_isolation: str | None = None
+    # One write lock for the whole database (SQLite): a fold files in parts (``_fold``).
+    one_writer = False
 
     def __init__(self, url: sa.URL, *, shown: str, timeout: float, calls: Calls,
                  failures: Failures) -> None:
@@ -98,6 +100,15 @@ class Dialect:
 
     def limit_statements(self, conn: Connection, seconds: float) -> None:
         """In a retried write: let the server end a statement after ``seconds``."""
+
+    def revocation_waiting(self) -> bool:
+        """Whether a revocation waits for the write lock (``one_writer``); a fold asks
+        before each part, and then lets it pass first."""
+        return False
+
+    def let_revocations_pass(self) -> None:
+        """Return once no revocation waits for the write lock (each has taken it), or
+        after ``timeout`` seconds."""
 
     def claim(self, conn: Connection, batch: BatchId, now: int) -> bool:
         """Record ``batch`` as written, in ``conn``'s transaction; ``False`` if its

@@ -41,6 +41,7 @@ from ._statements import (
     STAGED_INSERT,
     STAGED_SPAN,
 )
+from ._urgent import signalling
 
 __all__ = ["WAL_AUTOCHECKPOINT", "SQLiteAppend", "SQLiteReads", "begin_urgent", "begin_write",
            "create_file", "plain_sqlite_path", "tune"]
@@ -210,7 +211,8 @@ def begin_urgent(raw: sqlite3.Connection) -> None:
 
     SQLite's busy handler sleeps ever longer between tries (up to 100 ms) while writers
     that retry sooner keep taking the lock; a revocation, and the event that records
-    it, poll instead, so they get the lock as soon as the writer holding it lets go.
+    it, poll instead, so they get the lock as soon as the writer holding it lets go --
+    and say meanwhile that they wait (``_urgent``), so that a fold lets go at once.
     """
     # No checkpoint at this commit: copying the log into the file (and syncing it) is
     # bookkeeping, left to the next batch or fold on this connection (``begin_write``).
@@ -219,16 +221,33 @@ def begin_urgent(raw: sqlite3.Connection) -> None:
     deadline = time.monotonic() + busy_ms / 1000
     raw.execute("PRAGMA busy_timeout = 0")
     try:
-        while True:
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(0.0005)
+        if _begin_now(raw, deadline):
+            return
+        with signalling(_main_file(raw)):
+            while not _begin_now(raw, deadline):
+                time.sleep(0.0005)
     finally:
         raw.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+
+
+def _begin_now(raw: sqlite3.Connection, deadline: float) -> bool:
+    """``BEGIN IMMEDIATE`` if the write lock is free now; ``False`` if it is held (and
+    ``deadline`` is still ahead: past it, the lock error is raised)."""
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        return True
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) or time.monotonic() >= deadline:
+            raise
+        return False
+
+
+def _main_file(raw: sqlite3.Connection) -> str:
+    """The path of the database file ``raw`` is connected to."""
+    for _seq, name, file in raw.execute("PRAGMA database_list"):
+        if name == "main":
+            return str(file)
+    raise sqlite3.OperationalError("no main database on this connection")
 
 
 def begin_write(raw: sqlite3.Connection) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .._errors import InvalidArgument
 from .._repository import BatchId
+from . import _urgent
 from ._calls import Calls
 from ._dialect import Dialect, claim_by_upsert
 from ._failures import Failures
@@ -34,6 +35,8 @@ class SQLite(Dialect):
     ``RepositoryError`` when the file's folder is missing or the file cannot be opened.
     """
 
+    one_writer = True
+
     def __init__(self, url: sa.URL, *, shown: str, timeout: float, calls: Calls,
                  failures: Failures) -> None:
         super().__init__(url, shown=shown, timeout=timeout, calls=calls, failures=failures)
@@ -41,6 +44,7 @@ class SQLite(Dialect):
             path = prepare_file(url)
         except ValueError as exc:  # e.g. a NUL in the path
             raise InvalidArgument(f"not a usable SQLite path in {shown!r}: {exc}") from exc
+        self.path = path
         self.reads: SQLiteReads = SQLiteReads(path, timeout, calls, failures)
 
     def engine_options(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -57,6 +61,12 @@ class SQLite(Dialect):
 
         event.listen(engine, "connect", on_connect)
         event.listen(engine, "begin", begin)
+
+    def revocation_waiting(self) -> bool:
+        return _urgent.waiting(self.path)
+
+    def let_revocations_pass(self) -> None:
+        _urgent.let_pass(self.path, self.timeout)
 
     def claim(self, conn: Connection, batch: BatchId, now: int) -> bool:
         return claim_by_upsert(conn, batch, now)

@@ -26,35 +26,18 @@ _COLUMNS: Final = (S.c.id, S.c.at, S.c.action, S.c.outcome, S.c.actor, S.c.token
                    S.c.user_ref, S.c.script_key, S.c.script_path, S.c.reason, S.c.count,
                    S.c.uses)
 
-# SQLite's fold reads and drops on the driver's own connection: rows as plain tuples.
-_TAKE_SQLITE: Final = (
-    "SELECT id, at, action, outcome, actor, token_key, user_ref, script_key, script_path, "
-    'reason, "count", uses FROM authtoken_staged ORDER BY id LIMIT ?'
-)
-_DROP_SQLITE: Final = "DELETE FROM authtoken_staged WHERE id <= ?"
-
-
 def take_staged(conn: Connection, limit: int) -> Sequence[Sequence[Any]]:
     """Remove and return the oldest ``limit`` staged rows, in ``conn``'s transaction.
 
-    On PostgreSQL the rows are locked as they are read and rows locked by another fold
-    are skipped, so two folds never take the same row; on SQLite the write transaction
-    is the only one, so the rows taken are exactly those up to the last id taken, and
-    one range delete removes them (a list of ten thousand ids costs more to bind than
-    the rows cost to file).
+    The rows are locked as they are read and rows locked by another fold are skipped,
+    so two folds never take the same row.  (SQLite, which has no row locks, folds
+    otherwise: see ``_fold``.)
     """
-    if conn.dialect.name == "sqlite":
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        taken: list[tuple[Any, ...]] = raw.execute(_TAKE_SQLITE, (limit,)).fetchall()
-        if taken:
-            raw.execute(_DROP_SQLITE, (taken[-1][0],))
-        return taken
     rows = conn.execute(
         sa.select(*_COLUMNS).order_by(S.c.id).limit(limit).with_for_update(skip_locked=True)
     ).all()
     ids = [row[0] for row in rows]
-    for i in range(0, len(ids), _IDS_PER_DELETE):  # SQLite before 3.32 binds 999 at most
+    for i in range(0, len(ids), _IDS_PER_DELETE):  # many databases bind 999 at most
         conn.execute(S.delete().where(S.c.id.in_(ids[i:i + _IDS_PER_DELETE])))
     return rows
 

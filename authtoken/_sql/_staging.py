@@ -9,12 +9,14 @@ login, and a write lock held long enough for a revocation to queue behind it.  I
 batch appends its rows to ``authtoken_staged``: one table with no index but its key, so
 that a batch writes a few consecutive pages however many tokens it used.
 
-The fold files staged rows, oldest first and ``FOLD_CHUNK`` per transaction: each
-token's logins are added to its ``use_count`` (and ``last_used_at`` advanced) with one
-update per token, and the login events of one kind -- action, outcome, actor, token,
-user, script and reason -- in the same minute become one audit event that carries their
-``count`` and the time of the last.  The more batches one fold takes, the cheaper each
-login: a token used a hundred times since the last fold has its row written once.
+The fold files staged rows, oldest first and ``FOLD_CHUNK`` at a time (in one
+transaction on PostgreSQL; on SQLite, where one write lock covers the file, in parts of
+whole tokens, ``_fold``): each token's logins are added to its ``use_count`` (and
+``last_used_at`` advanced) with one update per token, and the login events of one
+kind -- action, outcome, actor, token, user, script and reason -- in the same minute
+become one audit event that carries their ``count`` and the time of the last.  The more
+batches one fold takes, the cheaper each login: a token used a hundred times since the
+last fold has its row written once.
 Other events (authorize, update, revoke, revoke-all) are filed one by one, as recorded.
 
 Reads never wait for a fold.  A read by key adds what is staged for the token, a list
@@ -37,8 +39,9 @@ from .._repository import EventRow, Usage, add_use, with_usage
 from ._rows import audit_rows
 
 __all__ = [
-    "FOLD_CHUNK", "FOLD_ROWS", "FOLD_SECONDS", "KEEP_WRITERS_MICROS", "PRUNE_EVERY",
-    "SUMMARY_MICROS", "WRITE_CHUNK", "file_rows", "fold_due", "staged_rows", "with_usage",
+    "FOLD_CHUNK", "FOLD_ROWS", "FOLD_SECONDS", "FOLD_WRITES", "KEEP_WRITERS_MICROS",
+    "PRUNE_EVERY", "SUMMARY_MICROS", "WRITE_CHUNK", "file_rows", "fold_due", "staged_rows",
+    "with_usage",
 ]
 
 #: Rows per statement (or executemany) of a batch or a fold.
@@ -50,6 +53,9 @@ PRUNE_EVERY: Final = 1000  # a writer's 1st, 1001st, ... batch forgets old write
 
 #: Staged rows filed per fold transaction: short enough not to keep a revocation waiting.
 FOLD_CHUNK: Final = 10_000
+#: On SQLite, a fold files its rows in parts of whole tokens (``_fold``), each about
+#: this many writes (a token's usage, an event) in a write transaction of its own.
+FOLD_WRITES: Final = 1000
 #: A repository folds after its batch once about this many rows are staged, ...
 FOLD_ROWS: Final = 20_000
 #: ... or this long (seconds) after its last fold.

@@ -26,6 +26,7 @@ What differs between databases lives with its dialect (``_dialect``, ``_sqlite``
 from __future__ import annotations
 
 import builtins
+import functools
 import random
 import sqlite3
 import threading
@@ -48,6 +49,7 @@ from .._token import TokenRecord, UserKey
 from ._calls import DEFAULT_TIMEOUT, MIN_RETRY, Calls, check_timeout
 from ._dialect import Dialect, FastReads
 from ._failures import BATCH_UNKNOWN, CHANGE_UNKNOWN, Failures
+from ._fold import Taken, file_part, parts, read_staged
 from ._postgres import PostgreSQL
 from ._rows import (
     StoredToken,
@@ -470,6 +472,8 @@ class SQLStore:
         one event with their count.  Raises ``RepositoryError`` if storage fails; what
         was filed before stays filed, the rest stays staged.
         """
+        if self._dialect.one_writer:
+            return self._fold_in_parts(max_rows)
         dialect = self._dialect
 
         def chunk(conn: Connection) -> int:
@@ -487,6 +491,28 @@ class SQLStore:
             done = self._write(chunk)
             filed += done
             if done < FOLD_CHUNK:
+                break
+        return filed
+
+    def _fold_in_parts(self, max_rows: int | None) -> int:
+        """``fold`` where one write lock covers the database (SQLite): rows read without
+        it, filed in parts of whole tokens, a waiting revocation first (see ``_fold``)."""
+        dialect = self._dialect
+        self._folded_at = time.monotonic()
+        filed = 0
+        while max_rows is None or filed < max_rows:
+            limit = FOLD_CHUNK if max_rows is None else min(FOLD_CHUNK, max_rows - filed)
+            with self._tx(write=False) as conn:
+                rows = read_staged(conn, limit)
+            for part in parts(rows):
+                if dialect.revocation_waiting():
+                    dialect.let_revocations_pass()
+                try:
+                    self._write(functools.partial(file_part, part=part, dialect=dialect))
+                except Taken:
+                    return filed  # another fold is filing these rows: it files the rest
+                filed += len(part.ids)
+            if len(rows) < limit:
                 break
         return filed
 

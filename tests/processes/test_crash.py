@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,35 +35,48 @@ CHILD = r"""
 import json, sys
 from authtoken import Security, SQLRepository
 
-url, key, strings = json.loads(sys.stdin.readline())
+url, key, strings, per_round = json.loads(sys.stdin.readline())
 repository = SQLRepository(url)
 security = Security(repository, secret_keys=key)
 rounds = 0
 while True:
-    for i in range(ROUND):
-        security.login_by_auth_token(strings[i % len(strings)])
+    for i in range(per_round):
+        security.login_by_auth_token(strings[(rounds * per_round + i) % len(strings)])
     security.flush()
     rounds += 1
     if rounds % 3 == 0:
         repository.fold()
     sys.stdout.write(json.dumps(rounds) + "\n")
     sys.stdout.flush()
-""".replace("ROUND", str(ROUND))
+"""
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@dataclass(frozen=True)
+class Shape:
+    """Where the child logs in, with how many tokens, how many logins a round."""
+
+    url: str
+    tokens: int = TOKENS
+    round: int = ROUND
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "sqlite, many tokens"])
+def shape(request: pytest.FixtureRequest, tmp_path: Path) -> Shape:
+    if request.param == "postgresql":
+        return Shape(str(request.getfixturevalue("pg_url")))
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'crash.db'}"
-    return str(request.getfixturevalue("pg_url"))
+        return Shape(url)
+    # A fold of three rounds files 1,200 writes or more: in several parts (see _fold).
+    return Shape(url, tokens=600, round=400)
 
 
-def _kill_after(url: str, strings: list[str], seconds: float) -> int:
+def _kill_after(url: str, strings: list[str], per_round: int, seconds: float) -> int:
     """Run the child, kill it after ``seconds``; the last round it reported written."""
     with subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, text=True) as child:
         assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(json.dumps([url, KEY, strings]) + "\n")
+        child.stdin.write(json.dumps([url, KEY, strings, per_round]) + "\n")
         child.stdin.flush()
         deadline = time.monotonic() + seconds
         reported = json.loads(child.stdout.readline())  # it runs: a round is written
@@ -78,13 +92,15 @@ def _kill_after(url: str, strings: list[str], seconds: float) -> int:
     return int(reported)
 
 
-def test_a_killed_process_loses_no_written_use_and_counts_none_twice(url: str) -> None:
+def test_a_killed_process_loses_no_written_use_and_counts_none_twice(shape: Shape) -> None:
+    url, per_round = shape.url, shape.round
     with Security(SQLRepository(url), secret_keys=KEY) as security:
-        strings = [security.authorize_token(AuthToken("a"), user=i) for i in range(TOKENS)]
+        strings = [security.authorize_token(AuthToken("a"), user=i % 50)
+                   for i in range(shape.tokens)]
     pause = random.Random(7)
     reported = 0
     for _ in range(4):
-        reported += _kill_after(url, strings, pause.uniform(0.2, 1.2))
+        reported += _kill_after(url, strings, per_round, pause.uniform(0.2, 1.2))
         repository = SQLRepository(url)
         with Security(repository, secret_keys=KEY) as fresh:
             tokens = [fresh.restore_auth_token(s) for s in strings]
@@ -93,9 +109,9 @@ def test_a_killed_process_loses_no_written_use_and_counts_none_twice(url: str) -
                 events = fresh.audit_events(token_key=token.key, limit=10_000)
                 logins = sum(e.count for e in events if e.action == "login")
                 assert logins == token.use_count, (token.key, logins, token.use_count)
-            assert uses % ROUND == 0, uses  # whole rounds: a batch is all or nothing
+            assert uses % per_round == 0, uses  # whole rounds: a batch is all or nothing
             # every reported round, and at most the one whose commit was under way
-            assert reported * ROUND <= uses <= (reported + 1) * ROUND, (reported, uses)
-            reported = uses // ROUND  # the next child starts from what is written
+            assert reported * per_round <= uses <= (reported + 1) * per_round, (reported, uses)
+            reported = uses // per_round  # the next child starts from what is written
             repository.fold()  # and what it leaves staged is filed exactly once
             assert sum(fresh.restore_auth_token(s).use_count for s in strings) == uses
