@@ -55,7 +55,7 @@ PRUNE_EVERY: Final = 1000  # a writer's 1st, 1001st, ... batch forgets old write
 FOLD_CHUNK: Final = 10_000
 #: On SQLite, a fold files its rows in parts of whole tokens (``_fold``), each about
 #: this many writes (a token's usage, an event) in a write transaction of its own.
-FOLD_WRITES: Final = 1000
+FOLD_WRITES: Final = 500
 #: A repository folds after its batch once about this many rows are staged, ...
 FOLD_ROWS: Final = 20_000
 #: ... or this long (seconds) after its last fold.
