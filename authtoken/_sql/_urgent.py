@@ -34,23 +34,23 @@ __all__ = ["SUFFIX", "let_pass", "signalling", "waiting"]
 
 #: The lock file's name is the database file's with this appended.
 SUFFIX: Final = "-urgent"
-_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+_FLAGS: Final = os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
 
-def _open(database: str) -> int | None:
-    if fcntl is None:
+def _open(database: str, *, create: bool) -> int | None:
+    if fcntl is None or not database:
         return None
     try:
-        return os.open(database + SUFFIX, _FLAGS, 0o600)
+        return os.open(database + SUFFIX, _FLAGS | (os.O_CREAT if create else 0), 0o600)
     except OSError:
-        return None  # a read-only folder, say: no signal, nothing else changes
+        return None  # a read-only folder, say (or, not creating, no file): no signal
 
 
 @contextlib.contextmanager
 def signalling(database: str) -> Iterator[None]:
     """While the block runs, tell folds on ``database`` (a file path) that a revocation
     waits for the write lock."""
-    fd = _open(database)
+    fd = _open(database, create=True)
     try:
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -63,7 +63,7 @@ def signalling(database: str) -> Iterator[None]:
 
 def waiting(database: str) -> bool:
     """Whether a revocation waits for ``database``'s write lock now."""
-    fd = _open(database)
+    fd = _open(database, create=False)  # no file: no revocation ever had to wait
     if fd is None:
         return False
     try:

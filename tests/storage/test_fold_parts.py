@@ -257,6 +257,14 @@ def test_no_lock_file_no_signal_and_no_error(tmp_path: Path) -> None:
     assert not os.path.exists(path + _urgent.SUFFIX)
 
 
+def test_a_fold_makes_no_lock_file(path: str, sql: SQLRepository) -> None:
+    security = Security(sql, secret_keys="k")
+    log_in(sql, authorize(security, 2), T0)
+    sql.fold()
+    assert not os.path.exists(path + _urgent.SUFFIX)  # only a waiting revocation makes it
+    security.close()
+
+
 def test_a_symlinked_lock_file_is_not_followed(tmp_path: Path) -> None:
     path = str(tmp_path / "tokens.db")
     target = tmp_path / "elsewhere"
