@@ -102,11 +102,15 @@ class Taken(Exception):
     """Another fold filed some of a part's rows first: roll the part back."""
 
 
-def file_part(conn: Connection, part: Part, dialect: Dialect) -> None:
+def file_part(conn: Connection, part: Part, dialect: Dialect, *, last: bool = True) -> None:
     """File ``part`` in ``conn``'s write transaction; raises ``Taken`` if any of its rows
-    is no longer staged (the caller's transaction then rolls back)."""
+    is no longer staged (the caller's transaction then rolls back).  Only the ``last``
+    part of a fold checkpoints the write-ahead log as its commit ends (copies it into
+    the file, and syncs it): once for the whole fold, not once per part."""
     raw = conn.connection.dbapi_connection
     assert raw is not None
+    if not last:
+        raw.execute("PRAGMA wal_autocheckpoint = 0")  # the next write sets it again
     (top,) = raw.execute(_TOP).fetchone()
     ids = [(i,) for i in part.ids if i != top]
     dropped = raw.executemany(_DROP, ids).rowcount if ids else 0

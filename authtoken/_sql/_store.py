@@ -504,11 +504,13 @@ class SQLStore:
             limit = FOLD_CHUNK if max_rows is None else min(FOLD_CHUNK, max_rows - filed)
             with self._tx(write=False) as conn:
                 rows = read_staged(conn, limit)
-            for part in parts(rows):
+            todo = list(parts(rows))
+            for n, part in enumerate(todo, 1):
                 if dialect.revocation_waiting():
                     dialect.let_revocations_pass()
                 try:
-                    self._write(functools.partial(file_part, part=part, dialect=dialect))
+                    self._write(functools.partial(file_part, part=part, dialect=dialect,
+                                                  last=n == len(todo)))
                 except Taken:
                     return filed  # another fold is filing these rows: it files the rest
                 filed += len(part.ids)
