@@ -106,9 +106,9 @@ class Dialect:
         before each part, and then lets it pass first."""
         return False
 
-    def let_revocations_pass(self) -> None:
+    def let_revocations_pass(self, until: float) -> None:
         """Return once no revocation waits for the write lock (each has taken it), or
-        after ``timeout`` seconds."""
+        at ``until`` (``time.monotonic()``)."""
 
     def claim(self, conn: Connection, batch: BatchId, now: int) -> bool:
         """Record ``batch`` as written, in ``conn``'s transaction; ``False`` if its

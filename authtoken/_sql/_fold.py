@@ -12,11 +12,9 @@ transaction did.  Before each part the fold lets a waiting revocation go first
 
 Each part deletes its rows by id in the transaction that files them, and files nothing
 unless every one of them is still staged: a row another fold filed meanwhile makes the
-part roll back, and this fold stops (that fold files the rest).  A row id names one
-staged row for good because the table never empties: a part that would delete the row
-with the highest id (after which SQLite would hand that id out again) *spends* it
-instead -- every column cleared, ``uses`` = -1 -- and a spent row counts nothing, is no
-event, and is deleted by a later fold once a newer row stands above it.
+part roll back, and this fold stops there (whatever it has not filed stays staged, for
+the next fold).  An id names one staged row for good: the table is ``AUTOINCREMENT``
+on SQLite (revision 0007), so no id is handed out twice, even once the table empties.
 """
 
 from __future__ import annotations
@@ -30,33 +28,21 @@ from sqlalchemy.engine import Connection
 from ._dialect import Dialect
 from ._staging import FOLD_WRITES, file_rows
 
-__all__ = ["SPENT", "Part", "Taken", "file_part", "parts", "read_staged"]
-
-#: ``uses`` of a spent row (see above); a staged row otherwise has ``uses`` >= 0.
-SPENT: Final = -1
+__all__ = ["Part", "Taken", "file_part", "parts", "read_staged"]
 
 _READ: Final = (
     "SELECT id, at, action, outcome, actor, token_key, user_ref, script_key, script_path, "
     'reason, "count", uses FROM authtoken_staged ORDER BY id LIMIT ?'
 )
-_TOP: Final = "SELECT MAX(id) FROM authtoken_staged"
-_DROP: Final = "DELETE FROM authtoken_staged WHERE id = ? AND uses >= 0"
-_DROP_SPENT: Final = "DELETE FROM authtoken_staged WHERE id = ? AND uses = -1"
-_SPEND: Final = (
-    "UPDATE authtoken_staged SET action = NULL, outcome = NULL, actor = NULL, "
-    'token_key = NULL, user_ref = NULL, script_key = NULL, script_path = NULL, '
-    'reason = NULL, "count" = 0, uses = -1 WHERE id = ? AND uses >= 0'
-)
+_DROP: Final = "DELETE FROM authtoken_staged WHERE id = ?"
 
 
 @dataclass(frozen=True)
 class Part:
-    """Staged rows filed together: ``ids`` (to delete: every one must still be staged),
-    ``spent`` (spent rows to drop, if still there), and what they file
-    (``file_rows``)."""
+    """Staged rows filed together: their ``ids`` (every one must still be staged), and
+    what they file (``file_rows``)."""
 
     ids: list[int]
-    spent: list[int]
     usage: list[dict[str, Any]]
     audit: list[tuple[Any, ...]]
 
@@ -71,31 +57,27 @@ def read_staged(conn: Connection, limit: int) -> list[tuple[Any, ...]]:
 def parts(rows: Sequence[Sequence[Any]], writes: int = FOLD_WRITES) -> Iterator[Part]:
     """``rows`` (``read_staged``'s) in parts of whole tokens, each about ``writes``
     writes at most (a token with more events than that is a part of its own); events
-    of no token (a revoke-all) go in a part of their own, first."""
+    of no token (a revoke-all) come first."""
     groups: dict[str | None, list[Sequence[Any]]] = {None: []}
-    spent: list[int] = []
     for row in rows:
-        if row[11] == SPENT:
-            spent.append(row[0])
-        else:
-            groups.setdefault(row[5], []).append(row)
+        groups.setdefault(row[5], []).append(row)
     batch: list[Sequence[Any]] = []
     cost = 0
     for key, group in groups.items():
         # A token's usage is one write; its events at most one each (summed by kind).
         weight = (key is not None) + sum(row[2] is not None for row in group)
         if batch and cost + weight > writes:
-            yield _part(batch, [])
+            yield _part(batch)
             batch, cost = [], 0
         batch.extend(group)
         cost += weight
-    if batch or spent:
-        yield _part(batch, spent)
+    if batch:
+        yield _part(batch)
 
 
-def _part(rows: list[Sequence[Any]], spent: list[int]) -> Part:
+def _part(rows: list[Sequence[Any]]) -> Part:
     usage, audit = file_rows(rows)
-    return Part([row[0] for row in rows], spent, usage, audit)
+    return Part([row[0] for row in rows], usage, audit)
 
 
 class Taken(Exception):
@@ -105,22 +87,15 @@ class Taken(Exception):
 def file_part(conn: Connection, part: Part, dialect: Dialect, *, last: bool = True) -> None:
     """File ``part`` in ``conn``'s write transaction; raises ``Taken`` if any of its rows
     is no longer staged (the caller's transaction then rolls back).  Only the ``last``
-    part of a fold checkpoints the write-ahead log as its commit ends (copies it into
-    the file, and syncs it): once for the whole fold, not once per part."""
+    part of the rows read together checkpoints the write-ahead log as its commit ends
+    (copies it into the file, and syncs it): once per ``read_staged``, not per part."""
     raw = conn.connection.dbapi_connection
     assert raw is not None
     if not last:
         raw.execute("PRAGMA wal_autocheckpoint = 0")  # the next write sets it again
-    (top,) = raw.execute(_TOP).fetchone()
-    ids = [(i,) for i in part.ids if i != top]
-    dropped = raw.executemany(_DROP, ids).rowcount if ids else 0
-    if len(ids) < len(part.ids):  # the newest staged row: spent, not deleted
-        dropped += raw.execute(_SPEND, (top,)).rowcount
+    dropped = raw.executemany(_DROP, [(i,) for i in part.ids]).rowcount
     if dropped != len(part.ids):
         raise Taken
-    spent = [(i,) for i in part.spent if i != top]
-    if spent:
-        raw.executemany(_DROP_SPENT, spent)
     if part.usage:
         dialect.add_usage(conn, part.usage)
     if part.audit:

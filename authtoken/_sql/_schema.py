@@ -96,7 +96,10 @@ class StagedRow(_Base, table=True):
     """
 
     __tablename__ = "authtoken_staged"
-    __table_args__ = (sa.PrimaryKeyConstraint("id", name="pk_authtoken_staged"),)
+    # AUTOINCREMENT on SQLite: no id is handed out twice, even once the table empties
+    # (a fold deletes by id what it read before: see ``_fold``).
+    __table_args__ = (sa.PrimaryKeyConstraint("id", name="pk_authtoken_staged"),
+                      {"sqlite_autoincrement": True})
 
     id: int | None = Field(
         default=None, nullable=False, sa_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite")

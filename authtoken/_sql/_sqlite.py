@@ -65,8 +65,8 @@ class SQLite(Dialect):
     def revocation_waiting(self) -> bool:
         return _urgent.waiting(self.path)
 
-    def let_revocations_pass(self) -> None:
-        _urgent.let_pass(self.path, self.timeout)
+    def let_revocations_pass(self, until: float) -> None:
+        _urgent.let_pass(self.path, until)
 
     def claim(self, conn: Connection, batch: BatchId, now: int) -> bool:
         return claim_by_upsert(conn, batch, now)

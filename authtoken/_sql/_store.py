@@ -496,9 +496,11 @@ class SQLStore:
 
     def _fold_in_parts(self, max_rows: int | None) -> int:
         """``fold`` where one write lock covers the database (SQLite): rows read without
-        it, filed in parts of whole tokens, a waiting revocation first (see ``_fold``)."""
+        it, filed in parts of whole tokens, a waiting revocation first (see ``_fold``).
+        It waits for revocations ``timeout`` seconds at most in all."""
         dialect = self._dialect
         self._folded_at = time.monotonic()
+        patience = self._folded_at + self._timeout
         filed = 0
         while max_rows is None or filed < max_rows:
             limit = FOLD_CHUNK if max_rows is None else min(FOLD_CHUNK, max_rows - filed)
@@ -507,14 +509,14 @@ class SQLStore:
             todo = list(parts(rows))
             for n, part in enumerate(todo, 1):
                 if dialect.revocation_waiting():
-                    dialect.let_revocations_pass()
+                    dialect.let_revocations_pass(patience)
                 try:
                     self._write(functools.partial(file_part, part=part, dialect=dialect,
                                                   last=n == len(todo)))
                 except Taken:
-                    return filed  # another fold is filing these rows: it files the rest
+                    return filed  # another fold filed some of these: the rest waits
                 filed += len(part.ids)
-            if len(rows) < limit:
+            if len(rows) < limit:  # every row read is filed: the loop always advances
                 break
         return filed
 
@@ -553,7 +555,8 @@ class SQLStore:
     def prune_events(self, before: int) -> int:
         """Drop the audit events recorded before ``before`` (µs); return how many.
 
-        Staged events are filed first, so that none escapes; then the old events go
+        Staged events are filed first, so that none escapes (but those another process's
+        fold is filing at that moment, which land just after); then the old events go
         ``FOLD_CHUNK`` at a time, each chunk its own short transaction.
         """
         self.fold()

@@ -1,26 +1,31 @@
-"""Revocations first on SQLite: how one waiting for the write lock makes a fold step aside.
+"""Revocations first on SQLite: how one waiting for the write lock makes a fold wait.
 
 A SQLite file has one write lock and no queue for it.  A revocation polls for the lock
 every half millisecond (``_lean.begin_urgent``), so it takes it as soon as the holder lets
-go; but a fold chunk of many distinct tokens holds it for a page write per token, long
-enough to keep a revocation waiting for a tenth of a second on a busy machine.  So a
-revocation says that it waits: while it polls, it holds a shared ``flock`` on a lock file
-beside the database, ``<file>-urgent`` (empty, mode 0600, created at the first
-revocation).  A fold asks between its statements whether anyone holds that lock
-(``waiting``); if so it rolls its chunk back -- nothing of it was written -- lets the
-revocation through (``let_pass``) and files a smaller chunk next time.
+go; but a fold (``_fold``) writes in a series of short transactions, and the next one
+could take the lock before the revocation polls again.  So a revocation says that it
+waits: while it polls, it holds a shared ``flock`` on a lock file beside the database,
+``<file>-urgent`` (empty, mode 0600, created by the first revocation that has to wait).
+Before each of its transactions a fold asks whether anyone holds that lock
+(``waiting``) and, if so, waits until nobody does (``let_pass``) -- within one deadline
+for the whole fold, so that a signal that never ends cannot stall it.
 
-The lock file is a signal only: no data lives in it, and without it (a folder that
-refuses a new file, a system without ``flock``) every revocation still gets the write
-lock, only without overtaking a fold.  ``flock`` locks belong to open file descriptions,
-not processes, so threads of one process signal each other too; and they never touch
-SQLite's own (``fcntl``) locks on the database file.
+The lock file is a signal only: no data lives in it.  Without it (a folder that refuses
+a new file, a file of another owner, a system without ``flock``) every revocation still
+gets the write lock, only without going ahead of a fold.  The file is named after the
+database's real path (symlinks resolved, as SQLite does), opened without following a
+symlink, and never locked by blocking: a revocation that cannot take its shared lock at
+once goes on without it.  ``flock`` locks belong to open file descriptions, so threads
+of one process signal each other too; a child forked while a revocation waits closes
+the descriptor it inherited (``os.register_at_fork``), so it never keeps the signal up.
+They never touch SQLite's own (``fcntl``) locks on the database file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterator
 from typing import Final
@@ -32,33 +37,74 @@ except ImportError:  # pragma: no cover - not on Windows: revocations only poll
 
 __all__ = ["SUFFIX", "let_pass", "signalling", "waiting"]
 
-#: The lock file's name is the database file's with this appended.
+#: The lock file's name is the database file's real path with this appended.
 SUFFIX: Final = "-urgent"
-_FLAGS: Final = os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+_FLAGS: Final = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+_TRIES: Final = 8  # a fold's look holds the lock exclusively for a few microseconds
+
+_held: set[int] = set()  # descriptors of signals up in this process
+_held_lock = threading.Lock()
+
+
+def _forget_in_child() -> None:
+    for fd in list(_held):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _open(database: str, *, create: bool) -> int | None:
     if fcntl is None or not database:
         return None
     try:
-        return os.open(database + SUFFIX, _FLAGS | (os.O_CREAT if create else 0), 0o600)
+        fd = os.open(os.path.realpath(database) + SUFFIX,
+                     _FLAGS | (os.O_CREAT if create else 0), 0o600)
     except OSError:
         return None  # a read-only folder, say (or, not creating, no file): no signal
+    try:
+        if os.fstat(fd).st_uid == os.getuid():
+            return fd
+    except OSError:
+        pass
+    os.close(fd)  # another user's file: not ours to signal through
+    return None
 
 
 @contextlib.contextmanager
 def signalling(database: str) -> Iterator[None]:
     """While the block runs, tell folds on ``database`` (a file path) that a revocation
-    waits for the write lock."""
+    waits for the write lock -- if the signal can be raised at once."""
     fd = _open(database, create=True)
+    if fd is not None and not _lock_shared(fd):
+        os.close(fd)
+        fd = None
+    if fd is None:
+        yield
+        return
+    with _held_lock:
+        _held.add(fd)
     try:
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_SH)
         yield
     finally:
-        if fd is not None:
-            os.close(fd)  # which drops the lock
+        with _held_lock:
+            _held.discard(fd)
+        os.close(fd)  # which drops the lock
+
+
+def _lock_shared(fd: int) -> bool:
+    for _ in range(_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            time.sleep(0.0001)
+        except OSError:
+            return False
+    return False
 
 
 def waiting(database: str) -> bool:
@@ -77,9 +123,8 @@ def waiting(database: str) -> bool:
     return False
 
 
-def let_pass(database: str, seconds: float) -> None:
+def let_pass(database: str, until: float) -> None:
     """Return once no revocation waits for ``database``'s write lock (each has taken it),
-    or after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while waiting(database) and time.monotonic() < deadline:
+    or at ``until`` (``time.monotonic()``)."""
+    while time.monotonic() < until and waiting(database):
         time.sleep(0.0005)

@@ -343,3 +343,32 @@ def test_upgrade_from_0004_gives_a_grandchild_its_whole_chain(url: str) -> None:
         # a descendant: refused as not renewable, not as someone else's token
         with pytest.raises(InvalidArgument, match="not renewable"):
             session.renew_auth_token(strings["grandchild"])
+
+
+def test_0007_never_hands_a_staged_id_out_twice(tmp_path: Path) -> None:
+    """SQLite: 0007 rebuilds the staging table with AUTOINCREMENT; its rows keep their
+    ids, and once the table empties a new row still gets an id above all of them (a fold
+    deletes by id what it read before: see authtoken/_sql/_fold.py)."""
+    from authtoken._migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    _database_at_0004(url)
+    staged = sa.text("SELECT id, token_key, uses FROM authtoken_staged ORDER BY id")
+    repo = SQLRepository(url)
+    try:
+        with repo.engine.begin() as conn:
+            upgrade(conn, "0006")
+            before = conn.execute(staged).all()
+            upgrade(conn, "0007")
+            after = conn.execute(staged).all()
+            ddl = conn.execute(sa.text("SELECT sql FROM sqlite_master "
+                                       "WHERE name = 'authtoken_staged'")).scalar_one()
+            conn.execute(sa.text("DELETE FROM authtoken_staged"))
+            conn.execute(sa.text('INSERT INTO authtoken_staged (at, "count", uses) '
+                                 "VALUES (1, 1, 0)"))
+            (new,) = conn.execute(sa.text("SELECT id FROM authtoken_staged")).one()
+    finally:
+        repo.close()
+    assert before and after == before
+    assert "AUTOINCREMENT" in ddl
+    assert new > max(row[0] for row in before)
