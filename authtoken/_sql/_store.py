@@ -500,7 +500,7 @@ class SQLStore:
         It waits for revocations ``timeout`` seconds at most in all."""
         dialect = self._dialect
         self._folded_at = time.monotonic()
-        patience = self._folded_at + self._timeout
+        patience = self._timeout  # seconds left to wait for revocations, this fold
         filed = 0
         while max_rows is None or filed < max_rows:
             limit = FOLD_CHUNK if max_rows is None else min(FOLD_CHUNK, max_rows - filed)
@@ -508,8 +508,10 @@ class SQLStore:
                 rows = read_staged(conn, limit)
             todo = list(parts(rows))
             for n, part in enumerate(todo, 1):
-                if dialect.revocation_waiting():
-                    dialect.let_revocations_pass(patience)
+                if patience > 0 and dialect.revocation_waiting():
+                    began = time.monotonic()
+                    dialect.let_revocations_pass(began + patience)
+                    patience -= time.monotonic() - began
                 try:
                     self._write(functools.partial(file_part, part=part, dialect=dialect,
                                                   last=n == len(todo)))
@@ -555,9 +557,9 @@ class SQLStore:
     def prune_events(self, before: int) -> int:
         """Drop the audit events recorded before ``before`` (µs); return how many.
 
-        Staged events are filed first, so that none escapes (but those another process's
-        fold is filing at that moment, which land just after); then the old events go
-        ``FOLD_CHUNK`` at a time, each chunk its own short transaction.
+        Staged events are filed first, so that none escapes (but those another fold, of
+        any process or thread, is filing at that moment, which land just after); then the
+        old events go ``FOLD_CHUNK`` at a time, each chunk its own short transaction.
         """
         self.fold()
         old = sa.select(A.c.id).where(A.c.at < before).order_by(A.c.at).limit(FOLD_CHUNK)

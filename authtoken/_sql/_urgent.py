@@ -7,8 +7,8 @@ could take the lock before the revocation polls again.  So a revocation says tha
 waits: while it polls, it holds a shared ``flock`` on a lock file beside the database,
 ``<file>-urgent`` (empty, mode 0600, created by the first revocation that has to wait).
 Before each of its transactions a fold asks whether anyone holds that lock
-(``waiting``) and, if so, waits until nobody does (``let_pass``) -- within one deadline
-for the whole fold, so that a signal that never ends cannot stall it.
+(``waiting``) and, if so, waits until nobody does (``let_pass``) -- within one budget
+of waiting for the whole fold, so that a signal that never ends cannot stall it.
 
 The lock file is a signal only: no data lives in it.  Without it (a folder that refuses
 a new file, a file of another owner, a system without ``flock``) every revocation still
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 from collections.abc import Iterator
 from typing import Final
@@ -42,8 +41,9 @@ SUFFIX: Final = "-urgent"
 _FLAGS: Final = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 _TRIES: Final = 8  # a fold's look holds the lock exclusively for a few microseconds
 
-_held: set[int] = set()  # descriptors of signals up in this process
-_held_lock = threading.Lock()
+# Descriptors of signals up in this process (set.add and set.discard are atomic: no lock
+# that a fork could copy while another thread holds it).
+_held: set[int] = set()
 
 
 def _forget_in_child() -> None:
@@ -66,7 +66,7 @@ def _open(database: str, *, create: bool) -> int | None:
     except OSError:
         return None  # a read-only folder, say (or, not creating, no file): no signal
     try:
-        if os.fstat(fd).st_uid == os.getuid():
+        if os.fstat(fd).st_uid == os.geteuid():
             return fd
     except OSError:
         pass
@@ -85,14 +85,13 @@ def signalling(database: str) -> Iterator[None]:
     if fd is None:
         yield
         return
-    with _held_lock:
-        _held.add(fd)
+    _held.add(fd)
     try:
         yield
     finally:
-        with _held_lock:
-            _held.discard(fd)
-        os.close(fd)  # which drops the lock
+        _held.discard(fd)
+        with contextlib.suppress(OSError):  # closed by a fork hook of this very thread
+            os.close(fd)  # which drops the lock
 
 
 def _lock_shared(fd: int) -> bool:

@@ -10,6 +10,7 @@ waits.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import stat
@@ -246,16 +247,28 @@ def test_a_revocation_waiting_for_the_lock_signals_it(path: str) -> None:
     security.close()
 
 
-def test_a_fold_waits_for_revocations_its_timeout_at_most_in_all(path: str) -> None:
-    """A signal that never ends (a stuck process) delays a fold, never stalls it."""
+def test_a_fold_waits_for_revocations_its_timeout_at_most_in_all(
+        path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal that never ends (a stuck process) delays a fold, never stalls it: the
+    fold's parts share one budget of waiting, its timeout."""
     sql = SQLRepository(f"sqlite:///{path}", timeout=0.5)
     security = Security(sql, secret_keys="k")
-    keys = authorize(security, 1_200)  # several parts: one wait for them all
+    keys = authorize(security, 1_200)  # several parts: one budget for them all
     sql.fold()
     log_in(sql, keys, T0)
+    budgets: list[float] = []
+    real = _urgent.let_pass
+
+    def let_pass(database: str, until: float) -> None:
+        budgets.append(until - time.monotonic())
+        real(database, until)
+
+    monkeypatch.setattr(_urgent, "let_pass", let_pass)
     with _urgent.signalling(path):
         assert sql.fold() == 1_200
     assert staged(path) == []
+    assert len(budgets) == 1  # the first part waited the whole budget; the rest, nothing
+    assert 0.4 < budgets[0] <= 0.5
     security.close()
 
 
@@ -264,6 +277,7 @@ def test_a_forked_child_does_not_keep_a_revocation_signal_up(path: str) -> None:
     go_on, hold = os.pipe()  # the parent tells the child to end
     ready, running = os.pipe()  # the child tells the parent it runs
     with _urgent.signalling(path), warnings.catch_warnings():
+        assert _urgent.waiting(path)  # the signal is up as the child is forked
         # Python 3.12+ warns of a fork in a process with threads (other tests' pools).
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
@@ -289,6 +303,41 @@ def test_a_symlinked_database_signals_the_same_lock_file(tmp_path: Path) -> None
     with _urgent.signalling(str(link)):
         assert _urgent.waiting(str(real))
     assert os.path.exists(str(real) + _urgent.SUFFIX)
+
+
+def test_a_revocation_never_blocks_on_the_lock_file(path: str) -> None:
+    """Someone holding the lock file exclusively (say, stuck in a fold's look) costs a
+    revocation its signal, never a wait."""
+    with _urgent.signalling(path):
+        pass  # makes the file
+    holder = os.open(path + _urgent.SUFFIX, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (_urgent.signalling(path).__enter__(),
+                                              done.set()))
+    try:
+        worker.start()
+        assert done.wait(30)
+    finally:
+        os.close(holder)
+        worker.join(30)
+
+
+def test_a_lock_file_of_another_owner_is_not_used(path: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user")
+    lock_file = path + _urgent.SUFFIX
+    with open(lock_file, "w"):
+        pass
+    os.chown(lock_file, 4242, -1)
+    with _urgent.signalling(path):
+        assert not _urgent.waiting(path)  # no signal through another user's file
+    holder = os.open(lock_file, os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_SH)  # another user's "signal"
+        assert not _urgent.waiting(path)  # is not listened to either
+    finally:
+        os.close(holder)
 
 
 def test_no_lock_file_no_signal_and_no_error(tmp_path: Path) -> None:

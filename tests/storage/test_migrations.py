@@ -346,29 +346,46 @@ def test_upgrade_from_0004_gives_a_grandchild_its_whole_chain(url: str) -> None:
 
 
 def test_0007_never_hands_a_staged_id_out_twice(tmp_path: Path) -> None:
-    """SQLite: 0007 rebuilds the staging table with AUTOINCREMENT; its rows keep their
-    ids, and once the table empties a new row still gets an id above all of them (a fold
-    deletes by id what it read before: see authtoken/_sql/_fold.py)."""
+    """SQLite: 0007 rebuilds the staging table with AUTOINCREMENT -- the very table the
+    table classes declare -- keeping its rows whole; once the table empties a new row
+    still gets an id above all of them (a fold deletes by id what it read before: see
+    authtoken/_sql/_fold.py); the downgrade gives back the 0006 table, rows whole."""
+    from alembic import command
+    from alembic.config import Config
+
     from authtoken._migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'm.db'}"
     _database_at_0004(url)
-    staged = sa.text("SELECT id, token_key, uses FROM authtoken_staged ORDER BY id")
+    staged = sa.text("SELECT * FROM authtoken_staged ORDER BY id")
+    ddl = sa.text("SELECT sql FROM sqlite_master WHERE name = 'authtoken_staged'")
     repo = SQLRepository(url)
     try:
         with repo.engine.begin() as conn:
             upgrade(conn, "0006")
-            before = conn.execute(staged).all()
+            before, ddl_0006 = conn.execute(staged).all(), conn.execute(ddl).scalar_one()
             upgrade(conn, "0007")
-            after = conn.execute(staged).all()
-            ddl = conn.execute(sa.text("SELECT sql FROM sqlite_master "
-                                       "WHERE name = 'authtoken_staged'")).scalar_one()
+            after, ddl_0007 = conn.execute(staged).all(), conn.execute(ddl).scalar_one()
+            config = Config()
+            config.set_main_option("script_location", "authtoken:_migrations")
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0006")
+            back, ddl_back = conn.execute(staged).all(), conn.execute(ddl).scalar_one()
+            upgrade(conn, "0007")
             conn.execute(sa.text("DELETE FROM authtoken_staged"))
             conn.execute(sa.text('INSERT INTO authtoken_staged (at, "count", uses) '
                                  "VALUES (1, 1, 0)"))
             (new,) = conn.execute(sa.text("SELECT id FROM authtoken_staged")).one()
     finally:
         repo.close()
-    assert before and after == before
-    assert "AUTOINCREMENT" in ddl
+    fresh = tmp_path / "fresh.db"
+    declared = sa.create_engine(f"sqlite:///{fresh}")
+    METADATA.create_all(declared)
+    with declared.connect() as conn:
+        ddl_declared = conn.execute(ddl).scalar_one()
+    declared.dispose()
+    assert before and after == before and back == before
+    assert "AUTOINCREMENT" in ddl_0007 and "AUTOINCREMENT" not in ddl_0006
+    assert ddl_0007 == ddl_declared
+    assert ddl_back == ddl_0006
     assert new > max(row[0] for row in before)
