@@ -16,8 +16,8 @@ whole tokens, ``_fold``): each token's logins are added to its ``use_count`` (an
 kind -- action, outcome, actor, token, user, script and reason -- in the same minute
 become one audit event that carries their ``count`` and the time of the last.  The more
 batches one fold takes, the cheaper each login: a token used a hundred times since the
-last fold has its row written once.
-Other events (authorize, update, revoke, revoke-all) are filed one by one, as recorded.
+last fold has its row written once.  Other events (authorize, update, revoke,
+revoke-all) are filed one by one, as recorded.
 
 Reads never wait for a fold.  A read by key adds what is staged for the token, a list
 adds the staged usage of the tokens it returns, and a read of the trail merges the staged
@@ -51,7 +51,8 @@ WRITE_CHUNK: Final = 1000
 KEEP_WRITERS_MICROS: Final = 30 * 24 * 3600 * 1_000_000
 PRUNE_EVERY: Final = 1000  # a writer's 1st, 1001st, ... batch forgets old writers
 
-#: Staged rows filed per fold transaction: short enough not to keep a revocation waiting.
+#: Staged rows a fold takes at a time: one transaction on PostgreSQL, short enough not to
+#: keep a revocation waiting; on SQLite, one read, then filed in parts (``FOLD_WRITES``).
 FOLD_CHUNK: Final = 10_000
 #: On SQLite, a fold files its rows in parts of whole tokens (``_fold``), each about
 #: this many writes (a token's usage, an event) in a write transaction of its own.
