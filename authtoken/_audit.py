@@ -51,7 +51,7 @@ __all__ = [
     "flush_forgotten",
 ]
 
-FLUSH_EVERY_LOGINS: Final = 1000
+FLUSH_EVERY_LOGINS: Final = 10_000
 FLUSH_EVERY_MICROS: Final = 1_000_000
 SAMPLED_LOGINS: Final = 10
 SAMPLED_INVALID: Final = 10
@@ -102,7 +102,7 @@ _Kind = tuple[str, "str | None", "Script | None", "str | None", "str | None"]
 class AuditBuffer:
     """Usage counts and audit events waiting to be written, in one batch.
 
-    ``AuditBuffer(*, flush_every_logins=1000, flush_every_micros=1_000_000,
+    ``AuditBuffer(*, flush_every_logins=10_000, flush_every_micros=1_000_000,
     max_buffered_events=100_000, login_events=True)``: a batch is due after that many
     login attempts (or buffered events), or that long after the oldest waiting entry; at
     most that many events are held while storage cannot take them.  See the module

@@ -6,7 +6,7 @@ Logins per second of ``Security.login_by_auth_token`` -- the whole public call: 
 signature check of the token string (itsdangerous HMAC-SHA256), one read of the token
 by key from storage, the ``compare_digest`` of the secret's SHA-256 digest, the
 revocation, expiry and script-binding checks, building the ``Principal``, and the
-buffered usage counter (so the batched usage ``UPDATE`` every 1,000 logins is paid for
+buffered usage counter (so the batched usage ``UPDATE`` every 10,000 logins is paid for
 too, amortised) -- for
 
 - the in-memory repository (``open_security("memory://", ...)``),
@@ -76,7 +76,7 @@ by the issue:
   showed +29 % that an alternating one did not).  So each audited/unaudited pair is
   also run in 16 short rounds alternating which goes first (ABBA...), and the cost is
   ``1 - median(audited) / median(audit-off)`` over those.  The batched write of the
-  events (in the usage transaction every 1,000 logins) is inside the amortised cost of
+  events (in the usage transaction every 10,000 logins) is inside the amortised cost of
   the audited side only.
 
 The reference moves with PyJWT's version, so the header names it: PyJWT 2.15 checks each

@@ -73,7 +73,7 @@ forgets the rest.  Nothing is cached between runs.
 Each timed case is warmed up once (choosing a batch of calls of about 5 ms), then timed
 for ``--seconds`` (default 3) per round, 3 rounds round-robin over all cases, best round
 counts.  Each round starts with up to 0.2 s of untimed calls and a ``flush()``; the
-timed window then includes the batched writes of usage and audit events (one every 1,000
+timed window then includes the batched writes of usage and audit events (one every 10,000
 logins, so several per window) and ends with ``security.flush()``.  The program asserts
 nothing and exits 0; it only reports (progress goes to standard error).
 

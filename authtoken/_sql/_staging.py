@@ -16,8 +16,10 @@ whole tokens, ``_fold``): each token's logins are added to its ``use_count`` (an
 kind -- action, outcome, actor, token, user, script and reason -- in the same minute
 become one audit event that carries their ``count`` and the time of the last.  The more
 batches one fold takes, the cheaper each login: a token used a hundred times since the
-last fold has its row written once.  Other events (authorize, update, revoke,
-revoke-all) are filed one by one, as recorded.
+last fold has its row written once.  A batch already stages the login events of one
+kind in one minute as one row (``staged_rows``), so that a batch of many logins of a
+thousand tokens appends about a thousand rows, not a row per login.  Other events
+(authorize, update, revoke, revoke-all) are filed one by one, as recorded.
 
 Reads never wait for a fold.  A read by key adds what is staged for the token, a list
 adds the staged usage of the tokens it returns, and a read of the trail merges the staged
@@ -40,7 +42,8 @@ from ._rows import audit_rows
 
 __all__ = [
     "FOLD_CHUNK", "FOLD_ROWS", "FOLD_SECONDS", "FOLD_WRITES", "KEEP_WRITERS_MICROS",
-    "PRUNE_EVERY", "SUMMARY_MICROS", "WRITE_CHUNK", "file_rows", "fold_due", "staged_rows",
+    "PRUNE_EVERY", "SUMMARY_MICROS", "WRITE_CHUNK", "event_rows", "file_rows", "fold_due",
+    "staged_rows",
     "with_usage",
 ]
 
@@ -78,7 +81,34 @@ def fold_due(usage: Mapping[str, Usage], staged: int, folded_at: float, now: flo
 
 def staged_rows(usage: Mapping[str, Usage], events: Sequence[EventRow],
                 ) -> list[tuple[Any, ...]]:
-    """The rows of ``STAGED_INSERT`` for one batch.
+    """The rows of ``STAGED_INSERT`` for one batch: ``event_rows``, with the login events
+    of one kind in one minute summed in one row (two if some carry uses and some none),
+    as the fold would file them (``file_rows``).  A batch that used a token ten times
+    stages one row for it, not ten.
+    """
+    rows: list[tuple[Any, ...]] = []
+    kinds: dict[tuple[Any, ...], int] = {}  # a kind of login event -> its row's index
+    for row in event_rows(usage, events):
+        at, action, *rest, count, uses = row
+        if action not in _FOLDED:
+            rows.append(row)
+            continue
+        # Rows that carry uses apart from those that carry none: a sum takes the time of
+        # the last, which must not advance ``last_used_at`` past the last counted use.
+        kind = (action, *rest, at // SUMMARY_MICROS, uses > 0)
+        seen = kinds.get(kind)
+        if seen is None:
+            kinds[kind] = len(rows)
+            rows.append(row)
+        else:
+            last, _action, *_rest, times, used = rows[seen]
+            rows[seen] = (max(at, last), action, *rest, times + count, used + uses)
+    return rows
+
+
+def event_rows(usage: Mapping[str, Usage], events: Sequence[EventRow],
+               ) -> list[tuple[Any, ...]]:
+    """A row of ``STAGED_INSERT`` per event, and rows of usage no event covers.
 
     Each event is an audit row plus ``uses``: a successful login event carries the
     logins it stands for, so that usage costs no row of its own.  Logins no event
