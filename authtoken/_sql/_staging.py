@@ -18,7 +18,7 @@ become one audit event that carries their ``count`` and the time of the last.  T
 batches one fold takes, the cheaper each login: a token used a hundred times since the
 last fold has its row written once.  A batch already stages the login events of one
 kind in one minute as one row (``staged_rows``), so that a batch of many logins of a
-thousand tokens appends about a thousand rows, not a row per login.  Other events
+thousand tokens appends about a thousand rows, not a row per event.  Other events
 (authorize, update, revoke, revoke-all) are filed one by one, as recorded.
 
 Reads never wait for a fold.  A read by key adds what is staged for the token, a list

@@ -511,7 +511,8 @@ def openapi_document(root_path: str = "", *, upstreams: bool = False) -> dict[st
                         "reason": {"type": ["string", "null"]},
                         "count": {"type": "integer", "minimum": 2, "description":
                                   "only on a summary event: how many like login "
-                                  "attempts of one batch it stands for"},
+                                  "attempts it stands for (of one batch in memory, "
+                                  "of one minute in a SQL store)"},
                     },
                 },
                 **upstream_schemas,

@@ -300,9 +300,9 @@ def test_a_busy_token_is_sampled_not_written_per_login(security: Security) -> No
     for _ in range(25):
         with pytest.raises(TokenRevoked):
             security.login_by_auth_token(string)
-    logins = [e for e in security.audit_events() if e.action == "login"]
-    ok = [e for e in logins if e.outcome == "ok"]
-    refused = [e for e in logins if e.outcome == "refused"]
+    attempts = [e for e in security.audit_events() if e.action == "login"]
+    ok = [e for e in attempts if e.outcome == "ok"]
+    refused = [e for e in attempts if e.outcome == "refused"]
     assert sum(e.count for e in ok) == 100 and sum(e.count for e in refused) == 25
     assert {e.reason for e in refused} == {"TokenRevoked"}
     summary = max(ok, key=lambda e: e.count)
