@@ -25,6 +25,25 @@ def _by_id(chrome: Any, element_id: str) -> Any:
         ready.presence_of_element_located((By.ID, element_id)))
 
 
+def _rows_become(chrome: Any, expected: list[str]) -> list[Any]:
+    """The token rows once their ids are ``expected``: a filter reloads the page, and
+    until the new one is in, the old one's rows are still there (or going stale)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def settled(driver: Any) -> list[Any] | None:
+        rows = driver.find_elements(By.CSS_SELECTOR, "#tokens tbody tr")
+        try:
+            ids = [r.get_attribute("id") for r in rows]
+        except StaleElementReferenceException:
+            return None
+        return rows if ids == expected else None
+
+    rows: list[Any] = WebDriverWait(chrome, 10).until(settled)
+    return rows
+
+
 def _sign_in(chrome: Any, url: str, token: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -57,16 +76,13 @@ def test_an_admin_filters_and_revokes_another_users_tokens(
     _by_id(chrome, "f-user").send_keys("bob")
     chrome.find_element(By.ID, "f-script").send_keys("nightly report.py")
     chrome.find_element(By.ID, "filter").click()
-    _by_id(chrome, f"token-{nightly.key}")
-    rows = chrome.find_elements(By.CSS_SELECTOR, "#tokens tbody tr")
-    assert [r.get_attribute("id") for r in rows] == [f"token-{nightly.key}"]
+    rows = _rows_become(chrome, [f"token-{nightly.key}"])
     assert "/jobs/nightly report.py" in rows[0].text  # readable beside the canonical form
     # by state: bob's token expiring within 7 days
     chrome.find_element(By.ID, "f-script").clear()
     Select(chrome.find_element(By.ID, "f-state")).select_by_value("expiring")
     chrome.find_element(By.ID, "filter").click()
-    _by_id(chrome, f"token-{weekly.key}")
-    assert len(chrome.find_elements(By.CSS_SELECTOR, "#tokens tbody tr")) == 1
+    _rows_become(chrome, [f"token-{weekly.key}"])
 
     # revoke bob's nightly token, confirming; the page says so and the token is dead
     chrome.get(f"{url}/ui/all?user=bob")
