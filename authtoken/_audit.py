@@ -14,12 +14,13 @@ whose commit landed but whose answer was lost, so a retry never counts twice.  W
 batch waits, at most ``max_buffered_events`` events are held beside it; beyond, new
 events are only counted (and the count logged).  Usage counts are never dropped.
 
-Login events are sampled so that neither a busy token nor garbage floods the store:
-per batch, the first ``SAMPLED_LOGINS`` events of one (token, script, outcome) are kept
-one by one and the others counted in one summary event (``times``, the time of the
-last); the first ``SAMPLED_INVALID`` refusals of unknown or forged strings are kept and
-the others counted per action and script; failed API authentications are sampled per
-caller and reason like logins.
+Login events are summed so that neither a busy token nor garbage floods the store: per
+batch, the login events of one kind -- token, script, outcome and reason -- in one
+minute (``SUMMARY_MICROS``) are one summary event (``times``, the time of the last), as
+are failed API authentications per caller and reason and upstream issuances per
+session and link; the first ``SAMPLED_INVALID`` refusals of unknown or forged strings
+are kept and the others counted per action and script.  A busy scheduler's batch of
+10,000 logins of a thousand tokens is so a thousand events, not ten thousand.
 
 A ``Security`` owns one buffer (``Security(..., audit=AuditBuffer(...))``; the default
 builds one).  Everything here is thread-safe; nothing here reads a clock: times arrive
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from ._errors import ArgumentTypeError, InvalidArgument, RepositoryError
-from ._repository import BatchId, EventRow, Repository, Usage, new_writer
+from ._repository import SUMMARY_MICROS, BatchId, EventRow, Repository, Usage, new_writer
 from ._scopes import Script
 from ._token import UserKey, check_user
 
@@ -44,7 +45,6 @@ __all__ = [
     "FLUSH_EVERY_MICROS",
     "MAX_BUFFERED_EVENTS",
     "SAMPLED_INVALID",
-    "SAMPLED_LOGINS",
     "AuditBuffer",
     "Batch",
     "change_event",
@@ -53,7 +53,6 @@ __all__ = [
 
 FLUSH_EVERY_LOGINS: Final = 10_000
 FLUSH_EVERY_MICROS: Final = 1_000_000
-SAMPLED_LOGINS: Final = 10
 SAMPLED_INVALID: Final = 10
 MAX_BUFFERED_EVENTS: Final = 100_000
 log = logging.getLogger("authtoken")
@@ -77,10 +76,9 @@ class _Uses:
 
 @dataclass(slots=True)
 class _Sample:
-    """Events of one kind this batch: ``kept`` one by one, ``counted`` in a summary."""
+    """Events of one kind and minute this batch: how many, the latest (µs), whose."""
 
-    kept: int
-    counted: int
+    count: int
     last_at: int
     user: UserKey | None
 
@@ -93,10 +91,10 @@ class _Tally:
     last_at: int
 
 
-# The kind of a sampled event: (action, token key, script, reason, actor).  A plain
-# tuple, built once per login and only ever unpacked whole: a NamedTuple would cost the
-# login path a Python-level constructor call.
-_Kind = tuple[str, "str | None", "Script | None", "str | None", "str | None"]
+# The kind of a summed event: (action, token key, script, reason, actor, minute).  A
+# plain tuple, built once per login and only ever unpacked whole: a NamedTuple would
+# cost the login path a Python-level constructor call.
+_Kind = tuple[str, "str | None", "Script | None", "str | None", "str | None", int]
 
 
 class AuditBuffer:
@@ -155,7 +153,8 @@ class AuditBuffer:
         self._writer, self._number, self._pid = new_writer(), 0, os.getpid()
 
     def __repr__(self) -> str:
-        return f"AuditBuffer(<{len(self._events)} events, {len(self._usage)} tokens used>)"
+        held = len(self._events) + len(self._samples) + len(self._extra)
+        return f"AuditBuffer(<{held} events, {len(self._usage)} tokens used>)"
 
     # -- counting (the login path) ---------------------------------------------------------
     def _due(self, at: int) -> bool:
@@ -163,7 +162,7 @@ class AuditBuffer:
         if self._first is None:
             self._first = at
         return (self._attempts >= self._logins
-                or len(self._events) >= self._logins
+                or len(self._events) + len(self._samples) >= self._logins
                 or at - self._first >= self._micros)
 
     def _count_use(self, key: str, at: int) -> None:
@@ -186,29 +185,27 @@ class AuditBuffer:
             if reason is None and counted:
                 self._count_use(key, at)
             self._attempts += 1
-            if self._login_events and self._sample(("login", key, script, reason, None),
-                                                   at, user):
-                self._keep(EventRow(at, "login", "ok" if reason is None else "refused",
-                                    None, key, user, script, reason, 1))
+            if self._login_events:
+                self._sum(("login", key, script, reason, None, at // SUMMARY_MICROS), at,
+                          user)
             return self._due(at)
 
-    def _sample(self, kind: _Kind, at: int, user: UserKey | None) -> bool:
-        """Count one event of ``kind``: ``True`` to keep it one by one."""
+    def _sum(self, kind: _Kind, at: int, user: UserKey | None) -> None:
+        """Count one event of ``kind`` in its summary."""
         # caller holds _lock
         sample = self._samples.get(kind)
-        if sample is None:
-            self._samples[kind] = _Sample(kept=1, counted=0, last_at=at, user=user)
-            return True
-        if sample.kept < SAMPLED_LOGINS:
-            sample.kept += 1
-            return True
-        sample.counted += 1
-        sample.last_at = at
-        return False
+        if sample is not None:
+            sample.count += 1
+            if at > sample.last_at:
+                sample.last_at = at
+        elif len(self._events) + len(self._samples) < self._room:
+            self._samples[kind] = _Sample(1, at, user)
+        else:
+            self._dropped += 1
 
     def _keep(self, event: EventRow) -> None:
         # caller holds _lock
-        if len(self._events) < self._room:
+        if len(self._events) + len(self._samples) < self._room:
             self._events.append(event)
         else:
             self._dropped += 1
@@ -223,21 +220,18 @@ class AuditBuffer:
                  name: str, reason: str | None = None) -> bool:
         """An upstream access token given to the session of token ``key`` for link
         ``name`` (the event's actor is ``upstream:<name>``), or refused for ``reason``;
-        sampled like logins, ``True`` when a batch is due."""
+        summed like logins, ``True`` when a batch is due."""
         with self._lock:
             self._attempts += 1
-            actor = f"upstream:{name}"[:300]
-            if self._sample(("upstream", key, script, reason, actor), at, user):
-                self._keep(EventRow(at, "upstream", "ok" if reason is None else "refused",
-                                    actor, key, user, script, reason, 1))
+            self._sum(("upstream", key, script, reason, f"upstream:{name}"[:300],
+                       at // SUMMARY_MICROS), at, user)
             return self._due(at)
 
     def failure(self, at: int, actor: str | None, reason: str) -> bool:
-        """A failed authentication of an API caller, sampled per caller and reason."""
+        """A failed authentication of an API caller, summed per caller and reason."""
         with self._lock:
-            if self._sample(("authenticate", None, None, reason, actor), at, None):
-                self._keep(EventRow(at, "authenticate", "refused", actor, None, None, None,
-                                    reason, 1))
+            self._sum(("authenticate", None, None, reason, actor, at // SUMMARY_MICROS),
+                      at, None)
             return self._due(at)
 
     def invalid(self, at: int, script: Script | None, action: str) -> bool:
@@ -272,10 +266,12 @@ class AuditBuffer:
 
     @property
     def held_events(self) -> int:
-        """How many events wait to be written, a kept batch's included."""
+        """How many events wait to be written (a summary is one), a kept batch's
+        included."""
         with self._lock:
             kept = self._kept
-            return len(self._events) + (0 if kept is None else len(kept.events))
+            return (len(self._events) + len(self._samples) + len(self._extra)
+                    + (0 if kept is None else len(kept.events)))
 
     # -- writing ---------------------------------------------------------------------------
     def flush(self, repository: Repository, *, wait: bool) -> None:
@@ -300,13 +296,15 @@ class AuditBuffer:
         if self._pid != os.getpid():  # a forked child: its batches are not the parent's
             self._writer, self._number, self._pid = new_writer(), 0, os.getpid()
         with self._lock:
-            usage, events = self._usage, self._events
-            events.extend(
+            usage = self._usage
+            # Summaries first: a change's event is written as soon as it is kept, so every
+            # attempt a summary stands for came before the events kept beside it.
+            events = [
                 EventRow(sample.last_at, action, "ok" if reason is None else "refused",
-                         actor, key, sample.user, script, reason, sample.counted)
-                for (action, key, script, reason, actor), sample in self._samples.items()
-                if sample.counted
-            )
+                         actor, key, sample.user, script, reason, sample.count)
+                for (action, key, script, reason, actor, _), sample in self._samples.items()
+            ]
+            events.extend(self._events)
             dropped, self._dropped = self._dropped, 0
             events.extend(
                 EventRow(tally.last_at, action, "refused", None, None, None, script,

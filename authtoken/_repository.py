@@ -33,12 +33,17 @@ from ._expiry import from_micros, to_micros
 from ._scopes import Script
 from ._token import TokenRecord, UserKey
 
-__all__ = ["LINK_STATES", "MEMORY_EVENTS", "AuditEvent", "BatchId", "EventRow", "LoginRow",
-           "MemoryRepository", "Repository", "TokenCap", "UpstreamLink", "UpstreamLinks",
-           "Usage", "UseLimits", "add_use", "new_writer", "with_usage"]
+__all__ = ["LINK_STATES", "MEMORY_EVENTS", "SUMMARY_MICROS", "AuditEvent", "BatchId",
+           "EventRow", "LoginRow", "MemoryRepository", "Repository", "TokenCap",
+           "UpstreamLink", "UpstreamLinks", "Usage", "UseLimits", "add_use", "new_writer",
+           "with_usage"]
 
 #: The newest audit events a ``MemoryRepository`` keeps; older ones are dropped.
 MEMORY_EVENTS: Final = 100_000
+#: Login events of one kind are summed per minute (of their time) -- by the buffer per
+#: batch, by a SQL store's fold across batches: a summary never hides when the
+#: attempts were by more than that.
+SUMMARY_MICROS: Final = 60_000_000
 #: The states of an upstream link: usable, or waiting for its owner to link again.
 LINK_STATES: Final = ("ok", "needs_relink")
 
@@ -111,7 +116,8 @@ class AuditEvent:
     upstream (an access token the broker gave a session; ``actor`` ``upstream:<link>``);
     ``outcome``: ok or refused; ``reason``: the error's class name; ``user``: whose
     token the event is about (for filtering); ``count``: how many like events this one
-    stands for (refusals of unknown or forged strings are counted and sampled);
+    stands for (login, authenticate and upstream events are summed per kind and minute;
+    refusals of unknown or forged strings are counted and sampled);
     ``run_id``: the run of a job the token was made for (``Session.run_token``).
     """
 

@@ -598,8 +598,8 @@ class Security:
 
         Action ``authenticate``, outcome ``refused``; ``actor`` names the caller (say
         ``address:<ip>``, at most 300 characters kept), ``reason`` the refusal (the
-        error's class name, at most 64 characters kept).  Sampled per actor and reason
-        and written with the next batch, like logins.
+        error's class name, at most 64 characters kept).  Summed per actor, reason and
+        minute and written with the next batch, like logins.
         """
         self._trail.failure(actor, reason)
 

@@ -110,13 +110,13 @@ class Trail:
     def upstream(self, at: int, principal: Principal, name: str,
                  reason: str | None = None) -> None:
         """An upstream access token given to ``principal``'s session for link ``name``
-        (refused: ``reason``), buffered and sampled like a login; never the token."""
+        (refused: ``reason``), buffered and summed like a login; never the token."""
         if self._buffer.upstream(at, principal.token_key, principal.user, principal.script,
                                  name, reason):
             self.flush_quietly()
 
     def failure(self, actor: str | None, reason: str) -> None:
-        """A failed authentication of an API caller, sampled per caller and reason."""
+        """A failed authentication of an API caller, summed per caller and reason."""
         if self._buffer.failure(self._now_us(), None if actor is None else str(actor)[:300],
                                 str(reason)[:64]):
             self.flush_quietly()

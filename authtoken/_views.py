@@ -85,8 +85,8 @@ def event_view(event: AuditEvent) -> dict[str, object]:
 
     ``at``, ``actor``, ``action``, ``token_key``, ``run_id``, ``script``, ``outcome``
     and ``reason``, plus ``count`` on a summary event -- one that stands for ``count`` like
-    login attempts: of a batch beyond those kept one by one in memory, of one minute in a
-    SQL store (see ``docs/admin.md``).
+    login attempts of one kind and minute in a batch (a SQL store's fold sums them across
+    batches; see ``docs/admin.md``).
     """
     script = event.script
     view: dict[str, object] = {

@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from .._repository import EventRow, Usage, add_use, with_usage
+from .._repository import SUMMARY_MICROS, EventRow, Usage, add_use, with_usage
 from ._rows import audit_rows
 
 __all__ = [
@@ -65,9 +65,6 @@ FOLD_ROWS: Final = 20_000
 #: ... or this long (seconds) after its last fold.
 FOLD_SECONDS: Final = 2.0
 
-#: Login events of one kind are summed per minute (of their time): a summary never
-#: hides when the attempts were by more than that.
-SUMMARY_MICROS: Final = 60_000_000
 _FOLDED: Final = frozenset({"login", "authenticate"})  # the actions summed per kind
 
 

@@ -511,8 +511,7 @@ def openapi_document(root_path: str = "", *, upstreams: bool = False) -> dict[st
                         "reason": {"type": ["string", "null"]},
                         "count": {"type": "integer", "minimum": 2, "description":
                                   "only on a summary event: how many like login "
-                                  "attempts it stands for (of one batch in memory, "
-                                  "of one minute in a SQL store)"},
+                                  "attempts of one kind and minute it stands for"},
                     },
                 },
                 **upstream_schemas,
