@@ -22,7 +22,7 @@ from __future__ import annotations
 import builtins
 import secrets
 import threading
-from collections import deque
+from bisect import bisect_left, insort
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -315,12 +315,18 @@ def _link_key(user: UserKey, name: str) -> tuple[str, str]:
     return (f"i:{user}" if isinstance(user, int) else f"s:{user}", name)
 
 
+def _at(event: EventRow) -> int:
+    return event.at
+
+
 class MemoryRepository:
     """A ``Repository`` in this process's memory: for tests and throwaway runs.
 
     Its audit trail keeps the newest ``max_events`` events (default ``MEMORY_EVENTS``)
     and drops older ones, so that a long run's memory stays bounded; usage counts are
-    never dropped.
+    never dropped.  The events are kept in order of time (the newest by time are the
+    ones kept), so that a read of the newest ``limit`` that pass its filters stops once
+    it has them.
     """
 
     def __init__(self, *, max_events: int = MEMORY_EVENTS) -> None:
@@ -330,7 +336,9 @@ class MemoryRepository:
         self._rows: dict[str, TokenRecord] = {}
         self._order: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._events: deque[EventRow] = deque(maxlen=max_events)
+        self._max_events = max_events
+        # Oldest first by ``at``; among equal times in the order recorded.
+        self._events: builtins.list[EventRow] = []
         # Usage not yet folded into the records: key -> [logins, latest µs].  A batch
         # adds to these lists in place; reads add them to the records they return.
         self._usage: dict[str, list[int]] = {}
@@ -343,18 +351,17 @@ class MemoryRepository:
     def events(self, *, user: UserKey | None, token_key: str | None,
                since: datetime | None, limit: int) -> builtins.list[AuditEvent]:
         after = None if since is None else to_micros(since)
+        found: builtins.list[EventRow] = []
         with self._lock:
-            found = [
-                e for e in self._events
-                if (user is None or (e.user == user and type(e.user) is type(user)))
-                and (token_key is None or e.token_key == token_key)
-                and (after is None or e.at >= after)
-            ]
             # newest first; among equal times the later recorded first
-            found.reverse()
-            found.sort(key=lambda e: e.at, reverse=True)
+            for e in reversed(self._events):
+                if len(found) >= limit or (after is not None and e.at < after):
+                    break
+                if (user is None or (e.user == user and type(e.user) is type(user))) \
+                        and (token_key is None or e.token_key == token_key):
+                    found.append(e)
             rows = self._rows
-            return [audit_event(e, self._run_of(rows, e.token_key)) for e in found[:limit]]
+            return [audit_event(e, self._run_of(rows, e.token_key)) for e in found]
 
     @staticmethod
     def _run_of(rows: Mapping[str, TokenRecord], key: str | None) -> str | None:
@@ -507,12 +514,22 @@ class MemoryRepository:
 
     def record_usage(self, usage: Mapping[str, Usage],
                      events: Sequence[EventRow] = (), batch: BatchId | None = None) -> None:
+        # Named, however given, and in order of time (a stable sort: equal times stay in
+        # the order recorded) -- all of them before anything changes.
+        new = sorted((EventRow._make(e) for e in events), key=_at)
         with self._lock:
             if batch is not None:
                 if self._batches.get(batch.writer, 0) >= batch.number:
                     return  # written already: its answer was lost
                 self._batches[batch.writer] = batch.number
-            self._events.extend(EventRow._make(e) for e in events)  # named, however given
+            held = self._events
+            for event in new:  # mostly newer than all held: appended
+                if not held or event.at >= held[-1].at:
+                    held.append(event)
+                else:  # after any of an equal time
+                    insort(held, event, key=_at)
+            if len(held) > self._max_events:
+                del held[:len(held) - self._max_events]
             rows, used = self._rows, self._usage
             for key, (count, last) in usage.items():
                 if key in rows:
@@ -521,10 +538,8 @@ class MemoryRepository:
     def prune_events(self, before: int) -> int:
         """Drop the audit events recorded before ``before`` (µs); return how many."""
         with self._lock:
-            kept = deque((e for e in self._events if e.at >= before),
-                         maxlen=self._events.maxlen)
-            dropped = len(self._events) - len(kept)
-            self._events = kept
+            dropped = bisect_left(self._events, before, key=_at)
+            del self._events[:dropped]
         return dropped
 
     # -- upstream links (``UpstreamLinks``) ------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from authtoken import (
     AuthToken,
@@ -86,6 +88,49 @@ def test_memory_keeps_the_newest_events_only() -> None:
     repo.record_usage({"k": Usage(3, 20)})  # usage is never dropped (no such token here)
     assert repo.prune_events(10) == 3
     assert len(repo.events(user=None, token_key=None, since=None, limit=100)) == 2
+
+
+_BATCHES = st.lists(st.lists(st.builds(
+    EventRow, at=st.integers(0, 40), action=st.sampled_from(["login", "revoke"]),
+    outcome=st.just("ok"), actor=st.none(), token_key=st.sampled_from(["k1", "k2", None]),
+    user=st.sampled_from([1, "1", None]), script=st.none(), reason=st.none(),
+    times=st.integers(1, 3)), max_size=8), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches=_BATCHES, cap=st.integers(1, 30), limit=st.integers(1, 12),
+       user=st.sampled_from([None, 1, "1"]), key=st.sampled_from([None, "k1"]),
+       since=st.one_of(st.none(), st.integers(0, 40)),
+       prune=st.one_of(st.none(), st.tuples(st.integers(0, 5), st.integers(0, 40))))
+def test_memory_reads_the_newest_events_in_order(
+        batches: list[list[EventRow]], cap: int, limit: int, user: object,
+        key: str | None, since: int | None, prune: tuple[int, int] | None) -> None:
+    """memory:// keeps the newest ``cap`` events by time and reads the newest ``limit``
+    that pass the filters, newest first and, among equal times, the later recorded
+    first: as filtering and sorting everything it was given would (a prune after some
+    batch dropping those before its time)."""
+    repo = MemoryRepository(max_events=cap)
+    held: list[tuple[int, int, EventRow]] = []  # the model: (at, order recorded, event)
+    recorded = 0
+    for number, batch in enumerate(batches):
+        repo.record_usage({}, batch)
+        for event in batch:
+            held.append((event.at, recorded, event))
+            recorded += 1
+        held = sorted(held, key=lambda t: (t[0], t[1]))[-cap:]
+        if prune is not None and prune[0] == number:
+            assert repo.prune_events(prune[1]) == sum(1 for t in held if t[0] < prune[1])
+            held = [t for t in held if t[0] >= prune[1]]
+    expected = [e for _at, _n, e in sorted(held, key=lambda t: (t[0], t[1]), reverse=True)
+                if (user is None or (e.user == user and type(e.user) is type(user)))
+                and (key is None or e.token_key == key)
+                and (since is None or e.at >= since)][:limit]
+    got = repo.events(user=user, token_key=key,  # type: ignore[arg-type]
+                      since=None if since is None
+                      else datetime.fromtimestamp(since / 1e6, timezone.utc), limit=limit)
+    assert [(e.at, e.action, e.token_key, e.user, e.count) for e in got] == [
+        (datetime.fromtimestamp(e.at / 1e6, timezone.utc), e.action, e.token_key, e.user,
+         e.times) for e in expected]
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, 2.5, "10"])
